@@ -1,0 +1,616 @@
+"""Number-resource use cases. Each runs in one unit of work: all of it commits, or none.
+
+Every function takes ``db`` (a :class:`~hkops.store.engine.Store`, or a Connection whose
+transaction the caller owns) and the ``actor`` who acts, and audits every change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from hkops import audit, carriers, settings
+from hkops.audit import Event
+from hkops.errors import Conflict, InvalidFile, InvalidValue, NotFound
+from hkops.ids import BlockInfo, block_info, parse_block_prefix, parse_msisdn
+from hkops.numbers.grading import RuleSet, load_rules
+from hkops.numbers.model import NumberRecord, NumberState, check_holder, check_reservation_claim, target_state
+from hkops.numbers.tables import number_blocks, number_grades, numbers
+from hkops.store import bulk
+from hkops.store.engine import Store, unit_of_work
+from hkops.timeutil import parse_duration, utc_now
+
+S = NumberState
+BLOCK_SIZE = 10_000
+Progress = Callable[[int], None]
+
+_INSERT_COLUMNS = ("msisdn", "rev", "state", "grade", "level", "price_fen")
+
+
+# ---------------------------------------------------------------- blocks and pool
+
+
+def add_blocks(
+    db: Store | Connection,
+    prefixes: Sequence[str | int],
+    *,
+    actor: str,
+    planned: bool = False,
+    rules: RuleSet | None = None,
+    progress: Progress | None = None,
+) -> list[BlockInfo]:
+    """Add blocks (号段) by 7-digit prefix and create their 10,000 graded numbers each.
+
+    All prefixes are checked before anything is written: a bad one refuses them all.
+    """
+    if not prefixes:
+        raise InvalidValue("block", "", "give at least one 7-digit block prefix")
+    with unit_of_work(db) as conn:
+        enabled = set(carriers.configured(conn))
+        infos, problems, seen = [], [], set()
+        for position, raw in enumerate(prefixes, start=1):
+            try:
+                prefix = parse_block_prefix(raw)
+                if prefix in seen:
+                    raise InvalidValue("block", raw, "given twice")
+                seen.add(prefix)
+                info = block_info(prefix)
+                if info.carrier not in enabled:
+                    configured = ", ".join(sorted(enabled)) or "none"
+                    raise InvalidValue(
+                        "block", raw, f"belongs to {info.carrier}, which is not a configured carrier ({configured})"
+                    )
+                if conn.execute(select(number_blocks.c.prefix).where(number_blocks.c.prefix == int(prefix))).first():
+                    raise InvalidValue("block", raw, "was added already")
+                infos.append(info)
+            except InvalidValue as exc:
+                problems.append(exc if len(prefixes) == 1 else InvalidValue(exc.field, exc.value, exc.reason, line=position))
+        if problems:
+            if len(problems) == 1:
+                raise problems[0]
+            raise InvalidFile("blocks", problems)
+        rules = rules or load_rules()
+        _sync_grades(conn, rules)
+        now = utc_now()
+        state = S.PLANNED if planned else S.AVAILABLE
+        for info in infos:
+            conn.execute(
+                number_blocks.insert().values(
+                    prefix=int(info.prefix),
+                    carrier=info.carrier,
+                    province=info.province,
+                    city=info.city,
+                    province_zh=info.province_zh,
+                    city_zh=info.city_zh,
+                    created_at=now,
+                    created_by=actor,
+                )
+            )
+            first = int(info.prefix) * BLOCK_SIZE
+            _insert_numbers(conn, np.arange(first, first + BLOCK_SIZE, dtype=np.int64), state, rules)
+            if progress:
+                progress(BLOCK_SIZE)
+        audit.record(
+            conn,
+            actor,
+            (
+                Event("block", info.prefix, "add_block", None, state.value,
+                      f"{BLOCK_SIZE} numbers created", {"carrier": info.carrier, "region": info.province_zh + info.city_zh})
+                for info in infos
+            ),
+            now,
+        )
+    return infos
+
+
+def _insert_numbers(conn: Connection, msisdns: np.ndarray, state: NumberState, rules: RuleSet) -> None:
+    """Grade and insert numbers in bulk (the fast path behind blocks and imports)."""
+    grade_index = rules.grade(msisdns)
+    names = np.array([r.grade for r in rules.rules], dtype=object)[grade_index]
+    levels = np.array([r.level for r in rules.rules])[grade_index]
+    prices = np.array([r.price_fen for r in rules.rules])[grade_index]
+    revs = reverse_digits(msisdns)
+    rows = zip(msisdns.tolist(), revs.tolist(), [state.value] * len(msisdns), names.tolist(), levels.tolist(), prices.tolist())
+    bulk.insert_rows(conn, numbers, _INSERT_COLUMNS, rows)
+
+
+def reverse_digits(msisdns: np.ndarray) -> np.ndarray:
+    """The 11 digits of each number read backwards, as an integer (for tail searches)."""
+    values = np.asarray(msisdns, dtype=np.int64).copy()
+    result = np.zeros_like(values)
+    for _ in range(11):
+        result = result * 10 + values % 10
+        values //= 10
+    return result
+
+
+def read_number_file(path: str | Path) -> list[tuple[int, str]]:
+    """(line number, raw value) of each number in a CSV (``msisdn`` column) or TXT file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if "msisdn" in first.lower().replace(" ", "").split(","):
+        reader = csv.DictReader(io.StringIO(text))
+        assert reader.fieldnames is not None
+        column = next(name for name in reader.fieldnames if name.strip().lower() == "msisdn")
+        return [(index, (row.get(column) or "").strip()) for index, row in enumerate(reader, start=2)
+                if any((value or "").strip() for value in row.values() if isinstance(value, str))]
+    return [(index, line.strip()) for index, line in enumerate(lines, start=1) if line.strip()]
+
+
+def import_numbers(
+    db: Store | Connection,
+    path: str | Path,
+    *,
+    actor: str,
+    rules: RuleSet | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Import numbers from a file into their (existing) blocks; all lines or none."""
+    entries = read_number_file(path)
+    if not entries:
+        raise InvalidValue("file", str(path), "holds no numbers")
+    with unit_of_work(db) as conn:
+        known_blocks = set(conn.execute(select(number_blocks.c.prefix)).scalars())
+        problems: list[InvalidValue] = []
+        first_seen: dict[int, int] = {}
+        parsed: list[int] = []
+        for line, raw in entries:
+            try:
+                value = int(parse_msisdn(raw))
+            except InvalidValue as exc:
+                problems.append(InvalidValue("msisdn", raw, exc.reason, line=line))
+                continue
+            if value // BLOCK_SIZE not in known_blocks:
+                problems.append(InvalidValue("msisdn", raw, f"is outside every block (add block {value // BLOCK_SIZE} first)", line=line))
+            elif value in first_seen:
+                problems.append(InvalidValue("msisdn", raw, f"repeats line {first_seen[value]}", line=line))
+            else:
+                first_seen[value] = line
+                parsed.append(value)
+        existing = _existing(conn, parsed)
+        problems += [InvalidValue("msisdn", str(v), "is already in the pool", line=first_seen[v]) for v in existing]
+        if problems:
+            problems.sort(key=lambda p: p.line or 0)
+            raise InvalidFile(str(path), problems)
+        rules = rules or load_rules()
+        _sync_grades(conn, rules)
+        values = np.array(sorted(parsed), dtype=np.int64)
+        for start in range(0, len(values), 100_000):
+            chunk = values[start:start + 100_000]
+            _insert_numbers(conn, chunk, S.AVAILABLE, rules)
+            if progress:
+                progress(len(chunk))
+        per_block: dict[int, int] = {}
+        for value in parsed:
+            per_block[value // BLOCK_SIZE] = per_block.get(value // BLOCK_SIZE, 0) + 1
+        audit.record(conn, actor, (
+            Event("block", str(block), "import", None, S.AVAILABLE.value,
+                  f"{count} numbers imported from {Path(path).name}", {"count": count})
+            for block, count in sorted(per_block.items())
+        ))
+    return len(parsed)
+
+
+def _existing(conn: Connection, values: list[int]) -> list[int]:
+    found: list[int] = []
+    for start in range(0, len(values), 900):
+        chunk = values[start:start + 900]
+        found += conn.execute(select(numbers.c.msisdn).where(numbers.c.msisdn.in_(chunk))).scalars()
+    return sorted(found)
+
+
+def open_planned(db: Store | Connection, prefix: str, *, actor: str, reason: str | None = None) -> int:
+    """Open a planned block for sale: its planned numbers become available."""
+    prefix = parse_block_prefix(prefix)
+    first = int(prefix) * BLOCK_SIZE
+    with unit_of_work(db) as conn:
+        in_block = and_(numbers.c.msisdn >= first, numbers.c.msisdn < first + BLOCK_SIZE)
+        count = conn.execute(
+            update(numbers).where(in_block, numbers.c.state == S.PLANNED.value)
+            .values(state=S.AVAILABLE.value, changed_at=utc_now())
+        ).rowcount
+        if not count:
+            raise Conflict(f"block {prefix} has no planned numbers to open")
+        audit.record(conn, actor, [Event("block", prefix, "open", S.PLANNED.value, S.AVAILABLE.value, reason, {"count": count})])
+    return count
+
+
+# ---------------------------------------------------------------- grading
+
+
+def _sync_grades(conn: Connection, rules: RuleSet) -> None:
+    """Make the grades table describe ``rules`` (so a grade's spend and prepay are known)."""
+    current = {row.grade: row for row in conn.execute(select(number_grades))}
+    wanted = {
+        rule.grade: dict(grade=rule.grade, label=rule.label[:120], level=rule.level, price_fen=rule.price_fen,
+                         min_monthly_fen=rule.min_monthly_fen, prepay_fen=rule.prepay_fen, position=position)
+        for position, rule in enumerate(rules.rules)
+    }
+    for grade, values in wanted.items():
+        if grade not in current:
+            conn.execute(number_grades.insert().values(**values))
+        elif dict(current[grade]._mapping) != values:
+            conn.execute(number_grades.update().where(number_grades.c.grade == grade).values(**values))
+    stale = set(current) - set(wanted)
+    if stale:
+        conn.execute(number_grades.delete().where(number_grades.c.grade.in_(stale)))
+    if settings.get(conn, "grading_rules_digest") != rules.digest:
+        settings.set_value(conn, "grading_rules_digest", rules.digest)
+
+
+def regrade(
+    db: Store | Connection,
+    *,
+    actor: str,
+    rules: RuleSet | None = None,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Grade every number again with ``rules``; returns how many changed per new grade."""
+    rules = rules or load_rules()
+    changed: dict[str, int] = {}
+    with unit_of_work(db) as conn:
+        _sync_grades(conn, rules)
+        prefixes = list(conn.execute(select(number_blocks.c.prefix).order_by(number_blocks.c.prefix)).scalars())
+        names = [r.grade for r in rules.rules]
+        for prefix in prefixes:
+            first = prefix * BLOCK_SIZE
+            rows = conn.execute(
+                select(numbers.c.msisdn, numbers.c.grade, numbers.c.level, numbers.c.price_fen)
+                .where(numbers.c.msisdn >= first, numbers.c.msisdn < first + BLOCK_SIZE)
+            ).all()
+            if rows:
+                values = np.array([r.msisdn for r in rows], dtype=np.int64)
+                updates = []
+                for row, index in zip(rows, rules.grade(values).tolist()):
+                    rule = rules.rules[index]
+                    if (row.grade, row.level, row.price_fen) != (rule.grade, rule.level, rule.price_fen):
+                        updates.append({"m": row.msisdn, "g": rule.grade, "l": rule.level, "p": rule.price_fen})
+                        changed[names[index]] = changed.get(names[index], 0) + 1
+                if updates:
+                    from sqlalchemy import bindparam
+
+                    conn.execute(
+                        update(numbers).where(numbers.c.msisdn == bindparam("m"))
+                        .values(grade=bindparam("g"), level=bindparam("l"), price_fen=bindparam("p")),
+                        updates,
+                    )
+            if progress:
+                progress(1)
+        if changed:
+            audit.record(conn, actor, [Event("grading", rules.digest, "regrade", None, None,
+                                             f"{sum(changed.values())} numbers re-graded", changed)])
+    return changed
+
+
+def regrade_if_rules_changed(db: Store, *, actor: str, progress: Progress | None = None) -> dict[str, int] | None:
+    """Re-grade when the rule file differs from the one that graded the pool."""
+    rules = load_rules()
+    with db.read() as conn:
+        if settings.get(conn, "grading_rules_digest") in ("", rules.digest):
+            return None
+    return regrade(db, actor=actor, rules=rules, progress=progress)
+
+
+# ---------------------------------------------------------------- one number's lifecycle
+
+
+def _load(conn: Connection, msisdn: str) -> NumberRecord:
+    stmt = select(numbers).where(numbers.c.msisdn == int(msisdn))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"number {msisdn} is not in the pool")
+    return record_from_row(row)
+
+
+def record_from_row(row) -> NumberRecord:
+    """A NumberRecord from a ``numbers`` row mapping."""
+    return NumberRecord(
+        msisdn=str(row["msisdn"]),
+        state=NumberState(row["state"]),
+        grade=row["grade"],
+        level=row["level"],
+        price_fen=row["price_fen"],
+        holder=row["holder"],
+        reserved_until=row["reserved_until"],
+        last_holder=row["last_holder"],
+        quarantine_until=row["quarantine_until"],
+        blocked_from=NumberState(row["blocked_from"]) if row["blocked_from"] else None,
+        changed_at=row["changed_at"],
+    )
+
+
+def get_number(db: Store | Connection, msisdn: str) -> NumberRecord:
+    """The number's current record."""
+    msisdn = parse_msisdn(msisdn)
+    if isinstance(db, Connection):
+        return _load(db, msisdn)
+    with db.read() as conn:
+        return _load(conn, msisdn)
+
+
+@dataclass(frozen=True)
+class Move:
+    """The result of a lifecycle move."""
+
+    msisdn: str
+    action: str
+    from_state: str
+    to_state: str
+    holder: str | None
+
+
+def _move(
+    db: Store | Connection,
+    msisdn: str,
+    action: str,
+    *,
+    actor: str,
+    reason: str | None,
+    holder: str | None = None,
+    changes: Callable[[NumberRecord, datetime, Connection], dict] | None = None,
+) -> Move:
+    msisdn = parse_msisdn(msisdn)
+    with unit_of_work(db) as conn:
+        now = utc_now()
+        number = _load(conn, msisdn)
+        events: list[Event] = []
+        if number.reservation_expired(now):
+            events.append(Event("number", msisdn, "expire", S.RESERVED.value, S.AVAILABLE.value,
+                                f"reservation for {number.holder} expired", None))
+        to_state = target_state(action, number, now)
+        check_holder(action, number, holder, now)
+        values = {"state": to_state.value, "changed_at": now}
+        if changes:
+            values.update(changes(number, now, conn))
+        conn.execute(update(numbers).where(numbers.c.msisdn == int(msisdn)).values(**values))
+        from_state = number.effective_state(now).value
+        events.append(Event("number", msisdn, action, from_state, to_state.value, reason,
+                            {"holder": values.get("holder", number.holder)} if (holder or number.holder) else None))
+        audit.record(conn, actor, events, now)
+    return Move(msisdn, action, from_state, to_state.value, values.get("holder", number.holder))
+
+
+def reserve(db, msisdn: str, holder: str, *, actor: str, ttl: str | timedelta | None = None,
+            reason: str | None = None) -> Move:
+    """Reserve a number for ``holder`` until the TTL runs out (default: setting reservation_ttl)."""
+    holder = _holder(holder)
+
+    def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
+        check_reservation_claim(number, holder, now)
+        span = ttl if isinstance(ttl, timedelta) else parse_duration(ttl or settings.get(conn, "reservation_ttl"))
+        return {"holder": holder, "reserved_until": now + span}
+
+    return _move(db, msisdn, "reserve", actor=actor, reason=reason, holder=holder, changes=changes)
+
+
+def allocate(db, msisdn: str, holder: str, *, actor: str, reason: str | None = None) -> Move:
+    """Allocate one number to ``holder`` (it must be available, or reserved for them)."""
+    holder = _holder(holder)
+    return _move(db, msisdn, "allocate", actor=actor, reason=reason, holder=holder,
+                 changes=lambda n, now, c: {"holder": holder, "reserved_until": None})
+
+
+def release(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Give a reserved or assigned number back to the pool."""
+    return _move(db, msisdn, "release", actor=actor, reason=reason,
+                 changes=lambda n, now, c: {"holder": None, "reserved_until": None})
+
+
+def activate(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Assigned to active (the card lifecycle calls this when a SIM is activated)."""
+    return _move(db, msisdn, "activate", actor=actor, reason=reason)
+
+
+def suspend(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Active to suspended."""
+    return _move(db, msisdn, "suspend", actor=actor, reason=reason)
+
+
+def resume(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Suspended to active."""
+    return _move(db, msisdn, "resume", actor=actor, reason=reason)
+
+
+def block(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Hold a number out of sale (fraud, regulator); unblock returns it to where it was."""
+    return _move(db, msisdn, "block", actor=actor, reason=reason,
+                 changes=lambda n, now, c: {"blocked_from": n.effective_state(now).value,
+                                            "holder": n.holder if n.effective_state(now) in (S.RESERVED,) else None})
+
+
+def unblock(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Lift a block."""
+    return _move(db, msisdn, "unblock", actor=actor, reason=reason, changes=lambda n, now, c: {"blocked_from": None})
+
+
+def terminate(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """End a number's use: it goes into quarantine for the configured cool-off days."""
+
+    def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
+        days = settings.quarantine_days(conn)
+        return {"holder": None, "last_holder": number.holder, "reserved_until": None,
+                "quarantine_until": now + timedelta(days=days)}
+
+    return _move(db, msisdn, "terminate", actor=actor, reason=reason, changes=changes)
+
+
+def reclaim(db, msisdn: str, holder: str, *, actor: str, reason: str | None = None) -> Move:
+    """The last holder takes the number back during quarantine."""
+    holder = _holder(holder)
+    return _move(db, msisdn, "reclaim", actor=actor, reason=reason, holder=holder,
+                 changes=lambda n, now, c: {"holder": holder, "quarantine_until": None})
+
+
+def recycle(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
+    """Return a quarantined number to the pool once its cool-off has ended."""
+    return _move(db, msisdn, "recycle", actor=actor, reason=reason,
+                 changes=lambda n, now, c: {"last_holder": None, "quarantine_until": None})
+
+
+def recycle_due(db: Store | Connection, *, actor: str, reason: str | None = None, now: datetime | None = None) -> list[str]:
+    """Recycle every quarantined number whose cool-off has ended; returns them."""
+    with unit_of_work(db) as conn:
+        now = now or utc_now()
+        due = list(conn.execute(
+            select(numbers.c.msisdn).where(numbers.c.state == S.QUARANTINED.value, numbers.c.quarantine_until <= now)
+        ).scalars())
+        return _bulk_move(conn, due, S.QUARANTINED, S.AVAILABLE, "recycle", actor=actor,
+                          reason=reason or "cool-off ended", values={"last_holder": None, "quarantine_until": None}, now=now)
+
+
+def expire_reservations(db: Store | Connection, *, actor: str = "system", now: datetime | None = None) -> list[str]:
+    """Turn expired reservations back into available numbers (they never block anyway)."""
+    with unit_of_work(db) as conn:
+        now = now or utc_now()
+        due = list(conn.execute(
+            select(numbers.c.msisdn).where(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until <= now)
+        ).scalars())
+        return _bulk_move(conn, due, S.RESERVED, S.AVAILABLE, "expire", actor=actor,
+                          reason="reservation expired", values={"holder": None, "reserved_until": None}, now=now)
+
+
+def _bulk_move(conn: Connection, msisdns: list[int], from_state: NumberState, to_state: NumberState, action: str, *,
+               actor: str, reason: str | None, values: dict, now: datetime, holder: str | None = None) -> list[str]:
+    for start in range(0, len(msisdns), 900):
+        chunk = msisdns[start:start + 900]
+        conn.execute(update(numbers).where(numbers.c.msisdn.in_(chunk)).values(state=to_state.value, changed_at=now, **values))
+    audit.record(conn, actor, (Event("number", str(m), action, from_state.value, to_state.value, reason,
+                                     {"holder": holder} if holder else None) for m in msisdns), now)
+    return [str(m) for m in msisdns]
+
+
+def _holder(holder: str) -> str:
+    holder = (holder or "").strip()
+    if not holder or len(holder) > 64:
+        raise InvalidValue("holder", holder, "must be 1-64 characters (a customer, agent or order id)")
+    return holder
+
+
+# ---------------------------------------------------------------- batch allocation
+
+
+def available_clause(now: datetime):
+    """SQL condition for numbers that can be taken now (expired reservations included)."""
+    return or_(
+        numbers.c.state == S.AVAILABLE.value,
+        and_(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until <= now),
+    )
+
+
+def allocate_batch(
+    db: Store | Connection,
+    count: int,
+    holder: str,
+    *,
+    actor: str,
+    region: str | None = None,
+    carrier: str | None = None,
+    grade: str | None = None,
+    reason: str | None = None,
+) -> list[str]:
+    """Allocate ``count`` available numbers matching the filters to ``holder``: all or none.
+
+    Safe under concurrent writers: on PostgreSQL rows are taken with
+    ``FOR UPDATE SKIP LOCKED``; on SQLite the write transaction holds the database.
+    """
+    from hkops.numbers.search import block_ranges
+
+    holder = _holder(holder)
+    if not isinstance(count, int) or count < 1 or count > 1_000_000:
+        raise InvalidValue("count", count, "must be a whole number from 1 to 1,000,000")
+    with unit_of_work(db) as conn:
+        now = utc_now()
+        stmt = select(numbers.c.msisdn, numbers.c.state).where(available_clause(now)).limit(count)
+        ranges = block_ranges(conn, region=region, carrier=carrier)
+        if ranges is not None:
+            stmt = stmt.where(or_(*ranges) if ranges else False)
+        if grade:
+            stmt = stmt.where(numbers.c.grade.in_(_grades(conn, grade)))
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = conn.execute(stmt).all()
+        if len(rows) < count:
+            wanted = ", ".join(f"{k} {v}" for k, v in (("region", region), ("carrier", carrier), ("grade", grade)) if v)
+            raise Conflict(f"only {len(rows)} available numbers match{(' ' + wanted) if wanted else ''}; "
+                           f"{count} were asked for, none allocated")
+        expired = [r.msisdn for r in rows if r.state == S.RESERVED.value]
+        if expired:
+            audit.record(conn, "system", (Event("number", str(m), "expire", S.RESERVED.value, S.AVAILABLE.value,
+                                                "reservation expired") for m in expired), now)
+        chosen = sorted(r.msisdn for r in rows)
+        return _bulk_move(conn, chosen, S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason,
+                          values={"holder": holder, "reserved_until": None}, now=now, holder=holder)
+
+
+def _grades(conn: Connection, grade: str) -> list[str]:
+    known = list(conn.execute(select(number_grades.c.grade)).scalars())
+    wanted = [g.strip() for g in grade.split(",") if g.strip()]
+    by_upper = {k.upper(): k for k in known}
+    result = []
+    for g in wanted:
+        if g.upper() not in by_upper:
+            raise InvalidValue("grade", g, f"unknown grade; known: {', '.join(known)}")
+        result.append(by_upper[g.upper()])
+    return result
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def stats(db: Store | Connection) -> dict:
+    """Counts of the pool by state, grade, carrier and province (expired reservations as available)."""
+    def run(conn: Connection) -> dict:
+        now = utc_now()
+        state_expr = _effective_state_sql(now)
+        by_state = dict(conn.execute(select(state_expr, func.count()).group_by(state_expr)).all())
+        by_grade = dict(conn.execute(select(numbers.c.grade, func.count()).group_by(numbers.c.grade)).all())
+        block_key = numbers.c.msisdn // BLOCK_SIZE
+        per_block = conn.execute(select(block_key.label("b"), state_expr.label("s"), func.count()).group_by("b", "s")).all()
+        blocks = {row.prefix: row for row in conn.execute(select(number_blocks))}
+        by_carrier: dict[str, int] = {}
+        by_province: dict[str, dict[str, int]] = {}
+        for prefix, state, count in per_block:
+            block_row = blocks.get(int(prefix))
+            carrier_name = block_row.carrier if block_row else "unknown"
+            province = (block_row.province_zh or "全国") if block_row else "unknown"
+            by_carrier[carrier_name] = by_carrier.get(carrier_name, 0) + count
+            by_province.setdefault(province, {})
+            by_province[province][state] = by_province[province].get(state, 0) + count
+        grades_order = [g for g in conn.execute(select(number_grades.c.grade).order_by(number_grades.c.position)).scalars()]
+        return {
+            "total": sum(by_state.values()),
+            "blocks": len(blocks),
+            "by_state": {s.value: by_state.get(s.value, 0) for s in NumberState},
+            "by_grade": {g: by_grade[g] for g in grades_order if g in by_grade} | {g: c for g, c in by_grade.items() if g not in grades_order},
+            "by_carrier": dict(sorted(by_carrier.items())),
+            "by_province": dict(sorted(by_province.items())),
+        }
+
+    if isinstance(db, Connection):
+        return run(db)
+    with db.read() as conn:
+        return run(conn)
+
+
+def _effective_state_sql(now: datetime):
+    from sqlalchemy import case
+
+    return case(
+        (and_(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until <= now), S.AVAILABLE.value),
+        else_=numbers.c.state,
+    )

@@ -1,0 +1,51 @@
+"""Operator settings kept in the database, so every user and process sees the same."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Connection, String, Table, Text, select
+
+from hkops.errors import InvalidValue
+from hkops.store.schema import metadata
+
+settings_table = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: Every setting, its default, and how to check a new value.
+DEFAULTS: dict[str, str] = {
+    "quarantine_days": "90",
+    "reservation_ttl": "30m",
+    "grading_rules_digest": "",
+}
+
+
+def get(conn: Connection, key: str) -> str:
+    """The value of setting ``key`` (its default when never set)."""
+    if key not in DEFAULTS:
+        raise InvalidValue("setting", key, f"unknown setting; known: {', '.join(DEFAULTS)}")
+    value = conn.execute(select(settings_table.c.value).where(settings_table.c.key == key)).scalar()
+    return DEFAULTS[key] if value is None else value
+
+
+def set_value(conn: Connection, key: str, value: str) -> None:
+    """Set ``key`` to ``value`` (validated for the settings that have a form)."""
+    get(conn, key)
+    if key == "quarantine_days" and (not str(value).isdigit() or int(value) > 3650):
+        raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
+    if key == "reservation_ttl":
+        from hkops.timeutil import parse_duration
+
+        parse_duration(value, "reservation_ttl")
+    updated = conn.execute(
+        settings_table.update().where(settings_table.c.key == key).values(value=str(value))
+    ).rowcount
+    if not updated:
+        conn.execute(settings_table.insert().values(key=key, value=str(value)))
+
+
+def quarantine_days(conn: Connection) -> int:
+    """Cool-off days before a terminated number can be reissued."""
+    return int(get(conn, "quarantine_days"))

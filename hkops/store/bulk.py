@@ -1,0 +1,25 @@
+"""Fast bulk writes that skip per-row ORM work: executemany on SQLite, COPY on PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from sqlalchemy import Connection, Table
+
+
+def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Insert plain tuples (already in database form: ints, strings) into ``table``."""
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
