@@ -39,6 +39,7 @@ TRANSITIONS: dict[str, tuple[frozenset[NumberState], NumberState | None]] = {
     "terminate": (frozenset({S.ASSIGNED, S.ACTIVE, S.SUSPENDED}), S.QUARANTINED),
     "reclaim": (frozenset({S.QUARANTINED}), S.ASSIGNED),
     "recycle": (frozenset({S.QUARANTINED}), S.AVAILABLE),
+    "expire": (frozenset({S.RESERVED}), S.AVAILABLE),
     "block": (frozenset({S.PLANNED, S.AVAILABLE, S.RESERVED, S.QUARANTINED}), S.BLOCKED),
     "unblock": (frozenset({S.BLOCKED}), None),
 }

@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from hkops import audit, carriers, settings
 from hkops.audit import Event
-from hkops.errors import Conflict, InvalidFile, InvalidValue, NotFound
+from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue, NotFound
 from hkops.ids import BlockInfo, block_info, parse_block_prefix, parse_msisdn
 from hkops.numbers.grading import RuleSet, load_rules
-from hkops.numbers.model import NumberRecord, NumberState, check_holder, check_reservation_claim, target_state
+from hkops.numbers.model import (
+    TRANSITIONS,
+    NumberRecord,
+    NumberState,
+    check_holder,
+    check_reservation_claim,
+    target_state,
+)
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
@@ -280,8 +287,6 @@ def regrade(
                         updates.append({"m": row.msisdn, "g": rule.grade, "l": rule.level, "p": rule.price_fen})
                         changed[names[index]] = changed.get(names[index], 0) + 1
                 if updates:
-                    from sqlalchemy import bindparam
-
                     conn.execute(
                         update(numbers).where(numbers.c.msisdn == bindparam("m"))
                         .values(grade=bindparam("g"), level=bindparam("l"), price_fen=bindparam("p")),
@@ -469,7 +474,7 @@ def recycle_due(db: Store | Connection, *, actor: str, reason: str | None = None
         due = list(conn.execute(
             select(numbers.c.msisdn).where(numbers.c.state == S.QUARANTINED.value, numbers.c.quarantine_until <= now)
         ).scalars())
-        return _bulk_move(conn, due, S.QUARANTINED, S.AVAILABLE, "recycle", actor=actor,
+        return move_many(conn, due, S.QUARANTINED, S.AVAILABLE, "recycle", actor=actor,
                           reason=reason or "cool-off ended", values={"last_holder": None, "quarantine_until": None}, now=now)
 
 
@@ -480,17 +485,56 @@ def expire_reservations(db: Store | Connection, *, actor: str = "system", now: d
         due = list(conn.execute(
             select(numbers.c.msisdn).where(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until <= now)
         ).scalars())
-        return _bulk_move(conn, due, S.RESERVED, S.AVAILABLE, "expire", actor=actor,
+        return move_many(conn, due, S.RESERVED, S.AVAILABLE, "expire", actor=actor,
                           reason="reservation expired", values={"holder": None, "reserved_until": None}, now=now)
 
 
-def _bulk_move(conn: Connection, msisdns: list[int], from_state: NumberState, to_state: NumberState, action: str, *,
-               actor: str, reason: str | None, values: dict, now: datetime, holder: str | None = None) -> list[str]:
-    for start in range(0, len(msisdns), 900):
-        chunk = msisdns[start:start + 900]
-        conn.execute(update(numbers).where(numbers.c.msisdn.in_(chunk)).values(state=to_state.value, changed_at=now, **values))
-    audit.record(conn, actor, (Event("number", str(m), action, from_state.value, to_state.value, reason,
-                                     {"holder": holder} if holder else None) for m in msisdns), now)
+def move_many(
+    conn: Connection,
+    msisdns: list[int],
+    from_state: NumberState,
+    to_state: NumberState,
+    action: str,
+    *,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    values: dict | None = None,
+    per_number: dict[int, dict] | None = None,
+    holder: str | None = None,
+) -> list[str]:
+    """Move many numbers that are all in ``from_state`` at once, auditing each one.
+
+    ``values`` are set on every number, ``per_number`` adds values for single numbers.
+    A number found in another state makes the whole move fail (the caller's
+    transaction then rolls back).
+    """
+    allowed, _ = TRANSITIONS[action]
+    if from_state not in allowed:
+        raise IllegalTransition(f"cannot {action} numbers that are {from_state.value}")
+    if not msisdns:
+        return []
+    values = dict(values or {})
+    per_number = per_number or {}
+    columns = sorted(set(values) | {k for v in per_number.values() for k in v})
+    params = [{"m": m, **{f"v_{c}": per_number.get(m, {}).get(c, values.get(c)) for c in columns}} for m in msisdns]
+    stmt = (
+        update(numbers)
+        .where(numbers.c.msisdn == bindparam("m"), numbers.c.state == from_state.value)
+        .values(state=to_state.value, changed_at=now, **{c: bindparam(f"v_{c}") for c in columns})
+    )
+    moved = conn.execute(stmt, params).rowcount
+    if moved != len(msisdns):
+        raise Conflict(f"{len(msisdns) - moved} of {len(msisdns)} numbers were no longer {from_state.value}; nothing moved")
+
+    def holder_of(m: int) -> str | None:
+        return per_number.get(m, {}).get("holder", values.get("holder", holder))
+
+    audit.record(conn, actor, (
+        Event("number", str(m), action, from_state.value, to_state.value, reason,
+              {"holder": holder_of(m)} if holder_of(m) else None)
+        for m in msisdns
+    ), now)
     return [str(m) for m in msisdns]
 
 
@@ -550,11 +594,11 @@ def allocate_batch(
                            f"{count} were asked for, none allocated")
         expired = [r.msisdn for r in rows if r.state == S.RESERVED.value]
         if expired:
-            audit.record(conn, "system", (Event("number", str(m), "expire", S.RESERVED.value, S.AVAILABLE.value,
-                                                "reservation expired") for m in expired), now)
+            move_many(conn, expired, S.RESERVED, S.AVAILABLE, "expire", actor="system", reason="reservation expired",
+                      values={"holder": None, "reserved_until": None}, now=now)
         chosen = sorted(r.msisdn for r in rows)
-        return _bulk_move(conn, chosen, S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason,
-                          values={"holder": holder, "reserved_until": None}, now=now, holder=holder)
+        return move_many(conn, chosen, S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason,
+                         values={"holder": holder, "reserved_until": None}, now=now)
 
 
 def _grades(conn: Connection, grade: str) -> list[str]:

@@ -1,0 +1,159 @@
+"""A reproducible demo world: real number blocks of the three main carriers, graded
+numbers in every lifecycle state, built from a seed.
+
+Demo holders are made-up customer and agent ids (C000123, AG-GD-01); later parts of
+hkops (cards, orders, agents) grow this world further.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import select
+
+from hkops import carriers
+from hkops.errors import Conflict, InvalidValue
+from hkops.ids import block_info
+from hkops.numbers import service as numbers_service
+from hkops.numbers.model import NumberState
+from hkops.numbers.tables import number_blocks, numbers
+from hkops.store import migrate
+from hkops.store.engine import Store
+from hkops.timeutil import utc_now
+
+S = NumberState
+ACTOR = "demo"
+
+#: Number segments (NDC) per carrier, from which demo blocks are drawn.
+SEGMENTS = {
+    "China Mobile": ["134", "135", "136", "137", "138", "139", "150", "151", "152", "157", "158", "159", "182", "183", "187", "188"],
+    "China Unicom": ["130", "131", "132", "155", "156", "185", "186"],
+    "China Telecom": ["133", "153", "180", "181", "189"],
+}
+PROVINCES = ["北京市", "上海市", "广东省", "江苏省", "浙江省", "四川省", "湖北省", "山东省", "河南省", "福建省", "湖南省", "陕西省"]
+AGENT_CODES = {"北京市": "BJ", "上海市": "SH", "广东省": "GD", "江苏省": "JS", "浙江省": "ZJ", "四川省": "SC",
+               "湖北省": "HB", "山东省": "SD", "河南省": "HA", "福建省": "FJ", "湖南省": "HN", "陕西省": "SN"}
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    seed: int
+    blocks: int
+    numbers: int
+    by_state: dict[str, int]
+
+
+def choose_blocks(seed: int, per_province: int = 2) -> list[str]:
+    """Real blocks (carrier and region from phonenumbers) spread over the demo provinces,
+    the three carriers taking turns."""
+    rng = random.Random(seed)
+    names = list(SEGMENTS)
+    chosen: list[str] = []
+    turn = 0
+    for province in PROVINCES:
+        for _ in range(per_province):
+            carrier = names[turn % len(names)]
+            turn += 1
+            for _attempt in range(20_000):
+                prefix = rng.choice(SEGMENTS[carrier]) + f"{rng.randrange(10_000):04d}"
+                if prefix in chosen:
+                    continue
+                try:
+                    info = block_info(prefix)
+                except InvalidValue:
+                    continue
+                if info.carrier == carrier and info.province_zh == province:
+                    chosen.append(prefix)
+                    break
+            else:
+                raise Conflict(f"no {carrier} block found in {province}")
+    return chosen
+
+
+def build(
+    store: Store,
+    *,
+    seed: int = 7,
+    per_province: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> DemoSummary:
+    """Build the demo world into an empty database (migrations are applied first)."""
+    migrate.upgrade(store)
+    with store.read() as conn:
+        if conn.execute(select(number_blocks.c.prefix).limit(1)).first():
+            raise Conflict("the database already holds number blocks; the demo needs an empty database "
+                           "(hkops demo --fresh empties it first)")
+    prefixes = choose_blocks(seed, per_province)
+    with store.write() as conn:
+        carriers.configure(conn, list(carriers.MAIN_THREE))
+        numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
+        _spread_states(conn, random.Random(seed), prefixes)
+    stats = numbers_service.stats(store)
+    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"])
+
+
+def _spread_states(conn, rng: random.Random, prefixes: list[str]) -> None:
+    """Walk a share of numbers through the lifecycle so every state has residents."""
+    now = utc_now()
+    all_numbers = sorted(conn.execute(select(numbers.c.msisdn)).scalars())
+    rng.shuffle(all_numbers)
+    regions = {b.prefix: b.province_zh for b in conn.execute(select(number_blocks))}
+    total = len(all_numbers)
+    cut = iter_cuts(all_numbers, {"active": 0.10, "assigned": 0.04, "suspended": 0.01, "quarantined": 0.015,
+                                  "recyclable": 0.005, "reserved": 0.01, "expired": 0.003, "blocked": 0.004,
+                                  "planned": 0.0})
+    holders = {m: _holder(rng, regions[m // 10_000], i) for i, m in enumerate(all_numbers[: total // 5])}
+
+    def move(group, from_state, to_state, action, reason, values=None, per_number=None):
+        numbers_service.move_many(conn, group, from_state, to_state, action, actor=ACTOR, reason=reason,
+                                  values=values, per_number=per_number, now=now)
+
+    in_use = cut["active"] + cut["suspended"] + cut["quarantined"] + cut["recyclable"]
+    sold = cut["assigned"] + in_use
+    move(sold, S.AVAILABLE, S.ASSIGNED, "allocate", "demo sale", per_number={m: {"holder": holders[m]} for m in sold})
+    move(in_use, S.ASSIGNED, S.ACTIVE, "activate", "SIM activated")
+    move(cut["suspended"], S.ACTIVE, S.SUSPENDED, "suspend", "arrears")
+    ended = cut["quarantined"] + cut["recyclable"]
+    cool_off = {m: now + timedelta(days=90 - rng.randrange(1, 80)) for m in cut["quarantined"]}
+    cool_off |= {m: now - timedelta(days=1) for m in cut["recyclable"]}
+    move(ended, S.ACTIVE, S.QUARANTINED, "terminate", "customer closed the account",
+         values={"holder": None},
+         per_number={m: {"last_holder": holders[m], "quarantine_until": cool_off[m]} for m in ended})
+    waiting = cut["reserved"] + cut["expired"]
+    until = {m: now + timedelta(hours=24) for m in cut["reserved"]} | {m: now - timedelta(hours=2) for m in cut["expired"]}
+    move(waiting, S.AVAILABLE, S.RESERVED, "reserve", "customer is deciding",
+         per_number={m: {"holder": holders[m], "reserved_until": until[m]} for m in waiting})
+    move(cut["blocked"], S.AVAILABLE, S.BLOCKED, "block", "held by the regulator",
+         values={"blocked_from": S.AVAILABLE.value})
+
+
+def iter_cuts(items: list[int], shares: dict[str, float]) -> dict[str, list[int]]:
+    """Consecutive slices of ``items`` with the given shares of its length."""
+    result, start = {}, 0
+    for name, share in shares.items():
+        size = int(len(items) * share)
+        result[name] = sorted(items[start:start + size])
+        start += size
+    return result
+
+
+def _holder(rng: random.Random, province: str, index: int) -> str:
+    if rng.random() < 0.3:
+        return f"AG-{AGENT_CODES.get(province, 'XX')}-{rng.randrange(1, 13):02d}"
+    return f"C{index:06d}"
+
+
+def empty(store: Store) -> None:
+    """Delete every row of the number-resource tables (for ``hkops demo --fresh``)."""
+    from hkops.audit import audit_log
+    from hkops.numbers.tables import number_grades
+    from hkops.carriers import carriers_table
+    from hkops.settings import settings_table
+
+    migrate.upgrade(store)
+    with store.write() as conn:
+        for table in (numbers, number_blocks, number_grades, audit_log, carriers_table, settings_table):
+            conn.execute(table.delete())
