@@ -1,0 +1,3 @@
+from hkops.cli import main
+
+main()

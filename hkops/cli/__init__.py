@@ -1,0 +1,177 @@
+"""The ``hkops`` command. Bad input: a one-line reason on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from hkops import audit as audit_module
+from hkops.cli import numbers as numbers_cli
+from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
+from hkops.errors import HkopsError, InvalidFile, InvalidValue
+
+app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(numbers_cli.app, name="numbers")
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
+app.add_typer(settings_app, name="settings")
+carriers_app = typer.Typer(help="The carriers this operator runs numbers for.", no_args_is_help=True)
+app.add_typer(carriers_app, name="carriers")
+
+
+@app.callback()
+def _global(actor_name: Optional[str] = typer.Option(None, "--actor", help="Who acts (for the audit trail).")):
+    set_actor(actor_name)
+
+
+@db_app.command("upgrade")
+def db_upgrade():
+    """Apply the schema migrations (Alembic) to the configured database."""
+    from hkops.store import migrate
+    from hkops.store.engine import get_store
+
+    db = get_store()
+    migrate.upgrade(db)
+    echo(f"database at revision {migrate.current_revision(db)} ({db.engine.url.render_as_string(hide_password=True)})")
+
+
+@db_app.command("current")
+def db_current():
+    """Show the schema revision of the configured database."""
+    from hkops.store import migrate
+    from hkops.store.engine import get_store
+
+    echo(str(migrate.current_revision(get_store())))
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(7, "--seed", help="The same seed builds the same world."),
+    per_province: int = typer.Option(2, "--blocks-per-province", min=1, max=20),
+    fresh: bool = typer.Option(False, "--fresh", help="Empty the database first (deletes all its data)."),
+):
+    """Build the reproducible demo world into the configured database."""
+    from hkops import demo as demo_module
+
+    db = store()
+    if fresh:
+        demo_module.empty(db)
+    with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "building demo") as bar:
+        summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update)
+    echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
+         + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8866, "--port", help="Port for the consoles."),
+    demo_seed: int = typer.Option(7, "--seed", help="Seed of the demo built on first start."),
+):
+    """Serve the consoles with Voilà (builds the demo world first if the database is empty)."""
+    from hkops import demo as demo_module
+    from hkops.numbers import service
+    from hkops.ui.serving import voila_command
+
+    db = store()
+    if service.stats(db)["blocks"] == 0:
+        echo("empty database: building the demo world first")
+        with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "building demo") as bar:
+            demo_module.build(db, seed=demo_seed, progress=bar.update)
+    changed = service.regrade_if_rules_changed(db, actor=actor())
+    if changed:
+        echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
+    command = voila_command(port)
+    echo(f"consoles at http://localhost:{port}/  (Ctrl+C stops)")
+    sys.stdout.flush()
+    os.execvp(command[0], command)
+
+
+@app.command()
+def audit(
+    subject: Optional[str] = typer.Option(None, "--subject", help="A number, block or other subject."),
+    actor_name: Optional[str] = typer.Option(None, "--by", help="Only this actor's records."),
+    action: Optional[str] = typer.Option(None, "--action"),
+    since: Optional[str] = typer.Option(None, "--since", help="ISO date/time (Asia/Shanghai), e.g. 2026-11-01."),
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """List audit records, newest first."""
+    from datetime import datetime
+
+    from hkops.ids import parse_msisdn
+    from hkops.timeutil import SHANGHAI, local
+
+    moment = None
+    if since:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            raise InvalidValue("since", since, "must be an ISO date or date-time such as 2026-11-01 or 2026-11-01T08:00") from None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+    if subject and subject.replace(" ", "").lstrip("+").isdigit() and len(subject.replace(" ", "")) >= 11:
+        subject = parse_msisdn(subject)
+    with store().read() as conn:
+        rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, since=moment, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        echo(f"{local(r['at'])}  {r['actor']:<10} {r['entity']:<7} {r['subject']:<12} {r['action']:<10} "
+             f"{r['from_state'] or '-'} -> {r['to_state'] or '-'}  {r['reason'] or ''}")
+
+
+@settings_app.command("show")
+def settings_show(as_json: bool = typer.Option(False, "--json")):
+    """Show every setting."""
+    from hkops import settings
+
+    with store().read() as conn:
+        values = {key: settings.get(conn, key) for key in settings.DEFAULTS}
+    emit_json(values) if as_json else [echo(f"{k} = {v}") for k, v in values.items()]
+
+
+@settings_app.command("set")
+def settings_set(key: str, value: str):
+    """Change a setting (e.g. quarantine_days 90, reservation_ttl 30m)."""
+    from hkops import settings
+
+    with store().write() as conn:
+        settings.set_value(conn, key, value)
+    echo(f"{key} = {value}")
+
+
+@carriers_app.command("add")
+def carriers_add(names: list[str]):
+    """Configure carriers (China Mobile, China Unicom, China Telecom, China Broadnet)."""
+    from hkops import carriers
+
+    with store().write() as conn:
+        echo("configured carriers: " + ", ".join(carriers.configure(conn, names)))
+
+
+@carriers_app.command("list")
+def carriers_list():
+    """Show the configured carriers."""
+    from hkops import carriers
+
+    with store().read() as conn:
+        echo("\n".join(carriers.configured(conn)) or "no carriers configured (hkops carriers add ...)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn user errors into exit status 2."""
+    try:
+        app(args=argv, prog_name="hkops")
+    except InvalidFile as exc:
+        print(f"hkops: error: {exc.path}: {len(exc.problems)} bad line(s); nothing was imported", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        sys.exit(2)
+    except HkopsError as exc:
+        print(f"hkops: error: {exc}", file=sys.stderr)
+        sys.exit(2)
