@@ -104,6 +104,7 @@ def add_blocks(
             _insert_numbers(conn, np.arange(first, first + BLOCK_SIZE, dtype=np.int64), state, rules)
             if progress:
                 progress(BLOCK_SIZE)
+        bulk.refresh_statistics(conn, numbers)
         audit.record(
             conn,
             actor,
@@ -200,6 +201,7 @@ def import_numbers(
             _insert_numbers(conn, chunk, S.AVAILABLE, rules)
             if progress:
                 progress(len(chunk))
+        bulk.refresh_statistics(conn, numbers)
         per_block: dict[int, int] = {}
         for value in parsed:
             per_block[value // BLOCK_SIZE] = per_block.get(value // BLOCK_SIZE, 0) + 1

@@ -23,3 +23,14 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: It
         cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
     finally:
         cursor.close()
+
+
+def refresh_statistics(conn: Connection, table: Table) -> None:
+    """Let the query planner know the table's new size after a bulk load.
+
+    Without statistics SQLite may drive a vanity search through the low-selectivity
+    state index instead of the tail index; a sampled ANALYZE is quick on any size.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    conn.exec_driver_sql(f"ANALYZE {table.name}")

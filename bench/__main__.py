@@ -1,0 +1,46 @@
+"""``python -m bench numbers|consoles [--json]``: run a benchmark, print its figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import os
+import sys
+from datetime import datetime, timezone
+
+
+def machine() -> dict:
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("suite", choices=["numbers", "consoles"])
+    parser.add_argument("--json", action="store_true", help="print only one JSON object")
+    parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
+    args = parser.parse_args()
+    if args.suite == "numbers":
+        from bench import numbers
+
+        result = numbers.run(pool_size=args.pool, log=None if args.json else print)
+    else:
+        from bench import consoles
+
+        result = consoles.run()
+    result["machine"] = machine()
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

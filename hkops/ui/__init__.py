@@ -1,0 +1,28 @@
+"""Consoles for ops staff: ipywidgets + plotly FigureWidget, served by Voilà (``hkops serve``).
+
+Each console is one function returning a widget; its notebook under ``notebooks/consoles``
+imports it, builds it and shows it. Names load on first use, so ``hkops.ui.serving`` (used
+by the CLI) does not pull in ipywidgets and plotly.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+__all__ = ["allocation_console", "index", "show"]
+
+_WHERE = {
+    "allocation_console": "hkops.ui.allocation",
+    "index": "hkops.ui.home",
+    "show": "hkops.ui.serving",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'hkops.ui' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,145 @@
+"""Pieces every console shares: state names and colours, the status line, the busy bar, styles."""
+
+from __future__ import annotations
+
+import html
+import logging
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import ipywidgets as widgets
+
+from hkops.errors import HkopsError
+
+log = logging.getLogger("hkops.ui")
+
+ANY = "全部 any"
+
+#: Chinese names of the number states, as ops staff say them.
+STATE_ZH = {
+    "planned": "规划",
+    "available": "可用",
+    "reserved": "预占",
+    "assigned": "已分配",
+    "active": "在用",
+    "suspended": "停机",
+    "quarantined": "冷冻",
+    "blocked": "锁定",
+}
+STATE_LABELS = {state: f"{zh} {state}" for state, zh in STATE_ZH.items()}
+STATE_COLOURS = {
+    "planned": "#9ca3af",
+    "available": "#16a34a",
+    "reserved": "#f59e0b",
+    "assigned": "#2563eb",
+    "active": "#4f46e5",
+    "suspended": "#dc2626",
+    "quarantined": "#9333ea",
+    "blocked": "#374151",
+}
+
+MAX_MESSAGE = 300
+
+
+class StatusLine(widgets.HTML):
+    """One line telling the operator what happened: success, information or a readable error."""
+
+    def __init__(self):
+        super().__init__()
+        self.kind = ""
+        self.text = ""
+        self.last_error: BaseException | None = None
+        self.add_class("hkops-status")
+
+    def _show(self, kind: str, text: str) -> None:
+        self.kind, self.text = kind, text
+        mark = {"ok": "✓", "error": "✗", "info": "ℹ"}[kind]
+        self.value = f"<div class='hkops-msg hkops-msg-{kind}'>{mark} {html.escape(text)}</div>"
+
+    def ok(self, text: str) -> None:
+        self._show("ok", text)
+
+    def info(self, text: str) -> None:
+        self._show("info", text)
+
+    def error(self, text: str) -> None:
+        self._show("error", text)
+
+    def failure(self, error: BaseException) -> None:
+        """Show ``error`` readably: an HkopsError's own message, anything else in one short line."""
+        self.last_error = error
+        if isinstance(error, HkopsError):
+            self.error(_short(str(error)))
+            return
+        log.debug("console action failed", exc_info=error)
+        detail = _short(str(error).strip().splitlines()[0] if str(error).strip() else "")
+        self.error(f"出错了 Something went wrong ({type(error).__name__}){': ' + detail if detail else ''}. "
+                   "Nothing was changed by the failed step; try again or tell the hkops team.")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+class Busy(widgets.HBox):
+    """A progress bar shown while the console works; hidden otherwise."""
+
+    def __init__(self):
+        self.bar = widgets.IntProgress(value=0, min=0, max=1, bar_style="info",
+                                       layout=widgets.Layout(width="240px"))
+        self.label = widgets.Label()
+        super().__init__([self.bar, self.label], layout=widgets.Layout(visibility="hidden", height="28px"))
+        self.add_class("hkops-progress")
+
+    @contextmanager
+    def busy(self, label: str, steps: int) -> Iterator[Callable[[], None]]:
+        """Show the bar for ``steps`` steps; the block calls the yielded function after each."""
+        outer = self.layout.visibility == "visible"
+        if not outer:
+            self.bar.max, self.bar.value = max(steps, 1), 0
+            self.label.value = f"{label}…"
+            self.layout.visibility = "visible"
+
+        def step() -> None:
+            if not outer:
+                self.bar.value = min(self.bar.value + 1, self.bar.max)
+
+        try:
+            yield step
+        finally:
+            if not outer:
+                self.layout.visibility = "hidden"
+                self.label.value = ""
+
+
+_STYLE = """
+.hkops-console { font-size: 13px; max-width: 1400px; }
+.hkops-title { margin: 4px 0 8px; font-size: 20px; }
+.hkops-title span { color: #6b7280; font-weight: normal; font-size: 15px; }
+.hkops-actions h3 { margin: 0 0 6px; font-size: 15px; }
+.hkops-table-wrap { max-height: 420px; overflow: auto; border: 1px solid #e5e7eb; border-radius: 4px; }
+.hkops-table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+.hkops-table th { position: sticky; top: 0; background: #f3f4f6; text-align: left; padding: 4px 8px;
+                  font-weight: 600; white-space: nowrap; border-bottom: 1px solid #d1d5db; }
+.hkops-table td { padding: 3px 8px; border-bottom: 1px solid #f1f1f1; white-space: nowrap; }
+.hkops-table .num { text-align: right; font-variant-numeric: tabular-nums; }
+.hkops-table tr.hkops-picked td { background: #fef3c7; }
+.hkops-number { font-family: ui-monospace, Menlo, Consolas, monospace; font-weight: 600; }
+.hkops-state { padding: 0 6px; border-radius: 8px; font-size: 11.5px; color: #fff; white-space: nowrap; }
+.hkops-msg { padding: 6px 10px; border-radius: 4px; margin: 2px 0; }
+.hkops-msg-ok { background: #ecfdf5; color: #065f46; border-left: 4px solid #10b981; }
+.hkops-msg-error { background: #fef2f2; color: #991b1b; border-left: 4px solid #ef4444; }
+.hkops-msg-info { background: #eff6ff; color: #1e40af; border-left: 4px solid #3b82f6; }
+.hkops-question { background: #fffbeb; border: 1px solid #f59e0b; padding: 6px 10px; border-radius: 4px;
+                  margin: 6px 0; }
+.hkops-muted, .hkops-as-of { color: #6b7280; }
+.hkops-empty { color: #6b7280; padding: 16px; border: 1px dashed #d1d5db; border-radius: 4px; }
+.hkops-index table { border-collapse: collapse; }
+.hkops-index td { padding: 4px 12px 4px 0; vertical-align: top; }
+"""
+
+
+def stylesheet() -> widgets.HTML:
+    """The consoles' styles (put one in each console's children)."""
+    badges = "".join(f".hkops-state-{s} {{ background: {c}; }}\n" for s, c in STATE_COLOURS.items())
+    return widgets.HTML(f"<style>{_STYLE}{badges}</style>", layout=widgets.Layout(display="none"))

@@ -1,0 +1,50 @@
+"""The list of consoles (控制台), linking to the ones that exist."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+
+from hkops.ui._common import stylesheet
+
+
+@dataclass(frozen=True)
+class Console:
+    """One console: its notebook under notebooks/consoles/ (None while it is still to come)."""
+
+    title: str
+    summary: str
+    notebook: str | None = None
+
+
+CONSOLES = [
+    Console("号码分配 Number allocation", "Search the pool by pattern, region, grade and price; reserve, allocate "
+            "or release a number; see the pool by grade, region and state.", "allocation.ipynb"),
+    Console("号卡生命周期 Lifecycle", "Activation, suspension, loss, replacement, termination (to come)."),
+    Console("库存 Stock", "SIM batches, receipts, transfers and stock counts (to come)."),
+    Console("订单 Orders", "Sales orders from verification to first top-up (to come)."),
+    Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
+    Console("趋势 Trends", "Sales and usage trends (to come)."),
+]
+
+
+def index(consoles: list[Console] | None = None) -> widgets.VBox:
+    """A widget listing the consoles, with links to those that exist.
+
+    Links are relative, so they work under Voilà (``/voila/render/...``) and in JupyterLab.
+    """
+    rows = []
+    for console in consoles or CONSOLES:
+        title = html.escape(console.title)
+        if console.notebook:
+            title = f"<a class='hkops-console-link' href='{html.escape(console.notebook)}' target='_self'>{title}</a>"
+        else:
+            title = f"<span class='hkops-muted'>{title}</span>"
+        rows.append(f"<tr><td><b>{title}</b></td><td>{html.escape(console.summary)}</td></tr>")
+    page = widgets.HTML(
+        "<h2 class='hkops-title'>hkops 控制台 <span>Consoles</span></h2>"
+        f"<table>{''.join(rows)}</table>"
+    )
+    return widgets.VBox([stylesheet(), page]).add_class("hkops-index")
