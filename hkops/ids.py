@@ -97,6 +97,13 @@ def format_msisdn(msisdn: str) -> str:
     return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
 
 
+def display_msisdn(msisdn: str | int) -> str:
+    """Display form of a number already known to be valid (from the pool): the same as
+    :func:`format_msisdn` gives, without parsing it again. For hot paths such as search."""
+    text = str(msisdn)
+    return f"{text[:3]} {text[3:7]} {text[7:]}"
+
+
 def msisdn_e164(msisdn: str) -> str:
     """Export form: ``+8613800138000``."""
     number = phonenumbers.parse(parse_msisdn(msisdn), "CN")

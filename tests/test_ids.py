@@ -446,3 +446,11 @@ def test_the_mask_never_contains_the_birth_date(birth, sequence):
 @given(st.text(alphabet="0123456789abcdefABCDEF", min_size=5).filter(lambda k: len(k) != 32))
 def test_a_wrong_length_key_never_appears_in_the_error(key):
     assert key not in str(refusal(parse_key, key))
+
+
+def test_the_fast_display_form_equals_what_phonenumbers_formats():
+    from hkops.ids import display_msisdn, format_msisdn
+
+    for number in ("13800138000", "18607550011", "18910100000", "15002100000", "19901000000", "17100000000"):
+        assert display_msisdn(number) == format_msisdn(number)
+        assert display_msisdn(int(number)) == format_msisdn(number)

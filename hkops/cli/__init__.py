@@ -13,6 +13,11 @@ from hkops.cli import numbers as numbers_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidFile, InvalidValue
 
+try:
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
+
 app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(numbers_cli.app, name="numbers")
@@ -166,7 +171,7 @@ def carriers_list():
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
     try:
-        app(args=argv, prog_name="hkops")
+        status = app(args=argv, prog_name="hkops", standalone_mode=False)
     except InvalidFile as exc:
         print(f"hkops: error: {exc.path}: {len(exc.problems)} bad line(s); nothing was imported", file=sys.stderr)
         for problem in exc.problems:
@@ -175,3 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     except HkopsError as exc:
         print(f"hkops: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except ClickException as exc:
+        message = exc.format_message().strip()
+        if message:
+            print(message if "\n" in message else f"hkops: error: {message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("hkops: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Iterator
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from hkops.audit import default_actor
 from hkops.store.engine import Store, get_store
+from hkops.timeutil import SHANGHAI, as_utc
 
 _state = {"actor": None}
 
@@ -38,13 +40,15 @@ def store() -> Store:
 def _default(value):
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, datetime):
+        return as_utc(value).astimezone(SHANGHAI).isoformat()
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def emit_json(data) -> None:
-    """Write ``data`` as the only thing on stdout."""
+    """Write ``data`` as the only thing on stdout (times in Asia/Shanghai, with their offset)."""
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=_default)
     sys.stdout.write("\n")
 

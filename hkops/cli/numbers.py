@@ -24,14 +24,16 @@ Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")
 def add_block(
     prefixes: list[str] = typer.Argument(..., help="7-digit block prefixes (号段), e.g. 1380013."),
     planned: bool = typer.Option(False, "--planned", help="Create the numbers as planned, not yet for sale."),
+    empty: bool = typer.Option(False, "--empty", help="Register the blocks only; import their numbers later."),
 ):
     """Add blocks and create their 10,000 graded numbers each."""
     db = store()
     with progress(len(prefixes) * service.BLOCK_SIZE, "numbers", "creating") as bar:
-        infos = service.add_blocks(db, prefixes, actor=actor(), planned=planned, progress=bar.update)
+        infos = service.add_blocks(db, prefixes, actor=actor(), planned=planned, empty=empty, progress=bar.update)
+    created = "no numbers yet" if empty else f"{service.BLOCK_SIZE} numbers {'planned' if planned else 'available'}"
     for info in infos:
         echo(f"added block {info.prefix}: {info.carrier}, {info.province_zh}{info.city_zh if info.city_zh != info.province_zh else ''}, "
-             f"{service.BLOCK_SIZE} numbers {'planned' if planned else 'available'}")
+             f"{created}")
 
 
 @app.command("open")

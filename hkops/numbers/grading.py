@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from hkops.config import DATA_DIR
 from hkops.errors import InvalidValue
@@ -80,7 +79,7 @@ class RuleSet:
     def _grade_each(self, msisdns: np.ndarray) -> np.ndarray:
         digits = (msisdns[:, None] // _POWERS) % 10
         result = np.full(len(msisdns), -1, dtype=np.int16)
-        text: pd.Series | None = None
+        text: list[str] | None = None
         for index, rule in enumerate(self.rules):
             open_ = result < 0
             if not open_.any():
@@ -97,8 +96,9 @@ class RuleSet:
                 hit |= msisdns % (10 ** len(end)) == int(end)
             if rule.regex:
                 if text is None:
-                    text = pd.Series(msisdns.astype(str))
-                hit |= text.str.contains(rule.regex, regex=True).to_numpy()
+                    text = [str(m) for m in msisdns.tolist()]
+                search = re.compile(rule.regex).search
+                hit |= np.fromiter((search(t) is not None for t in text), dtype=bool, count=len(text))
             result[open_ & hit] = index
         return result
 
@@ -159,6 +159,8 @@ def parse_rules(text: str, source: str = "grading rules") -> RuleSet:
     rules, seen = [], set()
     for number, entry in enumerate(entries, start=1):
         where = f"{source}, grade #{number}"
+        if not isinstance(entry, dict):
+            raise InvalidValue("grade", entry, f"{where}: must be a [[grade]] table")
         name = entry.get("class")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,24}", name):
             raise InvalidValue("class", name, f"{where}: must be 1-24 letters, digits or _")
@@ -171,7 +173,7 @@ def parse_rules(text: str, source: str = "grading rules") -> RuleSet:
                 raise InvalidValue("tail", tail, f"{where}: must be 2-11 capital letters such as AABB")
         ends = _tuple(entry.get("ends"), "ends", where)
         for end in ends:
-            if not re.fullmatch(r"\d{1,10}", end):
+            if not re.fullmatch(r"[0-9]{1,10}", end):
                 raise InvalidValue("ends", end, f"{where}: must be 1-10 digits")
         sequence = entry.get("sequence")
         if sequence is not None and (not isinstance(sequence, int) or not 3 <= sequence <= 10):

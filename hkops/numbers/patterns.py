@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from hkops.errors import InvalidValue
 
 DIGITS = 11
+SEGMENT_DIGITS = 3
 MAX_EXPANSIONS = 200
 _ALLOWED = re.compile(r"^[0-9?*A-Z]+$")
 
@@ -84,17 +85,31 @@ def parse_pattern(text: str, grade_names: list[str] = ()) -> ParsedPattern:
 
 
 def anchor(pattern: str) -> Anchor:
-    """The index ranges and LIKE filter for a digit pattern."""
+    """The one index range that finds a digit pattern, plus a LIKE filter for the rest.
+
+    Leading digits select little (every number starts 13x-19x) while trailing digits are
+    spread evenly, so a prefix range is used only when it fixes more digits beyond the
+    3-digit segment than the tail does.
+    """
     if "*" in pattern:
         head, tail = pattern.split("*", 1)[0], pattern.rsplit("*", 1)[1]
     else:
         head = tail = pattern
     prefix = re.match(r"\d*", head).group(0)
     suffix = re.search(r"\d*$", tail).group(0)
-    msisdn_range = _range(prefix) if prefix else None
-    rev_range = _range(suffix[::-1]) if suffix else None
-    simple = _only_wildcards(pattern[len(prefix):]) or _only_wildcards(pattern[: len(pattern) - len(suffix)])
-    like = None if simple else pattern.replace("?", "_").replace("*", "%")
+    if prefix and len(prefix) - SEGMENT_DIGITS >= len(suffix):
+        msisdn_range, rev_range = _range(prefix), None
+        covered = _only_wildcards(pattern[len(prefix):])
+    elif suffix:
+        msisdn_range, rev_range = None, _range(suffix[::-1])
+        covered = _only_wildcards(pattern[: len(pattern) - len(suffix)])
+    elif prefix:
+        msisdn_range, rev_range = _range(prefix), None
+        covered = _only_wildcards(pattern[len(prefix):])
+    else:
+        msisdn_range = rev_range = None
+        covered = False
+    like = None if covered else pattern.replace("?", "_").replace("*", "%")
     return Anchor(pattern, msisdn_range, rev_range, like)
 
 

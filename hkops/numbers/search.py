@@ -7,18 +7,19 @@ reads a few hundred index entries instead of the whole pool. Results are the fir
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Connection, and_, cast, false, or_, select, String
+from sqlalchemy import Connection, String, and_, cast, false, func, or_, select, true
 
 from hkops import carriers
 from hkops.errors import InvalidValue
-from hkops.ids import format_msisdn
+from hkops.ids import display_msisdn
 from hkops.money import fen_to_yuan
 from hkops.numbers.model import NumberState
 from hkops.numbers.patterns import ParsedPattern, parse_pattern
-from hkops.numbers.service import BLOCK_SIZE, available_clause
+from hkops.numbers.service import BLOCK_SIZE
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.store.engine import Store
 from hkops.timeutil import local, utc_now
@@ -26,6 +27,8 @@ from hkops.timeutil import local, utc_now
 S = NumberState
 MAX_LIMIT = 10_000
 _SCAN_CHUNK = 20_000
+MAX_GRADE_RANGES = 32
+SEQUENTIAL_ADVANTAGE = 5
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Hit:
         return asdict(self)
 
 
+@functools.lru_cache(maxsize=4096)
 def _region_key(text: str) -> str:
     return re.sub(r"(省|市|自治区|壮族|回族|维吾尔|特别行政区)", "", text.strip().lower())
 
@@ -91,8 +95,11 @@ def matching_blocks(conn: Connection, *, region: str | None = None, carrier: str
 def block_ranges(conn: Connection, *, region: str | None = None, carrier: str | None = None):
     """SQL ranges of ``msisdn`` covering the matching blocks (None: no filter)."""
     prefixes = matching_blocks(conn, region=region, carrier=carrier)
-    if prefixes is None:
-        return None
+    return None if prefixes is None else ranges_of(prefixes)
+
+
+def ranges_of(prefixes: list[int]):
+    """SQL ranges of ``msisdn`` covering the blocks, one per run of consecutive blocks."""
     ranges, start, end = [], None, None
     for prefix in prefixes:
         if start is not None and prefix == end + 1:
@@ -123,34 +130,54 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
             raise InvalidValue(name.replace("_fen", ""), value, "must be a non-negative amount")
     now = utc_now()
     grade_names = list(conn.execute(select(number_grades.c.grade).order_by(number_grades.c.position)).scalars())
-    parsed = parse_pattern(query.pattern, grade_names) if query.pattern else ParsedPattern("")
+    parsed = parse_pattern(query.pattern, grade_names) if query.pattern is not None else ParsedPattern("")
     conditions = []
+    anchored = bool(parsed.anchors) and all(a.anchored for a in parsed.anchors)
+    # With a pattern or a grade to drive the search, the state only filters its
+    # candidates: as an expression it cannot tempt the planner into the state index.
+    state_column = numbers.c.state.concat("") if anchored or parsed.grade or query.grade else numbers.c.state
     state = (query.state or "any").strip().lower()
     if state == "available":
-        conditions.append(available_clause(now))
+        conditions.append(or_(state_column == S.AVAILABLE.value,
+                              and_(state_column == S.RESERVED.value, numbers.c.reserved_until <= now)))
     elif state == "reserved":
-        conditions.append(and_(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until > now))
+        conditions.append(and_(state_column == S.RESERVED.value, numbers.c.reserved_until > now))
     elif state != "any":
         if state not in {s.value for s in S}:
             raise InvalidValue("state", query.state, f"must be one of any, {', '.join(s.value for s in S)}")
-        conditions.append(numbers.c.state == state)
+        conditions.append(state_column == state)
     grades = _grade_filter(query.grade, grade_names)
     if parsed.grade:
         grades = [g for g in grades if g == parsed.grade] if grades is not None else [parsed.grade]
+    grade_clause = None
     if grades is not None:
-        conditions.append(numbers.c.grade.in_(grades) if grades else false())
+        grade_clause = numbers.c.grade.in_(grades) if grades else false()
     if query.min_price_fen is not None:
         conditions.append(numbers.c.price_fen >= query.min_price_fen)
     if query.max_price_fen is not None:
         conditions.append(numbers.c.price_fen <= query.max_price_fen)
-    anchored = bool(parsed.anchors) and all(a.anchored for a in parsed.anchors)
     if query.region or query.carrier:
         prefixes = matching_blocks(conn, region=query.region, carrier=query.carrier)
-        if anchored or parsed.grade:
-            # The pattern drives the index; the block filter only checks its candidates.
+        ranges = ranges_of(prefixes)
+        tails = _tail_filter(parsed.anchors)
+        if tails is not None and _region_is_narrower(conn, len(prefixes), parsed.anchors):
+            # A region small next to a common tail pattern (*AABB in one city): walk the
+            # region's blocks in order and test each tail, instead of many tail ranges.
+            conditions.append(or_(false(), *ranges))
+            conditions.append(tails)
+            ranges, anchored, parsed = [], False, ParsedPattern(parsed.text)
+        elif anchored or (grade_clause is not None and len(ranges) > MAX_GRADE_RANGES):
+            # The pattern (or a grade common across many blocks) drives the index; the
+            # block filter only checks its candidates.
             conditions.append((numbers.c.msisdn // BLOCK_SIZE).in_(prefixes))
-        else:
-            conditions.append(or_(*block_ranges(conn, region=query.region, carrier=query.carrier)))
+        elif ranges:
+            # One index range per run of blocks, on (grade, msisdn) when a grade is asked for.
+            if grade_clause is not None:
+                ranges = [and_(grade_clause, r) for r in ranges]
+                grade_clause = None
+            conditions.append(or_(false(), *ranges))
+    if grade_clause is not None:
+        conditions.append(grade_clause)
     if parsed.anchors:
         conditions.append(or_(*(_anchor_clause(a) for a in parsed.anchors)))
     stmt = select(numbers).where(*conditions)
@@ -161,6 +188,25 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
     return _hits(conn, rows, now)
 
 
+def _tail_filter(anchors):
+    """One ``msisdn % 10^k IN (...)`` test when every anchor is a plain tail (``*1122``)."""
+    tails = [a.pattern[1:] for a in anchors if a.pattern.startswith("*") and a.pattern[1:].isdigit()]
+    if not anchors or len(tails) != len(anchors) or len({len(t) for t in tails}) != 1:
+        return None
+    return (numbers.c.msisdn % (10 ** len(tails[0]))).in_(sorted(int(t) for t in tails))
+
+
+def _region_is_narrower(conn: Connection, region_blocks: int, anchors) -> bool:
+    """Whether scanning the region's blocks beats following the pattern's index ranges.
+
+    Reading a block in order costs a fraction of an index probe plus a row look-up,
+    hence the factor.
+    """
+    share_of_pattern = sum(10.0 ** -sum(c.isdigit() for c in a.pattern) for a in anchors)
+    all_blocks = conn.execute(select(func.count()).select_from(number_blocks)).scalar() or 1
+    return region_blocks / all_blocks < SEQUENTIAL_ADVANTAGE * share_of_pattern
+
+
 def _anchor_clause(anchor):
     parts = []
     if anchor.msisdn_range:
@@ -169,7 +215,7 @@ def _anchor_clause(anchor):
         parts.append(numbers.c.rev.between(*anchor.rev_range))
     if anchor.like:
         parts.append(cast(numbers.c.msisdn, String).like(anchor.like))
-    return and_(*parts) if len(parts) > 1 else parts[0]
+    return and_(true(), *parts)
 
 
 def _scan_with_regex(conn: Connection, stmt, regex: str, limit: int) -> list:
@@ -212,7 +258,7 @@ def _hits(conn: Connection, rows, now) -> list[Hit]:
         expired = row["state"] == S.RESERVED.value and row["reserved_until"] is not None and row["reserved_until"] <= now
         hits.append(Hit(
             msisdn=str(row["msisdn"]),
-            display=format_msisdn(str(row["msisdn"])),
+            display=display_msisdn(row["msisdn"]),
             carrier=block.carrier if block else "",
             province=block.province_zh if block else "",
             city=block.city_zh if block else "",

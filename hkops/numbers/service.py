@@ -7,14 +7,13 @@ transaction the caller owns) and the ``actor`` who acts, and audits every change
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, update
 
 from hkops import audit, carriers, settings
 from hkops.audit import Event
@@ -50,11 +49,13 @@ def add_blocks(
     *,
     actor: str,
     planned: bool = False,
+    empty: bool = False,
     rules: RuleSet | None = None,
     progress: Progress | None = None,
 ) -> list[BlockInfo]:
     """Add blocks (号段) by 7-digit prefix and create their 10,000 graded numbers each.
 
+    With ``empty`` only the blocks are registered; their numbers come later by import.
     All prefixes are checked before anything is written: a bad one refuses them all.
     """
     if not prefixes:
@@ -100,17 +101,20 @@ def add_blocks(
                     created_by=actor,
                 )
             )
-            first = int(info.prefix) * BLOCK_SIZE
-            _insert_numbers(conn, np.arange(first, first + BLOCK_SIZE, dtype=np.int64), state, rules)
+            if not empty:
+                first = int(info.prefix) * BLOCK_SIZE
+                _insert_numbers(conn, np.arange(first, first + BLOCK_SIZE, dtype=np.int64), state, rules)
             if progress:
                 progress(BLOCK_SIZE)
-        bulk.refresh_statistics(conn, numbers)
+        if not empty:
+            bulk.refresh_statistics(conn, numbers)
+        created = "no numbers yet (import them)" if empty else f"{BLOCK_SIZE} numbers created"
         audit.record(
             conn,
             actor,
             (
-                Event("block", info.prefix, "add_block", None, state.value,
-                      f"{BLOCK_SIZE} numbers created", {"carrier": info.carrier, "region": info.province_zh + info.city_zh})
+                Event("block", info.prefix, "add_block", None, None if empty else state.value,
+                      created, {"carrier": info.carrier, "region": info.province_zh + info.city_zh})
                 for info in infos
             ),
             now,
@@ -148,14 +152,14 @@ def read_number_file(path: str | Path) -> list[tuple[int, str]]:
     except UnicodeDecodeError:
         raise InvalidValue("file", str(path), "is not UTF-8 text") from None
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    if "msisdn" in first.lower().replace(" ", "").split(","):
-        reader = csv.DictReader(io.StringIO(text))
-        assert reader.fieldnames is not None
-        column = next(name for name in reader.fieldnames if name.strip().lower() == "msisdn")
-        return [(index, (row.get(column) or "").strip()) for index, row in enumerate(reader, start=2)
-                if any((value or "").strip() for value in row.values() if isinstance(value, str))]
-    return [(index, line.strip()) for index, line in enumerate(lines, start=1) if line.strip()]
+    start = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
+    rows = csv.reader(lines[start:])
+    header = [name.strip().lower() for name in next(rows, [])]
+    if "msisdn" not in header:
+        return [(index, line.strip()) for index, line in enumerate(lines, start=1) if line.strip()]
+    column = header.index("msisdn")
+    return [(start + rows.line_num, row[column].strip() if column < len(row) else "")
+            for row in rows if any(value.strip() for value in row)]
 
 
 def import_numbers(
@@ -584,7 +588,7 @@ def allocate_batch(
         stmt = select(numbers.c.msisdn, numbers.c.state).where(available_clause(now)).limit(count)
         ranges = block_ranges(conn, region=region, carrier=carrier)
         if ranges is not None:
-            stmt = stmt.where(or_(*ranges) if ranges else False)
+            stmt = stmt.where(or_(false(), *ranges))
         if grade:
             stmt = stmt.where(numbers.c.grade.in_(_grades(conn, grade)))
         if conn.dialect.name == "postgresql":
@@ -604,7 +608,7 @@ def allocate_batch(
 
 
 def _grades(conn: Connection, grade: str) -> list[str]:
-    known = list(conn.execute(select(number_grades.c.grade)).scalars())
+    known = list(conn.execute(select(number_grades.c.grade).order_by(number_grades.c.position)).scalars())
     wanted = [g.strip() for g in grade.split(",") if g.strip()]
     by_upper = {k.upper(): k for k in known}
     result = []

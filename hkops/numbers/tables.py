@@ -39,7 +39,7 @@ numbers = Table(
     Column("changed_at", UTCDateTime),
     Index(None, "rev"),
     Index(None, "state", "msisdn"),
-    Index(None, "grade", "state"),
+    Index(None, "grade", "msisdn"),
 )
 
 number_grades = Table(

@@ -12,6 +12,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from hkops.config import database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000
+#: Page cache per connection and memory-mapped reads: searches probe rows all over a
+#: large pool, and reading them through the mmap avoids a system call per page.
+SQLITE_CACHE_KIB = 65_536
+SQLITE_MMAP_BYTES = 4 << 30
 _WRITE = "hkops_write"
 
 
@@ -30,6 +34,8 @@ def _make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()

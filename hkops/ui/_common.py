@@ -116,6 +116,8 @@ _STYLE = """
 .hkops-console { font-size: 13px; max-width: 1400px; }
 .hkops-title { margin: 4px 0 8px; font-size: 20px; }
 .hkops-title span { color: #6b7280; font-weight: normal; font-size: 15px; }
+.hkops-filters { gap: 4px 12px; }
+.hkops-buttons { gap: 6px; }
 .hkops-actions h3 { margin: 0 0 6px; font-size: 15px; }
 .hkops-table-wrap { max-height: 420px; overflow: auto; border: 1px solid #e5e7eb; border-radius: 4px; }
 .hkops-table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
@@ -134,6 +136,7 @@ _STYLE = """
                   margin: 6px 0; }
 .hkops-muted, .hkops-as-of { color: #6b7280; }
 .hkops-empty { color: #6b7280; padding: 16px; border: 1px dashed #d1d5db; border-radius: 4px; }
+.hkops-chart { width: 100%; min-width: 0; }
 .hkops-index table { border-collapse: collapse; }
 .hkops-index td { padding: 4px 12px 4px 0; vertical-align: top; }
 """

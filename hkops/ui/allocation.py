@@ -22,7 +22,16 @@ from hkops.numbers.search import MAX_LIMIT, Hit, SearchQuery, search
 from hkops.numbers.tables import number_grades
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
-from hkops.ui._common import ANY, STATE_COLOURS, STATE_LABELS, STATE_ZH, Busy, StatusLine, stylesheet
+from hkops.ui._common import (
+    ANY,
+    STATE_COLOURS,
+    STATE_LABELS,
+    STATE_ZH,
+    Busy,
+    StatusLine,
+    stylesheet,
+)
+from hkops.ui.charts import FitCharts, figure, snapshot
 
 PATTERN_PLACEHOLDER = "*8888, 1380013????, AABB"
 
@@ -60,30 +69,32 @@ class PoolCharts(widgets.GridBox):
 
     def __init__(self):
         states = [s.value for s in NumberState]
-        self.by_state = go.FigureWidget(
+        self.by_state = figure(
             data=[go.Bar(x=states, y=[0] * len(states), marker_color=[STATE_COLOURS[s] for s in states],
                          texttemplate="%{y:,}", textposition="outside", cliponaxis=False,
                          hovertemplate="%{x}: %{y:,}<extra></extra>")],
             layout=_layout("按状态 By state", xaxis={"tickvals": states, "ticktext": [f"{STATE_ZH[s]}<br>{s}" for s in states]}),
         )
-        self.by_grade = go.FigureWidget(
+        self.by_grade = figure(
             data=[go.Bar(x=[], y=[], marker_color="#2563eb", texttemplate="%{y:,}", textposition="outside",
                          cliponaxis=False, hovertemplate="%{x}: %{y:,}<extra></extra>")],
             layout=_layout("按等级 By grade (log scale)", yaxis={"type": "log"}),
         )
-        self.by_region = go.FigureWidget(
+        self.by_region = figure(
             data=[go.Bar(name=STATE_LABELS[s], x=[], y=[], marker_color=STATE_COLOURS[s], meta=s,
                          hovertemplate="%{x} " + s + ": %{y:,}<extra></extra>") for s in states],
             layout=_layout("按地区 By region, stacked by state", barmode="stack", showlegend=True,
-                           legend={"orientation": "h", "y": -0.25}, height=340),
+                           legend={"orientation": "h", "y": -0.12, "traceorder": "normal"}, height=320),
         )
         self.as_of = widgets.HTML().add_class("hkops-as-of")
         # A FigureWidget's ``layout`` is plotly's, so each one sits in a Box that takes the grid area.
-        cells = [widgets.Box([figure], layout=widgets.Layout(grid_area=area, min_width="0"))
-                 for figure, area in ((self.by_state, "state"), (self.by_grade, "grade"), (self.by_region, "region"))]
+        cells = []
+        for fig, area in ((self.by_state, "state"), (self.by_grade, "grade"), (self.by_region, "region")):
+            fig.add_class("hkops-chart").add_class(f"hkops-chart-{area}")
+            cells.append(widgets.Box([fig], layout=widgets.Layout(grid_area=area, min_width="0", width="100%")))
         self.as_of.layout.grid_area = "asof"
         super().__init__(
-            children=[*cells, self.as_of],
+            children=[FitCharts(), *cells, self.as_of],
             layout=widgets.Layout(
                 grid_template_columns="minmax(0, 2fr) minmax(0, 3fr)",
                 grid_template_areas='"state grade" "region region" "asof asof"',
@@ -106,6 +117,8 @@ class PoolCharts(widgets.GridBox):
             for trace in self.by_region.data:
                 trace.x = provinces
                 trace.y = [stats["by_province"][p].get(trace.meta, 0) for p in provinces]
+        for fig in (self.by_state, self.by_grade, self.by_region):
+            snapshot(fig)
         self.as_of.value = (f"共 {stats['total']:,} 个号码, {stats['blocks']} 个号段 · "
                             f"{stats['total']:,} numbers in {stats['blocks']} blocks · "
                             f"统计时间 as of {local(utc_now())}")
@@ -176,10 +189,10 @@ class AllocationConsole(widgets.VBox):
         # results and the picked number
         self.results = widgets.HTML().add_class("hkops-results")
         self.selected = widgets.Dropdown(description="号码 Number", options=[("— 从结果中选择 pick from the results —", None)],
-                                         value=None, layout=widgets.Layout(width="100%"),
+                                         value=None, layout=widgets.Layout(width="96%"),
                                          style={"description_width": "initial"}).add_class("hkops-pick")
         self.detail = widgets.HTML().add_class("hkops-detail")
-        self.holder = text("客户 Holder", "C000123 / AG-GD-01 / order id", "hkops-holder", "100%")
+        self.holder = text("客户 Holder", "C000123 / AG-GD-01 / order id", "hkops-holder", "96%")
         self.reserve_button, self.allocate_button, self.release_button = (
             widgets.Button(description=a.button, button_style=a.style, layout=widgets.Layout(width="auto"))
             .add_class(f"hkops-{a.name}")
@@ -200,7 +213,7 @@ class AllocationConsole(widgets.VBox):
         self.charts = PoolCharts()
 
         self.search_button.on_click(lambda _b: self.search())
-        self.refresh_button.on_click(lambda _b: self._guard(self.refresh, announce=True))
+        self.refresh_button.on_click(lambda _b: self._guard(self._refresh, announce=True))
         self.selected.observe(lambda _change: self._show_selection(), names="value")
         for name, button in (("reserve", self.reserve_button), ("allocate", self.allocate_button),
                              ("release", self.release_button)):
@@ -212,12 +225,12 @@ class AllocationConsole(widgets.VBox):
         filters = widgets.HBox(
             [self.pattern, self.region, self.carrier, self.grade, self.state, self.min_price, self.max_price,
              self.limit, self.search_button, self.refresh_button],
-            layout=widgets.Layout(flex_flow="row wrap", gap="4px 12px"),
+            layout=widgets.Layout(flex_flow="row wrap"),
         ).add_class("hkops-filters")
         actions = widgets.VBox(
             [widgets.HTML("<h3>操作 Action</h3>"), self.selected, self.detail, self.holder,
              widgets.HBox([self.reserve_button, self.allocate_button, self.release_button],
-                          layout=widgets.Layout(gap="6px", flex_flow="row wrap")),
+                          layout=widgets.Layout(flex_flow="row wrap")).add_class("hkops-buttons"),
              self.confirm_row],
             layout=widgets.Layout(flex="2 1 320px", min_width="300px", padding="0 0 0 12px"),
         ).add_class("hkops-actions")
@@ -230,12 +243,18 @@ class AllocationConsole(widgets.VBox):
         self.add_class("hkops-allocation")
         self._show_results()
         self._show_selection()
-        self._guard(self.refresh)
+        self.refresh()
 
     # ------------------------------------------------------------ reading
 
     def refresh(self) -> None:
-        """Reload the pool statistics (charts) and the lists of regions, carriers and grades."""
+        """Reload the pool statistics (charts) and the lists of regions, carriers and grades.
+
+        A failure shows in the status line (this is what ``hkops.ui.show`` calls).
+        """
+        self._guard(self._refresh)
+
+    def _refresh(self) -> None:
         with self.progress.busy("统计 Counting the pool", 2) as step:
             stats = service.stats(self.store)
             step()
@@ -355,18 +374,25 @@ class AllocationConsole(widgets.VBox):
         def run():
             spec = ACTIONS[pending.action]
             with self.progress.busy(spec.button, 3) as step:
-                if pending.action == "release":
-                    move = service.release(self.store, pending.msisdn, actor=self.actor)
+                if pending.action == "reserve":
+                    move = service.reserve(self.store, pending.msisdn, pending.holder, actor=self.actor)
+                elif pending.action == "allocate":
+                    move = service.allocate(self.store, pending.msisdn, pending.holder, actor=self.actor)
                 else:
-                    move = getattr(service, pending.action)(self.store, pending.msisdn, pending.holder, actor=self.actor)
+                    move = service.release(self.store, pending.msisdn, actor=self.actor)
                 step()
-                record = service.get_number(self.store, pending.msisdn)
-                self._update_hit(record)
-                step()
-                self.refresh()
-                step()
-            who = f" → {move.holder}" if move.holder else ""
-            self.status.ok(f"{spec.done} {_display(move.msisdn)}{who} ({move.from_state} → {move.to_state}).")
+                who = f" → {move.holder}" if move.holder else ""
+                done = f"{spec.done} {_display(move.msisdn)}{who} ({move.from_state} → {move.to_state})"
+                try:
+                    self._update_hit(service.get_number(self.store, pending.msisdn))
+                    step()
+                    self._refresh()
+                    step()
+                except Exception as error:  # noqa: BLE001 - the move is made; say so, then the problem
+                    self.status.failure(error)
+                    self.status.error(f"{done}, but the screen could not be refreshed: {self.status.text}")
+                    return
+            self.status.ok(done + ".")
 
         self._guard(run)
 

@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('msisdn', name=op.f('pk_numbers'))
     )
     with op.batch_alter_table('numbers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_numbers_grade_state'), ['grade', 'state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_numbers_grade_msisdn'), ['grade', 'msisdn'], unique=False)
         batch_op.create_index(batch_op.f('ix_numbers_rev'), ['rev'], unique=False)
         batch_op.create_index(batch_op.f('ix_numbers_state_msisdn'), ['state', 'msisdn'], unique=False)
 
@@ -92,7 +92,7 @@ def downgrade() -> None:
     with op.batch_alter_table('numbers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_numbers_state_msisdn'))
         batch_op.drop_index(batch_op.f('ix_numbers_rev'))
-        batch_op.drop_index(batch_op.f('ix_numbers_grade_state'))
+        batch_op.drop_index(batch_op.f('ix_numbers_grade_msisdn'))
 
     op.drop_table('numbers')
     op.drop_table('number_grades')

@@ -1,0 +1,137 @@
+"""The allocation console against a bare notebook, both served by one Voilà, timed in Chromium.
+
+- ``console_plot_s``: from navigation to the first plotly chart drawn for
+  ``consoles/allocation.ipynb``, served as ``hkops serve`` serves it: from a preheated
+  kernel that has already imported hkops and built the console (its last cell waits
+  for the visitor, then refreshes the pool statistics and shows the console).
+- ``bare_plot_s``: the same for a bare notebook next to it (one pandas DataFrame of the
+  same statistics and one plotly FigureWidget), which Voilà serves as it serves any
+  notebook by default: a fresh kernel started for the visit, then every cell run.
+
+Both are the median of ``runs`` visits, alternating, each in a fresh browser context
+(cold HTTP cache); the first chart drawn is plotly's ``plotlywidget-after-render``
+event, read as ``performance.now()`` (milliseconds since navigation started).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from hkops import demo
+from hkops.store.engine import Store
+from hkops.ui import serving
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+BARE_CELLS = [
+    "import pandas as pd\nimport plotly.graph_objects as go\n\n"
+    "from hkops.numbers.service import stats\nfrom hkops.store.engine import get_store",
+    "pool = stats(get_store())\n"
+    "df = pd.DataFrame({'numbers': pool['by_state']})\ndf",
+    "go.FigureWidget(go.Bar(x=df.index, y=df['numbers']))",
+]
+
+#: Records the moment the first plotly chart is drawn (or, failing the event, appears).
+FIRST_PLOT_PROBE = """
+window.__firstPlot = null;
+document.addEventListener('plotlywidget-after-render', () => {
+  if (window.__firstPlot === null) window.__firstPlot = performance.now();
+});
+"""
+
+
+def bare_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in BARE_CELLS])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    return nb
+
+
+def _local_only(route) -> None:
+    from urllib.parse import urlparse
+
+    if urlparse(route.request.url).hostname in ("localhost", "127.0.0.1"):
+        route.continue_()
+    else:
+        route.abort()
+
+
+def time_first_plot(browser, url: str, timeout_s: float = 90) -> dict:
+    """Open ``url`` in a fresh context; seconds from navigation to the page and to the first chart."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        context.route("**/*", _local_only)
+        context.add_init_script(FIRST_PLOT_PROBE)
+        page = context.new_page()
+        page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+        page.wait_for_selector("#loading", state="detached", timeout=timeout_s * 1000)
+        page_ms = page.evaluate("performance.now()")
+        page.wait_for_function("window.__firstPlot !== null", timeout=timeout_s * 1000, polling=50)
+        plot_ms = page.evaluate("window.__firstPlot")
+        page.wait_for_selector(".js-plotly-plot .main-svg", state="visible", timeout=timeout_s * 1000)
+        errors = page.locator(".hkops-msg-error, .jp-OutputArea-error").count()
+        return {"page_s": round(page_ms / 1000, 3), "plot_s": round(plot_ms / 1000, 3), "errors": errors}
+    finally:
+        context.close()
+
+
+def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
+    """Build a demo database, serve the consoles with Voilà, time both notebooks ``runs`` times."""
+    from playwright.sync_api import sync_playwright
+
+    started = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="hkops-bench-consoles-"))
+    try:
+        url = f"sqlite:///{folder / 'demo.db'}"
+        store = Store(url)
+        summary = demo.build(store, per_province=per_province)
+        store.dispose()
+        served = folder / "consoles"
+        shutil.copytree(serving.CONSOLES_DIR, served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        nbformat.write(bare_notebook(), served / "bare.ipynb")
+        console, bare = [], []
+        with serving.VoilaServer(url, root=served, log_path=folder / "voila.log") as server:
+            server.wait_for_pools()
+            time.sleep(pause_s)  # let the pool kernels run the console notebook up to its last cell
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    for _ in range(runs):
+                        console.append(time_first_plot(browser, f"{server.url}/voila/render/allocation.ipynb"))
+                        time.sleep(pause_s)  # the pool refills (fill_delay, kernel start, notebook run)
+                        bare.append(time_first_plot(browser, f"{server.url}/voila/render/bare.ipynb"))
+                        time.sleep(1)
+                finally:
+                    browser.close()
+            log = server.log()
+        pools = serving.preheated_notebooks()
+        return {
+            "console_plot_s": statistics.median(r["plot_s"] for r in console),
+            "bare_plot_s": statistics.median(r["plot_s"] for r in bare),
+            "console_page_s": statistics.median(r["page_s"] for r in console),
+            "bare_page_s": statistics.median(r["page_s"] for r in bare),
+            "runs": runs,
+            "console_runs": console,
+            "bare_runs": bare,
+            "preheated": {name: size for name, size in pools.items() if size},
+            "not_preheated": ["bare.ipynb (default pool_size 0: a fresh kernel per visit, as Voilà does by default)"],
+            "preheated_kernels_used": log.count("Using pre-heated kernel"),
+            "demo_numbers": summary.numbers,
+            "browser": "Debian Chromium, headless, fresh context per visit",
+            "total_s": round(time.perf_counter() - started, 1),
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2, ensure_ascii=False))

@@ -1,0 +1,187 @@
+"""Serving the consoles with Voilà: the command ``hkops serve`` runs, and preheated kernels.
+
+Voilà reads ``voila_config/voila.json`` next to this file (and no other voila.json):
+
+- preheated kernels (a pool of kernels that have already run a console's notebook up
+  to ``show``) for the consoles named in ``kernel_pools_config``; any other notebook
+  gets a fresh kernel per visit, as Voilà does by default;
+- the ``jupyterlab-plotly`` page extension is not loaded (it renders static plotly
+  outputs; the consoles draw FigureWidgets, which do not need it).
+
+The command also serves plotly's widget bundle under ``voila/labextensions/`` so that
+the consoles' charts fetch it once per page (see :mod:`hkops.ui.charts`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+#: notebooks/consoles of the source tree (hkops is installed editable from it).
+CONSOLES_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "consoles"
+CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
+CONFIG_FILE = CONFIG_DIR / "voila.json"
+
+
+def voila_config() -> dict:
+    """The Voilà configuration the consoles are served with."""
+    return json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+
+
+def preheated_notebooks() -> dict[str, int]:
+    """Notebook (relative to the served folder) -> kernels kept warm for it."""
+    pools = voila_config().get("VoilaKernelManager", {}).get("kernel_pools_config", {})
+    return {name: spec.get("pool_size", 0) for name, spec in pools.items() if name != "default"}
+
+
+def plotly_bundle_dir() -> Path:
+    """The folder holding plotly's widget bundle (found without importing plotly)."""
+    from importlib.util import find_spec
+
+    return Path(find_spec("plotly").origin).parent / "package_data"
+
+
+def voila_command(port: int, *, root: str | Path | None = None, ip: str | None = None) -> list[str]:
+    """The argv that serves the consoles (``root``, default notebooks/consoles) on ``port``.
+
+    The database is the one ``HKOPS_DATABASE_URL`` names when the command starts: kernels
+    inherit Voilà's environment.
+    """
+    argv = [
+        sys.executable, "-m", "voila", str(Path(root) if root else CONSOLES_DIR),
+        f"--port={int(port)}",
+        "--no-browser",
+        f"--Voila.config_file_paths={CONFIG_DIR}",
+        # plotly's widget code, fetched once per page by the consoles' charts (hkops.ui.charts)
+        f"--VoilaConfiguration.extra_labextensions_path={plotly_bundle_dir()}",
+    ]
+    if ip:
+        argv.append(f"--Voila.ip={ip}")
+    return argv
+
+
+def preheating() -> bool:
+    """Whether this kernel was started by Voilà for its pool (before anyone asked for the page)."""
+    return os.environ.get("VOILA_PREHEAT", "False") == "True"
+
+
+def show(console) -> None:
+    """Display ``console``; in a preheated kernel, first wait for the visitor, then refresh.
+
+    A preheated kernel runs the notebook when Voilà starts; its data would be as old as
+    the kernel. So the last cell waits for the page request and reloads the console's
+    figures (``console.refresh()``, if it has one) before showing it.
+    """
+    from IPython.display import display
+
+    if preheating():
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+        refresh = getattr(console, "refresh", None)
+        if callable(refresh):
+            refresh()
+    display(console)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VoilaServer:
+    """Voilà serving the consoles in a subprocess, as ``hkops serve`` runs it (for tests and benchmarks).
+
+    Use as a context manager; the process group is terminated on exit.
+    """
+
+    def __init__(self, database_url: str, *, root: str | Path | None = None, port: int | None = None,
+                 log_path: str | Path | None = None):
+        self.database_url = database_url
+        self.root = Path(root) if root else CONSOLES_DIR
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else None
+        self.process = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> "VoilaServer":
+        import subprocess
+        import tempfile
+        import time
+        import urllib.error
+        import urllib.request
+
+        env = dict(os.environ, HKOPS_DATABASE_URL=self.database_url)
+        env.pop("VOILA_PREHEAT", None)
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkstemp(prefix="hkops-voila-", suffix=".log")[1])
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(voila_command(self.port, root=self.root), env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"voila exited with {self.process.returncode}: {self.log()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2):
+                    pass
+            except urllib.error.HTTPError:
+                return self  # it answers: it is up
+            except OSError:
+                time.sleep(0.2)
+                continue
+            return self
+        self.stop()
+        raise RuntimeError(f"voila did not answer on {self.url} within {timeout:.0f} s: {self.log()[-2000:]}")
+
+    def wait_for_pools(self, timeout: float = 60) -> None:
+        """Wait until every preheated notebook's kernel pool has been started."""
+        import time
+
+        wanted = [name for name, size in preheated_notebooks().items() if size and (self.root / name).exists()]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if all(f"Kernel pool of {name} is filled" in text for name in wanted):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"kernel pools not filled within {timeout:.0f} s: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        if self._log:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.process and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(timeout=5)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "VoilaServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
