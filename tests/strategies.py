@@ -153,3 +153,31 @@ def search_patterns(draw, samples: list[str] | None = None) -> str:
     tokens = draw(st.lists(_PATTERN_TOKENS, min_size=1, max_size=12).filter(
         lambda ts: 0 < sum(t != "*" for t in ts) <= 11))
     return "".join(tokens)
+
+
+# --------------------------------------------------------------------- the CLI in this process
+
+
+@pytest.fixture
+def hkops_cli(monkeypatch, capsys):
+    """Run ``hkops ...`` in this process against a test database: (exit status, stdout, stderr)."""
+    from hkops.cli import main
+    from hkops.store import engine
+
+    used = []
+
+    def run(db, *args, actor: str = "cli-user") -> tuple[int, str, str]:
+        monkeypatch.setenv("HKOPS_DATABASE_URL", db.url)
+        monkeypatch.setenv("HKOPS_ACTOR", actor)
+        used.append(db.url)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return stopped.value.code, out, err
+
+    yield run
+    for url in used:
+        store = engine._stores.pop(url, None)
+        if store is not None:
+            store.dispose()

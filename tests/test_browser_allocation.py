@@ -78,14 +78,20 @@ def page(browser):
     try:
         yield page
     finally:
+        page.goto("about:blank")  # fires beforeunload: Voilà shuts the page's kernel down
         context.close()
 
 
 def test_an_operator_reserves_a_number_for_a_customer_in_the_browser(voila, page, database_url):
     started = time.monotonic()
+    fetched = []
+    page.on("requestfinished", lambda request: fetched.append(urlparse(request.url).path))
     page.goto(f"{voila.url}/voila/render/allocation.ipynb")
     page.wait_for_selector("#loading", state="detached")
-    page.wait_for_selector(".js-plotly-plot .main-svg", state="visible")
+    page.wait_for_selector(".hkops-chart-region .main-svg", state="visible")
+    # the charts load plotly's code once, by URL, and fill their boxes (not plotly's default 700 px)
+    assert "/voila/labextensions/widgetbundle.js" in fetched
+    page.wait_for_function("document.querySelector('.hkops-chart-region .main-svg').getBoundingClientRect().width > 1000")
 
     page.locator(".hkops-pattern input").fill("*8888")
     page.locator("button.hkops-search").click()
@@ -95,9 +101,9 @@ def test_an_operator_reserves_a_number_for_a_customer_in_the_browser(voila, page
     msisdn = picked.get_attribute("data-msisdn")
     page.locator(".hkops-holder input").fill("C-BROWSER-01")
     page.locator("button.hkops-reserve").click()
-    page.wait_for_selector(".hkops-confirm-text :text('C-BROWSER-01')")
+    page.wait_for_selector(".hkops-confirm-text:has-text('C-BROWSER-01')")
     page.locator("button.hkops-confirm").click()
-    page.wait_for_selector(".hkops-msg-ok :text('Reserved')")
+    page.wait_for_selector(".hkops-msg-ok:has-text('Reserved')")
 
     store = Store(database_url)
     try:

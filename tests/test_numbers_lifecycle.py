@@ -25,14 +25,20 @@ def state_of(db, msisdn: str) -> tuple:
     return number.state.value, number.holder
 
 
+def refusal(db, error, call, *args, match: str | None = None, **kwargs) -> str:
+    """Run a call that must be refused; return the reason."""
+    with pytest.raises(error, match=match) as caught:
+        call(db, *args, **kwargs)
+    return str(caught.value)
+
+
 def refused(db, error, call, *args, match: str | None = None, **kwargs) -> str:
     """Run a call that must be refused; check it changed nothing; return the reason."""
     before, records = snapshot(db), audit_count(db)
-    with pytest.raises(error, match=match) as caught:
-        call(db, *args, **kwargs)
+    reason = refusal(db, error, call, *args, match=match, **kwargs)
     assert snapshot(db) == before
     assert audit_count(db) == records
-    return str(caught.value)
+    return reason
 
 
 def put_in_state(db, msisdn: str, state: str, holder: str = "C1") -> None:
@@ -77,15 +83,19 @@ def test_a_reservation_without_a_ttl_lasts_the_configured_reservation_ttl(world,
 
 def test_reserving_a_reserved_number_is_refused(world, clock):
     service.reserve(world, N, "C1", actor="ana")
+    before = snapshot(world)
     for holder in ("C1", "C2"):
-        reason = refused(world, IllegalTransition, service.reserve, N, holder, actor="bo")
+        reason = refusal(world, IllegalTransition, service.reserve, N, holder, actor="bo")
         assert f"cannot reserve {N}: it is reserved (held by C1)" in reason
+    assert snapshot(world) == before
 
 
 def test_a_reservation_with_a_bad_ttl_is_refused(world, clock):
+    before = snapshot(world)
     for ttl in ("0m", "soon", "-5m", "5 minutes"):
-        reason = refused(world, InvalidValue, service.reserve, N, "C1", actor="ana", ttl=ttl)
+        reason = refusal(world, InvalidValue, service.reserve, N, "C1", actor="ana", ttl=ttl)
         assert reason.startswith(f"ttl {ttl!r}: must be a positive duration such as 45s, 30m")
+    assert snapshot(world) == before
 
 
 def test_an_expired_reservation_does_not_stop_another_holder_from_reserving(world, clock):
@@ -208,11 +218,13 @@ BAD_BATCHES = [
 
 
 def test_a_batch_with_bad_filters_is_refused_naming_the_field(world, clock):
+    before = snapshot(world)
     for kwargs, error, fragment in BAD_BATCHES:
         arguments = {"count": 5, "holder": "AG"} | kwargs
         count, holder = arguments.pop("count"), arguments.pop("holder")
-        reason = refused(world, error, service.allocate_batch, count, holder, actor="ana", **arguments)
+        reason = refusal(world, error, service.allocate_batch, count, holder, actor="ana", **arguments)
         assert fragment in reason
+    assert snapshot(world) == before
 
 
 # --------------------------------------------------------------------- release
@@ -245,7 +257,8 @@ def test_unblocking_returns_a_number_to_the_state_it_was_blocked_from(world, clo
         blocked = service.get_number(world, msisdn)
         assert (blocked.state, blocked.blocked_from) == ("blocked", state)
         for action in (service.reserve, service.allocate):
-            refused(world, IllegalTransition, action, msisdn, "C9", actor="ana", match="it is blocked")
+            refusal(world, IllegalTransition, action, msisdn, "C9", actor="ana", match="it is blocked")
+        assert service.get_number(world, msisdn) == blocked
         move = service.unblock(world, msisdn, actor="regulator", reason="cleared")
         assert (move.from_state, move.to_state) == ("blocked", state)
         after = service.get_number(world, msisdn)
@@ -256,10 +269,10 @@ def test_unblocking_returns_a_number_to_the_state_it_was_blocked_from(world, clo
 
 
 def test_blocking_a_number_in_use_or_already_blocked_is_refused(world, clock):
-    for msisdn, state in [(N, "assigned"), (M, "active"), ("13800130137", "blocked")]:
+    for msisdn, state in [(N, "assigned"), (M, "active"), ("13800130137", "suspended"), ("13800130147", "blocked")]:
         put_in_state(world, msisdn, state)
         reason = refused(world, IllegalTransition, service.block, msisdn, actor="regulator")
-        assert f"it is {state}" in reason
+        assert f"cannot block {msisdn}: it is {state}" in reason
         assert "block needs a number that is available, planned, quarantined, reserved" in reason
 
 
@@ -379,9 +392,11 @@ def test_a_number_walks_the_whole_lifecycle_and_every_step_is_audited(world, clo
 
 
 def test_a_move_on_a_malformed_number_or_one_outside_the_pool_is_refused_naming_it(world):
+    before = snapshot(world)
     for msisdn in ("1380013012", "138001301270", "1380013012a", "", "+1 202 555 0100"):
-        reason = refused(world, InvalidValue, service.reserve, msisdn, "C1", actor="ana")
+        reason = refusal(world, InvalidValue, service.reserve, msisdn, "C1", actor="ana")
         assert reason.startswith(f"msisdn {msisdn!r}")
+    assert snapshot(world) == before
     refused(world, NotFound, service.allocate, "13900001234", "C1", actor="ana", match="13900001234 is not in the pool")
 
 

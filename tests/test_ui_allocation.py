@@ -260,3 +260,36 @@ def test_the_console_matches_a_direct_search(console, store):
 
     direct = search(store, SearchQuery(pattern="AABB"))
     assert [h.msisdn for h in console.hits] == [h.msisdn for h in direct]
+
+
+def test_the_serve_command_runs_voila_on_the_consoles_with_the_preheat_config():
+    from hkops.ui import serving
+
+    argv = serving.voila_command(8899)
+
+    assert argv[1:3] == ["-m", "voila"] and argv[3] == str(serving.CONSOLES_DIR)
+    assert "--port=8899" in argv and "--no-browser" in argv
+    assert f"--Voila.config_file_paths={serving.CONFIG_DIR}" in argv
+    assert (serving.plotly_bundle_dir() / "widgetbundle.js").is_file()
+    config = serving.voila_config()
+    assert config["VoilaConfiguration"]["preheat_kernel"] is True
+    assert config["VoilaKernelManager"]["kernel_pools_config"]["default"]["pool_size"] == 0
+    preheated = serving.preheated_notebooks()
+    assert preheated["allocation.ipynb"] >= 1
+    assert all((serving.CONSOLES_DIR / name).is_file() for name in preheated)
+
+
+def test_outside_voila_the_charts_are_plain_figure_widgets(console, monkeypatch):
+    import plotly.graph_objects as go
+
+    from hkops.ui import charts
+
+    assert isinstance(console.charts.by_state, go.FigureWidget)
+    assert not isinstance(console.charts.by_state, charts.VoilaFigureWidget)
+    assert console.charts.by_state._config["responsive"] is True
+    monkeypatch.setenv("VOILA_APP_PORT", "1")  # a Voilà that does not answer
+    charts.bundle_served.cache_clear()
+    try:
+        assert not isinstance(charts.figure(), charts.VoilaFigureWidget)
+    finally:
+        charts.bundle_served.cache_clear()

@@ -91,7 +91,7 @@ def serve(
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
     command = voila_command(port)
-    echo(f"consoles at http://localhost:{port}/  (Ctrl+C stops)")
+    echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
     sys.stdout.flush()
     os.execvp(command[0], command)
 

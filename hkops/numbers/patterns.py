@@ -135,7 +135,7 @@ def to_regex(pattern: str) -> str:
         elif char == "*":
             parts.append(r"\d*")
         elif char in groups:
-            parts.append(f"\\{groups[char]}")
+            parts.append(f"(?:\\{groups[char]})")
         else:
             others = "".join(f"(?!\\{g})" for g in groups.values())
             groups[char] = len(groups) + 1

@@ -170,7 +170,7 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
             # The pattern (or a grade common across many blocks) drives the index; the
             # block filter only checks its candidates.
             conditions.append((numbers.c.msisdn // BLOCK_SIZE).in_(prefixes))
-        elif ranges:
+        else:
             # One index range per run of blocks, on (grade, msisdn) when a grade is asked for.
             if grade_clause is not None:
                 ranges = [and_(grade_clause, r) for r in ranges]

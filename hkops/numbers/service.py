@@ -21,6 +21,7 @@ from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue,
 from hkops.ids import BlockInfo, block_info, parse_block_prefix, parse_msisdn
 from hkops.numbers.grading import RuleSet, load_rules
 from hkops.numbers.model import (
+    HELD,
     TRANSITIONS,
     NumberRecord,
     NumberState,
@@ -441,7 +442,7 @@ def block(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Hold a number out of sale (fraud, regulator); unblock returns it to where it was."""
     return _move(db, msisdn, "block", actor=actor, reason=reason,
                  changes=lambda n, now, c: {"blocked_from": n.effective_state(now).value,
-                                            "holder": n.holder if n.effective_state(now) in (S.RESERVED,) else None})
+                                            "holder": n.holder if n.effective_state(now) in HELD else None})
 
 
 def unblock(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:

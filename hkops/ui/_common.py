@@ -137,6 +137,7 @@ _STYLE = """
 .hkops-muted, .hkops-as-of { color: #6b7280; }
 .hkops-empty { color: #6b7280; padding: 16px; border: 1px dashed #d1d5db; border-radius: 4px; }
 .hkops-chart { width: 100%; min-width: 0; }
+.hkops-console-link { color: #2563eb; text-decoration: underline; }
 .hkops-index table { border-collapse: collapse; }
 .hkops-index td { padding: 4px 12px 4px 0; vertical-align: top; }
 """

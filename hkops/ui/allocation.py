@@ -34,6 +34,8 @@ from hkops.ui._common import (
 from hkops.ui.charts import FitCharts, figure, snapshot
 
 PATTERN_PLACEHOLDER = "*8888, 1380013????, AABB"
+#: The most rows the console lists at once (the search itself allows more).
+MAX_ROWS = min(1000, MAX_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class AllocationConsole(widgets.VBox):
         self.actor = actor or default_actor()
         self.hits: list[Hit] = []
         self.pending: PendingMove | None = None
+        self.stats: dict = {}
 
         def text(description, placeholder="", css="", width="190px"):
             widget = widgets.Text(description=description, placeholder=placeholder,
@@ -177,7 +180,7 @@ class AllocationConsole(widgets.VBox):
         ).add_class("hkops-state")
         self.min_price = text("最低价 Min ¥", "0", "hkops-min-price", "160px")
         self.max_price = text("最高价 Max ¥", "", "hkops-max-price", "160px")
-        self.limit = widgets.BoundedIntText(value=50, min=1, max=MAX_LIMIT, description="条数 Limit",
+        self.limit = widgets.BoundedIntText(value=50, min=1, max=MAX_ROWS, description="条数 Limit",
                                             layout=widgets.Layout(width="150px"),
                                             style={"description_width": "initial"}).add_class("hkops-limit")
         self.search_button = widgets.Button(description="搜索 Search", icon="search", button_style="primary",

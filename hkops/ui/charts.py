@@ -6,14 +6,16 @@ over the kernel's websocket and have the browser evaluate it three times. Under 
 :func:`figure` makes figures whose module is a few lines that import plotly's bundle
 by URL from the Voilà server instead (``hkops serve`` serves it under
 ``voila/labextensions/``; see :mod:`hkops.ui.serving`), so the browser fetches it once
-per page, caches it, and evaluates it once. Outside Voilà (JupyterLab, tests) figures
-are plain ``go.FigureWidget``.
+per page, caches it, and evaluates it once. Elsewhere (JupyterLab, tests, a Voilà
+started without that path) figures are plain ``go.FigureWidget``.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.request
 from copy import deepcopy
+from functools import lru_cache
 from pathlib import Path
 
 import anywidget
@@ -38,14 +40,28 @@ class VoilaFigureWidget(go.FigureWidget):
     _esm = _IMPORT_BUNDLE
 
 
-def under_voila() -> bool:
-    """Whether this kernel was started by Voilà."""
-    return bool(os.environ.get("VOILA_BASE_URL") or os.environ.get("VOILA_PREHEAT"))
+@lru_cache(maxsize=1)
+def bundle_served() -> bool:
+    """Whether this kernel runs under a Voilà that serves plotly's bundle (``hkops serve`` does).
+
+    Asked once per kernel, of the Voilà that started it; any doubt means no, and the
+    figures then carry their code inline as usual.
+    """
+    port = os.environ.get("VOILA_APP_PORT")
+    if not port:
+        return False
+    server_url = os.environ.get("VOILA_SERVER_URL") or "/"
+    url = f"http://127.0.0.1:{port}{server_url}voila/labextensions/{PLOTLY_WIDGET_BUNDLE.name}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=2) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def figure(data=None, layout=None) -> go.FigureWidget:
-    """A FigureWidget (VoilaFigureWidget under Voilà) that resizes with its box."""
-    cls = VoilaFigureWidget if under_voila() else go.FigureWidget
+    """A FigureWidget that resizes with its box (a VoilaFigureWidget when the bundle is served)."""
+    cls = VoilaFigureWidget if bundle_served() else go.FigureWidget
     return responsive(cls(data=data, layout=layout))
 
 
