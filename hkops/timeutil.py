@@ -12,6 +12,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_DURATION = timedelta(days=3650)
 
 
 def utc_now() -> datetime:
@@ -34,8 +35,11 @@ def local(moment: datetime | None) -> str:
 
 
 def parse_duration(value: str, field: str = "ttl") -> timedelta:
-    """Parse ``30m``, ``2h``, ``7d``, ``1w``, ``45s`` into a timedelta."""
+    """Parse ``30m``, ``2h``, ``7d``, ``1w``, ``45s`` (up to ten years) into a timedelta."""
     match = _DURATION.match(str(value))
     if not match or int(match.group(1)) == 0:
         raise InvalidValue(field, value, "must be a positive duration such as 45s, 30m, 2h, 7d or 1w")
-    return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    amount, unit = int(match.group(1)), _UNITS[match.group(2).lower()]
+    if amount > MAX_DURATION / timedelta(**{unit: 1}):
+        raise InvalidValue(field, value, f"must be at most {MAX_DURATION.days} days")
+    return timedelta(**{unit: amount})

@@ -16,10 +16,6 @@ from hkops.numbers.tables import numbers
 from hkops.store.tables import metadata
 from hkops.timeutil import utc_now
 
-BEIJING_MOBILE = "1380013"
-SHENZHEN_UNICOM = "1860755"
-BEIJING_TELECOM = "1891010"
-WORLD_BLOCKS = (BEIJING_MOBILE, SHENZHEN_UNICOM, BEIJING_TELECOM)
 DEFAULT_CLASSES = ("AAAAA", "AAAA", "ABCDE", "ABCD", "AAAB", "ABBB", "AABB", "ABAB", "ABBA",
                    "LUCKY", "PAIR", "EIGHT", "FOUR", "ORDINARY")
 
@@ -100,9 +96,6 @@ tail_heavy_numbers = st.builds(
 
 #: Any 11-digit number (grading does not care whether a carrier issued it).
 any_numbers = st.one_of(st.integers(10**10, 10**11 - 1), tail_heavy_numbers)
-
-#: Numbers inside the blocks of the ``world`` fixture.
-world_numbers = st.builds(lambda block, rest: f"{block}{rest:04d}", st.sampled_from(WORLD_BLOCKS), st.integers(0, 9999))
 
 _REGEXES = [r"^138", r"(\d)\1\1", r"520", r"^1[38]\d*9$", r"(?:00|11)\d$", r"^\d{3}0{2}"]
 

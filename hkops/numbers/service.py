@@ -319,9 +319,9 @@ def regrade_if_rules_changed(db: Store, *, actor: str, progress: Progress | None
 # ---------------------------------------------------------------- one number's lifecycle
 
 
-def _load(conn: Connection, msisdn: str) -> NumberRecord:
+def _load(conn: Connection, msisdn: str, lock: bool = False) -> NumberRecord:
     stmt = select(numbers).where(numbers.c.msisdn == int(msisdn))
-    if conn.dialect.name == "postgresql":
+    if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).mappings().first()
     if row is None:
@@ -379,7 +379,7 @@ def _move(
     msisdn = parse_msisdn(msisdn)
     with unit_of_work(db) as conn:
         now = utc_now()
-        number = _load(conn, msisdn)
+        number = _load(conn, msisdn, lock=True)
         events: list[Event] = []
         if number.reservation_expired(now):
             events.append(Event("number", msisdn, "expire", S.RESERVED.value, S.AVAILABLE.value,
