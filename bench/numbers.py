@@ -82,7 +82,7 @@ def new_store(url: str) -> Store:
             conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     migrate.upgrade(store)
     with store.write() as conn:
-        carriers.configure(conn, list(carriers.MAIN_THREE))
+        carriers.configure(conn, list(carriers.MAIN_THREE), actor="bench")
     return store
 
 

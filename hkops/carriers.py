@@ -31,12 +31,15 @@ def _canonical(name: str) -> str:
     raise InvalidValue("carrier", name, f"unknown carrier; known: {', '.join(KNOWN)}")
 
 
-def configure(conn: Connection, names: list[str]) -> list[str]:
+def configure(conn: Connection, names: list[str], *, actor: str) -> list[str]:
     """Add carriers (English or Chinese names) to the configured set; returns the set."""
+    from hkops.audit import Event, record
+
     for name in names:
         en = _canonical(name)
         if en not in configured(conn):
             conn.execute(carriers_table.insert().values(name=en, name_zh=KNOWN[en]))
+            record(conn, actor, [Event("carrier", en, "configure", None, "configured")])
     return configured(conn)
 
 

@@ -88,7 +88,7 @@ def build(
                            "(hkops demo --fresh empties it first)")
     prefixes = choose_blocks(seed, per_province)
     with store.write() as conn:
-        carriers.configure(conn, list(carriers.MAIN_THREE))
+        carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
         numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
         _spread_states(conn, random.Random(seed), prefixes)
     stats = numbers_service.stats(store)

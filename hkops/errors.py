@@ -23,17 +23,33 @@ class InvalidValue(HkopsError, ValueError):
         super().__init__(f"{where}{field} {value!r}: {reason}")
 
 
-class InvalidFile(HkopsError):
-    """A file had bad lines; nothing from it was applied. ``problems`` lists every one."""
+class InvalidValues(HkopsError):
+    """Several values were bad; none was applied. ``problems`` lists every one."""
 
-    def __init__(self, path: str, problems: list[InvalidValue]):
-        self.path = path
+    noun = "bad value(s)"
+    outcome = "nothing applied"
+
+    def __init__(self, source: str, problems: list[InvalidValue]):
+        self.source = source
         self.problems = problems
         shown = "; ".join(str(p) for p in problems[:20])
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(
-            f"{path}: {len(problems)} bad line(s), nothing imported: {shown}{more}"
-        )
+        super().__init__(f"{source}: {len(problems)} {self.noun}, {self.outcome}: {shown}{more}")
+
+    def summary(self) -> str:
+        """One line: where, how many, and that nothing was applied."""
+        return f"{self.source}: {len(self.problems)} {self.noun}; {self.outcome}"
+
+
+class InvalidFile(InvalidValues):
+    """A file had bad lines; nothing from it was imported. ``problems`` lists every one."""
+
+    noun = "bad line(s)"
+    outcome = "nothing imported"
+
+    @property
+    def path(self) -> str:
+        return self.source
 
 
 class NotFound(HkopsError, LookupError):

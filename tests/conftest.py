@@ -92,6 +92,6 @@ def world(db) -> Store:
     from hkops.numbers import service
 
     with db.write() as conn:
-        carriers.configure(conn, list(carriers.MAIN_THREE))
+        carriers.configure(conn, list(carriers.MAIN_THREE), actor="tester")
     service.add_blocks(db, [BEIJING_MOBILE, SHENZHEN_UNICOM, BEIJING_TELECOM], actor="tester")
     return db

@@ -56,7 +56,7 @@ def test_bad_input_exits_2_with_a_one_line_reason_and_changes_nothing(world):
     service.reserve(world, N, "C1", actor="ana")
     before, records = snapshot(world), audit_count(world)
     one_line_refusal(hkops(world, "numbers", "reserve", N, "--for", "C2"),
-                     f"cannot reserve {N}: it is reserved (held by C1)")
+                     f"cannot reserve {N} for C2: it is reserved for C1 until")
     one_line_refusal(hkops(world, "numbers", "search", "13x!"), "pattern '13x!'", "not !")
     assert snapshot(world) == before and audit_count(world) == records
 
@@ -74,7 +74,7 @@ def test_importing_a_bad_file_lists_every_bad_line_and_imports_nothing(world, tm
     result = hkops(world, "numbers", "import", str(path))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"hkops: error: {path}: 3 bad line(s); nothing was imported",
+        f"hkops: error: {path}: 3 bad line(s); nothing imported",
         "  line 11: msisdn '1380014000X': must contain digits only",
         "  line 21: msisdn '13800130001': is already in the pool",
         "  line 1501: msisdn '13800140005': repeats line 7",

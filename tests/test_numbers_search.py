@@ -163,7 +163,7 @@ VANITY_TAILS = ["0000", "8888", "3333", "1234", "4321", "5678", "1122", "1212", 
 def small_pool(db, clock, tmp_path):
     """Four blocks holding 320 imported numbers spread over every state the search knows."""
     with db.write() as conn:
-        carriers.configure(conn, list(carriers.MAIN_THREE))
+        carriers.configure(conn, list(carriers.MAIN_THREE), actor="tester")
     service.add_blocks(db, POOL_BLOCKS, actor="setup", empty=True)
     rng = random.Random(5)
     tails = VANITY_TAILS + [f"{rng.randrange(10_000):04d}" for _ in range(58)]

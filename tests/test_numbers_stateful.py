@@ -44,7 +44,7 @@ class NumberLifecycle(RuleBasedStateMachine):
         self.store = Store(f"sqlite:///{self.folder.name}/lifecycle.db")
         migrate.upgrade(self.store)
         with self.store.write() as conn:
-            carriers.configure(conn, ["China Mobile"])
+            carriers.configure(conn, ["China Mobile"], actor="setup")
         service.add_blocks(self.store, ["1380013"], actor="setup")
         self.expected = {n: {"state": "available", "holder": None, "last_holder": None, "before_block": None}
                          for n in NUMBERS}

@@ -11,7 +11,7 @@ import typer
 from hkops import audit as audit_module
 from hkops.cli import numbers as numbers_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
-from hkops.errors import HkopsError, InvalidFile, InvalidValue
+from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
 try:
     from typer._click.exceptions import ClickException
@@ -101,7 +101,9 @@ def audit(
     subject: Optional[str] = typer.Option(None, "--subject", help="A number, block or other subject."),
     actor_name: Optional[str] = typer.Option(None, "--by", help="Only this actor's records."),
     action: Optional[str] = typer.Option(None, "--action"),
+    entity: Optional[str] = typer.Option(None, "--entity", help="number, block, setting, carrier, grading."),
     since: Optional[str] = typer.Option(None, "--since", help="ISO date/time (Asia/Shanghai), e.g. 2026-11-01."),
+    until: Optional[str] = typer.Option(None, "--until", help="ISO date/time (Asia/Shanghai), exclusive."),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -111,17 +113,20 @@ def audit(
     from hkops.ids import parse_msisdn
     from hkops.timeutil import SHANGHAI, local
 
-    moment = None
-    if since:
+    def moment(field: str, value: str | None):
+        if not value:
+            return None
         try:
-            moment = datetime.fromisoformat(since)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidValue("since", since, "must be an ISO date or date-time such as 2026-11-01 or 2026-11-01T08:00") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+            raise InvalidValue(field, value, "must be an ISO date or date-time such as 2026-11-01 or 2026-11-01T08:00") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=SHANGHAI)
+
     if subject and subject.replace(" ", "").lstrip("+").isdigit() and len(subject.replace(" ", "")) >= 11:
         subject = parse_msisdn(subject)
     with store().read() as conn:
-        rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, since=moment, limit=limit)
+        rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, entity=entity,
+                                  since=moment("since", since), until=moment("until", until), limit=limit)
     if as_json:
         emit_json(rows)
         return
@@ -146,7 +151,7 @@ def settings_set(key: str, value: str):
     from hkops import settings
 
     with store().write() as conn:
-        settings.set_value(conn, key, value)
+        settings.set_value(conn, key, value, actor=actor())
     echo(f"{key} = {value}")
 
 
@@ -156,7 +161,7 @@ def carriers_add(names: list[str]):
     from hkops import carriers
 
     with store().write() as conn:
-        echo("configured carriers: " + ", ".join(carriers.configure(conn, names)))
+        echo("configured carriers: " + ", ".join(carriers.configure(conn, names, actor=actor())))
 
 
 @carriers_app.command("list")
@@ -172,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
     try:
         status = app(args=argv, prog_name="hkops", standalone_mode=False)
-    except InvalidFile as exc:
-        print(f"hkops: error: {exc.path}: {len(exc.problems)} bad line(s); nothing was imported", file=sys.stderr)
+    except InvalidValues as exc:
+        print(f"hkops: error: {exc.summary()}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         sys.exit(2)

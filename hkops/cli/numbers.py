@@ -111,7 +111,7 @@ def allocate(
     count: Optional[int] = typer.Option(None, "--count", help="Allocate this many available numbers."),
     region: Optional[str] = typer.Option(None, "--region"),
     carrier: Optional[str] = typer.Option(None, "--carrier"),
-    grade: Optional[str] = typer.Option(None, "--grade"),
+    grade: Optional[str] = typer.Option(None, "--grade", help="Grade class(es); without it a batch takes plain numbers only."),
     reason: Optional[str] = Reason,
     as_json: bool = typer.Option(False, "--json", help="Print only the allocated numbers as JSON."),
 ):

@@ -91,14 +91,22 @@ def target_state(action: str, number: NumberRecord, now: datetime) -> NumberStat
     return to_state
 
 
-def check_holder(action: str, number: NumberRecord, holder: str | None, now: datetime) -> None:
-    """Refuse moves by someone other than the number's holder."""
-    current = number.effective_state(now)
-    if action == "allocate" and current == S.RESERVED and holder != number.holder:
+def check_reservation(action: str, number: NumberRecord, holder: str | None, now: datetime) -> None:
+    """Refuse to reserve or allocate a number someone else holds a live reservation on.
+
+    Checked before the state machine, so that the refusal names the reservation rather
+    than calling the move illegal.
+    """
+    if action in ("reserve", "allocate") and number.effective_state(now) == S.RESERVED and holder != number.holder:
+        preposition = "to" if action == "allocate" else "for"
         raise Conflict(
-            f"cannot allocate {number.msisdn} to {holder}: it is reserved for {number.holder} "
+            f"cannot {action} {number.msisdn} {preposition} {holder}: it is reserved for {number.holder} "
             f"until {local(number.reserved_until)} (Asia/Shanghai)"
         )
+
+
+def check_holder(action: str, number: NumberRecord, holder: str | None, now: datetime) -> None:
+    """Refuse reclaims by anyone but the last holder, and recycling inside the cool-off."""
     if action == "reclaim" and holder != number.last_holder:
         raise Conflict(
             f"cannot reclaim {number.msisdn} for {holder}: only its last holder "
@@ -108,13 +116,4 @@ def check_holder(action: str, number: NumberRecord, holder: str | None, now: dat
         raise Conflict(
             f"cannot recycle {number.msisdn}: its cool-off ends at "
             f"{local(number.quarantine_until)} (Asia/Shanghai)"
-        )
-
-
-def check_reservation_claim(number: NumberRecord, holder: str, now: datetime) -> None:
-    """A holder whose own reservation expired and who lost the number to someone else."""
-    if number.state == S.RESERVED and number.holder != holder and number.effective_state(now) == S.RESERVED:
-        raise Conflict(
-            f"cannot reserve {number.msisdn} for {holder}: it is reserved for {number.holder} "
-            f"until {local(number.reserved_until)} (Asia/Shanghai)"
         )

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, up
 
 from hkops import audit, carriers, settings
 from hkops.audit import Event
-from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue, NotFound
+from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue, InvalidValues, NotFound
 from hkops.ids import BlockInfo, block_info, parse_block_prefix, parse_msisdn
 from hkops.numbers.grading import RuleSet, load_rules
 from hkops.numbers.model import (
@@ -26,7 +26,7 @@ from hkops.numbers.model import (
     NumberRecord,
     NumberState,
     check_holder,
-    check_reservation_claim,
+    check_reservation,
     target_state,
 )
 from hkops.numbers.tables import number_blocks, number_grades, numbers
@@ -36,6 +36,8 @@ from hkops.timeutil import parse_duration, utc_now
 
 S = NumberState
 BLOCK_SIZE = 10_000
+#: Who is recorded for changes no person made (a reservation lapsing).
+SYSTEM_ACTOR = "system"
 Progress = Callable[[int], None]
 
 _INSERT_COLUMNS = ("msisdn", "rev", "state", "grade", "level", "price_fen")
@@ -64,7 +66,7 @@ def add_blocks(
     with unit_of_work(db) as conn:
         enabled = set(carriers.configured(conn))
         infos, problems, seen = [], [], set()
-        for position, raw in enumerate(prefixes, start=1):
+        for raw in prefixes:
             try:
                 prefix = parse_block_prefix(raw)
                 if prefix in seen:
@@ -80,11 +82,11 @@ def add_blocks(
                     raise InvalidValue("block", raw, "was added already")
                 infos.append(info)
             except InvalidValue as exc:
-                problems.append(exc if len(prefixes) == 1 else InvalidValue(exc.field, exc.value, exc.reason, line=position))
+                problems.append(exc)
+        if len(problems) == 1:
+            raise problems[0]
         if problems:
-            if len(problems) == 1:
-                raise problems[0]
-            raise InvalidFile("blocks", problems)
+            raise InvalidValues("blocks", problems)
         rules = rules or load_rules()
         _sync_grades(conn, rules)
         now = utc_now()
@@ -380,20 +382,19 @@ def _move(
     with unit_of_work(db) as conn:
         now = utc_now()
         number = _load(conn, msisdn, lock=True)
-        events: list[Event] = []
-        if number.reservation_expired(now):
-            events.append(Event("number", msisdn, "expire", S.RESERVED.value, S.AVAILABLE.value,
-                                f"reservation for {number.holder} expired", None))
+        check_reservation(action, number, holder, now)
         to_state = target_state(action, number, now)
         check_holder(action, number, holder, now)
         values = {"state": to_state.value, "changed_at": now}
         if changes:
             values.update(changes(number, now, conn))
         conn.execute(update(numbers).where(numbers.c.msisdn == int(msisdn)).values(**values))
+        if number.reservation_expired(now):
+            audit.record(conn, SYSTEM_ACTOR, [Event("number", msisdn, "expire", S.RESERVED.value, S.AVAILABLE.value,
+                                                    f"reservation for {number.holder} expired")], now)
         from_state = number.effective_state(now).value
-        events.append(Event("number", msisdn, action, from_state, to_state.value, reason,
-                            {"holder": values.get("holder", number.holder)} if (holder or number.holder) else None))
-        audit.record(conn, actor, events, now)
+        audit.record(conn, actor, [Event("number", msisdn, action, from_state, to_state.value, reason,
+                                         {"holder": values.get("holder", number.holder)} if (holder or number.holder) else None)], now)
     return Move(msisdn, action, from_state, to_state.value, values.get("holder", number.holder))
 
 
@@ -403,7 +404,6 @@ def reserve(db, msisdn: str, holder: str, *, actor: str, ttl: str | timedelta | 
     holder = _holder(holder)
 
     def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
-        check_reservation_claim(number, holder, now)
         span = ttl if isinstance(ttl, timedelta) else parse_duration(ttl or settings.get(conn, "reservation_ttl"))
         return {"holder": holder, "reserved_until": now + span}
 
@@ -485,7 +485,7 @@ def recycle_due(db: Store | Connection, *, actor: str, reason: str | None = None
                           reason=reason or "cool-off ended", values={"last_holder": None, "quarantine_until": None}, now=now)
 
 
-def expire_reservations(db: Store | Connection, *, actor: str = "system", now: datetime | None = None) -> list[str]:
+def expire_reservations(db: Store | Connection, *, actor: str = SYSTEM_ACTOR, now: datetime | None = None) -> list[str]:
     """Turn expired reservations back into available numbers (they never block anyway)."""
     with unit_of_work(db) as conn:
         now = now or utc_now()
@@ -576,6 +576,8 @@ def allocate_batch(
 ) -> list[str]:
     """Allocate ``count`` available numbers matching the filters to ``holder``: all or none.
 
+    Without ``grade`` only plain numbers are taken (see :func:`plain_grades`).
+
     Safe under concurrent writers: on PostgreSQL rows are taken with
     ``FOR UPDATE SKIP LOCKED``; on SQLite the write transaction holds the database.
     """
@@ -590,8 +592,7 @@ def allocate_batch(
         ranges = block_ranges(conn, region=region, carrier=carrier)
         if ranges is not None:
             stmt = stmt.where(or_(false(), *ranges))
-        if grade:
-            stmt = stmt.where(numbers.c.grade.in_(_grades(conn, grade)))
+        stmt = stmt.where(numbers.c.grade.in_(_grades(conn, grade) if grade else plain_grades(conn)))
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         rows = conn.execute(stmt).all()
@@ -601,11 +602,21 @@ def allocate_batch(
                            f"{count} were asked for, none allocated")
         expired = [r.msisdn for r in rows if r.state == S.RESERVED.value]
         if expired:
-            move_many(conn, expired, S.RESERVED, S.AVAILABLE, "expire", actor="system", reason="reservation expired",
+            move_many(conn, expired, S.RESERVED, S.AVAILABLE, "expire", actor=SYSTEM_ACTOR, reason="reservation expired",
                       values={"holder": None, "reserved_until": None}, now=now)
         chosen = sorted(r.msisdn for r in rows)
         return move_many(conn, chosen, S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason,
                          values={"holder": holder, "reserved_until": None}, now=now)
+
+
+def plain_grades(conn: Connection) -> list[str]:
+    """Grades worth no more than the catch-all grade: what a batch takes unless told otherwise,
+    so that vanity numbers are never handed out in bulk by accident."""
+    rows = conn.execute(select(number_grades.c.grade, number_grades.c.level).order_by(number_grades.c.position)).all()
+    if not rows:
+        return []
+    fallback_level = rows[-1].level
+    return [row.grade for row in rows if row.level <= fallback_level]
 
 
 def _grades(conn: Connection, grade: str) -> list[str]:
