@@ -184,7 +184,10 @@ def import_numbers(
         parsed: list[int] = []
         for line, raw in entries:
             try:
-                value = int(parse_msisdn(raw))
+                # A plain 11-digit number inside a known block is valid: its block was
+                # checked against phonenumbers when it was added.
+                plain = len(raw) == 11 and raw.isascii() and raw.isdigit() and int(raw) // BLOCK_SIZE in known_blocks
+                value = int(raw) if plain else int(parse_msisdn(raw))
             except InvalidValue as exc:
                 problems.append(InvalidValue("msisdn", raw, exc.reason, line=line))
                 continue
