@@ -196,3 +196,13 @@ def test_regrade_takes_a_rule_file_and_refuses_a_broken_one(world, hkops_cli, tm
     before = snapshot(world)
     one_line_refusal(hkops_cli(world, "numbers", "regrade", "--rules", str(path)), "the last [[grade]] must have no test")
     assert snapshot(world) == before
+
+
+def test_an_unreachable_database_gives_a_one_line_reason_and_exit_status_1():
+    class Unreachable:
+        url = "postgresql://postgres@127.0.0.1:1/none"
+
+    result = hkops(Unreachable(), "numbers", "stats")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("hkops: error: the database cannot be used: ")

@@ -7,6 +7,7 @@ import sys
 from typing import Optional
 
 import typer
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hkops import audit as audit_module
 from hkops.cli import numbers as numbers_cli
@@ -185,6 +186,15 @@ def main(argv: list[str] | None = None) -> None:
     except HkopsError as exc:
         print(f"hkops: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except IntegrityError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else ""
+        print(f"hkops: error: a concurrent change got there first, nothing was changed ({detail}); try again",
+              file=sys.stderr)
+        sys.exit(2)
+    except OperationalError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        print(f"hkops: error: the database cannot be used: {detail}", file=sys.stderr)
+        sys.exit(1)
     except ClickException as exc:
         message = exc.format_message().strip()
         if message:

@@ -136,16 +136,9 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
     # With a pattern or a grade to drive the search, the state only filters its
     # candidates: as an expression it cannot tempt the planner into the state index.
     state_column = numbers.c.state.concat("") if anchored or parsed.grade or query.grade else numbers.c.state
-    state = (query.state or "any").strip().lower()
-    if state == "available":
-        conditions.append(or_(state_column == S.AVAILABLE.value,
-                              and_(state_column == S.RESERVED.value, numbers.c.reserved_until <= now)))
-    elif state == "reserved":
-        conditions.append(and_(state_column == S.RESERVED.value, numbers.c.reserved_until > now))
-    elif state != "any":
-        if state not in {s.value for s in S}:
-            raise InvalidValue("state", query.state, f"must be one of any, {', '.join(s.value for s in S)}")
-        conditions.append(state_column == state)
+    state = _state_condition(query.state, state_column, now)
+    if state is not None:
+        conditions.append(state)
     grades = _grade_filter(query.grade, grade_names)
     if parsed.grade:
         grades = [g for g in grades if g == parsed.grade] if grades is not None else [parsed.grade]
@@ -165,7 +158,7 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
             # region's blocks in order and test each tail, instead of many tail ranges.
             conditions.append(or_(false(), *ranges))
             conditions.append(tails)
-            ranges, anchored, parsed = [], False, ParsedPattern(parsed.text)
+            parsed = ParsedPattern(parsed.text)
         elif anchored or (grade_clause is not None and len(ranges) > MAX_GRADE_RANGES):
             # The pattern (or a grade common across many blocks) drives the index; the
             # block filter only checks its candidates.
@@ -186,6 +179,21 @@ def _search(conn: Connection, query: SearchQuery) -> list[Hit]:
     else:
         rows = conn.execute(stmt.limit(query.limit)).mappings().all()
     return _hits(conn, rows, now)
+
+
+def _state_condition(state: str | None, state_column, now):
+    """The SQL test for ``state``; "available" includes reservations that have lapsed."""
+    wanted = (state or "any").strip().lower()
+    if wanted == "any":
+        return None
+    if wanted == "available":
+        return or_(state_column == S.AVAILABLE.value,
+                   and_(state_column == S.RESERVED.value, numbers.c.reserved_until <= now))
+    if wanted == "reserved":
+        return and_(state_column == S.RESERVED.value, numbers.c.reserved_until > now)
+    if wanted not in {s.value for s in S}:
+        raise InvalidValue("state", state, f"must be one of any, {', '.join(s.value for s in S)}")
+    return state_column == wanted
 
 
 def _tail_filter(anchors):
