@@ -22,8 +22,13 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+#: conda-forge names that differ from the PyPI names.
+CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+
+
 def _name(requirement: str) -> str:
-    return Requirement(requirement).name.lower().replace("_", "-")
+    name = Requirement(requirement).name.lower().replace("_", "-")
+    return CONDA_TO_PYPI.get(name, name)
 
 
 def test_environment_yml_lists_exactly_the_dependencies_of_pyproject():
