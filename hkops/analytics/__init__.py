@@ -1,0 +1,1 @@
+"""Statistics over the usage store and, later, sales."""

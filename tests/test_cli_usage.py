@@ -1,0 +1,31 @@
+"""``hkops usage generate`` and ``hkops usage stats`` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def hkops(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hkops", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_generated_usage_is_reported_by_stats_as_json(tmp_path):
+    out = str(tmp_path / "usage")
+    made = hkops("usage", "generate", "--days", "2", "--cards", "500", "--start", "2026-11-01", "--out", out, "--json")
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["records"] > 0 and summary["days"] == 2
+    report = hkops("usage", "stats", "--day", "2026-11-02", "--out", out, "--json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["day"] == "2026-11-02"
+    assert 0 < data["records"] < summary["records"]
+
+
+def test_stats_of_an_empty_store_or_a_bad_day_exit_2_with_a_reason(tmp_path):
+    empty = hkops("usage", "stats", "--out", str(tmp_path / "none"))
+    assert empty.returncode == 2 and "holds no records" in empty.stderr
+    bad = hkops("usage", "stats", "--day", "yesterday", "--out", str(tmp_path / "none"))
+    assert bad.returncode == 2 and "day 'yesterday'" in bad.stderr
