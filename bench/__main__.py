@@ -30,9 +30,9 @@ def main() -> None:
 
         result = numbers.run(pool_size=args.pool, log=None if args.json else print)
     elif args.suite == "network":
-        from bench import usage
+        from bench import network
 
-        result = usage.run(log=None if args.json else print)
+        result = network.run(log=None if args.json else print)
     else:
         from bench import consoles
 

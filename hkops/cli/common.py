@@ -54,7 +54,7 @@ def emit_json(data) -> None:
 
 
 @contextmanager
-def progress(total: int, unit: str, desc: str) -> Iterator[tqdm]:
+def progress(total: int | None, unit: str, desc: str) -> Iterator[tqdm]:
     """A progress bar on stderr when it is a terminal (stdout stays clean for --json)."""
     with tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, unit_scale=True, mininterval=0.3, disable=None) as bar:
         yield bar

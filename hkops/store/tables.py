@@ -1,6 +1,7 @@
 """Imports every table module, so that ``metadata`` knows the whole schema."""
 
 from hkops import audit, carriers, settings  # noqa: F401
+from hkops.cards import tables as card_tables  # noqa: F401
 from hkops.numbers import tables as number_tables  # noqa: F401
 from hkops.store.schema import metadata
 

@@ -1,0 +1,92 @@
+"""SIM cards and the core network: ``python -m bench network --json``.
+
+- ``sim_import_100k_s`` (goal ≤ 10): a 100,000-card vendor file received through
+  ``import_sim_file`` on SQLite (parse, validate, encrypt 8 secrets a card, insert, audit).
+- ``hlr_commands_per_s_tcp``: ADD SUB commands through the provisioning client to the
+  HLR simulator running as its own process, one persistent pipelined connection, journal
+  fsync on. The anchor for ``activations_per_s_tcp`` once the card lifecycle exists.
+- ``activations_per_s_tcp`` (goal ≥ 2,000): pair + activate through the TCP simulator with
+  audit. Not measurable yet: the card lifecycle is not built (reported as null).
+- ``usage_records_per_s`` (goal ≥ 1,000,000): see ``bench/usage.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _card_file(path: Path, count: int) -> None:
+    from hkops.ids import make_iccid
+
+    key = secrets.token_hex(16).upper()
+    lines = ["iccid,imsi,ki,opc,pin1,puk1,pin2,puk2,adm1"]
+    lines += [f"{make_iccid(f'898600{n:013d}')},46000{n:010d},{key},{key},1234,12345678,5678,87654321,12345678"
+              for n in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def bench_sim_import(work: Path, count: int = 100_000) -> float:
+    from hkops import carriers
+    from hkops.cards.batches import import_sim_file
+    from hkops.security.crypto import Keyring
+    from hkops.store import migrate
+    from hkops.store.engine import Store
+
+    path = work / "cards.csv"
+    _card_file(path, count)
+    store = Store(f"sqlite:///{work / 'sims.db'}")
+    migrate.upgrade(store)
+    with store.write() as conn:
+        carriers.configure(conn, ["China Mobile"], actor="bench")
+    started = time.perf_counter()
+    summary = import_sim_file(store, path, carrier="China Mobile", actor="bench", keyring=Keyring.generate())
+    seconds = time.perf_counter() - started
+    assert summary.quantity == count
+    store.dispose()
+    return seconds
+
+
+def bench_hlr_commands(work: Path, count: int = 20_000) -> float:
+    from hkops.network import ProvisioningClient, TcpTransport, add_sub
+
+    process = subprocess.Popen([sys.executable, "-m", "hkops", "hlr", "serve", "--port", "0", "--data", str(work / "hlr")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+),", process.stdout.readline()).group(1))
+        client = ProvisioningClient(TcpTransport("127.0.0.1", port))
+        key = secrets.token_hex(16).upper()
+        commands = [add_sub(f"1380013{n % 10_000:04d}" if n < 10_000 else f"1390013{n % 10_000:04d}",
+                            f"46000{n:010d}", key, key) for n in range(count)]
+        started = time.perf_counter()
+        replies = client.run_many(commands)
+        seconds = time.perf_counter() - started
+        assert all(reply.code == 0 for reply in replies)
+        return count / seconds
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run(log=None) -> dict:
+    from bench import usage
+
+    say = log or (lambda *_: None)
+    with tempfile.TemporaryDirectory(prefix="hkops-bench-network-") as folder:
+        work = Path(folder)
+        say("SIM import of 100,000 cards")
+        result = {"sim_import_100k_s": round(bench_sim_import(work), 2)}
+        say("HLR commands over TCP")
+        result["hlr_commands_per_s_tcp"] = round(bench_hlr_commands(work), 1)
+    result["activations_per_s_tcp"] = None
+    result["activations_note"] = "the card lifecycle (pair + activate) is not built yet"
+    say("usage records")
+    result.update(usage.run(log=log))
+    result["goals"] = {"activations_per_s_tcp": ">= 2000", "sim_import_100k_s": "<= 10",
+                       "usage_records_per_s": ">= 1000000"}
+    return result

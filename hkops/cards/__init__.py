@@ -1,0 +1,1 @@
+"""SIM cards: vendor card-data files, the card inventory tables, batch import."""

@@ -1,0 +1,73 @@
+"""Tables of the SIM card inventory: batches received from vendors, and the cards.
+
+Secrets are stored only as keyring tokens (see :mod:`hkops.security.crypto`), each bound
+to its place: ``sims.<field>:<iccid>`` for a card, ``sim_batches.header:<name>`` for the
+secret fields of a batch header.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+
+from hkops.cards.model import SimState
+from hkops.security.crypto import SealedColumn
+from hkops.store.schema import BigKey, UTCDateTime, metadata
+
+#: The state of a card as received (states: hkops.cards.model.SimState).
+IN_STOCK = SimState.IN_STOCK.value
+
+sim_batches = Table(
+    "sim_batches",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("name", String(40), nullable=False, unique=True),
+    Column("carrier", String(32), nullable=False),
+    Column("vendor", String(64)),
+    Column("source_file", String(255), nullable=False),
+    Column("layout", String(8), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    # Plain header fields of a .out file, as JSON; fields named like keys are in header_enc.
+    Column("header", Text),
+    Column("header_enc", Text),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_by", String(64), nullable=False),
+)
+
+sims = Table(
+    "sims",
+    metadata,
+    Column("iccid", String(20), primary_key=True),
+    Column("imsi", String(15), nullable=False, unique=True),
+    Column("batch_id", BigInteger, ForeignKey("sim_batches.id"), nullable=False),
+    Column("state", String(16), nullable=False, default=IN_STOCK, server_default=IN_STOCK),
+    Column("location", String(64)),
+    Column("ki_enc", Text, nullable=False),
+    Column("opc_enc", Text),
+    Column("pin1_enc", Text),
+    Column("puk1_enc", Text),
+    Column("pin2_enc", Text),
+    Column("puk2_enc", Text),
+    Column("adm1_enc", Text),
+    # The paired number (11 digits); set by pairing, not by import.
+    Column("msisdn", BigInteger),
+    # Extra vendor columns: plain ones as JSON in ``extra``, ones named like keys (OP, K4,
+    # KIC1...) as one encrypted JSON object in ``extra_enc``.
+    Column("extra", Text),
+    Column("extra_enc", Text),
+    Column("changed_at", UTCDateTime),
+    Index(None, "batch_id"),
+    Index(None, "state", "iccid"),
+    Index(None, "msisdn"),
+)
+
+#: Secret fields of a card and the column holding each one's token.
+SIM_SECRET_COLUMNS = {
+    "ki": "ki_enc", "opc": "opc_enc", "pin1": "pin1_enc", "puk1": "puk1_enc",
+    "pin2": "pin2_enc", "puk2": "puk2_enc", "adm1": "adm1_enc", "extra": "extra_enc",
+}
+
+#: Every encrypted column of this module, for key rotation (hkops.security.crypto.rotate).
+SEALED_COLUMNS = [
+    *(SealedColumn(sims, column, f"sims.{name}", "iccid") for name, column in SIM_SECRET_COLUMNS.items()),
+    SealedColumn(sim_batches, "header_enc", "sim_batches.header", "name"),
+]
