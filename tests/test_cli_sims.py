@@ -35,3 +35,20 @@ def test_a_vendor_file_is_received_as_a_batch_and_a_bad_one_changes_nothing(db, 
     assert "nothing imported" in again.stderr.splitlines()[0]
     with db.read() as conn:
         assert conn.execute(select(func.count()).select_from(sims)).scalar() == 50
+
+
+def test_keys_rotate_moves_every_stored_secret_to_the_new_key_and_the_old_one_can_then_retire(db, tmp_path):
+    with db.write() as conn:
+        carriers.configure(conn, ["China Mobile"], actor="tester")
+    batch = tmp_path / "batch.csv"
+    batch.write_text(card_csv(make_cards(20)), encoding="utf-8")
+    assert hkops(db, tmp_path, "sims", "import", str(batch), "--carrier", "China Mobile").returncode == 0
+    old = json.loads(hkops(db, tmp_path, "keys", "status", "--json").stdout)["active"]
+    assert hkops(db, tmp_path, "keys", "new").returncode == 0
+    refused = hkops(db, tmp_path, "keys", "retire", old)
+    assert refused.returncode == 2 and "still encrypts" in refused.stderr
+    assert hkops(db, tmp_path, "keys", "rotate").returncode == 0
+    status = json.loads(hkops(db, tmp_path, "keys", "status", "--json").stdout)
+    assert status["active"] != old and status["values_by_key"][old] == 0
+    assert status["values_by_key"][status["active"]] == 20 * 7
+    assert hkops(db, tmp_path, "keys", "retire", old).returncode == 0

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from hkops import audit as audit_module
 from hkops.cli import numbers as numbers_cli
 from hkops.cli import hlr as hlr_cli
+from hkops.cli import keys as keys_cli
 from hkops.cli import sims as sims_cli
 from hkops.cli import usage as usage_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
@@ -28,6 +29,7 @@ app.add_typer(numbers_cli.app, name="numbers")
 app.add_typer(usage_cli.app, name="usage")
 app.add_typer(hlr_cli.app, name="hlr")
 app.add_typer(sims_cli.app, name="sims")
+app.add_typer(keys_cli.app, name="keys")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
