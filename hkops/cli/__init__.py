@@ -14,6 +14,7 @@ from hkops.cli import numbers as numbers_cli
 from hkops.cli import hlr as hlr_cli
 from hkops.cli import keys as keys_cli
 from hkops.cli import sims as sims_cli
+from hkops.cli import subscribers as subscribers_cli
 from hkops.cli import usage as usage_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
@@ -29,6 +30,7 @@ app.add_typer(numbers_cli.app, name="numbers")
 app.add_typer(usage_cli.app, name="usage")
 app.add_typer(hlr_cli.app, name="hlr")
 app.add_typer(sims_cli.app, name="sims")
+app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(keys_cli.app, name="keys")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -1,0 +1,375 @@
+"""Real-name registration (实名制), the ID blacklist and the 一证五号 limit.
+
+One subscriber per person: registering a resident ID again returns the subscriber already
+registered (refused if the name differs). The clear ID is used only to validate, mask,
+encrypt and hash; it never reaches the audit trail, an error (IDs are shown masked), a log
+line or a return value. See :mod:`hkops.subscribers.tables` for the lookup hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Callable
+
+import phonenumbers
+from sqlalchemy import Connection, func, select
+
+from hkops import audit, carriers
+from hkops.audit import Event
+from hkops.errors import Conflict, InvalidValue, NotFound
+from hkops.ids import mask_resident_id, parse_msisdn, parse_resident_id, resident_id_birth_date, resident_id_gender
+from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
+from hkops.store.engine import Store, unit_of_work
+from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
+from hkops.timeutil import utc_now
+
+#: 一证五号: live numbers one person may hold with one carrier (MIIT practice).
+NUMBERS_PER_CARRIER = 5
+LOOKUP_KEY_NAME = "resident_id_lookup"
+_LOOKUP_CONTEXT = f"subscriber_keys.key:{LOOKUP_KEY_NAME}"
+MAX_NAME = 64
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A registered person, as safe to show: the resident ID only masked."""
+
+    id: int
+    name: str
+    id_masked: str
+    birth_date: date
+    gender: str
+    contact: str
+    address: str | None
+    created_at: datetime
+    created_by: str
+    #: Keyed hash of the resident ID (not the ID; useless without the lookup key).
+    resident_id_hash: str = field(repr=False)
+    #: False when :func:`register` found this person already registered.
+    created: bool = field(default=True, compare=False)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "id", "name", "id_masked", "birth_date", "gender", "contact", "address", "created_at", "created_by")}
+
+
+def _subscriber(row, created: bool = True) -> Subscriber:
+    return Subscriber(id=row.id, name=row.name, id_masked=row.id_masked, birth_date=row.birth_date,
+                      gender=row.gender, contact=row.contact, address=row.address, created_at=row.created_at,
+                      created_by=row.created_by, resident_id_hash=row.resident_id_hash, created=created)
+
+
+_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact", "address",
+                                       "created_at", "created_by", "resident_id_hash")]
+
+
+# ---------------------------------------------------------------- the lookup hash
+
+
+def _dialect_insert(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _lookup_key(conn: Connection, keyring: Keyring, *, create: bool) -> bytes | None:
+    """The HMAC key of resident-ID hashes, decrypted; made (once, race-free) when ``create``."""
+    query = select(subscriber_keys.c.key_enc).where(subscriber_keys.c.name == LOOKUP_KEY_NAME)
+    token = conn.execute(query).scalar()
+    if token is None:
+        if not create:
+            return None
+        new = os.urandom(KEY_BYTES).hex()
+        conn.execute(_dialect_insert(conn)(subscriber_keys).values(
+            name=LOOKUP_KEY_NAME, key_enc=keyring.encrypt(new, _LOOKUP_CONTEXT), created_at=utc_now(),
+        ).on_conflict_do_nothing())
+        token = conn.execute(query).scalar_one()
+    return bytes.fromhex(keyring.decrypt(token, _LOOKUP_CONTEXT))
+
+
+def _hash(key: bytes, rid: str) -> str:
+    return hmac.new(key, b"resident_id\0" + rid.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def resident_id_hash(conn: Connection, resident_id: str, *, keyring: Keyring | None = None) -> str | None:
+    """The stored lookup hash of ``resident_id`` (validated first); None before any is stored."""
+    rid = parse_resident_id(resident_id)
+    key = _lookup_key(conn, keyring or load_keyring(), create=False)
+    return None if key is None else _hash(key, rid)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidValue("name", "", "a name is required")
+    text = " ".join(name.split())
+    if len(text) > MAX_NAME:
+        raise InvalidValue("name", f"<{len(text)} characters>", f"at most {MAX_NAME} characters")
+    return text
+
+
+def _contact(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue("contact", value, "a contact phone number is required")
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        raise InvalidValue("contact", value, "is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidValue("contact", value, "is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _masked(rid: str) -> str:
+    return mask_resident_id(rid)
+
+
+def _blacklist_reason(conn: Connection, digest: str) -> str | None:
+    return conn.execute(select(id_blacklist.c.reason).where(id_blacklist.c.resident_id_hash == digest)).scalar()
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register(
+    db: Store | Connection,
+    *,
+    name: str,
+    resident_id: str,
+    contact: str,
+    actor: str,
+    address: str | None = None,
+    keyring: Keyring | None = None,
+) -> Subscriber:
+    """Register a person by resident ID (checksum, real birth date, not in the future, known
+    area); refused when the ID is blacklisted. The same ID again returns the subscriber
+    already registered (``created`` False), or is refused if the name differs."""
+    rid = parse_resident_id(resident_id)
+    masked = _masked(rid)
+    name = _name(name)
+    contact = _contact(contact)
+    address = " ".join(address.split()) or None if address is not None else None
+    keyring = keyring or load_keyring()
+    now = utc_now()
+    with unit_of_work(db) as conn:
+        digest = _hash(_lookup_key(conn, keyring, create=True), rid)
+        reason = _blacklist_reason(conn, digest)
+        if reason is not None:
+            raise Conflict(f"resident ID {masked} is blacklisted ({reason}); it cannot be registered")
+        existing = conn.execute(select(*_COLUMNS).where(subscribers.c.resident_id_hash == digest)
+                                .with_for_update()).first()
+        if existing is not None:
+            if existing.name != name:
+                raise Conflict(f"resident ID {masked} is already registered as subscriber {existing.id} "
+                               "under another name")
+            return _subscriber(existing, created=False)
+        subscriber_id = conn.execute(subscribers.insert().values(
+            name=name, resident_id_enc="", resident_id_hash=digest, id_masked=masked,
+            birth_date=resident_id_birth_date(rid), gender=resident_id_gender(rid), contact=contact,
+            address=address, created_at=now, created_by=actor,
+        )).inserted_primary_key[0]
+        # The token is bound to the row id, known only once inserted (same transaction).
+        conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(
+            resident_id_enc=keyring.encrypt(rid, f"subscribers.resident_id:{subscriber_id}")))
+        audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "register", None, "registered",
+                                         f"real-name registration, resident ID {masked}",
+                                         {"id_masked": masked})], now)
+        row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id)).one()
+    return _subscriber(row)
+
+
+def find(
+    db: Store | Connection,
+    *,
+    resident_id: str | None = None,
+    masked: str | None = None,
+    subscriber_id: int | None = None,
+    keyring: Keyring | None = None,
+) -> list[Subscriber]:
+    """Subscribers matching exactly one criterion: the resident ID (0 or 1), a masked ID
+    such as ``110105********002X`` (several people may share one), or the subscriber id."""
+    given = [c for c in (resident_id, masked, subscriber_id) if c is not None]
+    if len(given) != 1:
+        raise InvalidValue("find", f"{len(given)} criteria", "give exactly one of resident_id, masked, subscriber_id")
+    with db.read() if isinstance(db, Store) else nullcontext(db) as conn:
+        query = select(*_COLUMNS).order_by(subscribers.c.id)
+        if resident_id is not None:
+            digest = resident_id_hash(conn, resident_id, keyring=keyring)
+            if digest is None:
+                return []
+            query = query.where(subscribers.c.resident_id_hash == digest)
+        elif masked is not None:
+            text = masked.strip().upper()
+            if len(text) != 18:
+                raise InvalidValue("masked", masked, "a masked ID is 18 characters, like 110105********002X")
+            query = query.where(subscribers.c.id_masked == text)
+        else:
+            query = query.where(subscribers.c.id == int(subscriber_id))
+        return [_subscriber(row) for row in conn.execute(query)]
+
+
+def get(db: Store | Connection, subscriber_id: int) -> Subscriber:
+    """The subscriber with this id; :class:`NotFound` if there is none."""
+    found = find(db, subscriber_id=subscriber_id)
+    if not found:
+        raise NotFound(f"subscriber {subscriber_id} does not exist")
+    return found[0]
+
+
+def reveal_resident_id(db: Store | Connection, subscriber_id: int, *, actor: str,
+                       keyring: Keyring | None = None) -> Secret:
+    """The clear resident ID of a subscriber, as a :class:`Secret`; the access is audited."""
+    keyring = keyring or load_keyring()
+    with unit_of_work(db) as conn:
+        token = conn.execute(select(subscribers.c.resident_id_enc).where(subscribers.c.id == subscriber_id)).scalar()
+        if token is None:
+            raise NotFound(f"subscriber {subscriber_id} does not exist")
+        secret = keyring.reveal(token, f"subscribers.resident_id:{subscriber_id}")
+        audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "reveal_id", reason="clear resident ID read")])
+    return secret
+
+
+# ---------------------------------------------------------------- blacklist
+
+
+def blacklist_add(db: Store | Connection, resident_id: str, reason: str, actor: str, *,
+                  keyring: Keyring | None = None) -> str:
+    """Put a resident ID on the blacklist (it can no longer register or take numbers).
+    Returns the masked ID; :class:`Conflict` if it is listed already."""
+    rid = parse_resident_id(resident_id)
+    masked = _masked(rid)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidValue("reason", reason, "a reason is required")
+    reason = reason.strip()
+    keyring = keyring or load_keyring()
+    now = utc_now()
+    with unit_of_work(db) as conn:
+        digest = _hash(_lookup_key(conn, keyring, create=True), rid)
+        if _blacklist_reason(conn, digest) is not None:
+            raise Conflict(f"resident ID {masked} is already blacklisted")
+        conn.execute(id_blacklist.insert().values(resident_id_hash=digest, id_masked=masked, reason=reason,
+                                                  added_at=now, added_by=actor))
+        audit.record(conn, actor, [Event("id_blacklist", masked, "blacklist", None, "blacklisted", reason)], now)
+    return masked
+
+
+def blacklist_remove(db: Store | Connection, resident_id: str, actor: str, *, reason: str | None = None,
+                     keyring: Keyring | None = None) -> str:
+    """Take a resident ID off the blacklist; :class:`NotFound` if it is not on it. Returns the masked ID."""
+    rid = parse_resident_id(resident_id)
+    masked = _masked(rid)
+    keyring = keyring or load_keyring()
+    with unit_of_work(db) as conn:
+        key = _lookup_key(conn, keyring, create=False)
+        removed = 0
+        if key is not None:
+            removed = conn.execute(id_blacklist.delete().where(
+                id_blacklist.c.resident_id_hash == _hash(key, rid))).rowcount
+        if not removed:
+            raise NotFound(f"resident ID {masked} is not blacklisted")
+        audit.record(conn, actor, [Event("id_blacklist", masked, "unblacklist", "blacklisted", None, reason)])
+    return masked
+
+
+def is_blacklisted(db: Store | Connection, resident_id: str, *, keyring: Keyring | None = None) -> bool:
+    """Whether the resident ID is on the blacklist."""
+    with db.read() if isinstance(db, Store) else nullcontext(db) as conn:
+        digest = resident_id_hash(conn, resident_id, keyring=keyring)
+        return digest is not None and _blacklist_reason(conn, digest) is not None
+
+
+# ---------------------------------------------------------------- 一证五号
+
+
+def count_numbers(conn: Connection, resident_id_hash: str, carrier: str) -> int:
+    """Live (not unbound) numbers of ``carrier`` held by the person with this lookup hash."""
+    return conn.execute(
+        select(func.count()).select_from(subscriber_numbers.join(
+            subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
+        .where(subscribers.c.resident_id_hash == resident_id_hash,
+               subscriber_numbers.c.carrier == carriers.canonical_name(carrier),
+               subscriber_numbers.c.until.is_(None))
+    ).scalar_one()
+
+
+def _locked_subscriber(conn: Connection, subscriber_id: int):
+    """The subscriber row, locked until the end of the transaction (PostgreSQL; SQLite's
+    write transactions are serial already), so two binds cannot both pass the limit."""
+    row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id).with_for_update()).first()
+    if row is None:
+        raise NotFound(f"subscriber {subscriber_id} does not exist")
+    return row
+
+
+def check_number_limit(
+    conn: Connection,
+    subscriber_id: int,
+    carrier: str,
+    active_count_fn: Callable[[Connection, str, str], int] = count_numbers,
+) -> int:
+    """Raise :class:`Conflict` if the subscriber already holds 5 live numbers of ``carrier``
+    (一证五号); else return how many they hold. ``active_count_fn(conn, resident_id_hash,
+    carrier)`` counts them (default :func:`count_numbers`)."""
+    carrier = carriers.canonical_name(carrier)
+    row = _locked_subscriber(conn, subscriber_id)
+    held = active_count_fn(conn, row.resident_id_hash, carrier)
+    if held >= NUMBERS_PER_CARRIER:
+        raise Conflict(f"resident ID {row.id_masked} already holds {held} {carrier} numbers (一证五号)")
+    return held
+
+
+def bind_number(conn: Connection, subscriber_id: int, msisdn: str | int, carrier: str, actor: str) -> int:
+    """Bind a number to a subscriber (called by the card lifecycle, in its transaction).
+    Refused for a blacklisted ID, a number already bound, or a sixth live number for one
+    person and carrier. Returns the link id."""
+    number = parse_msisdn(msisdn)
+    carrier = carriers.canonical_name(carrier)
+    row = _locked_subscriber(conn, subscriber_id)
+    if _blacklist_reason(conn, row.resident_id_hash) is not None:
+        raise Conflict(f"resident ID {row.id_masked} is blacklisted; no number can be bound to it")
+    holder = conn.execute(select(subscriber_numbers.c.subscriber_id).where(
+        subscriber_numbers.c.msisdn == int(number), subscriber_numbers.c.until.is_(None))).scalar()
+    if holder is not None:
+        raise Conflict(f"number {number} is already bound to subscriber {holder}")
+    check_number_limit(conn, subscriber_id, carrier)
+    now = utc_now()
+    link_id = conn.execute(subscriber_numbers.insert().values(
+        subscriber_id=subscriber_id, msisdn=int(number), carrier=carrier, since=now)).inserted_primary_key[0]
+    audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "bind_number", None, "bound",
+                                     details={"msisdn": number, "carrier": carrier})], now)
+    return link_id
+
+
+def unbind_number(conn: Connection, subscriber_id: int, msisdn: str | int, actor: str, *,
+                  reason: str | None = None) -> None:
+    """End the live binding of a number to a subscriber (terminated, ported away...): it no
+    longer counts for 一证五号. :class:`NotFound` if it is not bound to them."""
+    number = parse_msisdn(msisdn)
+    now = utc_now()
+    ended = conn.execute(subscriber_numbers.update().where(
+        subscriber_numbers.c.subscriber_id == subscriber_id, subscriber_numbers.c.msisdn == int(number),
+        subscriber_numbers.c.until.is_(None)).values(until=now)).rowcount
+    if not ended:
+        raise NotFound(f"number {number} is not bound to subscriber {subscriber_id}")
+    audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "unbind_number", "bound", None, reason,
+                                     {"msisdn": number})], now)
+
+
+def numbers_of(db: Store | Connection, subscriber_id: int, *, live_only: bool = True) -> list[dict]:
+    """The numbers bound to a subscriber (live ones only by default), oldest first."""
+    with db.read() if isinstance(db, Store) else nullcontext(db) as conn:
+        query = select(subscriber_numbers.c.msisdn, subscriber_numbers.c.carrier, subscriber_numbers.c.since,
+                       subscriber_numbers.c.until).where(subscriber_numbers.c.subscriber_id == subscriber_id)
+        if live_only:
+            query = query.where(subscriber_numbers.c.until.is_(None))
+        return [{**row._mapping, "msisdn": str(row.msisdn)}
+                for row in conn.execute(query.order_by(subscriber_numbers.c.id))]
