@@ -55,9 +55,45 @@ sims = Table(
     Column("extra", Text),
     Column("extra_enc", Text),
     Column("changed_at", UTCDateTime),
+    # The card lifecycle (hkops.cards.service): who holds it, whether the HLR has it, and
+    # which move waits for the HLR (hkops.cards.model.NetworkSync).
+    Column("subscriber_id", BigInteger),
+    Column("network_sync", String(8), nullable=False, server_default="none"),
+    Column("pending_action", String(16)),
+    Column("suspend_reason", String(24)),
+    Column("activated_at", UTCDateTime),
+    # Replacement (SIM swap): the card that took over, and when this card took over.
+    Column("replaced_by", String(20)),
+    Column("swapped_at", UTCDateTime),
     Index(None, "batch_id"),
     Index(None, "state", "iccid"),
     Index(None, "msisdn"),
+    Index(None, "network_sync"),
+)
+
+# Commands for the HLR, written in the same transaction as the inventory change they
+# belong to and sent after it commits; a command that gets no definite answer stays
+# "pending" and is sent again with the same request id (the HLR answers repeats without
+# applying them twice). Keys are not stored here: they are read from ``sims`` when sent.
+provisioning_outbox = Table(
+    "provisioning_outbox",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("req", String(40), nullable=False, unique=True),
+    Column("action", String(16), nullable=False),
+    Column("iccid", String(20), nullable=False),
+    Column("msisdn", BigInteger, nullable=False),
+    Column("other_iccid", String(20)),
+    Column("command", String(16), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("actor", String(64), nullable=False),
+    Column("reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    Index(None, "state", "id"),
+    Index(None, "iccid"),
 )
 
 #: Secret fields of a card and the column holding each one's token.

@@ -1,0 +1,461 @@
+"""The SIM card lifecycle, kept in step with the HLR (DOMAIN.md section 5).
+
+Each move is one unit of work that changes inventory and writes the HLR command into
+``provisioning_outbox``; :func:`sync` then sends the pending commands (pipelined, each
+with its own request id, so a repeat is never applied twice). Moves that take service
+away (suspend, report loss, terminate) change inventory at once; moves that give service
+(activate, resume, lift a loss, replace) take effect when the HLR confirms. Until then the
+card is visibly ``pending`` and ``hkops hlr sync`` (or the next move) sends it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from hkops import audit
+from hkops.audit import Event
+from hkops.cards.batches import card_secrets
+from hkops.cards.model import MOVES, NetworkSync, SimState, SuspendReason, target_state
+from hkops.cards.tables import provisioning_outbox as outbox
+from hkops.cards.tables import sim_batches, sims
+from hkops.errors import Conflict, InvalidValue, NotFound
+from hkops.ids import mask_resident_id, parse_iccid, parse_msisdn
+from hkops.network import BarringReason, ProvisioningClient, ProvisioningUnavailable, add_sub, mod_imsi, mod_odb, rmv_sub
+from hkops.numbers import service as numbers
+from hkops.numbers.model import NumberState
+from hkops.numbers.tables import number_blocks
+from hkops.security.crypto import Keyring, load_keyring
+from hkops.store.engine import Store, unit_of_work
+from hkops.subscribers import service as subscribers
+from hkops.timeutil import utc_now
+
+C = SimState
+#: Moves whose inventory change waits for the HLR's confirmation.
+ENABLING = frozenset({"activate", "resume", "lift_loss", "replace"})
+LIVE = frozenset({C.PAIRED, C.ACTIVE, C.SUSPENDED, C.LOST})
+_OK_EXISTS = 3002  # ADD SUB for a subscriber the HLR already has (a forgotten repeat)
+#: Who the audit trail names for what the HLR decided.
+HLR_ACTOR = "hlr"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A SIM card as inventory sees it (no secrets)."""
+
+    iccid: str
+    imsi: str
+    state: str
+    msisdn: str | None
+    subscriber_id: int | None
+    network_sync: str
+    pending_action: str | None
+    suspend_reason: str | None
+    carrier: str
+    activated_at: datetime | None
+    replaced_by: str | None
+    swapped_at: datetime | None
+
+
+@dataclass
+class SyncReport:
+    """What one :func:`sync` achieved."""
+
+    sent: int = 0
+    confirmed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    pending: int = 0
+
+
+def _card(conn: Connection, iccid: str, *, lock: bool = True) -> Card:
+    stmt = (select(sims, sim_batches.c.carrier).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
+            .where(sims.c.iccid == iccid))
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=sims)
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"SIM {iccid} is not in the inventory")
+    return Card(iccid=row["iccid"], imsi=row["imsi"], state=row["state"],
+                msisdn=str(row["msisdn"]) if row["msisdn"] else None, subscriber_id=row["subscriber_id"],
+                network_sync=row["network_sync"], pending_action=row["pending_action"],
+                suspend_reason=row["suspend_reason"], carrier=row["carrier"], activated_at=row["activated_at"],
+                replaced_by=row["replaced_by"], swapped_at=row["swapped_at"])
+
+
+def get_card(db: Store | Connection, value: str) -> Card:
+    """The card by ICCID, or the live card of an MSISDN."""
+    with unit_of_work(db) as conn:
+        digits = str(value).replace(" ", "")
+        if digits.startswith("89") and len(digits) in (19, 20):
+            return _card(conn, parse_iccid(digits), lock=False)
+        msisdn = int(parse_msisdn(value))
+        rows = conn.execute(select(sims.c.iccid, sims.c.state).where(sims.c.msisdn == msisdn)).all()
+        live = [r.iccid for r in rows if r.state in LIVE] or [r.iccid for r in rows]
+        if not live:
+            raise NotFound(f"no SIM card is paired with {msisdn}")
+        return _card(conn, live[-1], lock=False)
+
+
+def _set(conn: Connection, iccid: str, **values) -> None:
+    conn.execute(update(sims).where(sims.c.iccid == iccid).values(changed_at=utc_now(), **values))
+
+
+def _event(card: Card, action: str, to_state: str, reason: str | None, **details) -> Event:
+    return Event("sim", card.iccid, action, card.state, to_state, reason,
+                 {k: v for k, v in {"msisdn": card.msisdn, **details}.items() if v is not None} or None)
+
+
+def _refuse_if_pending(card: Card, action: str) -> None:
+    if card.pending_action:
+        raise Conflict(f"cannot {action.replace('_', ' ')} SIM {card.iccid}: it waits for the HLR to confirm "
+                       f"'{card.pending_action}'; run `hkops hlr sync` (or `hkops hlr reconcile --fix`)")
+
+
+def _queue(conn: Connection, card: Card, action: str, command: str, *, actor: str, reason: str | None,
+           msisdn: str | None = None, other_iccid: str | None = None) -> None:
+    now = utc_now()
+    count = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.iccid == card.iccid)).scalar()
+    conn.execute(outbox.insert().values(
+        req=f"{action[:6]}-{card.iccid}-{count + 1}", action=action, iccid=card.iccid,
+        msisdn=int(msisdn or card.msisdn), other_iccid=other_iccid, command=command, state="pending",
+        actor=actor, reason=reason, created_at=now))
+    _set(conn, card.iccid, network_sync=NetworkSync.PENDING.value, pending_action=action)
+
+
+# ---------------------------------------------------------------- moves
+
+
+def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *, actor: str,
+         reason: str | None = None) -> Card:
+    """Bind a SIM in stock to a number and a registered subscriber (开卡).
+
+    The number must be of the SIM's carrier and available, reserved or assigned; an
+    available one is allocated to the subscriber. 一证五号 and the blacklist are checked.
+    """
+    iccid, msisdn = parse_iccid(iccid), parse_msisdn(msisdn)
+    with unit_of_work(db) as conn:
+        card = _card(conn, iccid)
+        to_state = target_state("pair", iccid, C(card.state))
+        subscriber = subscribers.get(conn, subscriber_id)
+        block = conn.execute(select(number_blocks.c.carrier).where(number_blocks.c.prefix == int(msisdn) // 10_000)).scalar()
+        if block != card.carrier:
+            raise Conflict(f"cannot pair SIM {iccid} ({card.carrier}) with {msisdn}: the number is "
+                           f"{'of ' + block if block else 'in no block'}")
+        taken = conn.execute(select(sims.c.iccid).where(sims.c.msisdn == int(msisdn),
+                                                        sims.c.state.in_([s.value for s in LIVE]))).first()
+        if taken:
+            raise Conflict(f"cannot pair {msisdn} with SIM {iccid}: SIM {taken.iccid} already serves it")
+        number = numbers.get_number(conn, msisdn)
+        now = utc_now()
+        if number.effective_state(now) in (NumberState.AVAILABLE, NumberState.RESERVED):
+            holder = number.holder if number.effective_state(now) == NumberState.RESERVED else f"S{subscriber_id}"
+            numbers.allocate(conn, msisdn, holder, actor=actor, reason=f"paired with SIM {iccid}")
+        elif number.effective_state(now) != NumberState.ASSIGNED:
+            raise Conflict(f"cannot pair {msisdn}: it is {number.effective_state(now).value}; "
+                           "pairing needs a number that is available, reserved or assigned")
+        subscribers.bind_number(conn, subscriber.id, msisdn, card.carrier, actor)
+        _set(conn, iccid, state=to_state.value, msisdn=int(msisdn), subscriber_id=subscriber.id)
+        audit.record(conn, actor, [_event(card, "pair", to_state.value, reason, msisdn=msisdn,
+                                          subscriber=subscriber.id)])
+        return _card(conn, iccid)
+
+
+def activate(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+             reason: str | None = None) -> Card:
+    """Provision the card's subscriber in the HLR; active once the HLR confirms."""
+    return _request(db, iccid, "activate", actor=actor, reason=reason, network=network)
+
+
+def suspend(db: Store, iccid: str, why: str, *, actor: str, network: ProvisioningClient | None = None,
+            reason: str | None = None) -> Card:
+    """Suspend service (停机) for arrears, at the customer's request, or for fraud."""
+    try:
+        why = SuspendReason(why).value
+    except ValueError:
+        raise InvalidValue("suspend reason", why, f"must be one of {', '.join(r.value for r in SuspendReason)}") from None
+    return _request(db, iccid, "suspend", actor=actor, reason=reason or why, network=network, suspend_reason=why)
+
+
+def resume(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+           reason: str | None = None) -> Card:
+    """Resume service (复机) once the HLR lifts the barring."""
+    return _request(db, iccid, "resume", actor=actor, reason=reason, network=network)
+
+
+def report_loss(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+                reason: str | None = None) -> Card:
+    """Loss report (挂失): the card is lost at once and the HLR bars all its services."""
+    return _request(db, iccid, "report_loss", actor=actor, reason=reason, network=network)
+
+
+def lift_loss(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+              reason: str | None = None) -> Card:
+    """Lift a loss report (解挂): service returns when the HLR lifts the barring."""
+    return _request(db, iccid, "lift_loss", actor=actor, reason=reason, network=network)
+
+
+def terminate(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+              reason: str | None = None) -> Card:
+    """Termination (销户): the card ends, the number goes into quarantine, the HLR record goes."""
+    return _request(db, iccid, "terminate", actor=actor, reason=reason, network=network)
+
+
+_COMMANDS = {"activate": "add", "suspend": "bar", "resume": "unbar", "report_loss": "bar", "lift_loss": "unbar",
+             "terminate": "remove"}
+
+
+def _request(db: Store, iccid: str, action: str, *, actor: str, reason: str | None,
+             network: ProvisioningClient | None, suspend_reason: str | None = None) -> Card:
+    iccid = parse_iccid(iccid)
+    with unit_of_work(db) as conn:
+        card = _card(conn, iccid)
+        to_state = target_state(action, iccid, C(card.state))
+        _refuse_if_pending(card, action)
+        if action == "terminate" and card.state == C.PAIRED:
+            _apply_now(conn, card, action, to_state, actor=actor, reason=reason)
+            _set(conn, iccid, network_sync=NetworkSync.NONE.value)
+            return _card(conn, iccid)
+        if action not in ENABLING:
+            _apply_now(conn, card, action, to_state, actor=actor, reason=reason, suspend_reason=suspend_reason)
+        else:
+            audit.record(conn, actor, [_event(card, f"{action}_requested", card.state, reason)])
+        _queue(conn, card, action, _COMMANDS[action], actor=actor, reason=reason)
+    if network is not None:
+        sync(db, network, iccids=[iccid])
+    return get_card(db, iccid)
+
+
+def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *, actor: str, reason: str | None,
+               suspend_reason: str | None = None) -> None:
+    """The inventory side of a move: the card, its number and the subscriber binding."""
+    values: dict = {"state": to_state.value}
+    if action == "suspend":
+        values["suspend_reason"] = suspend_reason
+    if action in ("resume", "lift_loss"):
+        values["suspend_reason"] = None
+    if action == "activate":
+        values["activated_at"] = utc_now()
+    number_action = MOVES[action].number_action
+    if action == "lift_loss" and card.suspend_reason:
+        to_state = C.SUSPENDED  # a loss reported while suspended returns to the suspension
+        values["state"] = to_state.value
+        values.pop("suspend_reason")
+    if number_action and card.msisdn:
+        getattr(numbers, number_action)(conn, card.msisdn, actor=actor, reason=f"SIM {card.iccid}: {action}")
+    if action == "terminate" and card.subscriber_id and card.msisdn:
+        subscribers.unbind_number(conn, card.subscriber_id, card.msisdn, actor, reason="terminated")
+    _set(conn, card.iccid, **values)
+    audit.record(conn, actor, [_event(card, action, to_state.value, reason)])
+
+
+def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, actor: str,
+            network: ProvisioningClient | None = None, reason: str | None = None) -> Card:
+    """Replacement (补卡/换卡): a new SIM takes the number; the old one can never come back.
+
+    The holder's identity is checked again against ``resident_id``. The HLR points the
+    number at the new IMSI and keys (and lifts a loss barring); then the old card is
+    ``replaced`` and the new one takes over its service, with the swap time recorded.
+    """
+    old_iccid, new_iccid = parse_iccid(old_iccid), parse_iccid(new_iccid)
+    with unit_of_work(db) as conn:
+        old = _card(conn, old_iccid)
+        target_state("replace", old_iccid, C(old.state))
+        _refuse_if_pending(old, "replace")
+        new = _card(conn, new_iccid)
+        target_state("pair", new_iccid, C(new.state))
+        if new.carrier != old.carrier:
+            raise Conflict(f"cannot replace SIM {old_iccid} ({old.carrier}) with SIM {new_iccid} ({new.carrier})")
+        holder = subscribers.find(conn, resident_id=resident_id)
+        if not holder or holder[0].id != old.subscriber_id:
+            raise Conflict(f"cannot replace SIM {old_iccid}: resident ID {mask_resident_id(resident_id.strip().upper())} "
+                           "is not the card holder's")
+        _set(conn, new_iccid, state=C.PAIRED.value, msisdn=int(old.msisdn), subscriber_id=old.subscriber_id)
+        audit.record(conn, actor, [_event(new, "pair", C.PAIRED.value, f"replacement for SIM {old_iccid}",
+                                          msisdn=old.msisdn)])
+        audit.record(conn, actor, [_event(old, "replace_requested", old.state, reason, new_iccid=new_iccid)])
+        _queue(conn, old, "replace", "change_imsi", actor=actor, reason=reason, other_iccid=new_iccid)
+        if old.state == C.LOST:
+            _queue(conn, old, "replace", "unbar", actor=actor, reason=reason, other_iccid=new_iccid)
+    if network is not None:
+        sync(db, network, iccids=[old_iccid])
+    return get_card(db, new_iccid)
+
+
+# ---------------------------------------------------------------- talking to the HLR
+
+
+def _command(conn: Connection, row, keyring: Keyring | None):
+    msisdn = str(row.msisdn)
+    if row.command == "add":
+        card = _card(conn, row.iccid, lock=False)
+        keys = card_secrets(conn, row.iccid, keyring=keyring)
+        return add_sub(msisdn, card.imsi, keys["ki"].reveal(), keys["opc"].reveal(), req=row.req)
+    if row.command == "change_imsi":
+        new = _card(conn, row.other_iccid, lock=False)
+        keys = card_secrets(conn, row.other_iccid, keyring=keyring)
+        return mod_imsi(msisdn, new.imsi, keys["ki"].reveal(), keys["opc"].reveal(), req=row.req)
+    if row.command == "bar":
+        why = BarringReason.LOSS if row.action == "report_loss" else BarringReason.SUSPEND
+        return mod_odb(msisdn, True, why, req=row.req)
+    if row.command == "unbar":
+        return mod_odb(msisdn, False, req=row.req)
+    return rmv_sub(msisdn, req=row.req)
+
+
+def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None = None,
+         keyring: Keyring | None = None, limit: int = 10_000) -> SyncReport:
+    """Send pending HLR commands (all, or those of ``iccids``) and apply what the HLR confirms."""
+    report = SyncReport()
+    keyring = keyring or load_keyring()
+    with db.read() as conn:
+        stmt = select(outbox).where(outbox.c.state == "pending").order_by(outbox.c.id).limit(limit)
+        if iccids is not None:
+            stmt = stmt.where(outbox.c.iccid.in_(list(iccids)))
+        rows = conn.execute(stmt).all()
+        commands = [_command(conn, row, keyring) for row in rows]
+    if not rows:
+        return report
+    report.sent = len(rows)
+    try:
+        replies = network.run_many(commands)
+    except ProvisioningUnavailable as exc:
+        replies = exc.replies
+    with db.write() as conn:
+        for row, reply in zip(rows, replies):
+            current = conn.execute(select(outbox.c.state).where(outbox.c.id == row.id)).scalar()
+            if current != "pending":
+                continue  # another sync got there first
+            if reply is None:
+                conn.execute(update(outbox).where(outbox.c.id == row.id)
+                             .values(attempts=outbox.c.attempts + 1, last_error="no answer from the HLR"))
+                report.pending += 1
+            elif reply.code == 0 or (reply.code == _OK_EXISTS and row.command == "add"
+                                     and _hlr_has(network, row.msisdn, _card(conn, row.iccid).imsi)):
+                _confirm(conn, row)
+                report.confirmed.append(row.iccid)
+            else:
+                conn.execute(update(outbox).where(outbox.c.id == row.id).values(
+                    state="failed", attempts=outbox.c.attempts + 1, last_error=f"{reply.code} {reply.text}",
+                    done_at=utc_now()))
+                audit.record(conn, HLR_ACTOR, [Event("sim", row.iccid, f"{row.action}_refused", None, None,
+                                                     f"HLR answered {reply.code} {reply.text}")])
+                report.failed.append(row.iccid)
+    return report
+
+
+def _hlr_has(network: ProvisioningClient, msisdn: int, imsi: str) -> bool:
+    record = network.get(str(msisdn))
+    return record is not None and record.imsi == imsi
+
+
+def _confirm(conn: Connection, row) -> None:
+    """The HLR applied ``row``: finish the move when it was the last command it waited for."""
+    conn.execute(update(outbox).where(outbox.c.id == row.id).values(
+        state="done", attempts=outbox.c.attempts + 1, last_error=None, done_at=utc_now()))
+    waiting = conn.execute(select(func.count()).select_from(outbox).where(
+        and_(outbox.c.iccid == row.iccid, outbox.c.state == "pending"))).scalar()
+    if waiting:
+        return
+    card = _card(conn, row.iccid)
+    if row.action == "replace":
+        new = _card(conn, row.other_iccid)
+        now = utc_now()
+        keep = C.SUSPENDED if card.state == C.SUSPENDED else C.ACTIVE
+        _set(conn, card.iccid, state=C.REPLACED.value, replaced_by=new.iccid, network_sync=NetworkSync.NONE.value,
+             pending_action=None)
+        _set(conn, new.iccid, state=keep.value, activated_at=now, swapped_at=now, suspend_reason=card.suspend_reason,
+             network_sync=NetworkSync.SYNCED.value)
+        audit.record(conn, row.actor, [_event(card, "replace", C.REPLACED.value, row.reason, new_iccid=new.iccid),
+                                       _event(new, "take_over", keep.value, f"replaces SIM {card.iccid}")])
+        return
+    if row.action in ENABLING:
+        _apply_now(conn, card, row.action, MOVES[row.action].leads_to, actor=row.actor, reason=row.reason)
+    final = NetworkSync.NONE if row.action == "terminate" else NetworkSync.SYNCED
+    _set(conn, row.iccid, network_sync=final.value, pending_action=None)
+
+
+def pending(db: Store) -> list[dict]:
+    """HLR commands still waiting, oldest first."""
+    with db.read() as conn:
+        rows = conn.execute(select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,
+                                   outbox.c.last_error, outbox.c.created_at)
+                            .where(outbox.c.state == "pending").order_by(outbox.c.id)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------- reconciliation (数据稽核)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the HLR disagrees with inventory, and the command that repairs it."""
+
+    msisdn: str
+    kind: str  # missing_in_hlr, unexpected_in_hlr, imsi_mismatch, barring_mismatch
+    inventory: str
+    hlr: str
+
+
+def _expected(conn: Connection) -> dict[str, tuple[str, bool, str]]:
+    """msisdn -> (imsi, barred, iccid) for every card the HLR should know."""
+    rows = conn.execute(select(sims.c.msisdn, sims.c.imsi, sims.c.state, sims.c.iccid)
+                        .where(sims.c.state.in_([C.ACTIVE.value, C.SUSPENDED.value, C.LOST.value]))).all()
+    return {str(r.msisdn): (r.imsi, r.state != C.ACTIVE.value, r.iccid) for r in rows}
+
+
+def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, actor: str,
+              keyring: Keyring | None = None) -> list[Difference]:
+    """Compare inventory with the HLR registry; with ``fix`` make the HLR match inventory.
+
+    Pending commands are sent first, so only real disagreements remain.
+    """
+    sync(db, network, keyring=keyring)
+    with db.read() as conn:
+        expected = _expected(conn)
+    actual = {record.isdn: record for record in network.iter_all()}
+    differences: list[Difference] = []
+    for msisdn, (imsi, barred, _iccid) in sorted(expected.items()):
+        record = actual.get(msisdn)
+        if record is None:
+            differences.append(Difference(msisdn, "missing_in_hlr", f"IMSI {imsi}", "absent"))
+        elif record.imsi != imsi:
+            differences.append(Difference(msisdn, "imsi_mismatch", f"IMSI {imsi}", f"IMSI {record.imsi}"))
+        elif record.barred != barred:
+            differences.append(Difference(msisdn, "barring_mismatch", "barred" if barred else "not barred",
+                                          "barred" if record.barred else "not barred"))
+    differences += [Difference(msisdn, "unexpected_in_hlr", "no live card", f"IMSI {record.imsi}")
+                    for msisdn, record in sorted(actual.items()) if msisdn not in expected]
+    if fix and differences:
+        _repair(db, network, differences, expected, keyring or load_keyring())
+    with db.write() as conn:
+        audit.record(conn, actor, [Event("hlr", "registry", "reconcile", None, None,
+                                         f"{len(differences)} difference(s){', repaired' if fix else ''}",
+                                         {d.kind: sum(1 for x in differences if x.kind == d.kind) for d in differences}
+                                         or None)])
+    return differences
+
+
+def _repair(db: Store, network: ProvisioningClient, differences: list[Difference], expected: dict,
+            keyring: Keyring) -> None:
+    commands = []
+    with db.read() as conn:
+        for d in differences:
+            if d.kind == "unexpected_in_hlr":
+                commands.append(rmv_sub(d.msisdn))
+                continue
+            imsi, barred, iccid = expected[d.msisdn]
+            keys = card_secrets(conn, iccid, keyring=keyring)
+            if d.kind == "missing_in_hlr":
+                commands.append(add_sub(d.msisdn, imsi, keys["ki"].reveal(), keys["opc"].reveal()))
+            elif d.kind == "imsi_mismatch":
+                commands.append(mod_imsi(d.msisdn, imsi, keys["ki"].reveal(), keys["opc"].reveal()))
+            if d.kind != "unexpected_in_hlr" and barred:
+                state = conn.execute(select(sims.c.state).where(sims.c.iccid == iccid)).scalar()
+                why = BarringReason.LOSS if state == C.LOST.value else BarringReason.SUSPEND
+                commands.append(mod_odb(d.msisdn, True, why))
+            elif d.kind == "barring_mismatch":
+                commands.append(mod_odb(d.msisdn, False))
+    network.run_many(commands)
