@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hkops import audit as audit_module
 from hkops.cli import numbers as numbers_cli
+from hkops.cli import cards as cards_cli
 from hkops.cli import hlr as hlr_cli
 from hkops.cli import keys as keys_cli
 from hkops.cli import sims as sims_cli
@@ -30,6 +31,7 @@ app.add_typer(numbers_cli.app, name="numbers")
 app.add_typer(usage_cli.app, name="usage")
 app.add_typer(hlr_cli.app, name="hlr")
 app.add_typer(sims_cli.app, name="sims")
+app.add_typer(cards_cli.app, name="cards")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(keys_cli.app, name="keys")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)

@@ -35,3 +35,51 @@ def serve(
         raise InvalidValue("latency-ms", latency_ms, "must not be negative")
     serve_hlr(port, data or DATA_DIR / "hlr", host=host, latency_ms=latency_ms, error_rate=error_rate,
               drop_rate=drop_rate, seed=seed, fsync=not no_fsync, announce=echo)
+
+
+@app.command()
+def sync(hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (default $HKOPS_HLR or 127.0.0.1:7500).")):
+    """Send the HLR commands still pending and apply what the HLR confirms."""
+    from hkops.cards import service
+    from hkops.cli.cards import network
+    from hkops.cli.common import store
+
+    result = service.sync(store(), network(hlr))
+    echo(f"{result.sent} sent, {len(result.confirmed)} confirmed, {len(result.failed)} refused, "
+         f"{result.pending} still pending")
+
+
+@app.command()
+def pending(as_json: bool = typer.Option(False, "--json")):
+    """HLR commands still waiting for a definite answer."""
+    from hkops.cards import service
+    from hkops.cli.common import emit_json, store
+
+    rows = service.pending(store())
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        echo(f"{row['req']:<32} {row['action']:<12} SIM {row['iccid']} number {row['msisdn']} "
+             f"attempts {row['attempts']} {row['last_error'] or ''}")
+    echo(f"{len(rows)} pending")
+
+
+@app.command()
+def reconcile(fix: bool = typer.Option(False, "--fix", help="Make the HLR match inventory."),
+              hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (default $HKOPS_HLR or 127.0.0.1:7500)."),
+              as_json: bool = typer.Option(False, "--json")):
+    """Compare inventory with the HLR registry (数据稽核) and report, or repair, each difference."""
+    from dataclasses import asdict
+
+    from hkops.cards import service
+    from hkops.cli.cards import network
+    from hkops.cli.common import actor, emit_json, store
+
+    differences = service.reconcile(store(), network(hlr), fix=fix, actor=actor())
+    if as_json:
+        emit_json({"differences": [asdict(d) for d in differences], "fixed": fix})
+        return
+    for d in differences:
+        echo(f"{d.msisdn}  {d.kind:<18} inventory: {d.inventory:<22} HLR: {d.hlr}")
+    echo(f"{len(differences)} difference(s){', repaired' if fix and differences else ''}")
