@@ -211,21 +211,36 @@ def _request(db: Store, iccid: str, action: str, *, actor: str, reason: str | No
              network: ProvisioningClient | None, suspend_reason: str | None = None) -> Card:
     iccid = parse_iccid(iccid)
     with unit_of_work(db) as conn:
-        card = _card(conn, iccid)
-        to_state = target_state(action, iccid, C(card.state))
-        _refuse_if_pending(card, action)
-        if action == "terminate" and card.state == C.PAIRED:
-            _apply_now(conn, card, action, to_state, actor=actor, reason=reason)
-            _set(conn, iccid, network_sync=NetworkSync.NONE.value)
-            return _card(conn, iccid)
-        if action not in ENABLING:
-            _apply_now(conn, card, action, to_state, actor=actor, reason=reason, suspend_reason=suspend_reason)
-        else:
-            audit.record(conn, actor, [_event(card, f"{action}_requested", card.state, reason)])
-        _queue(conn, card, action, _COMMANDS[action], actor=actor, reason=reason)
+        _record_request(conn, iccid, action, actor=actor, reason=reason, suspend_reason=suspend_reason)
     if network is not None:
         sync(db, network, iccids=[iccid])
     return get_card(db, iccid)
+
+
+def activate_many(db: Store, iccids: list[str], *, actor: str, network: ProvisioningClient | None = None,
+                  reason: str | None = None, keyring: Keyring | None = None) -> SyncReport | None:
+    """Activate many paired cards: one transaction to record them, one pipelined exchange
+    with the HLR, one transaction to apply what it confirmed (all or none of the requests)."""
+    iccids = [parse_iccid(i) for i in iccids]
+    with unit_of_work(db) as conn:
+        for iccid in iccids:
+            _record_request(conn, iccid, "activate", actor=actor, reason=reason)
+    return sync(db, network, iccids=iccids, keyring=keyring) if network is not None else None
+
+
+def _record_request(conn: Connection, iccid: str, action: str, *, actor: str, reason: str | None,
+                    suspend_reason: str | None = None) -> None:
+    card = _card(conn, iccid)
+    to_state = target_state(action, iccid, C(card.state))
+    _refuse_if_pending(card, action)
+    if action == "terminate" and card.state == C.PAIRED:
+        _apply_now(conn, card, action, to_state, actor=actor, reason=reason)
+        return
+    if action not in ENABLING:
+        _apply_now(conn, card, action, to_state, actor=actor, reason=reason, suspend_reason=suspend_reason)
+    else:
+        audit.record(conn, actor, [_event(card, f"{action}_requested", card.state, reason)])
+    _queue(conn, card, action, _COMMANDS[action], actor=actor, reason=reason)
 
 
 def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *, actor: str, reason: str | None,
@@ -252,7 +267,8 @@ def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *,
 
 
 def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, actor: str,
-            network: ProvisioningClient | None = None, reason: str | None = None) -> Card:
+            network: ProvisioningClient | None = None, reason: str | None = None,
+            keyring: Keyring | None = None) -> Card:
     """Replacement (补卡/换卡): a new SIM takes the number; the old one can never come back.
 
     The holder's identity is checked again against ``resident_id``. The HLR points the
@@ -268,7 +284,7 @@ def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, acto
         target_state("pair", new_iccid, C(new.state))
         if new.carrier != old.carrier:
             raise Conflict(f"cannot replace SIM {old_iccid} ({old.carrier}) with SIM {new_iccid} ({new.carrier})")
-        holder = subscribers.find(conn, resident_id=resident_id)
+        holder = subscribers.find(conn, resident_id=resident_id, keyring=keyring)
         if not holder or holder[0].id != old.subscriber_id:
             raise Conflict(f"cannot replace SIM {old_iccid}: resident ID {mask_resident_id(resident_id.strip().upper())} "
                            "is not the card holder's")
@@ -280,7 +296,7 @@ def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, acto
         if old.state == C.LOST:
             _queue(conn, old, "replace", "unbar", actor=actor, reason=reason, other_iccid=new_iccid)
     if network is not None:
-        sync(db, network, iccids=[old_iccid])
+        sync(db, network, iccids=[old_iccid], keyring=keyring)
     return get_card(db, new_iccid)
 
 
