@@ -6,8 +6,9 @@
   HLR simulator running as its own process, one persistent pipelined connection, journal
   fsync on. The anchor for ``activations_per_s_tcp`` once the card lifecycle exists.
 - ``activations_per_s_tcp`` (goal ≥ 2,000): pair + activate of 2,000 cards through the
-  HLR simulator in its own process over TCP, on SQLite, audit included (pairing in one
-  transaction, activation recorded in one, one pipelined exchange, confirmations in one).
+  HLR simulator in its own process over TCP, on SQLite, audit included (``pair_many`` and
+  ``activate_many``: pairing in one transaction, activation recorded in one, one pipelined
+  exchange with the HLR, confirmations in one).
 - ``usage_records_per_s`` (goal ≥ 1,000,000): see ``bench/usage.py``.
 """
 
@@ -110,9 +111,8 @@ def bench_activations(work: Path, count: int = 2_000) -> float:
         port = int(re.search(r":(\d+),", process.stdout.readline()).group(1))
         client = ProvisioningClient(TcpTransport("127.0.0.1", port))
         started = time.perf_counter()
-        with store.write() as conn:
-            for n, iccid in enumerate(iccids):
-                cards.pair(conn, iccid, f"1380013{n:04d}", people[n // 5], actor="bench")
+        cards.pair_many(store, [(iccid, f"1380013{n:04d}", people[n // 5]) for n, iccid in enumerate(iccids)],
+                        actor="bench")
         report = cards.activate_many(store, iccids, actor="bench", network=client, keyring=keyring)
         seconds = time.perf_counter() - started
         assert len(report.confirmed) == count, report

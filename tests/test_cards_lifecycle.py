@@ -144,3 +144,37 @@ def test_activation_through_a_real_tcp_hlr(shop):
         client = ProvisioningClient(TcpTransport(*server.address))
         card = active_card(shop, (None, client))
         assert card.state == "active" and client.get(N).imsi == shop.imsis[0]
+
+
+def test_pairing_and_activating_in_bulk_matches_one_by_one(shop, hlr):
+    people = [shop.subscriber] * 3
+    requests = [(shop.iccids[n], f"1380013{n:04d}", people[n]) for n in range(3)]
+    assert cards.pair_many(shop, requests, actor="ana") == 3
+    report = cards.activate_many(shop, shop.iccids[:3], actor="ana", network=hlr[1])
+    assert sorted(report.confirmed) == sorted(shop.iccids[:3])
+    for n in range(3):
+        card = cards.get_card(shop, f"1380013{n:04d}")
+        assert (card.iccid, card.state, card.network_sync) == (shop.iccids[n], "active", "synced")
+        assert numbers.get_number(shop, f"1380013{n:04d}").state == "active"
+    assert cards.reconcile(shop, hlr[1], actor="ana") == []
+
+
+def test_bulk_pairing_lists_every_problem_and_pairs_none(shop):
+    from hkops.errors import InvalidValues
+
+    requests = [(shop.iccids[0], "13800130001", shop.subscriber), (shop.iccids[1], "18607550011", shop.subscriber),
+                (shop.iccids[2], "13800130001", shop.subscriber)]
+    with pytest.raises(InvalidValues) as refused:
+        cards.pair_many(shop, requests, actor="ana")
+    assert len(refused.value.problems) == 2
+    assert "not a China Mobile number" in str(refused.value.problems[0])
+    assert "already being paired" in str(refused.value.problems[1])
+    assert cards.get_card(shop, shop.iccids[0]).state == "in_stock"
+    assert numbers.get_number(shop, "13800130001").state == "available"
+
+
+def test_a_sixth_number_for_one_person_is_refused_in_bulk_too(shop):
+    requests = [(shop.iccids[n], f"1380013{n:04d}", shop.subscriber) for n in range(6)]
+    with pytest.raises(Conflict, match="一证五号"):
+        cards.pair_many(shop, requests, actor="ana")
+    assert cards.get_card(shop, shop.iccids[0]).state == "in_stock"

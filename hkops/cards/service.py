@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from hkops import audit
 from hkops.audit import Event
@@ -22,12 +22,13 @@ from hkops.cards.batches import card_secrets
 from hkops.cards.model import MOVES, NetworkSync, SimState, SuspendReason, target_state
 from hkops.cards.tables import provisioning_outbox as outbox
 from hkops.cards.tables import sim_batches, sims
-from hkops.errors import Conflict, InvalidValue, NotFound
+from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
 from hkops.ids import mask_resident_id, parse_iccid, parse_msisdn
 from hkops.network import BarringReason, ProvisioningClient, ProvisioningUnavailable, add_sub, mod_imsi, mod_odb, rmv_sub
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks
+from hkops.numbers.tables import numbers as numbers_table
 from hkops.security.crypto import Keyring, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
@@ -78,6 +79,10 @@ def _card(conn: Connection, iccid: str, *, lock: bool = True) -> Card:
     row = conn.execute(stmt).mappings().first()
     if row is None:
         raise NotFound(f"SIM {iccid} is not in the inventory")
+    return _card_from(row)
+
+
+def _card_from(row) -> Card:
     return Card(iccid=row["iccid"], imsi=row["imsi"], state=row["state"],
                 msisdn=str(row["msisdn"]) if row["msisdn"] else None, subscriber_id=row["subscriber_id"],
                 network_sync=row["network_sync"], pending_action=row["pending_action"],
@@ -163,6 +168,74 @@ def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *,
         return _card(conn, iccid)
 
 
+def pair_many(db: Store | Connection, requests: list[tuple[str, str, int]], *, actor: str,
+              reason: str | None = None) -> int:
+    """:func:`pair` for many (iccid, msisdn, subscriber id) at once, checked set-wise: every
+    problem is listed and none is paired unless all can be. Numbers must be available or
+    assigned (a reserved number goes through :func:`pair`)."""
+    parsed = [(parse_iccid(i), parse_msisdn(m), int(s)) for i, m, s in requests]
+    problems: list[InvalidValue] = []
+    with unit_of_work(db) as conn:
+        found = _cards(conn, [i for i, _, _ in parsed])
+        msisdns = [int(m) for _, m, _ in parsed]
+        blocks = dict(conn.execute(select(number_blocks.c.prefix, number_blocks.c.carrier)
+                                   .where(number_blocks.c.prefix.in_(sorted({m // 10_000 for m in msisdns})))).all())
+        taken, pool = set(), {}
+        for chunk in _chunks(msisdns):
+            taken |= set(conn.execute(select(sims.c.msisdn).where(
+                sims.c.msisdn.in_(chunk), sims.c.state.in_([s.value for s in LIVE]))).scalars())
+            pool.update({r.msisdn: r for r in conn.execute(select(
+                numbers_table.c.msisdn, numbers_table.c.state).where(numbers_table.c.msisdn.in_(chunk)))})
+        seen: set = set()
+        to_allocate: dict[int, dict] = {}
+        for iccid, msisdn, sid in parsed:
+            card = found.get(iccid)
+            try:
+                if card is None:
+                    raise NotFound(f"SIM {iccid} is not in the inventory")
+                target_state("pair", iccid, C(card.state))
+                number = pool.get(int(msisdn))
+                if blocks.get(int(msisdn) // 10_000) != card.carrier or number is None:
+                    raise Conflict(f"{msisdn} is not a {card.carrier} number in the pool")
+                if int(msisdn) in taken or msisdn in seen or iccid in seen:
+                    raise Conflict(f"{msisdn} or SIM {iccid} is already being paired or served")
+                if number.state == NumberState.AVAILABLE.value:
+                    to_allocate[int(msisdn)] = {"holder": f"S{sid}"}
+                elif number.state != NumberState.ASSIGNED.value:
+                    raise Conflict(f"{msisdn} is {number.state}; bulk pairing needs available or assigned numbers")
+                seen |= {msisdn, iccid}
+            except (Conflict, NotFound, IllegalTransition) as exc:
+                problems.append(InvalidValue("pairing", f"{iccid} {msisdn}", str(exc)))
+        if problems:
+            raise InvalidValues("pairing", problems)
+        now = utc_now()
+        numbers.move_many(conn, sorted(to_allocate), NumberState.AVAILABLE, NumberState.ASSIGNED, "allocate",
+                          actor=actor, reason="paired with a SIM", now=now, per_number=to_allocate)
+        subscribers.bind_numbers(conn, [(sid, int(m), found[i].carrier) for i, m, sid in parsed], actor)
+        conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
+            state=C.PAIRED.value, msisdn=bindparam("m"), subscriber_id=bindparam("s"), changed_at=now),
+            [{"i": i, "m": int(m), "s": sid} for i, m, sid in parsed])
+        audit.record(conn, actor, [Event("sim", i, "pair", found[i].state, C.PAIRED.value, reason,
+                                         {"msisdn": m, "subscriber": sid}) for i, m, sid in parsed], now)
+    return len(parsed)
+
+
+def _chunks(values: list, size: int = 900):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _cards(conn: Connection, iccids: list[str]) -> dict[str, Card]:
+    """Many cards by ICCID (the ones that exist)."""
+    found: dict[str, Card] = {}
+    for chunk in _chunks(iccids):
+        rows = conn.execute(select(sims, sim_batches.c.carrier).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
+                            .where(sims.c.iccid.in_(chunk))).mappings()
+        for row in rows:
+            found[row["iccid"]] = _card_from(row)
+    return found
+
+
 def activate(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
              reason: str | None = None) -> Card:
     """Provision the card's subscriber in the HLR; active once the HLR confirms."""
@@ -223,8 +296,25 @@ def activate_many(db: Store, iccids: list[str], *, actor: str, network: Provisio
     with the HLR, one transaction to apply what it confirmed (all or none of the requests)."""
     iccids = [parse_iccid(i) for i in iccids]
     with unit_of_work(db) as conn:
+        found = _cards(conn, iccids)
         for iccid in iccids:
-            _record_request(conn, iccid, "activate", actor=actor, reason=reason)
+            if iccid not in found:
+                raise NotFound(f"SIM {iccid} is not in the inventory")
+            target_state("activate", iccid, C(found[iccid].state))
+            _refuse_if_pending(found[iccid], "activate")
+        sent_before: dict[str, int] = {}
+        for chunk in _chunks(iccids):
+            sent_before.update(dict(conn.execute(select(outbox.c.iccid, func.count()).where(outbox.c.iccid.in_(chunk))
+                                                 .group_by(outbox.c.iccid)).all()))
+        now = utc_now()
+        conn.execute(outbox.insert(), [
+            {"req": f"activa-{i}-{sent_before.get(i, 0) + 1}", "action": "activate", "iccid": i,
+             "msisdn": int(found[i].msisdn), "other_iccid": None, "command": "add", "state": "pending",
+             "actor": actor, "reason": reason, "created_at": now} for i in iccids])
+        conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
+            network_sync=NetworkSync.PENDING.value, pending_action="activate", changed_at=now),
+            [{"i": i} for i in iccids])
+        audit.record(conn, actor, [_event(found[i], "activate_requested", found[i].state, reason) for i in iccids], now)
     return sync(db, network, iccids=iccids, keyring=keyring) if network is not None else None
 
 
@@ -331,7 +421,9 @@ def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None
         if iccids is not None:
             stmt = stmt.where(outbox.c.iccid.in_(list(iccids)))
         rows = conn.execute(stmt).all()
-        commands = [_command(conn, row, keyring) for row in rows]
+        keys = _provisioning_keys(conn, [row.iccid for row in rows if row.command == "add"], keyring)
+        commands = [add_sub(str(row.msisdn), *keys[row.iccid], req=row.req) if row.command == "add"
+                    else _command(conn, row, keyring) for row in rows]
     if not rows:
         return report
     report.sent = len(rows)
@@ -340,11 +432,17 @@ def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None
     except ProvisioningUnavailable as exc:
         replies = exc.replies
     with db.write() as conn:
+        states = {}
+        for chunk in _chunks([row.id for row in rows]):
+            states.update(dict(conn.execute(select(outbox.c.id, outbox.c.state).where(outbox.c.id.in_(chunk))).all()))
+        activated = []
         for row, reply in zip(rows, replies):
-            current = conn.execute(select(outbox.c.state).where(outbox.c.id == row.id)).scalar()
-            if current != "pending":
+            if states.get(row.id) != "pending":
                 continue  # another sync got there first
-            if reply is None:
+            if reply is not None and reply.code == 0 and row.action == "activate":
+                activated.append(row)
+                report.confirmed.append(row.iccid)
+            elif reply is None:
                 conn.execute(update(outbox).where(outbox.c.id == row.id)
                              .values(attempts=outbox.c.attempts + 1, last_error="no answer from the HLR"))
                 report.pending += 1
@@ -359,7 +457,41 @@ def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None
                 audit.record(conn, HLR_ACTOR, [Event("sim", row.iccid, f"{row.action}_refused", None, None,
                                                      f"HLR answered {reply.code} {reply.text}")])
                 report.failed.append(row.iccid)
+        _confirm_activations(conn, activated)
     return report
+
+
+def _provisioning_keys(conn: Connection, iccids: list[str], keyring: Keyring) -> dict[str, tuple[str, str, str]]:
+    """iccid -> (imsi, Ki, OPc) in clear, for the commands about to be sent (never stored)."""
+    result = {}
+    for chunk in _chunks(iccids):
+        for row in conn.execute(select(sims.c.iccid, sims.c.imsi, sims.c.ki_enc, sims.c.opc_enc)
+                                .where(sims.c.iccid.in_(chunk))):
+            result[row.iccid] = (row.imsi, keyring.decrypt(row.ki_enc, f"sims.ki:{row.iccid}"),
+                                 keyring.decrypt(row.opc_enc, f"sims.opc:{row.iccid}"))
+    return result
+
+
+def _confirm_activations(conn: Connection, rows: list) -> None:
+    """The HLR confirmed these activations: cards and numbers become active, set-wise."""
+    if not rows:
+        return
+    now = utc_now()
+    found = _cards(conn, [row.iccid for row in rows])
+    for row in rows:
+        target_state("activate", row.iccid, C(found[row.iccid].state))
+    conn.execute(update(outbox).where(outbox.c.id == bindparam("o")).values(
+        state="done", attempts=outbox.c.attempts + 1, last_error=None, done_at=now), [{"o": r.id} for r in rows])
+    by_actor: dict[str, list] = {}
+    for row in rows:
+        by_actor.setdefault(row.actor, []).append(row)
+    for actor, group in by_actor.items():
+        numbers.move_many(conn, [r.msisdn for r in group], NumberState.ASSIGNED, NumberState.ACTIVE, "activate",
+                          actor=actor, reason="SIM activated", now=now)
+        audit.record(conn, actor, [_event(found[r.iccid], "activate", C.ACTIVE.value, r.reason) for r in group], now)
+    conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
+        state=C.ACTIVE.value, activated_at=now, network_sync=NetworkSync.SYNCED.value, pending_action=None,
+        changed_at=now), [{"i": r.iccid} for r in rows])
 
 
 def _hlr_has(network: ProvisioningClient, msisdn: int, imsi: str) -> bool:

@@ -349,6 +349,57 @@ def bind_number(conn: Connection, subscriber_id: int, msisdn: str | int, carrier
     return link_id
 
 
+def bind_numbers(conn: Connection, bindings: list[tuple[int, int, str]], actor: str) -> None:
+    """:func:`bind_number` for many (subscriber id, msisdn, carrier) at once, with the same
+    refusals; a refusal binds none. For bulk pairing."""
+    if not bindings:
+        return
+    ids = sorted({sid for sid, _, _ in bindings})
+    people = {}
+    for start in range(0, len(ids), 900):
+        rows = conn.execute(select(subscribers.c.id, subscribers.c.resident_id_hash, subscribers.c.id_masked)
+                            .where(subscribers.c.id.in_(ids[start:start + 900])).with_for_update()).all()
+        people.update({r.id: r for r in rows})
+    missing = [sid for sid in ids if sid not in people]
+    if missing:
+        raise NotFound(f"subscriber {missing[0]} does not exist")
+    hashes = sorted({p.resident_id_hash for p in people.values()})
+    msisdns = [int(m) for _, m, _ in bindings]
+    listed, bound, held = set(), {}, {}
+    for start in range(0, max(len(hashes), len(msisdns)), 900):
+        chunk = hashes[start:start + 900]
+        if chunk:
+            listed |= set(conn.execute(select(id_blacklist.c.resident_id_hash)
+                                       .where(id_blacklist.c.resident_id_hash.in_(chunk))).scalars())
+            held.update({(h, c): n for h, c, n in conn.execute(
+                select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
+                .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
+                .where(subscribers.c.resident_id_hash.in_(chunk), subscriber_numbers.c.until.is_(None))
+                .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))})
+        numbers_chunk = msisdns[start:start + 900]
+        if numbers_chunk:
+            bound.update(dict(conn.execute(select(subscriber_numbers.c.msisdn, subscriber_numbers.c.subscriber_id)
+                                           .where(subscriber_numbers.c.msisdn.in_(numbers_chunk),
+                                                  subscriber_numbers.c.until.is_(None))).all()))
+    now, rows, events = utc_now(), [], []
+    for sid, msisdn, carrier in bindings:
+        person, carrier = people[sid], carriers.canonical_name(carrier)
+        if person.resident_id_hash in listed:
+            raise Conflict(f"resident ID {person.id_masked} is blacklisted; no number can be bound to it")
+        if int(msisdn) in bound:
+            raise Conflict(f"number {msisdn} is already bound to subscriber {bound[int(msisdn)]}")
+        key = (person.resident_id_hash, carrier)
+        if held.get(key, 0) >= NUMBERS_PER_CARRIER:
+            raise Conflict(f"resident ID {person.id_masked} already holds {held[key]} {carrier} numbers (一证五号)")
+        held[key] = held.get(key, 0) + 1
+        bound[int(msisdn)] = sid
+        rows.append({"subscriber_id": sid, "msisdn": int(msisdn), "carrier": carrier, "since": now})
+        events.append(Event("subscriber", str(sid), "bind_number", None, "bound",
+                            details={"msisdn": str(msisdn), "carrier": carrier}))
+    conn.execute(subscriber_numbers.insert(), rows)
+    audit.record(conn, actor, events, now)
+
+
 def unbind_number(conn: Connection, subscriber_id: int, msisdn: str | int, actor: str, *,
                   reason: str | None = None) -> None:
     """End the live binding of a number to a subscriber (terminated, ported away...): it no
