@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["allocation_console", "index", "show"]
+__all__ = ["allocation_console", "index", "lifecycle_console", "show"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
     "index": "hkops.ui.home",
+    "lifecycle_console": "hkops.ui.lifecycle",
     "show": "hkops.ui.serving",
 }
 

@@ -22,7 +22,9 @@ class Console:
 CONSOLES = [
     Console("号码分配 Number allocation", "Search the pool by pattern, region, grade and price; reserve, allocate "
             "or release a number; see the pool by grade, region and state.", "allocation.ipynb"),
-    Console("号卡生命周期 Lifecycle", "Activation, suspension, loss, replacement, termination (to come)."),
+    Console("号卡生命周期 Lifecycle", "Find a SIM card by number, ICCID or masked resident ID; suspend, resume, "
+            "report or lift a loss, replace or terminate it; see its history, its HLR record and pending "
+            "HLR commands.", "lifecycle.ipynb"),
     Console("库存 Stock", "SIM batches, receipts, transfers and stock counts (to come)."),
     Console("订单 Orders", "Sales orders from verification to first top-up (to come)."),
     Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
