@@ -178,3 +178,23 @@ def test_a_sixth_number_for_one_person_is_refused_in_bulk_too(shop):
     with pytest.raises(Conflict, match="一证五号"):
         cards.pair_many(shop, requests, actor="ana")
     assert cards.get_card(shop, shop.iccids[0]).state == "in_stock"
+
+
+def test_usage_is_generated_for_the_inventory_cards_and_refused_for_lost_ones(shop, hlr, tmp_path):
+    from datetime import date, timedelta
+
+    import pandas as pd
+
+    from hkops.network.usage import generate_usage
+
+    active_card(shop, hlr, 0, N)
+    active_card(shop, hlr, 1, "13800130128")
+    cards.report_loss(shop, shop.iccids[1], actor="ana", network=hlr[1])
+    frame = cards.network_cards(shop)
+    assert sorted(frame["state"]) == ["active", "lost"] and set(frame["province"]) == {"北京市"}
+    tomorrow = date.today() + timedelta(days=1)  # after the activations
+    generate_usage(frame, start=tomorrow, days=3, seed=1, out_dir=tmp_path)
+    records = pd.read_parquet(tmp_path / "records")
+    lost = records[records["msisdn"] == 13800130128]
+    assert len(lost) > 0 and lost["refused"].all() and (lost["charge_fen"] == 0).all()
+    assert not records[records["msisdn"] == int(N)]["refused"].any()

@@ -607,3 +607,20 @@ def _repair(db: Store, network: ProvisioningClient, differences: list[Difference
             elif d.kind == "barring_mismatch":
                 commands.append(mod_odb(d.msisdn, False))
     network.run_many(commands)
+
+
+def network_cards(db: Store):
+    """The cards the network knows, as the frame ``hkops.network.usage.generate_usage`` takes:
+    msisdn, imsi, province, city, state, activated_at."""
+    import pandas as pd
+
+    states = [C.ACTIVE.value, C.SUSPENDED.value, C.LOST.value, C.TERMINATED.value, C.REPLACED.value]
+    with db.read() as conn:
+        rows = conn.execute(
+            select(sims.c.msisdn, sims.c.imsi, number_blocks.c.province_zh.label("province"),
+                   number_blocks.c.city_zh.label("city"), sims.c.state, sims.c.activated_at)
+            .join(number_blocks, number_blocks.c.prefix == sims.c.msisdn // 10_000)
+            .where(sims.c.state.in_(states), sims.c.activated_at.is_not(None))).all()
+    frame = pd.DataFrame(rows, columns=["msisdn", "imsi", "province", "city", "state", "activated_at"])
+    frame["msisdn"] = frame["msisdn"].astype("int64")
+    return frame

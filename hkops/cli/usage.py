@@ -31,25 +31,34 @@ def generate(
     seed: int = typer.Option(7, "--seed"),
     start: Optional[str] = typer.Option(None, "--start", help="First day (default: DAYS days before today)."),
     cards: int = typer.Option(10_000, "--cards", min=1, max=10_000_000,
-                              help="Synthetic cards to generate for (until the card inventory supplies them)."),
+                              help="How many synthetic cards, when the inventory has no activated card."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Use synthetic cards even if the inventory has some."),
     out: Optional[Path] = Out,
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Generate voice, SMS and data records and top-ups, partitioned by day as Parquet."""
     from datetime import timedelta
 
+    from hkops.cards.service import network_cards
+    from hkops.cli.common import store
     from hkops.network.usage import DEFAULT_OUT_DIR, generate_usage, synthetic_cards
     from hkops.timeutil import SHANGHAI, utc_now
 
     first = _day(start, "start") or (utc_now().astimezone(SHANGHAI).date() - timedelta(days=days))
+    population = None if synthetic else network_cards(store())
+    if population is None or population.empty:
+        population = synthetic_cards(cards, seed=seed)
+        source = f"{cards:,} synthetic cards"
+    else:
+        source = f"{len(population):,} cards of the inventory"
     with progress(days, "days", "generating") as bar:
-        summary = generate_usage(synthetic_cards(cards, seed=seed), start=first, days=days, seed=seed,
+        summary = generate_usage(population, start=first, days=days, seed=seed,
                                  out_dir=out or DEFAULT_OUT_DIR, progress=lambda done, total: bar.update(1))
     if as_json:
         emit_json(summary.to_dict())
     else:
         echo(f"{summary.records:,} records ({summary.refused:,} refused) and {summary.topups:,} top-ups "
-             f"for {days} day(s) from {first} in {summary.out_dir} ({summary.records_per_s:,.0f} records/s)")
+             f"for {days} day(s) from {first}, {source}, in {summary.out_dir} ({summary.records_per_s:,.0f} records/s)")
 
 
 @app.command()
