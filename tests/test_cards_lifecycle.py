@@ -193,7 +193,7 @@ def test_usage_is_generated_for_the_inventory_cards_and_refused_for_lost_ones(sh
     frame = cards.network_cards(shop)
     assert sorted(frame["state"]) == ["active", "lost"] and set(frame["province"]) == {"北京市"}
     tomorrow = date.today() + timedelta(days=1)  # after the activations
-    generate_usage(frame, start=tomorrow, days=3, seed=1, out_dir=tmp_path)
+    generate_usage(frame, start=tomorrow, days=30, seed=1, out_dir=tmp_path)
     records = pd.read_parquet(tmp_path / "records")
     lost = records[records["msisdn"] == 13800130128]
     assert len(lost) > 0 and lost["refused"].all() and (lost["charge_fen"] == 0).all()
