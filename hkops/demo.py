@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import select
@@ -79,8 +80,16 @@ def build(
     seed: int = 7,
     per_province: int = 2,
     progress: Callable[[int], None] | None = None,
+    cards: int = 1_000,
+    hlr_dir: str | Path | None = None,
 ) -> DemoSummary:
-    """Build the demo world into an empty database (migrations are applied first)."""
+    """Build the demo world into an empty database (migrations are applied first).
+
+    ``cards`` China Mobile SIMs are received, sold to registered subscribers and activated
+    through an HLR simulator whose registry is kept in ``hlr_dir`` (None: in memory only,
+    so a later ``hkops hlr reconcile`` would find them missing), and a few are suspended
+    or reported lost.
+    """
     migrate.upgrade(store)
     with store.read() as conn:
         if conn.execute(select(number_blocks.c.prefix).limit(1)).first():
@@ -91,8 +100,60 @@ def build(
         carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
         numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
         _spread_states(conn, random.Random(seed), prefixes)
+    if cards:
+        _sell_cards(store, random.Random(seed), cards, hlr_dir)
     stats = numbers_service.stats(store)
     return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"])
+
+
+def _resident_id(rng: random.Random) -> str:
+    from stdnum.cn import ric
+
+    body = f"{rng.choice(['110105', '110108', '310104'])}" \
+           f"{rng.randrange(1990, 2006)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}{rng.randrange(1000):03d}"
+    return body + ric.calc_check_digit(body + "0")
+
+
+def _sell_cards(store: Store, rng: random.Random, count: int, hlr_dir) -> None:
+    """SIMs received, paired with available China Mobile numbers, activated, some suspended or lost."""
+    import tempfile
+
+    from hkops.cards import service as cards_service
+    from hkops.cards.batches import import_sim_file
+    from hkops.ids import make_iccid
+    from hkops.network import InProcessTransport, ProvisioningClient, Simulator
+    from hkops.subscribers import service as subscribers
+
+    lines = ["iccid,imsi,ki,opc,pin1,puk1,pin2,puk2,adm1"]
+    for n in range(count + count // 10):  # a tenth more than sold stays in stock
+        lines.append(f"{make_iccid(f'8986009{n:012d}')},460009{n:09d},{rng.getrandbits(128):032X},"
+                     f"{rng.getrandbits(128):032X},{rng.randrange(10_000):04d},{rng.randrange(10 ** 8):08d},"
+                     f"{rng.randrange(10_000):04d},{rng.randrange(10 ** 8):08d},{rng.getrandbits(64):016X}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "demo-batch-1.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        import_sim_file(store, path, carrier="China Mobile", actor=ACTOR, vendor="Demo SIM Vendor", location="WH-BJ")
+    iccids = [line.split(",")[0] for line in lines[1:count + 1]]
+    people = []
+    while len(people) < (count + 4) // 5:
+        person = subscribers.register(store, name=f"演示用户{len(people) + 1:04d}", resident_id=_resident_id(rng),
+                                      contact="13900000000", actor=ACTOR)
+        if person.created:
+            people.append(person.id)
+    with store.read() as conn:
+        free = list(conn.execute(
+            select(numbers.c.msisdn).join(number_blocks, number_blocks.c.prefix == numbers.c.msisdn // 10_000)
+            .where(number_blocks.c.carrier == "China Mobile", numbers.c.state == S.AVAILABLE.value,
+                   numbers.c.grade == "ORDINARY").limit(count)).scalars())
+    sold = min(len(free), count)
+    cards_service.pair_many(store, [(iccids[n], str(free[n]), people[n // 5]) for n in range(sold)], actor=ACTOR)
+    hlr = ProvisioningClient(InProcessTransport(Simulator(hlr_dir)))
+    cards_service.activate_many(store, iccids[:sold], actor=ACTOR, network=hlr)
+    for iccid in rng.sample(iccids[:sold], sold // 20):
+        cards_service.suspend(store, iccid, "arrears", actor=ACTOR, network=hlr)
+    for iccid in rng.sample(iccids[:sold], sold // 50):
+        if cards_service.get_card(store, iccid).state == "active":
+            cards_service.report_loss(store, iccid, actor=ACTOR, network=hlr)
 
 
 def _spread_states(conn, rng: random.Random, prefixes: list[str]) -> None:
@@ -146,14 +207,15 @@ def _holder(rng: random.Random, province: str, index: int) -> str:
     return f"C{index:06d}"
 
 
-def empty(store: Store) -> None:
-    """Delete every row of the number-resource tables (for ``hkops demo --fresh``)."""
-    from hkops.audit import audit_log
-    from hkops.numbers.tables import number_grades
-    from hkops.carriers import carriers_table
-    from hkops.settings import settings_table
+def empty(store: Store, hlr_dir: str | Path | None = None) -> None:
+    """Delete every row of every table, and the HLR registry in ``hlr_dir`` (``hkops demo --fresh``)."""
+    import shutil
+
+    from hkops.store.tables import metadata
 
     migrate.upgrade(store)
     with store.write() as conn:
-        for table in (numbers, number_blocks, number_grades, audit_log, carriers_table, settings_table):
+        for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
+    if hlr_dir is not None:
+        shutil.rmtree(hlr_dir, ignore_errors=True)

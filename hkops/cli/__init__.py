@@ -76,11 +76,14 @@ def demo(
     """Build the reproducible demo world into the configured database."""
     from hkops import demo as demo_module
 
+    from hkops.config import DATA_DIR
+
     db = store()
     if fresh:
-        demo_module.empty(db)
+        demo_module.empty(db, DATA_DIR / "hlr")
     with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "building demo") as bar:
-        summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update)
+        summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update,
+                                    hlr_dir=DATA_DIR / "hlr")
     echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
 
@@ -90,8 +93,13 @@ def serve(
     port: int = typer.Option(8866, "--port", help="Port for the consoles."),
     demo_seed: int = typer.Option(7, "--seed", help="Seed of the demo built on first start."),
 ):
-    """Serve the consoles with Voilà (builds the demo world first if the database is empty)."""
+    """Serve the consoles with Voilà, and the HLR simulator beside them (the demo world is
+    built first if the database is empty)."""
+    import signal
+    import subprocess
+
     from hkops import demo as demo_module
+    from hkops.config import DATA_DIR
     from hkops.numbers import service
     from hkops.ui.serving import voila_command
 
@@ -99,14 +107,42 @@ def serve(
     if service.stats(db)["blocks"] == 0:
         echo("empty database: building the demo world first")
         with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "building demo") as bar:
-            demo_module.build(db, seed=demo_seed, progress=bar.update)
+            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=DATA_DIR / "hlr")
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
-    command = voila_command(port)
+    hlr = _start_hlr(DATA_DIR / "hlr")
     echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
     sys.stdout.flush()
-    os.execvp(command[0], command)
+    voila = subprocess.Popen(voila_command(port))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        voila.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in (voila, hlr):
+            if child is not None and child.poll() is None:
+                child.terminate()
+                child.wait(timeout=30)
+
+
+def _start_hlr(data_dir):
+    """Start the HLR simulator beside the consoles unless one answers at $HKOPS_HLR already."""
+    import socket
+    import subprocess
+
+    address = os.environ.setdefault("HKOPS_HLR", "127.0.0.1:7500")
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        echo(f"HLR at {address}")
+        return None
+    except OSError:
+        pass
+    echo(f"starting the HLR simulator at {address} (registry {data_dir})")
+    return subprocess.Popen([sys.executable, "-m", "hkops", "hlr", "serve", "--host", host, "--port", port,
+                             "--data", str(data_dir)], stdout=subprocess.DEVNULL)
 
 
 @app.command()
