@@ -233,3 +233,22 @@ def test_sync_with_nothing_pending_does_not_claim_the_hlr_answered(shop):
 
     assert console.status.kind == "info" and "Nothing to send" in console.status.text
     assert "HLR unreachable" in console.hlr_status.value and console.last_call[0] == "ping"
+
+
+def test_the_usage_chart_shows_the_cards_days_and_the_error_rate_counts_retries(shop, hlr, tmp_path):
+    from datetime import date, timedelta
+
+    from hkops.network.usage import generate_usage
+
+    active_card(shop, hlr)
+    generate_usage(cards.network_cards(shop), start=date.today() + timedelta(days=1), days=5, seed=2,
+                   out_dir=tmp_path / "usage")
+    console = lifecycle_console(shop, network=hlr[1], actor="ana", usage_dir=tmp_path / "usage")
+    find(console, N)
+    bars, line = console.usage_chart.data
+    assert len(bars.x) == 5 and sum(bars.y) > 0 and len(line.y) == 5
+    assert "5 day(s)" in console.usage_note.value
+    assert "Error rate (24 h): <b>0.0%</b> of 1 commands" in console.pending_info.value
+    empty = lifecycle_console(shop, network=hlr[1], actor="ana", usage_dir=tmp_path / "none")
+    find(empty, N)
+    assert "No usage records" in empty.usage_note.value and len(empty.usage_chart.data[0].x) == 0

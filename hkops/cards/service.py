@@ -624,3 +624,18 @@ def network_cards(db: Store):
     frame = pd.DataFrame(rows, columns=["msisdn", "imsi", "province", "city", "state", "activated_at"])
     frame["msisdn"] = frame["msisdn"].astype("int64")
     return frame
+
+
+def command_stats(db: Store, hours: int = 24) -> dict:
+    """HLR commands written in the last ``hours``: how many, how many needed more than one
+    try or were refused, and that share as the link's error rate (a Decimal string)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    since = utc_now() - timedelta(hours=hours)
+    with db.read() as conn:
+        total, troubled = conn.execute(
+            select(func.count(), func.count().filter((outbox.c.attempts > 1) | (outbox.c.state == "failed")))
+            .where(outbox.c.created_at >= since)).one()
+    rate = (Decimal(troubled) / total * 100).quantize(Decimal("0.1")) if total else Decimal("0.0")
+    return {"hours": hours, "commands": total, "troubled": troubled, "error_rate_percent": str(rate)}

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 
 from hkops import audit
 from hkops.audit import default_actor
@@ -28,6 +29,8 @@ from hkops.network.errors import ProvisioningError
 from hkops.store.engine import Store, get_store
 from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
+from hkops.network.usage import DEFAULT_OUT_DIR
+from hkops.ui import charts
 from hkops.ui._common import Busy, StatusLine, stylesheet
 
 #: Where the console looks for the HLR when it is given no client.
@@ -148,9 +151,10 @@ class LifecycleConsole(widgets.VBox):
     """
 
     def __init__(self, store: Store | None = None, network: ProvisioningClient | None = None,
-                 actor: str | None = None):
+                 actor: str | None = None, usage_dir=None):
         super().__init__()
         self.store = store or get_store()
+        self.usage_dir = usage_dir or DEFAULT_OUT_DIR
         self.actor = actor or default_actor()
         self._network = network
         self.card: Card | None = None
@@ -243,15 +247,23 @@ class LifecycleConsole(widgets.VBox):
             [widgets.HTML("<h3>网络 Network</h3>"), self.hlr_status, self.pending_info,
              widgets.HBox([self.sync_button, self.reconcile_button],
                           layout=widgets.Layout(flex_flow="row wrap")).add_class("hkops-buttons"),
-             self.reconcile_info, self.latency,
-             widgets.HTML("<div class='hkops-note'>用量图暂无 No usage chart yet: the usage store is not "
-                          "linked to cards.</div>")],
+             self.reconcile_info, self.latency],
         ).add_class("hkops-panel").add_class("hkops-network")
+        self.usage_note = widgets.HTML().add_class("hkops-usage-note")
+        self.usage_chart = charts.figure(
+            data=[go.Bar(name="数据 Data (MB)", marker_color="#2563eb"),
+                  go.Scatter(name="主叫 Voice out (min)", yaxis="y2", mode="lines+markers", marker_color="#f59e0b")],
+            layout=go.Layout(height=260, margin=dict(l=50, r=50, t=10, b=40), legend=dict(orientation="h"),
+                             yaxis=dict(title="MB"), yaxis2=dict(title="min", overlaying="y", side="right")))
+        self.usage_chart.add_class("hkops-usage-chart")
+        usage = widgets.VBox([widgets.HTML("<h3>用量 Usage per day</h3>"), self.usage_note, self.usage_chart],
+                             layout=widgets.Layout(flex="3 1 480px", min_width="0")).add_class("hkops-panel")
         row = dict(layout=widgets.Layout(flex_flow="row wrap", width="100%"))
         self.children = [
             stylesheet(), widgets.HTML(f"<style>{_STYLE}{_sim_badges()}</style>", layout=widgets.Layout(display="none")),
             title, find_row, self.progress, self.status,
-            widgets.HBox([card_panel, actions], **row), widgets.HBox([history, hlr_panel], **row), network,
+            widgets.HBox([card_panel, actions], **row), widgets.HBox([history, hlr_panel], **row),
+            widgets.HBox([usage, network], **row),
         ]
         self.add_class("hkops-console")
         self.add_class("hkops-lifecycle")
@@ -334,7 +346,10 @@ class LifecycleConsole(widgets.VBox):
                                          f"<div class='hkops-muted'>{html.escape(_one_line(error))}</div>")
         waiting = cards.pending(self.store)
         oldest = f" · oldest {local(waiting[0]['created_at'])}" if waiting else ""
-        self.pending_info.value = (f"<div>待发送 HLR 指令 Pending HLR commands: <b>{len(waiting)}</b>{oldest}</div>")
+        link = cards.command_stats(self.store)
+        self.pending_info.value = (f"<div>待发送 HLR 指令 Pending HLR commands: <b>{len(waiting)}</b>{oldest}</div>"
+                                   f"<div>错误率 Error rate (24 h): <b>{link['error_rate_percent']}%</b> of "
+                                   f"{link['commands']:,} commands needed a retry or were refused</div>")
         with self.store.read() as conn:
             last = audit.query(conn, action="reconcile", limit=1)
         if last:
@@ -411,7 +426,32 @@ class LifecycleConsole(widgets.VBox):
         self.card = cards.get_card(self.store, iccid)
         self._show_card()
 
+    def _show_usage(self) -> None:
+        """The shown card's number: data and outgoing voice per day, from the usage store."""
+        from hkops.analytics.usage_stats import usage_per_day
+
+        days = None
+        if self.card is not None and self.card.msisdn:
+            try:
+                days = usage_per_day(self.usage_dir, msisdn=int(self.card.msisdn))
+            except InvalidValue:
+                days = None
+        bars, line = self.usage_chart.data
+        if days is None or days.empty:
+            bars.x = line.x = bars.y = line.y = ()
+            self.usage_note.value = ("<div class='hkops-muted'>无用量记录 No usage records for this number yet "
+                                     "(<code>hkops usage generate</code>).</div>")
+            return
+        labels = [str(day) for day in days["day"]]
+        with self.usage_chart.batch_update():
+            bars.x, bars.y = labels, (days["data_bytes"] / 1e6).round(1).tolist()
+            line.x, line.y = labels, (days["voice_mo_s"] / 60).round(1).tolist()
+        refused = int(days["refused"].sum())
+        self.usage_note.value = (f"<div class='hkops-muted'>{len(days)} day(s)"
+                                 + (f" · {refused} refused attempt(s)" if refused else "") + "</div>")
+
     def _show_card(self) -> None:
+        self._show_usage()
         card = self.card
         if card is None:
             self.detail.value = "<div class='hkops-empty'>未选择卡 No card: find one by MSISDN, ICCID or masked resident ID.</div>"
@@ -657,7 +697,8 @@ def timeline_table(records: list[dict]) -> str:
 
 
 def lifecycle_console(store: Store | None = None, network: ProvisioningClient | None = None,
-                      actor: str | None = None) -> LifecycleConsole:
+                      actor: str | None = None, usage_dir=None) -> LifecycleConsole:
     """The card lifecycle console (卡生命周期) on ``store`` (default: the configured database),
-    talking to the HLR through ``network`` (default: TCP to $HKOPS_HLR or 127.0.0.1:7500)."""
-    return LifecycleConsole(store, network, actor)
+    talking to the HLR through ``network`` (default: TCP to $HKOPS_HLR or 127.0.0.1:7500),
+    with usage read from ``usage_dir`` (default data/usage)."""
+    return LifecycleConsole(store, network, actor, usage_dir)
