@@ -394,11 +394,8 @@ def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, acto
 
 
 def _command(conn: Connection, row, keyring: Keyring | None):
+    """The MML command for an outbox row other than ``add`` (those are built in bulk in :func:`sync`)."""
     msisdn = str(row.msisdn)
-    if row.command == "add":
-        card = _card(conn, row.iccid, lock=False)
-        keys = card_secrets(conn, row.iccid, keyring=keyring)
-        return add_sub(msisdn, card.imsi, keys["ki"].reveal(), keys["opc"].reveal(), req=row.req)
     if row.command == "change_imsi":
         new = _card(conn, row.other_iccid, lock=False)
         keys = card_secrets(conn, row.other_iccid, keyring=keyring)
