@@ -47,3 +47,15 @@ def test_a_fault_rate_outside_0_to_1_is_refused_with_exit_status_2(tmp_path):
     assert result.returncode == 2
     assert "drop-rate 1.5: must be a share from 0 to 1" in result.stderr
     assert not (tmp_path / "hlr").exists()
+
+
+def test_the_hlr_registry_keeps_no_key_in_clear_on_disk(tmp_path):
+    process, port = start(tmp_path / "hlr")
+    try:
+        client = ProvisioningClient(TcpTransport("127.0.0.1", port))
+        assert client.add_subscriber("13800138001", "460001234567891", KEY, KEY).code == 0
+    finally:
+        stop(process)
+    stored = b"".join(path.read_bytes() for path in (tmp_path / "hlr").iterdir())
+    assert b"460001234567891" in stored
+    assert KEY.encode() not in stored and KEY.lower().encode() not in stored

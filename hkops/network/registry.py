@@ -103,7 +103,11 @@ class Registry:
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, *, fsync: bool = True,
-                 remember: int = 200_000, compact_after: int = 100_000):
+                 remember: int = 200_000, compact_after: int = 100_000, keyring=None):
+        from hkops.security.crypto import load_keyring
+
+        # Ki and OPc are kept on disk only encrypted, as a real HLR keeps them.
+        self._keyring = keyring or (load_keyring() if data_dir is not None else None)
         self.subscribers: dict[str, Subscriber] = {}
         self.by_imsi: dict[str, str] = {}
         self.stats = Stats()
@@ -163,7 +167,22 @@ class Registry:
             self._sorted = None
         self.subscribers[sub.isdn] = sub
         self.by_imsi[sub.imsi] = sub.isdn
-        return {"p": sub.row()}
+        return {"p": self._sealed_row(sub)}
+
+    def _sealed_row(self, sub: Subscriber) -> list:
+        """The record as written to disk: keys encrypted, bound to the subscriber's ISDN."""
+        row = sub.row()
+        if self._keyring is not None:
+            row[2] = self._keyring.encrypt(sub.ki, f"hlr.ki:{sub.isdn}")
+            row[3] = self._keyring.encrypt(sub.opc, f"hlr.opc:{sub.isdn}")
+        return row
+
+    def _opened_row(self, row: list) -> Subscriber:
+        sub = Subscriber.from_row(row)
+        if self._keyring is not None and sub.ki.startswith("v1."):
+            sub.ki = self._keyring.decrypt(sub.ki, f"hlr.ki:{sub.isdn}")
+            sub.opc = self._keyring.decrypt(sub.opc, f"hlr.opc:{sub.isdn}")
+        return sub
 
     def _apply(self, command):
         req = ("REQ", command.req)
@@ -260,7 +279,7 @@ class Registry:
 
     def _replay(self, entry: dict) -> None:
         if "p" in entry:
-            sub = Subscriber.from_row(entry["p"])
+            sub = self._opened_row(entry["p"])
             old = self.subscribers.get(sub.isdn)
             if old is not None:
                 self.by_imsi.pop(old.imsi, None)
@@ -305,7 +324,7 @@ class Registry:
             f.write(json.dumps({"version": _SNAPSHOT_VERSION}).encode() + b"\n")
             chunk = []
             for sub in self.subscribers.values():
-                chunk.append(json.dumps({"p": sub.row()}, separators=(",", ":")))
+                chunk.append(json.dumps({"p": self._sealed_row(sub)}, separators=(",", ":")))
                 if len(chunk) >= 10_000:
                     f.write(("\n".join(chunk) + "\n").encode())
                     chunk.clear()
