@@ -81,6 +81,29 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
+class ConfirmRow(widgets.VBox):
+    """The question a console asks before a move, with Confirm and Cancel; hidden otherwise."""
+
+    def __init__(self):
+        self.text = widgets.HTML().add_class("hkops-confirm-text")
+        self.confirm_button = widgets.Button(description="确认 Confirm", button_style="danger", icon="check",
+                                             layout=widgets.Layout(width="auto")).add_class("hkops-confirm")
+        self.cancel_button = widgets.Button(description="取消 Cancel", icon="times",
+                                            layout=widgets.Layout(width="auto")).add_class("hkops-cancel")
+        super().__init__([self.text, widgets.HBox([self.confirm_button, self.cancel_button])],
+                         layout=widgets.Layout(display="none"))
+        self.add_class("hkops-confirm-row")
+
+    def ask(self, question: str) -> None:
+        """Show ``question`` (HTML, already escaped) with the two buttons."""
+        self.text.value = f"<div class='hkops-question'>{question}</div>"
+        self.layout.display = "flex"
+
+    def close(self) -> None:
+        self.layout.display = "none"
+        self.text.value = ""
+
+
 class Busy(widgets.HBox):
     """A progress bar shown while the console works; hidden otherwise."""
 

@@ -28,6 +28,7 @@ from hkops.ui._common import (
     STATE_LABELS,
     STATE_ZH,
     Busy,
+    ConfirmRow,
     StatusLine,
     stylesheet,
 )
@@ -201,15 +202,9 @@ class AllocationConsole(widgets.VBox):
             .add_class(f"hkops-{a.name}")
             for a in ACTIONS.values()
         )
-        self.confirm_text = widgets.HTML().add_class("hkops-confirm-text")
-        self.confirm_button = widgets.Button(description="确认 Confirm", button_style="danger", icon="check",
-                                             layout=widgets.Layout(width="auto")).add_class("hkops-confirm")
-        self.cancel_button = widgets.Button(description="取消 Cancel", icon="times",
-                                            layout=widgets.Layout(width="auto")).add_class("hkops-cancel")
-        self.confirm_row = widgets.VBox(
-            [self.confirm_text, widgets.HBox([self.confirm_button, self.cancel_button])],
-            layout=widgets.Layout(display="none"),
-        ).add_class("hkops-confirm-row")
+        self.confirm_row = ConfirmRow()
+        self.confirm_text = self.confirm_row.text
+        self.confirm_button, self.cancel_button = self.confirm_row.confirm_button, self.confirm_row.cancel_button
 
         self.status = StatusLine()
         self.progress = Busy()
@@ -360,8 +355,7 @@ class AllocationConsole(widgets.VBox):
             else:
                 question = f"释放 Release <b>{hit.display}</b> back to the pool? (now {html.escape(now)})"
             self.pending = PendingMove(action, hit.msisdn, holder, question)
-            self.confirm_text.value = f"<div class='hkops-question'>{question}</div>"
-            self.confirm_row.layout.display = "flex"
+            self.confirm_row.ask(question)
             self.status.info("请确认 Confirm or cancel the move below.")
 
         self._guard(run)
@@ -403,8 +397,7 @@ class AllocationConsole(widgets.VBox):
         """Drop the pending move; nothing changes."""
         had = self.pending is not None
         self.pending = None
-        self.confirm_row.layout.display = "none"
-        self.confirm_text.value = ""
+        self.confirm_row.close()
         if had and not quiet:
             self.status.info("已取消 Cancelled: nothing changed.")
 

@@ -31,7 +31,7 @@ from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
-from hkops.ui._common import Busy, StatusLine, stylesheet
+from hkops.ui._common import Busy, ConfirmRow, StatusLine, stylesheet
 
 #: Where the console looks for the HLR when it is given no client.
 DEFAULT_HLR = "127.0.0.1:7500"
@@ -194,15 +194,9 @@ class LifecycleConsole(widgets.VBox):
                                     layout=widgets.Layout(width="auto")).add_class(f"hkops-{name.replace('_', '-')}")
             button.on_click(lambda _b, name=name: self.ask(name))
             setattr(self, f"{name}_button", button)
-        self.confirm_text = widgets.HTML().add_class("hkops-confirm-text")
-        self.confirm_button = widgets.Button(description="确认 Confirm", button_style="danger", icon="check",
-                                             layout=widgets.Layout(width="auto")).add_class("hkops-confirm")
-        self.cancel_button = widgets.Button(description="取消 Cancel", icon="times",
-                                            layout=widgets.Layout(width="auto")).add_class("hkops-cancel")
-        self.confirm_row = widgets.VBox(
-            [self.confirm_text, widgets.HBox([self.confirm_button, self.cancel_button])],
-            layout=widgets.Layout(display="none"),
-        ).add_class("hkops-confirm-row")
+        self.confirm_row = ConfirmRow()
+        self.confirm_text = self.confirm_row.text
+        self.confirm_button, self.cancel_button = self.confirm_row.confirm_button, self.confirm_row.cancel_button
 
         # the network
         self.hlr_status = widgets.HTML().add_class("hkops-hlr-status")
@@ -549,8 +543,7 @@ class LifecycleConsole(widgets.VBox):
             else:
                 question = f"{spec.button} {name}?"
             self.pending = PendingMove(action, card.iccid, question, args)
-            self.confirm_text.value = f"<div class='hkops-question'>{question}</div>"
-            self.confirm_row.layout.display = "flex"
+            self.confirm_row.ask(question)
             self.status.info("请确认 Confirm or cancel the move below.")
 
         self._guard(run)
@@ -605,8 +598,7 @@ class LifecycleConsole(widgets.VBox):
         """Drop the pending move; nothing changes."""
         had = self.pending is not None
         self.pending = None
-        self.confirm_row.layout.display = "none"
-        self.confirm_text.value = ""
+        self.confirm_row.close()
         if had and not quiet:
             self.status.info("已取消 Cancelled: nothing changed.")
 
