@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 import ipywidgets as widgets
 
 from hkops.errors import HkopsError
+from hkops.network.errors import ProvisioningError
 
 log = logging.getLogger("hkops.ui")
 
@@ -71,14 +72,56 @@ class StatusLine(widgets.HTML):
         if isinstance(error, HkopsError):
             self.error(_short(str(error)))
             return
+        if isinstance(error, ProvisioningError):
+            self.error(f"HLR 不可达 HLR unreachable or refused: {_short(one_line(error))}")
+            return
         log.debug("console action failed", exc_info=error)
         detail = _short(str(error).strip().splitlines()[0] if str(error).strip() else "")
         self.error(f"出错了 Something went wrong ({type(error).__name__}){': ' + detail if detail else ''}. "
                    "Nothing was changed by the failed step; try again or tell the hkops team.")
 
 
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none), at most 200 characters."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first if len(first) <= 200 else first[:199] + "…"
+
+
 def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+class GuardedConsole:
+    """What every console does around a move: buttons off while it runs, any error shown in
+    the status line (never raised), and a pending move that can be cancelled.
+
+    A console sets ``status``, ``confirm_row`` and ``pending`` and lists its buttons in
+    ``_buttons()``.
+    """
+
+    def _guard(self, work, announce: bool = False) -> None:
+        """Run ``work``; show its error in the status line instead of raising."""
+        buttons = self._buttons()
+        for button in buttons:
+            button.disabled = True
+        try:
+            work()
+            if announce:
+                self.status.ok("已刷新 Refreshed.")
+        except Exception as error:  # noqa: BLE001 - the console must never show a traceback
+            self.status.failure(error)
+        finally:
+            for button in buttons:
+                button.disabled = False
+
+    def cancel(self, quiet: bool = False) -> None:
+        """Drop the pending move; nothing changes."""
+        had = self.pending is not None
+        self.pending = None
+        self.confirm_row.close()
+        if had and not quiet:
+            self.status.info("已取消 Cancelled: nothing changed.")
 
 
 class ConfirmRow(widgets.VBox):

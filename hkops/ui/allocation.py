@@ -17,6 +17,7 @@ from hkops import carriers, settings
 from hkops.audit import default_actor
 from hkops.money import yuan_to_fen
 from hkops.numbers import service
+from hkops.ids import display_msisdn
 from hkops.numbers.model import NumberState
 from hkops.numbers.search import MAX_LIMIT, Hit, SearchQuery, search
 from hkops.numbers.tables import number_grades
@@ -29,6 +30,7 @@ from hkops.ui._common import (
     STATE_ZH,
     Busy,
     ConfirmRow,
+    GuardedConsole,
     StatusLine,
     stylesheet,
 )
@@ -140,7 +142,7 @@ def _layout(title: str, **extra) -> go.Layout:
     return go.Layout(**base)
 
 
-class AllocationConsole(widgets.VBox):
+class AllocationConsole(GuardedConsole, widgets.VBox):
     """号码分配 Number allocation: filters, results, a picked number and the moves on it.
 
     The pieces are attributes so that tests (and other consoles) can drive them:
@@ -379,7 +381,7 @@ class AllocationConsole(widgets.VBox):
                     move = service.release(self.store, pending.msisdn, actor=self.actor)
                 step()
                 who = f" → {move.holder}" if move.holder else ""
-                done = f"{spec.done} {_display(move.msisdn)}{who} ({move.from_state} → {move.to_state})"
+                done = f"{spec.done} {display_msisdn(move.msisdn)}{who} ({move.from_state} → {move.to_state})"
                 try:
                     self._update_hit(service.get_number(self.store, pending.msisdn))
                     step()
@@ -392,14 +394,6 @@ class AllocationConsole(widgets.VBox):
             self.status.ok(done + ".")
 
         self._guard(run)
-
-    def cancel(self, quiet: bool = False) -> None:
-        """Drop the pending move; nothing changes."""
-        had = self.pending is not None
-        self.pending = None
-        self.confirm_row.close()
-        if had and not quiet:
-            self.status.info("已取消 Cancelled: nothing changed.")
 
     def _update_hit(self, record) -> None:
         hit = self._hit(record.msisdn)
@@ -418,20 +412,6 @@ class AllocationConsole(widgets.VBox):
 
     # ------------------------------------------------------------ errors
 
-    def _guard(self, work, announce: bool = False) -> None:
-        """Run ``work``; show its error in the status line instead of raising."""
-        for button in self._buttons():
-            button.disabled = True
-        try:
-            work()
-            if announce:
-                self.status.ok("已刷新 Refreshed.")
-        except Exception as error:  # noqa: BLE001 - the console must never show a traceback
-            self.status.failure(error)
-        finally:
-            for button in self._buttons():
-                button.disabled = False
-
     def _buttons(self):
         return (self.search_button, self.refresh_button, self.reserve_button, self.allocate_button,
                 self.release_button, self.confirm_button, self.cancel_button)
@@ -440,10 +420,6 @@ class AllocationConsole(widgets.VBox):
 def _fen(text: str, field: str) -> int | None:
     text = (text or "").strip()
     return yuan_to_fen(text, field) if text else None
-
-
-def _display(msisdn: str) -> str:
-    return f"{msisdn[:3]} {msisdn[3:7]} {msisdn[7:]}"
 
 
 def results_table(hits: list[Hit], selected: str | None = None) -> str:

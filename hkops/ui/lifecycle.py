@@ -23,7 +23,7 @@ from hkops.cards import service as cards
 from hkops.cards.model import MOVES, SimState, SuspendReason
 from hkops.cards.service import Card
 from hkops.errors import InvalidValue, NotFound
-from hkops.ids import mask_resident_id
+from hkops.ids import display_msisdn, mask_resident_id
 from hkops.network import ProvisioningClient
 from hkops.network.errors import ProvisioningError
 from hkops.store.engine import Store, get_store
@@ -31,7 +31,7 @@ from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
-from hkops.ui._common import Busy, ConfirmRow, StatusLine, stylesheet
+from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StatusLine, one_line, stylesheet
 
 #: Where the console looks for the HLR when it is given no client.
 DEFAULT_HLR = "127.0.0.1:7500"
@@ -123,23 +123,15 @@ def default_network() -> ProvisioningClient:
     return ProvisioningClient(TcpTransport(host, int(port), connect_timeout=1), timeout=2, retries=1, backoff=0.1)
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    return first if len(first) <= 200 else first[:199] + "…"
-
-
 def _display(msisdn: str | None) -> str:
-    if not msisdn:
-        return "—"
-    return f"{msisdn[:3]} {msisdn[3:7]} {msisdn[7:]}"
+    return display_msisdn(msisdn) if msisdn else "—"
 
 
 def _badge(state: str) -> str:
     return f"<span class='hkops-state hkops-sim-{html.escape(state)}'>{html.escape(SIM_LABELS.get(state, state))}</span>"
 
 
-class LifecycleConsole(widgets.VBox):
+class LifecycleConsole(GuardedConsole, widgets.VBox):
     """卡生命周期 Card lifecycle: find a card, see it, its history and HLR record; move it.
 
     The pieces are attributes so that tests can drive them: ``query``, ``find_button``,
@@ -295,7 +287,7 @@ class LifecycleConsole(widgets.VBox):
         if answered:
             self.hlr_status.value = f"<div class='hkops-hlr-up'>HLR 在线 reachable (answered {html.escape(what)})</div>"
         else:
-            why = f"<div class='hkops-muted'>{html.escape(_one_line(error))}</div>" if error else ""
+            why = f"<div class='hkops-muted'>{html.escape(one_line(error))}</div>" if error else ""
             self.hlr_status.value = f"<div class='hkops-hlr-down'>HLR 不可达 HLR unreachable</div>{why}"
         self._show_latency()
 
@@ -337,7 +329,7 @@ class LifecycleConsole(widgets.VBox):
                 self.hlr_status.value = f"<div class='hkops-hlr-up'>HLR 在线 reachable · {total:,} subscribers</div>"
             except (ProvisioningError, OSError, InvalidValue) as error:
                 self.hlr_status.value = (f"<div class='hkops-hlr-down'>HLR 不可达 HLR unreachable</div>"
-                                         f"<div class='hkops-muted'>{html.escape(_one_line(error))}</div>")
+                                         f"<div class='hkops-muted'>{html.escape(one_line(error))}</div>")
         waiting = cards.pending(self.store)
         oldest = f" · oldest {local(waiting[0]['created_at'])}" if waiting else ""
         link = cards.command_stats(self.store)
@@ -498,7 +490,7 @@ class LifecycleConsole(widgets.VBox):
             record = self._timed(f"get {card.msisdn}", lambda: self.network.get(card.msisdn))
         except (ProvisioningError, OSError, InvalidValue) as error:
             self.hlr.value = (f"<div class='hkops-hlr-down'>HLR 不可达 HLR unreachable</div>"
-                              f"<div class='hkops-muted'>{html.escape(_one_line(error))}</div>")
+                              f"<div class='hkops-muted'>{html.escape(one_line(error))}</div>")
             return
         if record is None:
             self.hlr.value = (f"<div>HLR 无此用户 The HLR has no subscriber {_display(card.msisdn)}.</div>")
@@ -594,14 +586,6 @@ class LifecycleConsole(widgets.VBox):
 
         self._guard(run)
 
-    def cancel(self, quiet: bool = False) -> None:
-        """Drop the pending move; nothing changes."""
-        had = self.pending is not None
-        self.pending = None
-        self.confirm_row.close()
-        if had and not quiet:
-            self.status.info("已取消 Cancelled: nothing changed.")
-
     def sync(self) -> None:
         """Send every pending HLR command now; show what the HLR confirmed."""
         def run():
@@ -643,25 +627,6 @@ class LifecycleConsole(widgets.VBox):
         self._guard(run)
 
     # ------------------------------------------------------------ errors
-
-    def _guard(self, work, announce: bool = False) -> None:
-        """Run ``work``; show its error in the status line instead of raising."""
-        buttons = self._buttons()
-        for button in buttons:
-            button.disabled = True
-        try:
-            work()
-            if announce:
-                self.status.ok("已刷新 Refreshed.")
-        except Exception as error:  # noqa: BLE001 - the console must never show a traceback
-            if isinstance(error, ProvisioningError):
-                self.status.error(f"HLR 不可达 HLR unreachable or refused: {_one_line(error)}")
-                self.status.last_error = error
-            else:
-                self.status.failure(error)
-        finally:
-            for button in buttons:
-                button.disabled = False
 
     def _buttons(self):
         return (self.find_button, self.refresh_button, self.suspend_button, self.resume_button,
