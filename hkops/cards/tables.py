@@ -31,6 +31,10 @@ sim_batches = Table(
     Column("header_enc", Text),
     Column("received_at", UTCDateTime, nullable=False),
     Column("received_by", String(64), nullable=False),
+    # The catalogue product the cards are (hkops.catalogue), and the purchase order they
+    # were received against (hkops.procurement); None for cards received without one.
+    Column("product", String(32)),
+    Column("purchase_order", String(20)),
 )
 
 sims = Table(

@@ -19,7 +19,7 @@ def sealed_columns() -> list:
     from importlib import import_module
 
     columns = []
-    for module in ("hkops.cards.tables", "hkops.subscribers.tables"):
+    for module in ("hkops.cards.tables", "hkops.subscribers.tables", "hkops.orders.tables"):
         try:
             columns += import_module(module).SEALED_COLUMNS
         except ModuleNotFoundError:

@@ -1,0 +1,1 @@
+"""The multi-level agent tree (代理)."""

@@ -1,0 +1,1 @@
+"""The payment ledger: collections and refunds, and their reconciliation against orders."""

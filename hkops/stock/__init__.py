@@ -1,0 +1,1 @@
+"""Serial stock: locations, the append-only ledger of moves, transfers, counts, alerts."""
