@@ -17,6 +17,12 @@ from hkops.cli import keys as keys_cli
 from hkops.cli import sims as sims_cli
 from hkops.cli import subscribers as subscribers_cli
 from hkops.cli import usage as usage_cli
+from hkops.cli import agents as agents_cli
+from hkops.cli import catalogue as catalogue_cli
+from hkops.cli import orders as orders_cli
+from hkops.cli import payments as payments_cli
+from hkops.cli import po as po_cli
+from hkops.cli import stock as stock_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
@@ -34,6 +40,12 @@ app.add_typer(sims_cli.app, name="sims")
 app.add_typer(cards_cli.app, name="cards")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(catalogue_cli.app, name="catalogue")
+app.add_typer(po_cli.app, name="po")
+app.add_typer(stock_cli.app, name="stock")
+app.add_typer(agents_cli.app, name="agents")
+app.add_typer(orders_cli.app, name="orders")
+app.add_typer(payments_cli.app, name="payments")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)

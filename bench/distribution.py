@@ -1,0 +1,16 @@
+"""Distribution: ``python -m bench distribution --json``.
+
+Stock figures come from ``bench/stock.py`` (receive_100k_s, transfer_100k_s and their
+anchors), order figures from ``bench/orders.py`` (orders_per_s and its anchor).
+"""
+
+from __future__ import annotations
+
+
+def run(log=None) -> dict:
+    from bench import orders, stock
+
+    result = {}
+    result.update(stock.run(log=log))
+    result.update(orders.run(log=log))
+    return result
