@@ -158,6 +158,23 @@ def _start_hlr(data_dir):
 
 
 @app.command()
+def lookup(
+    value: str = typer.Argument(..., help="An MSISDN, ICCID, IMSI, order number or client order id, "
+                                          "resident ID, subscriber (S123) or agent code."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The whole chain around VALUE: number, card, subscriber (masked), orders, agent chain,
+    shipment, payments and stock moves."""
+    from hkops import lookup as lookup_module
+
+    found = lookup_module.lookup(store(), value)
+    if as_json:
+        emit_json(found)
+    else:
+        echo(lookup_module.format_lookup(found))
+
+
+@app.command()
 def audit(
     subject: Optional[str] = typer.Option(None, "--subject", help="A number, block or other subject."),
     actor_name: Optional[str] = typer.Option(None, "--by", help="Only this actor's records."),
