@@ -26,6 +26,7 @@ from hkops.cards.tables import IN_STOCK, SIM_SECRET_COLUMNS, sim_batches, sims
 from hkops.cards.vendor_files import SECRET_FIELDS, CardFile, read_card_file
 from hkops.errors import Conflict, InvalidFile, InvalidValue, NotFound
 from hkops.security.crypto import Keyring, Secret, load_keyring
+from hkops.stock import service as stock
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
@@ -109,6 +110,7 @@ def import_sim_file(
     location: str | None = None,
     keyring: Keyring | None = None,
     progress: Progress | None = None,
+    document: str | None = None,
 ) -> BatchSummary:
     """Receive a vendor card-data file as a batch of cards ``in_stock``; all cards or none.
 
@@ -117,14 +119,17 @@ def import_sim_file(
     and must be new. A file with any bad line, an ICCID or IMSI already received, or a
     batch name in use raises :class:`~hkops.errors.InvalidFile` listing every problem.
     ``vendor`` defaults to a Vendor/Manufacturer/Supplier header field of a .out file.
+    Cards received at a ``location`` enter the stock ledger as a receipt from VENDOR under
+    ``document`` (default: the batch name); a location not known yet is registered as a
+    warehouse (hkops.stock.service.receiving_location).
     """
     path = Path(path)
     carrier = carriers.canonical_name(carrier)
     name = _batch_name(batch_name, path)
     if location is not None:
         location = location.strip()
-        if not 0 < len(location) <= 64:
-            raise InvalidValue("location", location, "must be 1 to 64 characters")
+        if not 0 < len(location) <= 32:
+            raise InvalidValue("location", location, "must be 1 to 32 characters (a stock location code)")
     cards = read_card_file(path, carrier=carrier)
     vendor = vendor or next((v for k, v in cards.header.items() if k.strip().lower() in _VENDOR_KEYS and v), None)
     if vendor is not None and len(vendor) > 64:
@@ -152,6 +157,8 @@ def import_sim_file(
             if problems:
                 problems.sort(key=lambda p: p.line or 0)
                 raise InvalidFile(str(path), problems)
+            if location is not None:
+                location = stock.receiving_location(conn, location, actor=actor)
 
             batch_id = conn.execute(sim_batches.insert().values(
                 name=name, carrier=carrier, vendor=vendor, source_file=path.name[:255], layout=cards.layout,
@@ -167,6 +174,8 @@ def import_sim_file(
                 bulk.insert_rows(conn, sims, _INSERT_COLUMNS, chunk)
                 if progress:
                     progress(len(chunk))
+            if location is not None:
+                stock.record_receipt(conn, cards.iccid, location, document or name, actor=actor, now=now)
             bulk.refresh_statistics(conn, sims)
             audit.record(conn, actor, [Event(
                 "sim_batch", name, "receive", None, IN_STOCK, f"{len(cards)} SIM cards received from {path.name}",

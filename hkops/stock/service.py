@@ -4,33 +4,104 @@
 card is where the move says it comes from, appends one ledger row per card and updates
 ``sims.location``, all in the caller's transaction. Everything else in stock (receipts,
 transfers, sales, returns, scrapping, counts) is built on it.
+
+Documents are numbered per kind: TR000001 (transfer), RT (return), SX (scrap), CT (count).
+Each document writes one audit event (entity ``stock``); the ledger rows are the per-card
+record. Order-facing moves of single cards (:func:`pick_unit`, :func:`sell_unit`...) also
+write an audit event per card (entity ``sim``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from itertools import repeat
+from typing import Callable, Iterable
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, delete, func, literal, or_, select, text, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hkops import audit
-from hkops.audit import Event
-from hkops.cards.tables import sims
-from hkops.errors import Conflict, InvalidValue, InvalidValues, NotFound
+from hkops.audit import Event, audit_log
+from hkops.cards.model import SimState, target_state
+from hkops.cards.tables import sim_batches, sims
+from hkops.catalogue.tables import sim_products
+from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
 from hkops.ids import parse_iccid
-from hkops.stock.model import VIRTUAL, LocationKind, MoveKind
-from hkops.stock.tables import stock_locations, stock_moves
+from hkops.stock.model import CUSTOMER, MISSING, SCRAP, VENDOR, VIRTUAL, LocationKind, MoveKind
+from hkops.stock.tables import stock_counts, stock_locations, stock_minimums, stock_moves
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
-from hkops.timeutil import utc_now
+from hkops.timeutil import SHANGHAI, utc_now
 
+Progress = Callable[[int], None]
 _LEDGER_COLUMNS = ("iccid", "from_location", "to_location", "kind", "document", "actor", "at")
 _CHUNK = 900  # SQLite's bound-parameter limit is 999 on older builds
+_PICK_TRIES = 5
+IN_STOCK, ALLOCATED = SimState.IN_STOCK.value, SimState.ALLOCATED.value
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A transfer (or return, or scrapping) document: its number and how many cards moved."""
+
+    document: str
+    count: int
+    from_location: str
+    to_location: str
+    first_iccid: str
+    last_iccid: str
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """A stock count: cards the system expected, cards counted, and the variances.
+
+    ``number`` is None for a count that was not applied (a dry run).
+    """
+
+    number: str | None
+    location: str
+    expected: int
+    counted: int
+    missing: list[str]
+    unexpected: list[str]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A product running low at a location, with the quantity to reorder."""
+
+    location: str
+    product: str
+    on_hand: int
+    minimum: int
+    sold_last_days: int
+    suggested_reorder: int
 
 
 def _chunks(values: list, size: int = _CHUNK):
     for start in range(0, len(values), size):
         yield values[start:start + size]
+
+
+def _in(conn: Connection, column, values: list[str]):
+    """WHERE clauses matching ``column`` against ``values``: one array on PostgreSQL, chunks of 900 on SQLite."""
+    if conn.dialect.name == "postgresql":
+        if values:
+            yield column == any_(bindparam(None, values, type_=ARRAY(String)))
+        return
+    for chunk in _chunks(values):
+        yield column.in_(chunk)
+
+
+def _read(db: Store | Connection):
+    return db.read() if isinstance(db, Store) else nullcontext(db)
+
+
+# ---------------------------------------------------------------- locations
 
 
 def ensure_virtual_locations(conn: Connection) -> None:
@@ -80,13 +151,74 @@ def location_kind(conn: Connection, code: str) -> LocationKind:
     """The kind of location ``code``; NotFound if there is none."""
     kind = conn.execute(select(stock_locations.c.kind).where(stock_locations.c.code == code)).scalar()
     if kind is None:
+        if code in VIRTUAL:
+            ensure_virtual_locations(conn)
+            return LocationKind.VIRTUAL
         raise NotFound(f"location {code!r} does not exist")
     return LocationKind(kind)
 
 
+def _stock_location(conn: Connection, code: str, field: str = "location") -> str:
+    """``code`` if it is a warehouse or an agent location (where stock can be held)."""
+    if location_kind(conn, code) == LocationKind.VIRTUAL:
+        raise InvalidValue(field, code, "is a virtual location; stock is held at a warehouse or an agent location")
+    return code
+
+
+def receiving_location(conn: Connection, text_value: str, *, actor: str) -> str:
+    """The stock location cards received "at ``text_value``" go to.
+
+    A known location matches whatever its letter case; unknown text is registered as a new
+    warehouse under exactly that code (older imports named locations freely). Virtual
+    locations cannot receive.
+    """
+    value = (text_value or "").strip()
+    if not 0 < len(value) <= 32:
+        raise InvalidValue("location", text_value, "must be 1 to 32 characters (a stock location code)")
+    row = conn.execute(select(stock_locations.c.code, stock_locations.c.kind)
+                       .where(func.upper(stock_locations.c.code) == value.upper())).first()
+    if row is None:
+        ensure_virtual_locations(conn)
+        conn.execute(stock_locations.insert().values(code=value, name=value, kind=LocationKind.WAREHOUSE.value,
+                                                     created_at=utc_now()))
+        audit.record(conn, actor, [Event("location", value, "create", None, LocationKind.WAREHOUSE.value,
+                                         "registered by a SIM import naming it", {"name": value})])
+        return value
+    if row.kind == LocationKind.VIRTUAL.value:
+        raise InvalidValue("location", value, "is a virtual location; cards are received into a warehouse")
+    return row.code
+
+
+def record_receipt(conn: Connection, iccids: list[str], location: str, document: str, *, actor: str,
+                   now: datetime | None = None) -> None:
+    """Ledger rows VENDOR -> ``location`` for cards just received there (sims.location already set)."""
+    ensure_virtual_locations(conn)
+    bulk.insert_rows(conn, stock_moves, _LEDGER_COLUMNS,
+                     zip(iccids, repeat(VENDOR), repeat(location), repeat(MoveKind.RECEIPT.value), repeat(document),
+                         repeat(actor), repeat(_db_time(conn, now or utc_now()))))
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+def _normalise(iccids: Iterable[str]) -> tuple[list[str], list[InvalidValue]]:
+    """ICCIDs as stored (digits only), and the ones that are not ICCIDs at all."""
+    result, problems = [], []
+    for value in iccids:
+        value = str(value).strip()
+        if not (value.isdigit() and len(value) in (19, 20)):
+            try:
+                value = parse_iccid(value)
+            except InvalidValue as problem:
+                problems.append(problem)
+                continue
+        result.append(value)
+    return result, problems
+
+
 def move_units(conn: Connection, iccids: list[str], from_location: str, to_location: str, kind: MoveKind | str,
                document: str, *, actor: str, now: datetime | None = None, check_states: set[str] | None = None,
-               source: str = "stock move") -> int:
+               source: str = "stock move", progress: Progress | None = None) -> int:
     """Move cards from one location to another in the caller's transaction; all or none.
 
     Every card must exist, be at ``from_location`` (and, when given, in one of
@@ -95,18 +227,17 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
     """
     kind = MoveKind(kind)
     now = now or utc_now()
-    iccids = [parse_iccid(i) for i in iccids]
-    if not iccids:
+    iccids, problems = _normalise(iccids)
+    if not iccids and not problems:
         raise InvalidValue("cards", "", "no cards to move")
     if from_location == to_location:
         raise InvalidValue("to", to_location, "is the location the cards are already at")
     for code in (from_location, to_location):
         location_kind(conn, code)
     found: dict[str, tuple[str | None, str]] = {}
-    for chunk in _chunks(iccids):
+    for clause in _in(conn, sims.c.iccid, iccids):
         found.update({r.iccid: (r.location, r.state) for r in conn.execute(
-            select(sims.c.iccid, sims.c.location, sims.c.state).where(sims.c.iccid.in_(chunk)))})
-    problems: list[InvalidValue] = []
+            select(sims.c.iccid, sims.c.location, sims.c.state).where(clause))})
     seen: set[str] = set()
     for iccid in iccids:
         if iccid in seen:
@@ -115,7 +246,11 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
         seen.add(iccid)
         where = found.get(iccid)
         if where is None:
-            problems.append(InvalidValue("iccid", iccid, "is not in the inventory"))
+            try:
+                parse_iccid(iccid)
+                problems.append(InvalidValue("iccid", iccid, "is not in the inventory"))
+            except InvalidValue as problem:
+                problems.append(problem)
         elif where[0] != from_location:
             problems.append(InvalidValue("iccid", iccid, f"is not at {from_location} (it is at {where[0] or 'no location'})"))
         elif check_states is not None and where[1] not in check_states:
@@ -126,11 +261,380 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
     bulk.insert_rows(conn, stock_moves, _LEDGER_COLUMNS,
                      zip(iccids, repeat(from_location), repeat(to_location), repeat(kind.value), repeat(document),
                          repeat(actor), repeat(_db_time(conn, now))))
-    conn.execute(update(sims).where(sims.c.iccid == bindparam("i"), sims.c.location == from_location)
-                 .values(location=to_location, changed_at=now), [{"i": i} for i in iccids])
+    done = 0
+    for clause in _in(conn, sims.c.iccid, iccids):
+        moved = conn.execute(update(sims).where(clause, sims.c.location == from_location)
+                             .values(location=to_location, changed_at=now)).rowcount
+        done += moved
+        if progress:
+            progress(moved)
+    if done != len(iccids):  # only a concurrent move between the check and the update gets here
+        raise Conflict(f"{source}: some cards moved meanwhile; nothing moved, try again")
     return len(iccids)
 
 
 def _db_time(conn: Connection, at: datetime):
     """``at`` as the raw driver value bulk inserts need (naive UTC on SQLite)."""
     return stock_moves.c.at.type.process_bind_param(at, conn.dialect)
+
+
+def _next_number(conn: Connection, prefix: str, column=None) -> str:
+    """The next document number ``<prefix>000001``...; ``column`` holds the numbers given so far
+    (default: the audit trail's subjects of stock documents)."""
+    if conn.dialect.name == "postgresql":  # two writers must not take the same number
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"hkops-number-{prefix}"})
+    if column is None:
+        query = select(func.max(audit_log.c.subject)).where(audit_log.c.entity == "stock")
+        column = audit_log.c.subject
+    else:
+        query = select(func.max(column))
+    last = conn.execute(query.where(column >= f"{prefix}000000", column <= f"{prefix}999999",
+                                    func.length(column) == len(prefix) + 6)).scalar()
+    return f"{prefix}{int(last[len(prefix):]) + 1 if last else 1:06d}"
+
+
+def _document_event(document: str, action: str, reason: str | None, from_location: str, to_location: str,
+                    iccids: list[str], **details) -> Event:
+    return Event("stock", document, action, None, None, reason,
+                 {"from": from_location, "to": to_location, "count": len(iccids), "first_iccid": min(iccids),
+                  "last_iccid": max(iccids), **details})
+
+
+# ---------------------------------------------------------------- order-facing moves of one card
+
+
+def pick_unit(conn: Connection, location: str, product: str, order_number: str, *, actor: str,
+              now: datetime | None = None) -> str:
+    """An in_stock card of ``product`` at ``location`` becomes allocated to the order; returns its ICCID.
+
+    The lowest ICCID first. Safe for concurrent pickers: on PostgreSQL the candidate row is
+    locked with SKIP LOCKED, and the update only takes a card that is still in stock there.
+    Conflict naming the location and the product when none is left.
+    """
+    now = now or utc_now()
+    _stock_location(conn, location)
+    candidate = (select(sims.c.iccid).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
+                 .where(sims.c.state == IN_STOCK, sims.c.location == location, sim_batches.c.product == product)
+                 .order_by(sims.c.iccid).limit(1))
+    if conn.dialect.name == "postgresql":
+        candidate = candidate.with_for_update(of=sims, skip_locked=True)
+    for _ in range(_PICK_TRIES):
+        iccid = conn.execute(candidate).scalar()
+        if iccid is None:
+            break
+        taken = conn.execute(update(sims).where(sims.c.iccid == iccid, sims.c.state == IN_STOCK,
+                                                sims.c.location == location)
+                             .values(state=ALLOCATED, changed_at=now)).rowcount
+        if taken == 1:
+            audit.record(conn, actor, [Event("sim", iccid, "allocate", IN_STOCK, ALLOCATED, None,
+                                             {"order": order_number, "location": location, "product": product})], now)
+            return iccid
+    raise Conflict(f"no {product} card is in stock at {location} for order {order_number}")
+
+
+def _card_row(conn: Connection, iccid: str):
+    iccid = parse_iccid(iccid)
+    row = conn.execute(select(sims.c.iccid, sims.c.state, sims.c.location).where(sims.c.iccid == iccid)).first()
+    if row is None:
+        raise NotFound(f"SIM {iccid} is not in the inventory")
+    return row
+
+
+def unpick_unit(conn: Connection, iccid: str, order_number: str, *, actor: str, now: datetime | None = None) -> None:
+    """An allocated card goes back to in_stock where it is (the order no longer needs it)."""
+    now = now or utc_now()
+    card = _card_row(conn, iccid)
+    taken = conn.execute(update(sims).where(sims.c.iccid == card.iccid, sims.c.state == ALLOCATED)
+                         .values(state=IN_STOCK, changed_at=now)).rowcount
+    if taken != 1:
+        raise IllegalTransition(f"cannot put SIM {card.iccid} back in stock for order {order_number}: "
+                                f"it is {card.state}; only an allocated card can go back")
+    audit.record(conn, actor, [Event("sim", card.iccid, "unallocate", ALLOCATED, IN_STOCK, None,
+                                     {"order": order_number, "location": card.location})], now)
+
+
+#: States of a card that may leave with its order: picked, perhaps paired or activated at the counter.
+SELLABLE = frozenset({ALLOCATED, SimState.PAIRED.value, SimState.ACTIVE.value})
+
+
+def sell_unit(conn: Connection, iccid: str, from_location: str, order_number: str, *, actor: str,
+              now: datetime | None = None) -> None:
+    """The card of an order leaves ``from_location`` for the customer (ledger kind sale)."""
+    now = now or utc_now()
+    card = _card_row(conn, iccid)
+    _stock_location(conn, from_location, "from")
+    move_units(conn, [card.iccid], from_location, CUSTOMER, MoveKind.SALE, order_number, actor=actor, now=now,
+               check_states=set(SELLABLE), source=f"sale of order {order_number}")
+    audit.record(conn, actor, [Event("sim", card.iccid, "sell", card.state, card.state, None,
+                                     {"order": order_number, "from": from_location, "to": CUSTOMER})], now)
+
+
+def take_back_unit(conn: Connection, iccid: str, to_location: str, order_number: str, *, actor: str,
+                   now: datetime | None = None) -> None:
+    """A sold card that was never activated comes back from the customer into stock at ``to_location``."""
+    now = now or utc_now()
+    card = _card_row(conn, iccid)
+    _stock_location(conn, to_location, "to")
+    move_units(conn, [card.iccid], CUSTOMER, to_location, MoveKind.RETURN, order_number, actor=actor, now=now,
+               check_states={ALLOCATED, IN_STOCK}, source=f"return of order {order_number}")
+    conn.execute(update(sims).where(sims.c.iccid == card.iccid).values(state=IN_STOCK, changed_at=now))
+    audit.record(conn, actor, [Event("sim", card.iccid, "take_back", card.state, IN_STOCK, None,
+                                     {"order": order_number, "from": CUSTOMER, "to": to_location})], now)
+
+
+# ---------------------------------------------------------------- documents
+
+
+def _cards_for_transfer(conn: Connection, from_location: str, iccids, first, last, count, product) -> list[str]:
+    given = [iccids is not None, first is not None or last is not None, count is not None]
+    if sum(given) != 1:
+        raise InvalidValue("cards", "", "give exactly one of: ICCIDs, a first/last range, or a count with a product")
+    if iccids is not None:
+        return list(iccids)
+    at_source = (sims.c.location == from_location, sims.c.state == IN_STOCK)
+    if count is None:
+        if first is None or last is None:
+            raise InvalidValue("range", f"{first or ''}..{last or ''}", "needs both a first and a last ICCID")
+        first, last = parse_iccid(first, "first"), parse_iccid(last, "last")
+        if first > last:
+            raise InvalidValue("range", f"{first}..{last}", "the first ICCID is after the last")
+        found = list(conn.execute(select(sims.c.iccid).where(*at_source, sims.c.iccid.between(first, last))
+                                  .order_by(sims.c.iccid)).scalars())
+        if not found:
+            raise InvalidValue("range", f"{first}..{last}", f"no card in stock at {from_location} in this range")
+        return found
+    if not isinstance(count, int) or count < 1:
+        raise InvalidValue("count", count, "must be a whole number of cards, 1 or more")
+    if not product:
+        raise InvalidValue("product", product, "a count of cards needs the product to take")
+    found = list(conn.execute(select(sims.c.iccid).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
+                              .where(*at_source, sim_batches.c.product == product)
+                              .order_by(sims.c.iccid).limit(count)).scalars())
+    if len(found) < count:
+        raise InvalidValue("count", count, f"only {len(found)} {product} card(s) are in stock at {from_location}")
+    return found
+
+
+def transfer(db: Store | Connection, from_location: str, to_location: str, *, iccids: list[str] | None = None,
+             first: str | None = None, last: str | None = None, count: int | None = None,
+             product: str | None = None, actor: str, reason: str | None = None,
+             progress: Progress | None = None) -> Transfer:
+    """Move in_stock cards between stock locations as one transfer document (TR000001...).
+
+    The cards: ``iccids``; or the in_stock cards at the source with ICCIDs from ``first``
+    to ``last`` inclusive; or ``count`` in_stock cards of ``product``, lowest ICCIDs first.
+    Listed cards that are not at the source or not in stock refuse the whole transfer.
+    """
+    with unit_of_work(db) as conn:
+        _stock_location(conn, from_location, "from")
+        _stock_location(conn, to_location, "to")
+        cards = _cards_for_transfer(conn, from_location, iccids, first, last, count, product)
+        document = _next_number(conn, "TR")
+        now = utc_now()
+        move_units(conn, cards, from_location, to_location, MoveKind.TRANSFER, document, actor=actor, now=now,
+                   check_states={IN_STOCK}, source=f"transfer {from_location} -> {to_location}", progress=progress)
+        cards, _ = _normalise(cards)
+        audit.record(conn, actor, [_document_event(document, "transfer", reason, from_location, to_location, cards)],
+                     now)
+    return Transfer(document, len(cards), from_location, to_location, min(cards), max(cards))
+
+
+def return_units(db: Store | Connection, iccids: list[str], from_location: str, to_location: str, *, actor: str,
+                 reason: str | None = None) -> Transfer:
+    """An agent returns in_stock cards to a warehouse (ledger kind return, document RT000001...)."""
+    with unit_of_work(db) as conn:
+        _stock_location(conn, from_location, "from")
+        if location_kind(conn, to_location) != LocationKind.WAREHOUSE:
+            raise InvalidValue("to", to_location, "is not a warehouse; stock is returned to a warehouse")
+        document = _next_number(conn, "RT")
+        now = utc_now()
+        move_units(conn, iccids, from_location, to_location, MoveKind.RETURN, document, actor=actor, now=now,
+                   check_states={IN_STOCK}, source=f"return {from_location} -> {to_location}")
+        cards, _ = _normalise(iccids)
+        audit.record(conn, actor, [_document_event(document, "return", reason, from_location, to_location, cards)],
+                     now)
+    return Transfer(document, len(cards), from_location, to_location, min(cards), max(cards))
+
+
+def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: str, reason: str) -> Transfer:
+    """Faulty cards are marked faulty, destroyed and moved to SCRAP (document SX000001...)."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise InvalidValue("reason", reason, "say why the cards are scrapped")
+    with unit_of_work(db) as conn:
+        _stock_location(conn, location)
+        cards, problems = _normalise(iccids)
+        states = {}
+        for clause in _in(conn, sims.c.iccid, cards):
+            states.update(conn.execute(select(sims.c.iccid, sims.c.state).where(clause)).all())
+        for iccid in cards:
+            if iccid not in states:
+                problems.append(InvalidValue("iccid", iccid, "is not in the inventory"))
+            else:
+                try:
+                    target_state("destroy", iccid, target_state("mark_faulty", iccid, SimState(states[iccid])))
+                except IllegalTransition as refused:
+                    problems.append(InvalidValue("iccid", iccid, str(refused)))
+        if problems:
+            raise InvalidValues(f"scrap at {location}", problems)
+        document = _next_number(conn, "SX")
+        now = utc_now()
+        move_units(conn, cards, location, SCRAP, MoveKind.SCRAP, document, actor=actor, now=now,
+                   source=f"scrap at {location}")
+        for clause in _in(conn, sims.c.iccid, cards):
+            conn.execute(update(sims).where(clause).values(state=SimState.DESTROYED.value, changed_at=now))
+        events = [_document_event(document, "scrap", reason, location, SCRAP, cards)]
+        for iccid in cards:
+            events += [Event("sim", iccid, "mark_faulty", states[iccid], SimState.FAULTY.value, reason, {"document": document}),
+                       Event("sim", iccid, "destroy", SimState.FAULTY.value, SimState.DESTROYED.value, reason,
+                             {"document": document})]
+        audit.record(conn, actor, events, now)
+    return Transfer(document, len(cards), location, SCRAP, min(cards), max(cards))
+
+
+def count(db: Store | Connection, location: str, counted_iccids: list[str], *, actor: str,
+          apply: bool = True) -> CountResult:
+    """A stock count at ``location``: cards not found move to MISSING, cards found that the
+    system had elsewhere move here (ledger kind count); the count and its variances are kept
+    (number CT000001...). With ``apply=False`` nothing is written.
+    """
+    with unit_of_work(db) as conn:
+        _stock_location(conn, location)
+        counted, problems = _normalise(counted_iccids)
+        counted = list(dict.fromkeys(counted))  # a card scanned twice is counted once
+        expected = set(conn.execute(select(sims.c.iccid).where(sims.c.location == location)).scalars())
+        elsewhere: dict[str, str | None] = {}
+        extra = [i for i in counted if i not in expected]
+        for clause in _in(conn, sims.c.iccid, extra):
+            elsewhere.update(conn.execute(select(sims.c.iccid, sims.c.location).where(clause)).all())
+        problems += [InvalidValue("iccid", i, "is not in the inventory") for i in extra if i not in elsewhere]
+        if problems:
+            raise InvalidValues(f"count at {location}", problems)
+        counted_set = set(counted)
+        missing = sorted(expected - counted_set)
+        unexpected = sorted(extra)
+        if not apply:
+            return CountResult(None, location, len(expected), len(counted), missing, unexpected)
+        number = _next_number(conn, "CT", stock_counts.c.number)
+        now = utc_now()
+        if missing:
+            move_units(conn, missing, location, MISSING, MoveKind.COUNT, number, actor=actor, now=now,
+                       source=f"count {number}")
+        by_place: dict[str, list[str]] = {}
+        for iccid in unexpected:  # cards never placed in the ledger come from VENDOR
+            by_place.setdefault(elsewhere[iccid] or VENDOR, []).append(iccid)
+        for place, cards in sorted(by_place.items()):
+            if place == VENDOR:
+                for clause in _in(conn, sims.c.iccid, cards):
+                    conn.execute(update(sims).where(clause, sims.c.location.is_(None)).values(location=VENDOR))
+            move_units(conn, cards, place, location, MoveKind.COUNT, number, actor=actor, now=now,
+                       source=f"count {number}")
+        conn.execute(stock_counts.insert().values(
+            number=number, location=location, expected=len(expected), counted=len(counted), missing=len(missing),
+            unexpected=len(unexpected), variances=json.dumps({"missing": missing, "unexpected": unexpected}),
+            at=now, actor=actor))
+        audit.record(conn, actor, [Event("stock", number, "count", None, None, None,
+                                         {"location": location, "expected": len(expected), "counted": len(counted),
+                                          "missing": len(missing), "unexpected": len(unexpected)})], now)
+    return CountResult(number, location, len(expected), len(counted), missing, unexpected)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _virtual_codes(conn: Connection) -> list[str]:
+    return sorted(set(VIRTUAL) | set(conn.execute(select(stock_locations.c.code)
+                                                  .where(stock_locations.c.kind == LocationKind.VIRTUAL.value)).scalars()))
+
+
+def on_hand(db: Store | Connection, *, location: str | None = None, product: str | None = None) -> list[dict]:
+    """Cards on hand per location and product, derived from the ledger (in minus out).
+
+    Virtual locations are left out; ``product`` is None for cards received without one.
+    Allocated cards still count: they are on the shelf until their order ships.
+    """
+    with _read(db) as conn:
+        virtual = _virtual_codes(conn)
+        arrivals = select(stock_moves.c.to_location.label("location"), stock_moves.c.iccid, literal(1).label("delta"))
+        departures = select(stock_moves.c.from_location.label("location"), stock_moves.c.iccid,
+                            literal(-1).label("delta"))
+        if location is not None:
+            arrivals = arrivals.where(stock_moves.c.to_location == location)
+            departures = departures.where(stock_moves.c.from_location == location)
+        moves = union_all(arrivals, departures).subquery()
+        query = (select(moves.c.location, sim_batches.c.product, func.sum(moves.c.delta).label("quantity"))
+                 .select_from(moves.join(sims, sims.c.iccid == moves.c.iccid)
+                              .join(sim_batches, sims.c.batch_id == sim_batches.c.id))
+                 .where(moves.c.location.not_in(virtual))
+                 .group_by(moves.c.location, sim_batches.c.product)
+                 .having(func.sum(moves.c.delta) != 0))
+        if product is not None:
+            query = query.where(sim_batches.c.product == product)
+        rows = [{"location": r.location, "product": r.product, "quantity": int(r.quantity)}
+                for r in conn.execute(query)]
+    return sorted(rows, key=lambda r: (r["location"], r["product"] or ""))
+
+
+def ledger(db: Store | Connection, *, location: str | None = None, iccid: str | None = None,
+           document: str | None = None, limit: int = 200) -> list[dict]:
+    """Ledger rows, newest first, filtered by location (either end), card or document."""
+    query = select(stock_moves).order_by(stock_moves.c.id.desc()).limit(limit)
+    if location is not None:
+        query = query.where(or_(stock_moves.c.from_location == location, stock_moves.c.to_location == location))
+    if iccid is not None:
+        query = query.where(stock_moves.c.iccid == parse_iccid(iccid))
+    if document is not None:
+        query = query.where(stock_moves.c.document == document)
+    with _read(db) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_minimum(db: Store | Connection, location: str, product: str, minimum: int, *, actor: str) -> None:
+    """The low-stock threshold of ``product`` at ``location`` (0 removes it)."""
+    if not isinstance(minimum, int) or minimum < 0:
+        raise InvalidValue("minimum", minimum, "must be a whole number of cards, 0 or more")
+    with unit_of_work(db) as conn:
+        _stock_location(conn, location)
+        if conn.execute(select(sim_products.c.code).where(sim_products.c.code == product)).first() is None:
+            raise NotFound(f"product {product!r} is not in the catalogue")
+        key = (stock_minimums.c.location == location, stock_minimums.c.product == product)
+        before = conn.execute(select(stock_minimums.c.minimum).where(*key)).scalar()
+        conn.execute(delete(stock_minimums).where(*key))
+        if minimum:
+            conn.execute(stock_minimums.insert().values(location=location, product=product, minimum=minimum))
+        audit.record(conn, actor, [Event("stock", location, "set_minimum", None, None, None,
+                                         {"product": product, "minimum": minimum, "before": before})])
+
+
+def low_stock(db: Store | Connection, *, days: int = 30, today: date | None = None) -> list[Alert]:
+    """Products whose stock will not cover the next ``days`` days of sales plus the minimum.
+
+    Sales are ledger moves of kind sale out of the location in the last ``days`` days
+    (up to the end of ``today`` in Asia/Shanghai). The suggested reorder is those sales
+    plus the minimum, minus what is on hand, never negative; a product is listed when it
+    is above 0 (which includes every product below its minimum).
+    """
+    if not isinstance(days, int) or days < 1:
+        raise InvalidValue("days", days, "must be a whole number of days, 1 or more")
+    today = today or utc_now().astimezone(SHANGHAI).date()
+    until = datetime.combine(today + timedelta(days=1), time(), SHANGHAI)
+    since = until - timedelta(days=days)
+    with _read(db) as conn:
+        minimums = conn.execute(select(stock_minimums).order_by(stock_minimums.c.location,
+                                                                stock_minimums.c.product)).all()
+        if not minimums:
+            return []
+        stock = {(r["location"], r["product"]): r["quantity"] for r in on_hand(conn)}
+        sold = dict(((r.from_location, r.product), r.sold) for r in conn.execute(
+            select(stock_moves.c.from_location, sim_batches.c.product, func.count().label("sold"))
+            .select_from(stock_moves.join(sims, sims.c.iccid == stock_moves.c.iccid)
+                         .join(sim_batches, sims.c.batch_id == sim_batches.c.id))
+            .where(stock_moves.c.kind == MoveKind.SALE.value, stock_moves.c.at >= since, stock_moves.c.at < until)
+            .group_by(stock_moves.c.from_location, sim_batches.c.product)))
+    alerts = []
+    for row in minimums:
+        have, recent = stock.get((row.location, row.product), 0), sold.get((row.location, row.product), 0)
+        suggested = max(0, recent + row.minimum - have)
+        if suggested > 0:
+            alerts.append(Alert(row.location, row.product, have, row.minimum, recent, suggested))
+    return alerts
