@@ -75,7 +75,8 @@ def test_the_tree_is_depth_first_and_the_chain_runs_from_the_agent_up_to_level_1
     leaf = service.get_agent(tree, "BJ-HD")
     with tree.read() as conn:
         links = service.chain(conn, leaf.id)
-    assert [(c["code"], c["level"], c["price_level"]) for c in links] == [("BJ-HD", 3, 3), ("BJ", 2, 2), ("NORTH", 1, 1)]
+    assert [(c["code"], c["level"], c["price_level"]) for c in links] == [
+        ("BJ-HD", 3, 3), ("BJ", 2, 2), ("NORTH", 1, 1)]
     assert set(links[0]) == {"id", "code", "name", "level", "price_level"} and links[0]["id"] == leaf.id
     with tree.read() as conn, pytest.raises(NotFound):
         service.chain(conn, 999_999)

@@ -20,7 +20,8 @@ def gold(db, **changes):
 
 
 def test_a_product_is_one_carrier_and_form_factor_and_is_audited(world):
-    assert service.add_product(world, "cm-nano", "China Mobile nano SIM", "china mobile", "NANO", actor="ana") == "CM-NANO"
+    code = service.add_product(world, "cm-nano", "China Mobile nano SIM", "china mobile", "NANO", actor="ana")
+    assert code == "CM-NANO"
     service.add_product(world, "CU-ESIM", "Unicom eSIM", "China Unicom", "esim", actor="ana")
     product = service.get_product(world, "cm-nano")
     assert (product.carrier, product.form_factor, product.active) == ("China Mobile", "nano", True)

@@ -132,7 +132,8 @@ def _whole(value: object, field: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidValue(field, value, "must be a whole number")
     if value < low or (high is not None and value > high):
-        raise InvalidValue(field, value, f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
+        limits = f"must be from {low} to {high}" if high is not None else f"must be at least {low}"
+        raise InvalidValue(field, value, limits)
     return value
 
 

@@ -26,7 +26,7 @@ def add(
     code: str = typer.Argument(..., help="Agent code, e.g. BJ-HD."),
     name: str = typer.Argument(..., help="The agent's name."),
     parent: Optional[str] = typer.Option(None, "--parent", help="The agent above it (none: a level-1 agent)."),
-    price_level: Optional[int] = typer.Option(None, "--price-level", help="Price list it buys at (default: its level)."),
+    price_level: Optional[int] = typer.Option(None, "--price-level", help="Price list it buys at (default: level)."),
     province: Optional[str] = typer.Option(None, "--province", help="Province, English or Chinese."),
     contact_name: Optional[str] = typer.Option(None, "--contact-name"),
     contact_phone: Optional[str] = typer.Option(None, "--contact-phone"),
