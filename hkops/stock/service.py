@@ -278,7 +278,7 @@ def _db_time(conn: Connection, at: datetime):
     return stock_moves.c.at.type.process_bind_param(at, conn.dialect)
 
 
-def _next_number(conn: Connection, prefix: str, column=None) -> str:
+def next_number(conn: Connection, prefix: str, column=None) -> str:
     """The next document number ``<prefix>000001``...; ``column`` holds the numbers given so far
     (default: the audit trail's subjects of stock documents)."""
     if conn.dialect.name == "postgresql":  # two writers must not take the same number
@@ -429,7 +429,7 @@ def transfer(db: Store | Connection, from_location: str, to_location: str, *, ic
         _stock_location(conn, from_location, "from")
         _stock_location(conn, to_location, "to")
         cards = _cards_for_transfer(conn, from_location, iccids, first, last, count, product)
-        document = _next_number(conn, "TR")
+        document = next_number(conn, "TR")
         now = utc_now()
         move_units(conn, cards, from_location, to_location, MoveKind.TRANSFER, document, actor=actor, now=now,
                    check_states={IN_STOCK}, source=f"transfer {from_location} -> {to_location}", progress=progress)
@@ -446,7 +446,7 @@ def return_units(db: Store | Connection, iccids: list[str], from_location: str, 
         _stock_location(conn, from_location, "from")
         if location_kind(conn, to_location) != LocationKind.WAREHOUSE:
             raise InvalidValue("to", to_location, "is not a warehouse; stock is returned to a warehouse")
-        document = _next_number(conn, "RT")
+        document = next_number(conn, "RT")
         now = utc_now()
         move_units(conn, iccids, from_location, to_location, MoveKind.RETURN, document, actor=actor, now=now,
                    check_states={IN_STOCK}, source=f"return {from_location} -> {to_location}")
@@ -477,7 +477,7 @@ def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: st
                     problems.append(InvalidValue("iccid", iccid, str(refused)))
         if problems:
             raise InvalidValues(f"scrap at {location}", problems)
-        document = _next_number(conn, "SX")
+        document = next_number(conn, "SX")
         now = utc_now()
         move_units(conn, cards, location, SCRAP, MoveKind.SCRAP, document, actor=actor, now=now,
                    source=f"scrap at {location}")
@@ -515,7 +515,7 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
         unexpected = sorted(extra)
         if not apply:
             return CountResult(None, location, len(expected), len(counted), missing, unexpected)
-        number = _next_number(conn, "CT", stock_counts.c.number)
+        number = next_number(conn, "CT", stock_counts.c.number)
         now = utc_now()
         if missing:
             move_units(conn, missing, location, MISSING, MoveKind.COUNT, number, actor=actor, now=now,
