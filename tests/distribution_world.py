@@ -90,3 +90,71 @@ def distribution(world, tmp_path, monkeypatch):
     """The world (carriers, blocks) with the distribution business of :func:`build_distribution`."""
     monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
     return build_distribution(world, tmp_path)
+
+
+def place_order(db, n: int = 0, **values):
+    """A direct order for customer ``n`` (resident ID ``rid(n)``) of the China Mobile plan,
+    shipped to Beijing; ``values`` override any argument of create_order."""
+    from hkops.orders import service as orders
+
+    arguments = dict(channel="direct", plan=PLAN, customer_name=f"客户{n}", resident_id=rid(n),
+                     contact="13900000000", ship_province="北京", ship_address="北京市朝阳区建国路 1 号",
+                     actor="desk")
+    return orders.create_order(db, **(arguments | values))
+
+
+def advance(db, number: str, to_state: str, *, network=None, actor: str = "desk"):
+    """Move an approved order along the happy path until it is ``to_state`` (or ``paid_partly``:
+    approved with half paid); returns the order."""
+    from hkops.orders import service as orders
+
+    steps = {
+        "paid_partly": lambda o: orders.pay_order(db, o.number, o.total_fen // 2, method="wechat",
+                                                  reference=f"{o.number}-half", actor=actor),
+        "allocated": lambda o: orders.pay_order(db, o.number, o.total_fen - _paid(db, o.number), method="alipay",
+                                                reference=f"{o.number}-rest", actor=actor),
+        "shipped": lambda o: orders.ship_order(db, o.number, courier="SF Express", tracking_no=f"SF{o.id:010d}",
+                                               actor=actor),
+        "delivered": lambda o: orders.deliver_order(db, o.number, actor=actor),
+        "activated": lambda o: orders.activate_order(db, o.number, actor=actor, network=network),
+        "first_topup": lambda o: orders.record_first_topup(db, o.number, FIRST_TOPUP, actor=actor),
+        "completed": lambda o: orders.complete_order(db, o.number, actor=actor),
+    }
+    order = orders.get_order(db, number)
+    assert order.state == "approved", order.state
+    for name, step in steps.items():
+        if name == to_state or order.state == to_state:
+            return step(order) if name == to_state else order
+        order = step(order)
+    raise ValueError(f"{to_state} is not a state advance() reaches")
+
+
+def _paid(db, number: str) -> int:
+    from hkops.payments import service as payments
+
+    return sum(p.amount_fen if p.kind == "collection" else -p.amount_fen
+               for p in payments.list_payments(db, order=number))
+
+
+def snapshot(db) -> dict:
+    """What a refused operation must leave untouched: row counts, number and card states, stock."""
+    from sqlalchemy import func, select
+
+    from hkops.audit import audit_log
+    from hkops.cards.tables import sims
+    from hkops.numbers.tables import numbers
+    from hkops.orders.tables import orders, shipments
+    from hkops.payments.tables import payments
+    from hkops.stock.tables import stock_moves
+    from hkops.subscribers.tables import subscriber_numbers, subscribers
+
+    with db.read() as conn:
+        counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar()
+                  for t in (orders, shipments, payments, audit_log, stock_moves, subscribers, subscriber_numbers)}
+        return {
+            "counts": counts,
+            "orders": sorted(tuple(r) for r in conn.execute(select(orders.c.number, orders.c.state, orders.c.iccid))),
+            "numbers": sorted(tuple(r) for r in conn.execute(
+                select(numbers.c.msisdn, numbers.c.state, numbers.c.holder).where(numbers.c.state != "available"))),
+            "sims": sorted(tuple(r) for r in conn.execute(select(sims.c.iccid, sims.c.state, sims.c.location))),
+        }
