@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from hkops.audit import audit_log
 from hkops.audit import query as audit_query
 from hkops.cards.batches import import_sim_file
 from hkops.cards.tables import sim_batches, sims
 from hkops.catalogue.service import add_product
 from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
+from hkops.ids import make_iccid
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_counts, stock_moves
 from hkops.timeutil import utc_now
@@ -180,3 +180,142 @@ def test_a_card_not_picked_or_not_at_the_location_cannot_be_sold_and_nothing_mov
     with depot.write() as conn, pytest.raises(InvalidValues, match="is not at CUSTOMER"):
         stock.take_back_unit(conn, iccid, "WH-BJ", "SO000001", actor="ana")
     assert snapshot(depot) == before
+
+
+# ---------------------------------------------------------------- transfers and returns
+
+
+def test_a_transfer_by_list_range_or_count_moves_in_stock_cards_as_one_audited_document(depot):
+    by_list = stock.transfer(depot, "WH-BJ", "AG-001", iccids=depot.cm[:2], actor="ana", reason="launch")
+    by_range = stock.transfer(depot, "WH-BJ", "AG-001", first=depot.cm[2], last=depot.cm[4], actor="ana")
+    with depot.write() as conn:
+        picked = stock.pick_unit(conn, "WH-BJ", CM, "SO000001", actor="ana")  # the lowest left: cm[5]
+    by_count = stock.transfer(depot, "WH-BJ", "WH-SH", count=2, product=CM, actor="ana")
+    assert [(t.document, t.count) for t in (by_list, by_range, by_count)] == [
+        ("TR000001", 2), ("TR000002", 3), ("TR000003", 2)]
+    assert picked == depot.cm[5] and (by_count.first_iccid, by_count.last_iccid) == (depot.cm[6], depot.cm[7])
+    assert quantities(depot) == {("AG-001", CM): 5, ("WH-BJ", CM): 3, ("WH-BJ", CU): 3, ("WH-SH", CM): 2}
+    assert {card(depot, i).location for i in depot.cm[:5]} == {"AG-001"}
+    assert [(r["iccid"], r["kind"]) for r in reversed(stock.ledger(depot, document="TR000002"))] == [
+        (i, "transfer") for i in depot.cm[2:5]]
+    with depot.read() as conn:
+        events = audit_query(conn, subject="TR000001")
+    assert [(e["entity"], e["action"], e["reason"]) for e in events] == [("stock", "transfer", "launch")]
+    assert events[0]["details"] == {"from": "WH-BJ", "to": "AG-001", "count": 2, "first_iccid": depot.cm[0],
+                                    "last_iccid": depot.cm[1]}
+    assert_ledger_agrees(depot)
+
+
+def test_transferring_a_serial_that_is_not_at_the_source_is_refused_naming_it_and_nothing_moves(depot):
+    stock.transfer(depot, "WH-BJ", "AG-001", iccids=[depot.cm[0]], actor="ana")
+    before = snapshot(depot)
+    with pytest.raises(InvalidValues) as caught:
+        stock.transfer(depot, "WH-BJ", "WH-SH", iccids=depot.cm[:3], actor="ana")
+    assert [(p.field, p.value) for p in caught.value.problems] == [("iccid", depot.cm[0])]
+    assert "is not at WH-BJ (it is at AG-001)" in str(caught.value)
+    assert snapshot(depot) == before
+    with depot.write() as conn:
+        picked = stock.pick_unit(conn, "WH-BJ", CM, "SO000001", actor="ana")
+    before = snapshot(depot)
+    with pytest.raises(InvalidValues, match=f"{picked}.*is allocated"):
+        stock.transfer(depot, "WH-BJ", "WH-SH", iccids=[picked, depot.cm[5]], actor="ana")
+    with pytest.raises(InvalidValues, match="is not in the inventory"):
+        stock.transfer(depot, "WH-BJ", "WH-SH", iccids=[make_iccid("8986000000000009999")], actor="ana")
+    with pytest.raises(InvalidValue, match="only 8 CM-NANO card"):
+        stock.transfer(depot, "WH-BJ", "WH-SH", count=9, product=CM, actor="ana")
+    with pytest.raises(InvalidValue, match="virtual location"):
+        stock.transfer(depot, "WH-BJ", "SCRAP", iccids=[depot.cm[5]], actor="ana")
+    with pytest.raises(InvalidValue, match="exactly one of"):
+        stock.transfer(depot, "WH-BJ", "WH-SH", iccids=[depot.cm[5]], count=1, product=CM, actor="ana")
+    assert snapshot(depot) == before
+
+
+def test_an_agent_returns_stock_to_a_warehouse(depot):
+    stock.transfer(depot, "WH-BJ", "AG-001", count=4, product=CM, actor="ana")
+    back = stock.return_units(depot, depot.cm[:2], "AG-001", "WH-SH", actor="ana", reason="agent closed")
+    assert (back.document, back.count) == ("RT000001", 2)
+    assert quantities(depot, product=CM) == {("AG-001", CM): 2, ("WH-BJ", CM): 6, ("WH-SH", CM): 2}
+    assert {r["kind"] for r in stock.ledger(depot, document="RT000001")} == {"return"}
+    with pytest.raises(InvalidValue, match="not a warehouse"):
+        stock.return_units(depot, depot.cm[2:3], "WH-SH", "AG-001", actor="ana", reason="wrong way")
+    assert_ledger_agrees(depot)
+
+
+# ---------------------------------------------------------------- scrapping and counts
+
+
+def test_scrapped_cards_are_marked_faulty_destroyed_and_moved_to_scrap(depot):
+    done = stock.scrap(depot, depot.cm[:2], "WH-BJ", actor="ana", reason="chips cracked")
+    assert (done.document, done.count, done.to_location) == ("SX000001", 2, "SCRAP")
+    assert card(depot, depot.cm[0]) == ("destroyed", "SCRAP")
+    assert sim_actions(depot, depot.cm[0]) == [("mark_faulty", "in_stock", "faulty"), ("destroy", "faulty", "destroyed")]
+    assert quantities(depot, location="WH-BJ")[("WH-BJ", CM)] == 8
+    before = snapshot(depot)
+    with pytest.raises(InvalidValues, match="cannot mark faulty SIM .*destroyed"):
+        stock.scrap(depot, [depot.cm[0], depot.cm[3]], "WH-BJ", actor="ana", reason="again")
+    with pytest.raises(InvalidValue, match="say why"):
+        stock.scrap(depot, depot.cm[3:4], "WH-BJ", actor="ana", reason=" ")
+    assert snapshot(depot) == before
+    assert_ledger_agrees(depot)
+
+
+def test_a_count_moves_missing_cards_to_missing_and_found_ones_here_and_keeps_the_variances(depot):
+    stock.transfer(depot, "WH-BJ", "AG-001", iccids=depot.cm[8:], actor="ana")
+    counted = depot.cm[2:8] + depot.cu + [depot.cm[9], depot.cm[2]]  # cm[0:2] lost, cm[9] turned up here
+    dry = stock.count(depot, "WH-BJ", counted, actor="ana", apply=False)
+    assert (dry.number, dry.expected, dry.counted, dry.missing, dry.unexpected) == (
+        None, 11, 10, depot.cm[:2], [depot.cm[9]])
+    assert quantities(depot, location="WH-BJ")[("WH-BJ", CM)] == 8
+    result = stock.count(depot, "WH-BJ", counted, actor="ana")
+    assert (result.number, result.missing, result.unexpected) == ("CT000001", depot.cm[:2], [depot.cm[9]])
+    assert quantities(depot) == {("AG-001", CM): 1, ("WH-BJ", CM): 7, ("WH-BJ", CU): 3}
+    assert card(depot, depot.cm[0]).location == "MISSING" and card(depot, depot.cm[9]).location == "WH-BJ"
+    assert {(r["from_location"], r["to_location"]) for r in stock.ledger(depot, document="CT000001")} == {
+        ("WH-BJ", "MISSING"), ("AG-001", "WH-BJ")}
+    with depot.read() as conn:
+        row = conn.execute(select(stock_counts)).mappings().one()
+    assert (row["expected"], row["counted"], row["missing"], row["unexpected"]) == (11, 10, 2, 1)
+    again = stock.count(depot, "WH-BJ", counted + depot.cm[:1], actor="ana")  # a missing card is found again
+    assert (again.number, again.missing, again.unexpected) == ("CT000002", [], depot.cm[:1])
+    with pytest.raises(InvalidValues, match="not in the inventory"):
+        stock.count(depot, "WH-BJ", [make_iccid("8986000000000009999")], actor="ana")
+    assert_ledger_agrees(depot)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_low_stock_alerts_suggest_a_reorder_covering_recent_sales_and_the_minimum(depot):
+    stock.set_minimum(depot, "WH-BJ", CM, 5, actor="ana")
+    stock.set_minimum(depot, "WH-BJ", CU, 1, actor="ana")
+    assert stock.low_stock(depot) == []
+    with depot.write() as conn:
+        for n in range(4):
+            iccid = stock.pick_unit(conn, "WH-BJ", CM, f"SO{n:06d}", actor="ana")
+            stock.sell_unit(conn, iccid, "WH-BJ", f"SO{n:06d}", actor="ana")
+        old = stock.pick_unit(conn, "WH-BJ", CM, "SO000009", actor="ana")
+        stock.sell_unit(conn, old, "WH-BJ", "SO000009", actor="ana", now=utc_now() - timedelta(days=40))
+    alerts = stock.low_stock(depot, days=30)
+    assert alerts == [stock.Alert("WH-BJ", CM, on_hand=5, minimum=5, sold_last_days=4, suggested_reorder=4)]
+    assert stock.low_stock(depot, days=60)[0].sold_last_days == 5
+    assert stock.low_stock(depot, today=(utc_now() - timedelta(days=60)).date()) == []
+    stock.set_minimum(depot, "WH-BJ", CM, 0, actor="ana")
+    assert stock.low_stock(depot) == []
+    with pytest.raises(NotFound):
+        stock.set_minimum(depot, "WH-BJ", "NOPE", 1, actor="ana")
+
+
+def test_on_hand_equals_the_ledger_sums_per_location_and_product(depot):
+    stock.transfer(depot, "WH-BJ", "AG-001", count=3, product=CM, actor="ana")
+    stock.transfer(depot, "WH-BJ", "AG-001", count=1, product=CU, actor="ana")
+    with depot.read() as conn:
+        moves = conn.execute(select(stock_moves.c.iccid, stock_moves.c.from_location, stock_moves.c.to_location)).all()
+        products = dict(conn.execute(select(sims.c.iccid, sim_batches.c.product)
+                                     .join(sim_batches, sims.c.batch_id == sim_batches.c.id)).all())
+    sums: dict[tuple[str, str], int] = {}
+    for iccid, source, target in moves:
+        for place, delta in ((source, -1), (target, 1)):
+            if place not in stock.VIRTUAL:
+                sums[(place, products[iccid])] = sums.get((place, products[iccid]), 0) + delta
+    assert quantities(depot) == {k: v for k, v in sums.items() if v}
+    assert quantities(depot, location="AG-001", product=CU) == {("AG-001", CU): 1}

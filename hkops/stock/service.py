@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import repeat
 from typing import Callable, Iterable
 
-from sqlalchemy import Connection, String, and_, any_, bindparam, delete, func, literal, or_, select, text, union_all, update
+from sqlalchemy import Connection, String, any_, bindparam, delete, func, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hkops import audit
