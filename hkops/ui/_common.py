@@ -97,7 +97,7 @@ class GuardedConsole:
     the status line (never raised), and a pending move that can be cancelled.
 
     A console sets ``status``, ``confirm_row`` and ``pending`` and lists its buttons in
-    ``_buttons()``.
+    ``_buttons()``; one with a confirm row per form lists them in ``_confirm_rows()``.
     """
 
     def _guard(self, work, announce: bool = False) -> None:
@@ -119,9 +119,13 @@ class GuardedConsole:
         """Drop the pending move; nothing changes."""
         had = self.pending is not None
         self.pending = None
-        self.confirm_row.close()
+        for row in self._confirm_rows():
+            row.close()
         if had and not quiet:
             self.status.info("已取消 Cancelled: nothing changed.")
+
+    def _confirm_rows(self) -> tuple:
+        return (self.confirm_row,)
 
 
 class ConfirmRow(widgets.VBox):
@@ -159,16 +163,17 @@ class Busy(widgets.HBox):
 
     @contextmanager
     def busy(self, label: str, steps: int) -> Iterator[Callable[[], None]]:
-        """Show the bar for ``steps`` steps; the block calls the yielded function after each."""
+        """Show the bar for ``steps`` steps; the block calls the yielded function after each
+        (or with the number of steps done, for work that reports in chunks)."""
         outer = self.layout.visibility == "visible"
         if not outer:
             self.bar.max, self.bar.value = max(steps, 1), 0
             self.label.value = f"{label}…"
             self.layout.visibility = "visible"
 
-        def step() -> None:
+        def step(done: int = 1) -> None:
             if not outer:
-                self.bar.value = min(self.bar.value + 1, self.bar.max)
+                self.bar.value = min(self.bar.value + done, self.bar.max)
 
         try:
             yield step
@@ -206,6 +211,13 @@ _STYLE = """
 .hkops-console-link { color: #2563eb; text-decoration: underline; }
 .hkops-index table { border-collapse: collapse; }
 .hkops-index td { padding: 4px 12px 4px 0; vertical-align: top; }
+.hkops-panel { border: 1px solid #e5e7eb; border-radius: 4px; padding: 6px 10px; margin: 4px 0; }
+.hkops-panel h3 { margin: 0 0 6px; font-size: 15px; }
+.hkops-checks { margin: 4px 0; }
+.hkops-check { padding: 1px 0; }
+.hkops-check-ok { color: #065f46; }
+.hkops-check-bad { color: #991b1b; font-weight: 600; }
+.hkops-check-wait { color: #6b7280; }
 """
 
 
@@ -213,3 +225,95 @@ def stylesheet() -> widgets.HTML:
     """The consoles' styles (put one in each console's children)."""
     badges = "".join(f".hkops-state-{s} {{ background: {c}; }}\n" for s, c in STATE_COLOURS.items())
     return widgets.HTML(f"<style>{_STYLE}{badges}</style>", layout=widgets.Layout(display="none"))
+
+
+def field(description: str, placeholder: str = "", css: str = "", width: str = "260px",
+          kind=widgets.Text, **extra) -> widgets.Widget:
+    """A labelled input (Text by default) with the consoles' look; ``css`` names it for tests and browsers."""
+    if placeholder:
+        extra["placeholder"] = placeholder
+    widget = kind(description=description, layout=widgets.Layout(width=width),
+                  style={"description_width": "initial"}, **extra)
+    return widget.add_class(css) if css else widget
+
+
+def choice(description: str, options, css: str = "", width: str = "260px", value=None) -> widgets.Dropdown:
+    """A labelled dropdown with the consoles' look."""
+    options = list(options)
+    widget = widgets.Dropdown(description=description, options=options,
+                              value=value if value is not None else (_option_value(options[0]) if options else None),
+                              layout=widgets.Layout(width=width), style={"description_width": "initial"})
+    return widget.add_class(css) if css else widget
+
+
+def _option_value(option):
+    return option[1] if isinstance(option, tuple) else option
+
+
+def set_options(dropdown: widgets.Dropdown, options: list) -> None:
+    """Replace a dropdown's options, keeping its value when it is still offered (else the first)."""
+    current = dropdown.value
+    dropdown.options = options
+    values = [_option_value(o) for o in options]
+    dropdown.value = current if current in values else (values[0] if values else None)
+
+
+def button(description: str, css: str, style: str = "", icon: str = "", width: str = "auto") -> widgets.Button:
+    """A button named ``css`` (the class tests and browsers click)."""
+    return widgets.Button(description=description, button_style=style, icon=icon,
+                          layout=widgets.Layout(width=width)).add_class(css)
+
+
+def panel(title: str, children: list, flex: str = "1 1 420px") -> widgets.VBox:
+    """A bordered box with a heading (``title`` is HTML)."""
+    return widgets.VBox([widgets.HTML(f"<h3>{title}</h3>"), *children],
+                        layout=widgets.Layout(flex=flex, min_width="0")).add_class("hkops-panel")
+
+
+def row(children: list, css: str = "") -> widgets.HBox:
+    """Widgets side by side, wrapping when the page is narrow."""
+    box = widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+    return box.add_class(css) if css else box
+
+
+def html_table(head: list[str], rows: list[list[str]], *, numeric: set[int] = frozenset(),
+               row_attrs: list[str] | None = None, empty: str = "没有记录 Nothing to show.") -> str:
+    """An HTML table in the consoles' style. ``head`` is plain text; cells are HTML, already escaped;
+    columns listed in ``numeric`` are right-aligned; ``row_attrs`` are extra ``<tr>`` attributes."""
+    if not rows:
+        return f"<div class='hkops-empty'>{html.escape(empty)}</div>"
+    cls = lambda i: " class='num'" if i in numeric else ""  # noqa: E731
+    top = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(head))
+    body = []
+    for n, cells in enumerate(rows):
+        attrs = f" {row_attrs[n]}" if row_attrs and row_attrs[n] else ""
+        body.append(f"<tr{attrs}>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(cells)) + "</tr>")
+    return (f"<div class='hkops-table-wrap'><table class='hkops-table'><thead><tr>{top}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def check_lines(checks: list[tuple[str, bool | None, str]]) -> str:
+    """Checks as ✓/✗ lines: (name, passed — None while it cannot be told yet, detail)."""
+    lines = []
+    for name, passed, detail in checks:
+        mark, css = {True: ("✓", "ok"), False: ("✗", "bad"), None: ("…", "wait")}[passed]
+        tail = f": {html.escape(detail)}" if detail else ""
+        lines.append(f"<div class='hkops-check hkops-check-{css}'>{mark} {html.escape(name)}{tail}</div>")
+    return f"<div class='hkops-checks'>{''.join(lines)}</div>"
+
+
+class _Rehearsal(Exception):
+    """Raised to roll back a rehearsed use case."""
+
+
+def rehearse(store, work):
+    """Run ``work(conn)`` (a use case given a Connection) in a write transaction that is then
+    rolled back: what the move would do, refused or not, without doing it. Returns its result."""
+    outcome = []
+    try:
+        with store.write() as conn:
+            outcome.append(work(conn))
+            raise _Rehearsal
+    except _Rehearsal:
+        pass
+    return outcome[0]

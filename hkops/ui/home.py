@@ -25,7 +25,8 @@ CONSOLES = [
     Console("号卡生命周期 Lifecycle", "Find a SIM card by number, ICCID or masked resident ID; suspend, resume, "
             "report or lift a loss, replace or terminate it; see its history, its HLR record and pending "
             "HLR commands.", "lifecycle.ipynb"),
-    Console("库存 Stock", "SIM batches, receipts, transfers and stock counts (to come)."),
+    Console("库存 Stock", "On-hand SIM cards by location and product, the ledger of moves, transfers, "
+            "stock counts with their variances, scrapping and low-stock alerts.", "stock.ipynb"),
     Console("订单 Orders", "Sales orders from verification to first top-up (to come)."),
     Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
     Console("趋势 Trends", "Sales and usage trends (to come)."),
