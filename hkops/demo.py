@@ -18,6 +18,7 @@ from sqlalchemy import select
 from hkops import carriers
 from hkops.errors import Conflict, InvalidValue
 from hkops.ids import block_info
+from hkops.network import InProcessTransport, ProvisioningClient, Simulator
 from hkops.numbers import service as numbers_service
 from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks, numbers
@@ -45,6 +46,7 @@ class DemoSummary:
     blocks: int
     numbers: int
     by_state: dict[str, int]
+    orders_by_state: dict[str, int]
 
 
 def choose_blocks(seed: int, per_province: int = 2) -> list[str]:
@@ -81,14 +83,19 @@ def build(
     per_province: int = 2,
     progress: Callable[[int], None] | None = None,
     cards: int = 1_000,
+    orders: int = 3_000,
     hlr_dir: str | Path | None = None,
+    order_progress: Callable[[int], None] | None = None,
 ) -> DemoSummary:
     """Build the demo world into an empty database (migrations are applied first).
 
-    ``cards`` China Mobile SIMs are received, sold to registered subscribers and activated
-    through an HLR simulator whose registry is kept in ``hlr_dir`` (None: in memory only,
-    so a later ``hkops hlr reconcile`` would find them missing), and a few are suspended
-    or reported lost.
+    The distribution side: a catalogue, a vendor, two warehouses receiving cards against
+    purchase orders, a three-level agent tree stocked by transfers, and ``orders`` sales
+    orders in every state over the last 90 days (hkops.demo_distribution).
+    ``cards`` China Mobile SIMs from the first delivery are sold to registered subscribers
+    and activated through an HLR simulator whose registry is kept in ``hlr_dir`` (None: in
+    memory only, so a later ``hkops hlr reconcile`` would find them missing), and a few are
+    suspended or reported lost.
     """
     migrate.upgrade(store)
     with store.read() as conn:
@@ -100,43 +107,40 @@ def build(
         carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
         numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
         _spread_states(conn, random.Random(seed), prefixes)
+    from hkops import demo_distribution
+
+    orders_by_state: dict[str, int] = {}
+    hlr = ProvisioningClient(InProcessTransport(Simulator(hlr_dir)))
+    stocked = demo_distribution.stock_up(store, random.Random(seed), extra_mobile_cards=cards + cards // 10)
     if cards:
-        _sell_cards(store, random.Random(seed), cards, hlr_dir)
+        _sell_cards(store, random.Random(seed), stocked[:cards], hlr)
+    if orders:
+        orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr, progress=order_progress)
     stats = numbers_service.stats(store)
-    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"])
+    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
 
 
-def _resident_id(rng: random.Random) -> str:
+def resident_id(rng: random.Random, born: tuple[int, int] = (1990, 2006)) -> str:
+    """A made-up but valid resident ID number of someone born in the years ``born``."""
     from stdnum.cn import ric
 
     body = f"{rng.choice(['110105', '110108', '310104'])}" \
-           f"{rng.randrange(1990, 2006)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}{rng.randrange(1000):03d}"
+           f"{rng.randrange(*born)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}{rng.randrange(1000):03d}"
     return body + ric.calc_check_digit(body + "0")
 
 
-def _sell_cards(store: Store, rng: random.Random, count: int, hlr_dir) -> None:
-    """SIMs received, paired with available China Mobile numbers, activated, some suspended or lost."""
-    import tempfile
-
+def _sell_cards(store: Store, rng: random.Random, iccids: list[str], hlr: ProvisioningClient) -> None:
+    """Cards from the warehouse paired with available China Mobile numbers (sales from before
+    hkops took orders), activated, some suspended or lost."""
     from hkops.cards import service as cards_service
-    from hkops.cards.batches import import_sim_file
-    from hkops.ids import make_iccid
-    from hkops.network import InProcessTransport, ProvisioningClient, Simulator
+    from hkops.stock import service as stock
+    from hkops.stock.model import CUSTOMER, MoveKind
     from hkops.subscribers import service as subscribers
 
-    lines = ["iccid,imsi,ki,opc,pin1,puk1,pin2,puk2,adm1"]
-    for n in range(count + count // 10):  # a tenth more than sold stays in stock
-        lines.append(f"{make_iccid(f'8986009{n:012d}')},460009{n:09d},{rng.getrandbits(128):032X},"
-                     f"{rng.getrandbits(128):032X},{rng.randrange(10_000):04d},{rng.randrange(10 ** 8):08d},"
-                     f"{rng.randrange(10_000):04d},{rng.randrange(10 ** 8):08d},{rng.getrandbits(64):016X}")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "demo-batch-1.csv"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        import_sim_file(store, path, carrier="China Mobile", actor=ACTOR, vendor="Demo SIM Vendor", location="WH-BJ")
-    iccids = [line.split(",")[0] for line in lines[1:count + 1]]
+    count = len(iccids)
     people = []
     while len(people) < (count + 4) // 5:
-        person = subscribers.register(store, name=f"演示用户{len(people) + 1:04d}", resident_id=_resident_id(rng),
+        person = subscribers.register(store, name=f"演示用户{len(people) + 1:04d}", resident_id=resident_id(rng),
                                       contact="13900000000", actor=ACTOR)
         if person.created:
             people.append(person.id)
@@ -147,7 +151,8 @@ def _sell_cards(store: Store, rng: random.Random, count: int, hlr_dir) -> None:
                    numbers.c.grade == "ORDINARY").limit(count)).scalars())
     sold = min(len(free), count)
     cards_service.pair_many(store, [(iccids[n], str(free[n]), people[n // 5]) for n in range(sold)], actor=ACTOR)
-    hlr = ProvisioningClient(InProcessTransport(Simulator(hlr_dir)))
+    with store.write() as conn:
+        stock.move_units(conn, iccids[:sold], "WH-BJ", CUSTOMER, MoveKind.SALE, "DEMO-SALES", actor=ACTOR)
     cards_service.activate_many(store, iccids[:sold], actor=ACTOR, network=hlr)
     for iccid in rng.sample(iccids[:sold], sold // 20):
         cards_service.suspend(store, iccid, "arrears", actor=ACTOR, network=hlr)

@@ -23,6 +23,6 @@ def pytest_collection_modifyitems(session, config, items):
     folder = Path(tempfile.mkdtemp(prefix="hkops-notebooks-"))
     url = f"sqlite:///{folder / 'demo.db'}"
     store = Store(url)
-    demo.build(store, per_province=1)
+    demo.build(store, per_province=1, orders=200)
     store.dispose()
     os.environ["HKOPS_DATABASE_URL"] = url

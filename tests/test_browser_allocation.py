@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 def database_url(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'demo.db'}"
     store = Store(url)
-    demo.build(store, per_province=1)
+    demo.build(store, per_province=1, orders=200)
     store.dispose()
     return url
 

@@ -38,7 +38,7 @@ def shop(tmp_path_factory, hlr):
     os.environ["HKOPS_HLR"] = "%s:%d" % hlr.address
     url = f"sqlite:///{folder / 'demo.db'}"
     store = Store(url)
-    demo.build(store, per_province=1)
+    demo.build(store, per_province=1, orders=200)
     stock = make_cards(2, start=500)
     (folder / "cards.csv").write_text(card_csv(stock), encoding="utf-8")
     import_sim_file(store, folder / "cards.csv", carrier="China Mobile", actor="setup")

@@ -19,7 +19,7 @@ def demo_template(tmp_path_factory):
     """One small demo world, built once; each test works on a copy."""
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     store = Store(f"sqlite:///{path}")
-    demo.build(store, per_province=1)
+    demo.build(store, per_province=1, orders=200)
     with store.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     store.dispose()

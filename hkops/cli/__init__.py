@@ -84,6 +84,7 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="The same seed builds the same world."),
     per_province: int = typer.Option(2, "--blocks-per-province", min=1, max=20),
     fresh: bool = typer.Option(False, "--fresh", help="Empty the database first (deletes all its data)."),
+    orders: int = typer.Option(3_000, "--orders", min=0, max=100_000, help="Sales orders to place."),
 ):
     """Build the reproducible demo world into the configured database."""
     from hkops import demo as demo_module
@@ -93,11 +94,14 @@ def demo(
     db = store()
     if fresh:
         demo_module.empty(db, DATA_DIR / "hlr")
-    with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "building demo") as bar:
-        summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update,
-                                    hlr_dir=DATA_DIR / "hlr")
+    with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "demo numbers") as bar, \
+            progress(orders, "orders", "demo orders") as order_bar:
+        summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update, orders=orders,
+                                    hlr_dir=DATA_DIR / "hlr", order_progress=order_bar.update)
     echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
+    echo(f"{sum(summary.orders_by_state.values())} orders: "
+         + ", ".join(f"{k} {v}" for k, v in summary.orders_by_state.items() if v))
 
 
 @app.command()
@@ -118,8 +122,10 @@ def serve(
     db = store()
     if service.stats(db)["blocks"] == 0:
         echo("empty database: building the demo world first")
-        with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "building demo") as bar:
-            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=DATA_DIR / "hlr")
+        with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "demo numbers") as bar, \
+                progress(3_000, "orders", "demo orders") as order_bar:
+            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=DATA_DIR / "hlr",
+                              order_progress=order_bar.update)
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")

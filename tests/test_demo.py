@@ -1,0 +1,138 @@
+"""The demo world's distribution side, and ``hkops lookup`` over it: from any of number,
+card, order, subscriber or agent to all the others."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hkops import demo
+from hkops.audit import audit_log
+from hkops.cards import service as cards
+from hkops.cards.tables import sims
+from hkops.cli import main
+from hkops.errors import NotFound
+from hkops.lookup import classify, format_lookup, lookup
+from hkops.network import InProcessTransport, ProvisioningClient, Simulator
+from hkops.orders.tables import orders
+from hkops.payments import service as payments
+from hkops.stock import service as stock
+from hkops.stock.tables import stock_moves
+from hkops.store.engine import Store
+from hkops.timeutil import utc_now
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HKOPS_SECRET_KEY_FILE", str(folder / "secret.key"))
+    store = Store(f"sqlite:///{folder / 'demo.db'}")
+    summary = demo.build(store, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr")
+    store.summary, store.hlr_dir, store.url_text = summary, folder / "hlr", f"sqlite:///{folder / 'demo.db'}"
+    yield store
+    store.dispose()
+    patch.undo()
+
+
+def test_the_demo_has_orders_in_every_lasting_state_spread_over_90_days(world):
+    with world.read() as conn:
+        states = Counter(dict(conn.execute(select(orders.c.state, func.count()).group_by(orders.c.state)).all()))
+        first, last = conn.execute(select(func.min(orders.c.created_at), func.max(orders.c.created_at))).one()
+    assert set(states) >= {"draft", "rejected", "approved", "allocated", "shipped", "delivered", "activated",
+                           "first_topup", "completed", "cancelled", "returned"}
+    assert sum(states.values()) == sum(world.summary.orders_by_state.values())
+    assert last - first > timedelta(days=60) and last <= utc_now()
+
+
+def test_demo_stock_agrees_with_its_ledger_and_the_hlr_with_inventory(world):
+    with world.read() as conn:
+        last_move = dict(conn.execute(
+            select(stock_moves.c.iccid, stock_moves.c.to_location)
+            .where(stock_moves.c.id.in_(select(func.max(stock_moves.c.id)).group_by(stock_moves.c.iccid)))).all())
+        located = dict(conn.execute(select(sims.c.iccid, sims.c.location)).all())
+    assert last_move == located  # every card entered the ledger, and is where its last move took it
+    on_hand = sum(row["quantity"] for row in stock.on_hand(world))
+    assert on_hand == sum(1 for where in located.values() if where not in ("CUSTOMER", "SCRAP", "MISSING"))
+    network = ProvisioningClient(InProcessTransport(Simulator(world.hlr_dir)))
+    assert cards.reconcile(world, network, actor="tester") == []
+
+
+def test_demo_payments_reconcile_except_the_unpaid_approved_orders(world):
+    report = payments.reconcile(world)
+    assert report.overpaid == [] and report.underpaid == []
+    with world.read() as conn:
+        approved = conn.execute(select(func.count()).where(orders.c.state == "approved")).scalar()
+    assert len(report.unpaid) == approved
+
+
+def _completed(world) -> dict:
+    with world.read() as conn:
+        return conn.execute(select(orders).where(orders.c.state == "completed", orders.c.agent_id.is_not(None))
+                            .limit(1)).mappings().one()
+
+
+@pytest.mark.parametrize("key", ["msisdn", "iccid", "number", "subscriber", "client_order_id"])
+def test_lookup_from_any_link_leads_to_the_whole_chain(world, key):
+    order = _completed(world)
+    value = {"msisdn": str(order["msisdn"]), "iccid": order["iccid"], "number": order["number"],
+             "subscriber": f"S{order['subscriber_id']}", "client_order_id": order["client_order_id"]}[key]
+    found = lookup(world, value)
+    assert order["number"] in [o["number"] for o in found["orders"]]
+    mine = next(o for o in found["orders"] if o["number"] == order["number"])
+    assert [n["msisdn"] for n in found["numbers"]] == [order["msisdn"]]
+    assert order["iccid"] in [c["iccid"] for c in found["cards"]]
+    assert [s["id"] for s in found["subscribers"]] == [order["subscriber_id"]]
+    assert len(mine["agent_chain"]) >= 2 and mine["agent_chain"][-1]["level"] == 1
+    assert mine["shipments"][0]["state"] == "delivered"
+    assert mine["paid_fen"] == order["total_fen"]
+    assert [(m["kind"], m["to_location"]) for m in found["stock_moves"] if m["iccid"] == order["iccid"]][-1] == \
+        ("sale", "CUSTOMER")
+    text = json.dumps(found, default=str, ensure_ascii=False)
+    assert "resident_id_enc" not in text and found["subscribers"][0]["id_masked"].count("*") >= 8
+
+
+def test_lookup_of_an_agent_shows_its_place_in_the_tree_and_its_orders(world):
+    order = _completed(world)
+    agent_code = json.loads(order["agent_chain"])[0]["code"]
+    found = lookup(world, agent_code.lower())
+    assert found["kind"] == "agent" and found["agent"]["code"] == agent_code
+    assert found["agent"]["parents"][-1]["level"] == 1
+    assert all(o["channel"] == agent_code for o in found["orders"]) and found["orders"]
+
+
+def test_lookup_cli_prints_text_and_json_and_refuses_the_unknown(world, monkeypatch, capsys):
+    monkeypatch.setenv("HKOPS_DATABASE_URL", world.url_text)
+    order = _completed(world)
+    with pytest.raises(SystemExit) as done:
+        main(["lookup", order["number"]])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert order["number"] in text and order["iccid"] in text and "shipment" in text
+    with pytest.raises(SystemExit) as done:
+        main(["lookup", str(order["msisdn"]), "--json"])
+    assert done.value.code == 0
+    assert json.loads(capsys.readouterr().out)["orders"][0]["number"] == order["number"]
+    with pytest.raises(SystemExit) as done:
+        main(["lookup", "NO-SUCH-THING"])
+    assert done.value.code == 2
+    assert "NO-SUCH-THING" in capsys.readouterr().err
+
+
+def test_lookup_classifies_what_it_is_given():
+    assert classify("+86 138 0013 8000") == ("msisdn", "13800138000")
+    assert classify("SO000012")[0] == "order"
+    assert classify("s42") == ("subscriber", "42")
+    with pytest.raises(Exception):
+        classify("  ")
+    assert format_lookup({"query": "x", "kind": "order", "numbers": [], "cards": [], "subscribers": [],
+                          "orders": [], "agent": None, "stock_moves": []}).startswith("x")
+
+
+def test_lookup_of_a_number_nobody_has_is_not_found(world):
+    with pytest.raises(NotFound):
+        lookup(world, "19999999999")
