@@ -230,6 +230,21 @@ def test_transferring_a_serial_that_is_not_at_the_source_is_refused_naming_it_an
     assert snapshot(depot) == before
 
 
+def test_a_transfer_of_thousands_of_cards_moves_them_all_or_none(depot, tmp_path):
+    many = stock_up(depot, tmp_path, 2_000, start=1_000)
+    stock.transfer(depot, "WH-BJ", "AG-001", iccids=[many[1_500]], actor="ana")
+    before = snapshot(depot)
+    with pytest.raises(InvalidValues) as caught:
+        stock.transfer(depot, "WH-BJ", "WH-SH", iccids=many, actor="ana")
+    assert [p.value for p in caught.value.problems] == [many[1_500]]
+    assert snapshot(depot) == before
+    rest = many[:1_500] + many[1_501:]
+    moved = stock.transfer(depot, "WH-BJ", "WH-SH", iccids=list(reversed(rest)), actor="ana")
+    assert (moved.count, moved.first_iccid, moved.last_iccid) == (1_999, many[0], many[-1])
+    assert quantities(depot, location="WH-SH") == {("WH-SH", CM): 1_999}
+    assert_ledger_agrees(depot)
+
+
 def test_an_agent_returns_stock_to_a_warehouse(depot):
     stock.transfer(depot, "WH-BJ", "AG-001", count=4, product=CM, actor="ana")
     back = stock.return_units(depot, depot.cm[:2], "AG-001", "WH-SH", actor="ana", reason="agent closed")

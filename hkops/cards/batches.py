@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg.errors
-from sqlalchemy import Connection, String, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from hkops import audit, carriers
@@ -91,11 +90,8 @@ def _existing(conn: Connection, column, values: list[str]) -> dict[str, str]:
     """Which of ``values`` are in ``column`` already, and the name of their batch."""
     found: dict[str, str] = {}
     query = select(column, sim_batches.c.name).select_from(sims.join(sim_batches, sims.c.batch_id == sim_batches.c.id))
-    if conn.dialect.name == "postgresql":  # one array parameter instead of thousands of bound values
-        found.update(conn.execute(query.where(column == any_(bindparam("values", values, type_=ARRAY(String))))).all())
-        return found
-    for start in range(0, len(values), 900):
-        found.update(conn.execute(query.where(column.in_(values[start:start + 900]))).all())
+    for clause in stock.matching(conn, column, values):
+        found.update(conn.execute(query.where(clause)).all())
     return found
 
 
@@ -175,7 +171,7 @@ def import_sim_file(
                 if progress:
                     progress(len(chunk))
             if location is not None:
-                stock.record_receipt(conn, cards.iccid, location, document or name, actor=actor, now=now)
+                stock.record_receipt(conn, batch_id, location, document or name, actor=actor, now=now)
             bulk.refresh_statistics(conn, sims)
             audit.record(conn, actor, [Event(
                 "sim_batch", name, "receive", None, IN_STOCK, f"{len(cards)} SIM cards received from {path.name}",

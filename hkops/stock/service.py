@@ -20,7 +20,8 @@ from datetime import date, datetime, time, timedelta
 from itertools import repeat
 from typing import Callable, Iterable
 
-from sqlalchemy import Connection, String, any_, bindparam, delete, func, literal, or_, select, text, union_all, update
+from sqlalchemy import (Connection, String, any_, bindparam, column, delete, func, literal, or_, select, table, text,
+                        union_all, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hkops import audit
@@ -87,14 +88,27 @@ def _chunks(values: list, size: int = _CHUNK):
         yield values[start:start + size]
 
 
-def _in(conn: Connection, column, values: list[str]):
-    """WHERE clauses matching ``column`` against ``values``: one array on PostgreSQL, chunks of 900 on SQLite."""
+_STAGED = table("stock_staged_iccids", column("iccid"))
+
+
+def matching(conn: Connection, column, values: list[str]) -> list:
+    """WHERE clauses matching ``column`` against ``values``, without one bound value per card.
+
+    PostgreSQL: one array parameter. SQLite: a plain IN list for up to 900 values; more
+    are staged in a temporary table, which the next call refills (use the clauses before).
+    """
     if conn.dialect.name == "postgresql":
-        if values:
-            yield column == any_(bindparam(None, values, type_=ARRAY(String)))
-        return
-    for chunk in _chunks(values):
-        yield column.in_(chunk)
+        return [column == any_(bindparam(None, values, type_=ARRAY(String)))] if values else []
+    if len(values) <= _CHUNK:
+        return [column.in_(values)] if values else []
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGED.name} (iccid TEXT PRIMARY KEY)")
+    conn.exec_driver_sql(f"DELETE FROM {_STAGED.name}")
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(f"INSERT OR IGNORE INTO {_STAGED.name} (iccid) VALUES (?)", ((v,) for v in values))
+    finally:
+        cursor.close()
+    return [column.in_(select(_STAGED.c.iccid))]
 
 
 def _read(db: Store | Connection):
@@ -189,13 +203,13 @@ def receiving_location(conn: Connection, text_value: str, *, actor: str) -> str:
     return row.code
 
 
-def record_receipt(conn: Connection, iccids: list[str], location: str, document: str, *, actor: str,
+def record_receipt(conn: Connection, batch_id: int, location: str, document: str, *, actor: str,
                    now: datetime | None = None) -> None:
-    """Ledger rows VENDOR -> ``location`` for cards just received there (sims.location already set)."""
+    """Ledger rows VENDOR -> ``location`` for the cards of a batch just received there."""
     ensure_virtual_locations(conn)
-    bulk.insert_rows(conn, stock_moves, _LEDGER_COLUMNS,
-                     zip(iccids, repeat(VENDOR), repeat(location), repeat(MoveKind.RECEIPT.value), repeat(document),
-                         repeat(actor), repeat(_db_time(conn, now or utc_now()))))
+    rows = select(sims.c.iccid, literal(VENDOR), literal(location), literal(MoveKind.RECEIPT.value), literal(document),
+                  literal(actor), literal(now or utc_now(), stock_moves.c.at.type)).where(sims.c.batch_id == batch_id)
+    conn.execute(stock_moves.insert().from_select(_LEDGER_COLUMNS, rows))
 
 
 # ---------------------------------------------------------------- the ledger
@@ -235,7 +249,8 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
     for code in (from_location, to_location):
         location_kind(conn, code)
     found: dict[str, tuple[str | None, str]] = {}
-    for clause in _in(conn, sims.c.iccid, iccids):
+    chosen = matching(conn, sims.c.iccid, iccids)
+    for clause in chosen:
         found.update({r.iccid: (r.location, r.state) for r in conn.execute(
             select(sims.c.iccid, sims.c.location, sims.c.state).where(clause))})
     seen: set[str] = set()
@@ -262,7 +277,7 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
                      zip(iccids, repeat(from_location), repeat(to_location), repeat(kind.value), repeat(document),
                          repeat(actor), repeat(_db_time(conn, now))))
     done = 0
-    for clause in _in(conn, sims.c.iccid, iccids):
+    for clause in chosen:
         moved = conn.execute(update(sims).where(clause, sims.c.location == from_location)
                              .values(location=to_location, changed_at=now)).rowcount
         done += moved
@@ -465,7 +480,7 @@ def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: st
         _stock_location(conn, location)
         cards, problems = _normalise(iccids)
         states = {}
-        for clause in _in(conn, sims.c.iccid, cards):
+        for clause in matching(conn, sims.c.iccid, cards):
             states.update(conn.execute(select(sims.c.iccid, sims.c.state).where(clause)).all())
         for iccid in cards:
             if iccid not in states:
@@ -481,7 +496,7 @@ def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: st
         now = utc_now()
         move_units(conn, cards, location, SCRAP, MoveKind.SCRAP, document, actor=actor, now=now,
                    source=f"scrap at {location}")
-        for clause in _in(conn, sims.c.iccid, cards):
+        for clause in matching(conn, sims.c.iccid, cards):
             conn.execute(update(sims).where(clause).values(state=SimState.DESTROYED.value, changed_at=now))
         events = [_document_event(document, "scrap", reason, location, SCRAP, cards)]
         for iccid in cards:
@@ -505,7 +520,7 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
         expected = set(conn.execute(select(sims.c.iccid).where(sims.c.location == location)).scalars())
         elsewhere: dict[str, str | None] = {}
         extra = [i for i in counted if i not in expected]
-        for clause in _in(conn, sims.c.iccid, extra):
+        for clause in matching(conn, sims.c.iccid, extra):
             elsewhere.update(conn.execute(select(sims.c.iccid, sims.c.location).where(clause)).all())
         problems += [InvalidValue("iccid", i, "is not in the inventory") for i in extra if i not in elsewhere]
         if problems:
@@ -525,7 +540,7 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
             by_place.setdefault(elsewhere[iccid] or VENDOR, []).append(iccid)
         for place, cards in sorted(by_place.items()):
             if place == VENDOR:
-                for clause in _in(conn, sims.c.iccid, cards):
+                for clause in matching(conn, sims.c.iccid, cards):
                     conn.execute(update(sims).where(clause, sims.c.location.is_(None)).values(location=VENDOR))
             move_units(conn, cards, place, location, MoveKind.COUNT, number, actor=actor, now=now,
                        source=f"count {number}")
