@@ -27,7 +27,9 @@ CONSOLES = [
             "HLR commands.", "lifecycle.ipynb"),
     Console("库存 Stock", "On-hand SIM cards by location and product, the ledger of moves, transfers, "
             "stock counts with their variances, scrapping and low-stock alerts.", "stock.ipynb"),
-    Console("订单 Orders", "Sales orders from verification to first top-up (to come)."),
+    Console("订单 Orders", "Take an order with live real-name and limit checks; the pipeline by state; "
+            "an order's timeline, shipment and payments; pay, ship, deliver, activate, cancel or return it.",
+            "orders.ipynb"),
     Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
     Console("趋势 Trends", "Sales and usage trends (to come)."),
 ]
