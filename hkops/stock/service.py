@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import repeat
+from pathlib import Path
 from typing import Callable, Iterable
 
 from sqlalchemy import (Connection, String, any_, bindparam, column, delete, func, literal, or_, select, table, text,
@@ -29,7 +30,7 @@ from hkops.audit import Event, audit_log
 from hkops.cards.model import SimState, target_state
 from hkops.cards.tables import sim_batches, sims
 from hkops.catalogue.tables import sim_products
-from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
+from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue, InvalidValues, NotFound
 from hkops.ids import parse_iccid
 from hkops.stock.model import CUSTOMER, MISSING, SCRAP, VENDOR, VIRTUAL, LocationKind, MoveKind
 from hkops.stock.tables import stock_counts, stock_locations, stock_minimums, stock_moves
@@ -172,11 +173,31 @@ def location_kind(conn: Connection, code: str) -> LocationKind:
     return LocationKind(kind)
 
 
+def _location(conn: Connection, code: str):
+    """The location ``code`` names, in any letter case: (code, kind); NotFound if none."""
+    text_value = str(code or "").strip()
+    found = select(stock_locations.c.code, stock_locations.c.kind)
+    row = conn.execute(found.where(stock_locations.c.code == text_value)).first()
+    if row is None:
+        row = conn.execute(found.where(func.upper(stock_locations.c.code) == text_value.upper())).first()
+    if row is None:
+        if text_value.upper() in VIRTUAL:
+            ensure_virtual_locations(conn)
+            return text_value.upper(), LocationKind.VIRTUAL.value
+        raise NotFound(f"location {code!r} does not exist")
+    return row
+
+
 def _stock_location(conn: Connection, code: str, field: str = "location") -> str:
-    """``code`` if it is a warehouse or an agent location (where stock can be held)."""
-    if location_kind(conn, code) == LocationKind.VIRTUAL:
+    """The code of the warehouse or agent location ``code`` names (in any letter case)."""
+    found, kind = _location(conn, code)
+    if kind == LocationKind.VIRTUAL.value:
         raise InvalidValue(field, code, "is a virtual location; stock is held at a warehouse or an agent location")
-    return code
+    return found
+
+
+def _product(value: str | None) -> str | None:
+    return None if value is None else str(value).strip().upper()
 
 
 def receiving_location(conn: Connection, text_value: str, *, actor: str) -> str:
@@ -210,6 +231,29 @@ def record_receipt(conn: Connection, batch_id: int, location: str, document: str
     rows = select(sims.c.iccid, literal(VENDOR), literal(location), literal(MoveKind.RECEIPT.value), literal(document),
                   literal(actor), literal(now or utc_now(), stock_moves.c.at.type)).where(sims.c.batch_id == batch_id)
     conn.execute(stock_moves.insert().from_select(_LEDGER_COLUMNS, rows))
+
+
+def read_iccid_file(path: str | Path) -> list[str]:
+    """ICCIDs from a text file, one a line (or the first column of a CSV); blank lines,
+    ``#`` comments and an ``iccid`` header are skipped. Bad lines: InvalidFile listing each."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue("file", str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    result, problems = [], []
+    for number, line in enumerate(lines, start=1):
+        value = line.split(",")[0].strip().strip('"')
+        if not value or value.startswith("#") or value.lower() == "iccid":
+            continue
+        try:
+            result.append(parse_iccid(value))
+        except InvalidValue as problem:
+            problems.append(InvalidValue(problem.field, problem.value, problem.reason, line=number))
+    if problems:
+        raise InvalidFile(str(path), problems)
+    if not result:
+        raise InvalidValue("file", str(path), "holds no ICCID")
+    return result
 
 
 # ---------------------------------------------------------------- the ledger
@@ -327,7 +371,7 @@ def pick_unit(conn: Connection, location: str, product: str, order_number: str, 
     Conflict naming the location and the product when none is left.
     """
     now = now or utc_now()
-    _stock_location(conn, location)
+    location, product = _stock_location(conn, location), _product(product)
     candidate = (select(sims.c.iccid).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
                  .where(sims.c.state == IN_STOCK, sims.c.location == location, sim_batches.c.product == product)
                  .order_by(sims.c.iccid).limit(1))
@@ -377,7 +421,7 @@ def sell_unit(conn: Connection, iccid: str, from_location: str, order_number: st
     """The card of an order leaves ``from_location`` for the customer (ledger kind sale)."""
     now = now or utc_now()
     card = _card_row(conn, iccid)
-    _stock_location(conn, from_location, "from")
+    from_location = _stock_location(conn, from_location, "from")
     move_units(conn, [card.iccid], from_location, CUSTOMER, MoveKind.SALE, order_number, actor=actor, now=now,
                check_states=set(SELLABLE), source=f"sale of order {order_number}")
     audit.record(conn, actor, [Event("sim", card.iccid, "sell", card.state, card.state, None,
@@ -389,7 +433,7 @@ def take_back_unit(conn: Connection, iccid: str, to_location: str, order_number:
     """A sold card that was never activated comes back from the customer into stock at ``to_location``."""
     now = now or utc_now()
     card = _card_row(conn, iccid)
-    _stock_location(conn, to_location, "to")
+    to_location = _stock_location(conn, to_location, "to")
     move_units(conn, [card.iccid], CUSTOMER, to_location, MoveKind.RETURN, order_number, actor=actor, now=now,
                check_states={ALLOCATED, IN_STOCK}, source=f"return of order {order_number}")
     conn.execute(update(sims).where(sims.c.iccid == card.iccid).values(state=IN_STOCK, changed_at=now))
@@ -441,9 +485,9 @@ def transfer(db: Store | Connection, from_location: str, to_location: str, *, ic
     Listed cards that are not at the source or not in stock refuse the whole transfer.
     """
     with unit_of_work(db) as conn:
-        _stock_location(conn, from_location, "from")
-        _stock_location(conn, to_location, "to")
-        cards = _cards_for_transfer(conn, from_location, iccids, first, last, count, product)
+        from_location = _stock_location(conn, from_location, "from")
+        to_location = _stock_location(conn, to_location, "to")
+        cards = _cards_for_transfer(conn, from_location, iccids, first, last, count, _product(product))
         document = next_number(conn, "TR")
         now = utc_now()
         move_units(conn, cards, from_location, to_location, MoveKind.TRANSFER, document, actor=actor, now=now,
@@ -458,7 +502,8 @@ def return_units(db: Store | Connection, iccids: list[str], from_location: str, 
                  reason: str | None = None) -> Transfer:
     """An agent returns in_stock cards to a warehouse (ledger kind return, document RT000001...)."""
     with unit_of_work(db) as conn:
-        _stock_location(conn, from_location, "from")
+        from_location = _stock_location(conn, from_location, "from")
+        to_location = _stock_location(conn, to_location, "to")
         if location_kind(conn, to_location) != LocationKind.WAREHOUSE:
             raise InvalidValue("to", to_location, "is not a warehouse; stock is returned to a warehouse")
         document = next_number(conn, "RT")
@@ -477,7 +522,7 @@ def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: st
     if not reason:
         raise InvalidValue("reason", reason, "say why the cards are scrapped")
     with unit_of_work(db) as conn:
-        _stock_location(conn, location)
+        location = _stock_location(conn, location)
         cards, problems = _normalise(iccids)
         states = {}
         for clause in matching(conn, sims.c.iccid, cards):
@@ -514,7 +559,7 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
     (number CT000001...). With ``apply=False`` nothing is written.
     """
     with unit_of_work(db) as conn:
-        _stock_location(conn, location)
+        location = _stock_location(conn, location)
         counted, problems = _normalise(counted_iccids)
         counted = list(dict.fromkeys(counted))  # a card scanned twice is counted once
         expected = set(conn.execute(select(sims.c.iccid).where(sims.c.location == location)).scalars())
@@ -569,6 +614,7 @@ def on_hand(db: Store | Connection, *, location: str | None = None, product: str
     Allocated cards still count: they are on the shelf until their order ships.
     """
     with _read(db) as conn:
+        location = None if location is None else _location(conn, location)[0]
         virtual = _virtual_codes(conn)
         arrivals = select(stock_moves.c.to_location.label("location"), stock_moves.c.iccid, literal(1).label("delta"))
         departures = select(stock_moves.c.from_location.label("location"), stock_moves.c.iccid,
@@ -584,7 +630,7 @@ def on_hand(db: Store | Connection, *, location: str | None = None, product: str
                  .group_by(moves.c.location, sim_batches.c.product)
                  .having(func.sum(moves.c.delta) != 0))
         if product is not None:
-            query = query.where(sim_batches.c.product == product)
+            query = query.where(sim_batches.c.product == _product(product))
         rows = [{"location": r.location, "product": r.product, "quantity": int(r.quantity)}
                 for r in conn.execute(query)]
     return sorted(rows, key=lambda r: (r["location"], r["product"] or ""))
@@ -594,13 +640,14 @@ def ledger(db: Store | Connection, *, location: str | None = None, iccid: str | 
            document: str | None = None, limit: int = 200) -> list[dict]:
     """Ledger rows, newest first, filtered by location (either end), card or document."""
     query = select(stock_moves).order_by(stock_moves.c.id.desc()).limit(limit)
-    if location is not None:
-        query = query.where(or_(stock_moves.c.from_location == location, stock_moves.c.to_location == location))
     if iccid is not None:
         query = query.where(stock_moves.c.iccid == parse_iccid(iccid))
     if document is not None:
-        query = query.where(stock_moves.c.document == document)
+        query = query.where(stock_moves.c.document == str(document).strip())
     with _read(db) as conn:
+        if location is not None:
+            location = _location(conn, location)[0]
+            query = query.where(or_(stock_moves.c.from_location == location, stock_moves.c.to_location == location))
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
@@ -609,7 +656,7 @@ def set_minimum(db: Store | Connection, location: str, product: str, minimum: in
     if not isinstance(minimum, int) or minimum < 0:
         raise InvalidValue("minimum", minimum, "must be a whole number of cards, 0 or more")
     with unit_of_work(db) as conn:
-        _stock_location(conn, location)
+        location, product = _stock_location(conn, location), _product(product)
         if conn.execute(select(sim_products.c.code).where(sim_products.c.code == product)).first() is None:
             raise NotFound(f"product {product!r} is not in the catalogue")
         key = (stock_minimums.c.location == location, stock_minimums.c.product == product)
