@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import Connection, exists, func, or_, select, text, update
+from stdnum.cn import ric
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from hkops import audit
@@ -34,7 +35,7 @@ from hkops.cards.tables import sims
 from hkops.catalogue import service as catalogue
 from hkops.catalogue.tables import sim_products
 from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
-from hkops.ids import mask_resident_id, parse_msisdn, parse_resident_id, resident_id_birth_date
+from hkops.ids import mask_resident_id, parse_msisdn, parse_resident_id
 from hkops.money import format_yuan
 from hkops.network import ProvisioningClient
 from hkops.numbers import service as numbers
@@ -138,6 +139,8 @@ class _Intake:
     location: str
     customer_name: str
     resident_id: str
+    id_masked: str
+    birth_date: date
     contact: str
     ship_province: str
     ship_address: str
@@ -190,10 +193,13 @@ def _raise(source: str, problems: list[InvalidValue]) -> None:
         raise InvalidValues(source, problems)
 
 
-def _default_location(conn: Connection) -> str | None:
-    """Where direct orders sell from: the first warehouse registered."""
-    return conn.execute(select(stock_locations.c.code).where(stock_locations.c.kind == LocationKind.WAREHOUSE.value)
-                        .order_by(stock_locations.c.created_at, stock_locations.c.code).limit(1)).scalar()
+# Statements of the hot path, built once (SQLAlchemy then only binds the values).
+_FIRST_WAREHOUSE = (select(stock_locations.c.code).where(stock_locations.c.kind == LocationKind.WAREHOUSE.value)
+                    .order_by(stock_locations.c.created_at, stock_locations.c.code).limit(1))
+_LOCATION_KIND = select(stock_locations.c.kind).where(stock_locations.c.code == bindparam("code"))
+_FIRST_PRODUCT = (select(sim_products.c.code).where(sim_products.c.carrier == bindparam("carrier"),
+                                                    sim_products.c.active.is_(True))
+                  .order_by(sim_products.c.code).limit(1))
 
 
 def _intake(conn: Connection, *, channel, plan, customer_name, resident_id, contact, ship_province, ship_address,
@@ -223,28 +229,27 @@ def _intake(conn: Connection, *, channel, plan, customer_name, resident_id, cont
         except NotFound:
             problems.append(InvalidValue("channel", channel, "is neither 'direct' nor an agent's code"))
     if location is None:
-        location = agent.location if agent else _default_location(conn) if channel == DIRECT else None
+        location = agent.location if agent else conn.execute(_FIRST_WAREHOUSE).scalar() if channel == DIRECT else None
         if location is None and channel == DIRECT:
             problems.append(InvalidValue("location", "", "no warehouse exists to sell direct orders from"))
     else:
         location = str(location).strip().upper()
-        kind = conn.execute(select(stock_locations.c.kind).where(stock_locations.c.code == location)).scalar()
-        if kind not in (LocationKind.WAREHOUSE.value, LocationKind.AGENT.value):
+        if conn.execute(_LOCATION_KIND, {"code": location}).scalar() not in (LocationKind.WAREHOUSE.value,
+                                                                             LocationKind.AGENT.value):
             problems.append(InvalidValue("location", location, "is not a warehouse or agent stock location"))
     if the_plan is not None:
         product = _product(conn, the_plan, product, problems)
     _raise("order", problems)
     return _Intake(channel=channel, client_order_id=client_order_id, plan=the_plan, agent=agent, product=product,
-                   location=location, customer_name=name, resident_id=rid, contact=contact, ship_province=province,
+                   location=location, customer_name=name, resident_id=rid, id_masked=mask_resident_id(rid),
+                   birth_date=ric.get_birth_date(rid), contact=contact, ship_province=province,
                    ship_address=address, msisdn=msisdn)
 
 
 def _product(conn: Connection, plan: catalogue.Plan, product: str | None, problems: list[InvalidValue]) -> str | None:
     """The product asked for (of the plan's carrier), else the first active product of that carrier."""
     if product is None:
-        code = conn.execute(select(sim_products.c.code).where(sim_products.c.carrier == plan.carrier,
-                                                              sim_products.c.active.is_(True))
-                            .order_by(sim_products.c.code).limit(1)).scalar()
+        code = conn.execute(_FIRST_PRODUCT, {"carrier": plan.carrier}).scalar()
         if code is None:
             problems.append(InvalidValue("product", "", f"no active {plan.carrier} SIM product exists"))
         return code
@@ -276,15 +281,21 @@ def _lock_person(conn: Connection, digest: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"hkops-person-{digest}"})
 
 
+_BLACKLISTED = select(id_blacklist.c.reason).where(id_blacklist.c.resident_id_hash == bindparam("digest"))
+_REGISTERED = (select(subscribers_table.c.id, subscribers_table.c.name)
+               .where(subscribers_table.c.resident_id_hash == bindparam("digest")))
+_OPEN_ORDERS = select(func.count()).select_from(orders).where(
+    orders.c.resident_id_hash == bindparam("digest"), orders.c.carrier == bindparam("carrier"),
+    orders.c.state.in_([s.value for s in OPEN]),
+    ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn, subscriber_numbers.c.until.is_(None)))
+_CARRIER_BLOCKS = (select(number_blocks.c.prefix, number_blocks.c.province)
+                   .where(number_blocks.c.carrier == bindparam("carrier")).order_by(number_blocks.c.prefix))
+
+
 def _held_numbers(conn: Connection, digest: str, carrier: str) -> int:
     """Numbers of ``carrier`` this person holds: bound ones plus open orders' not bound yet."""
     bound = subscribers.count_numbers(conn, digest, carrier)
-    pending = conn.execute(select(func.count()).select_from(orders).where(
-        orders.c.resident_id_hash == digest, orders.c.carrier == carrier,
-        orders.c.state.in_([s.value for s in OPEN]),
-        ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn, subscriber_numbers.c.until.is_(None)))
-    ).scalar_one()
-    return bound + pending
+    return bound + conn.execute(_OPEN_ORDERS, {"digest": digest, "carrier": carrier}).scalar_one()
 
 
 def _number_problem(conn: Connection, msisdn: str, carrier: str, now: datetime) -> str | None:
@@ -309,11 +320,11 @@ def _number_problem(conn: Connection, msisdn: str, carrier: str, now: datetime) 
 def _free_number(conn: Connection, carrier: str, province: str) -> str | None:
     """The first available plain-grade number of ``carrier``, in the ship-to province's blocks
     if it has any there; locked (skipping numbers other intakes hold) on PostgreSQL."""
-    blocks = conn.execute(select(number_blocks.c.prefix, number_blocks.c.province)
-                          .where(number_blocks.c.carrier == carrier).order_by(number_blocks.c.prefix)).all()
-    grades = numbers.plain_grades(conn)
+    blocks = conn.execute(_CARRIER_BLOCKS, {"carrier": carrier}).all()
+    everywhere = [b.prefix for b in blocks]
     nearby = [b.prefix for b in blocks if b.province == province]
-    for prefixes in ([nearby] if nearby else []) + [[b.prefix for b in blocks]]:
+    grades = numbers.plain_grades(conn)
+    for prefixes in [nearby, everywhere] if nearby != everywhere else [everywhere]:
         if not prefixes:
             continue
         stmt = (select(numbers_table.c.msisdn)
@@ -328,26 +339,37 @@ def _free_number(conn: Connection, carrier: str, province: str) -> str | None:
     return None
 
 
-def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> tuple[list[InvalidValue], str | None,
-                                                                                     catalogue.Quote | None]:
+@dataclass
+class _Verdict:
+    """The outcome of the checks: every problem, the number chosen, its quote, the subscriber already registered."""
+
+    problems: list[InvalidValue]
+    msisdn: str | None = None
+    quote: catalogue.Quote | None = None
+    subscriber_id: int | None = None
+
+
+def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> _Verdict:
     """Every reason the order cannot be approved, the number it gets and its quote."""
-    plan, masked = intake.plan, mask_resident_id(intake.resident_id)
+    plan, masked = intake.plan, intake.id_masked
     today = now.astimezone(SHANGHAI).date()
-    problems = [InvalidValue("customer", masked, reason) for reason in catalogue.customer_problems(
-        plan, resident_id_birth_date(intake.resident_id), intake.ship_province, today)]
-    listed = conn.execute(select(id_blacklist.c.reason).where(id_blacklist.c.resident_id_hash == digest)).scalar()
+    verdict = _Verdict([InvalidValue("customer", masked, reason) for reason in catalogue.customer_problems(
+        plan, intake.birth_date, intake.ship_province, today)])
+    problems = verdict.problems
+    listed = conn.execute(_BLACKLISTED, {"digest": digest}).scalar()
     if listed is not None:
         problems.append(InvalidValue("resident_id", masked, f"is blacklisted ({listed})"))
-    registered = conn.execute(select(subscribers_table.c.name)
-                              .where(subscribers_table.c.resident_id_hash == digest)).scalar()
-    if registered is not None and registered != intake.customer_name:
-        problems.append(InvalidValue("customer_name", intake.customer_name,
-                                     f"resident ID {masked} is registered under another name"))
+    registered = conn.execute(_REGISTERED, {"digest": digest}).first()
+    if registered is not None:
+        verdict.subscriber_id = registered.id
+        if registered.name != intake.customer_name:
+            problems.append(InvalidValue("customer_name", intake.customer_name,
+                                         f"resident ID {masked} is registered under another name"))
     held = _held_numbers(conn, digest, plan.carrier)
     if held >= NUMBERS_PER_CARRIER:
         problems.append(InvalidValue("resident_id", masked, f"already holds {held} {plan.carrier} numbers (bound or on "
                                      f"open orders); one person may hold at most {NUMBERS_PER_CARRIER} (一证五号)"))
-    msisdn, quote = intake.msisdn, None
+    msisdn = intake.msisdn
     if msisdn is not None:
         problem = _number_problem(conn, msisdn, plan.carrier, now)
         if problem:
@@ -359,59 +381,70 @@ def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> tu
             problems.append(InvalidValue("msisdn", "", f"no plain {plan.carrier} number is available"))
     if msisdn is not None:
         try:
-            quote = catalogue.quote(conn, plan, msisdn, intake.agent.price_level if intake.agent else 0)
+            verdict.quote = catalogue.quote(conn, plan, msisdn, intake.agent.price_level if intake.agent else 0)
+            verdict.msisdn = msisdn
         except (Conflict, InvalidValue, NotFound) as exc:
             problems.append(InvalidValue("plan", plan.code, str(exc)))
-    return problems, msisdn, quote
+    return verdict
 
 
 # ---------------------------------------------------------------- intake: writing
+
+_SET_NUMBER = (update(orders).where(orders.c.id == bindparam("order_id"))
+               .values(number=bindparam("number"), resident_id_enc=bindparam("sealed")))
 
 
 def _seal(keyring: Keyring, rid: str, number: str) -> str:
     return keyring.encrypt(rid, _SEALED_CONTEXT.format(number))
 
 
-def _insert(conn: Connection, intake: _Intake, digest: str, state: OrderState, *, actor: str, now: datetime,
-            keyring: Keyring) -> dict:
-    """Insert the order row; returns its values (with id and number, ``SO`` and the id)."""
-    values = dict(
+def _values(intake: _Intake, digest: str, state: OrderState, *, actor: str, now: datetime) -> dict:
+    """The order row as intake stores it (no price yet)."""
+    return dict(
         channel=intake.channel, client_order_id=intake.client_order_id,
         agent_id=intake.agent.id if intake.agent else None, agent_chain=None, plan=intake.plan.code,
         product=intake.product, carrier=intake.plan.carrier, state=state.value, reason=None,
         msisdn=int(intake.msisdn) if intake.msisdn else None, iccid=None, location=intake.location,
-        subscriber_id=None, customer_name=intake.customer_name, id_masked=mask_resident_id(intake.resident_id),
+        subscriber_id=None, customer_name=intake.customer_name, id_masked=intake.id_masked,
         resident_id_hash=digest, contact=intake.contact, ship_province=intake.ship_province,
         ship_address=intake.ship_address, price_fen=0, vanity_fee_fen=0, prepay_fen=0, total_fen=0,
         min_monthly_fen=0, first_topup_fen=None, created_at=now, created_by=actor, changed_at=now)
-    order_id = conn.execute(orders.insert().values(number=secrets.token_hex(12), resident_id_enc="", **values)
+
+
+def _insert(conn: Connection, values: dict, rid: str, keyring: Keyring) -> dict:
+    """Insert the order row; returns its values with id and number (``SO`` and the id)."""
+    order_id = conn.execute(orders.insert(), {**values, "number": secrets.token_hex(12), "resident_id_enc": ""}
                             ).inserted_primary_key[0]
     number = f"SO{order_id:08d}"
-    conn.execute(update(orders).where(orders.c.id == order_id).values(
-        number=number, resident_id_enc=_seal(keyring, intake.resident_id, number)))
-    return {"id": order_id, "number": number, **values}
+    conn.execute(_SET_NUMBER, {"order_id": order_id, "number": number, "sealed": _seal(keyring, rid, number)})
+    return {**values, "id": order_id, "number": number}
 
 
-def _approve(conn: Connection, order: dict, intake: _Intake, msisdn: str, quote: catalogue.Quote, *, actor: str,
-             now: datetime, keyring: Keyring) -> dict:
-    """Register the subscriber, reserve the number and fix the price; returns the order's new values."""
-    person = subscribers.register(conn, name=intake.customer_name, resident_id=intake.resident_id,
-                                  contact=intake.contact, address=intake.ship_address, actor=actor, keyring=keyring)
+def _approval(conn: Connection, intake: _Intake, verdict: _Verdict, *, actor: str, now: datetime,
+              keyring: Keyring) -> dict:
+    """What approval sets on the order: the subscriber (registered if new), number, agent chain and price."""
+    person = verdict.subscriber_id or subscribers.register(
+        conn, name=intake.customer_name, resident_id=intake.resident_id, contact=intake.contact,
+        address=intake.ship_address, actor=actor, keyring=keyring).id
+    quote = verdict.quote
     chain = agents.chain(conn, intake.agent.id) if intake.agent else []
-    values = dict(state=O.APPROVED.value, msisdn=int(msisdn), subscriber_id=person.id,
-                  agent_chain=json.dumps(chain, ensure_ascii=False), price_fen=quote.price_fen,
-                  vanity_fee_fen=quote.vanity_fee_fen, prepay_fen=quote.prepay_fen, total_fen=quote.total_fen,
-                  min_monthly_fen=quote.min_monthly_fen, changed_at=now)
-    conn.execute(update(orders).where(orders.c.id == order["id"]).values(**values))
-    audit.record(conn, actor, [_event(order["number"], "approve", O.VERIFYING.value, O.APPROVED.value, None,
-                                      msisdn=msisdn, total_fen=quote.total_fen)], now)
-    numbers.reserve(conn, msisdn, order["number"], actor=actor, ttl=NUMBER_HOLD, reason=f"order {order['number']}")
-    return {**order, **values}
+    return dict(state=O.APPROVED.value, msisdn=int(verdict.msisdn), subscriber_id=person,
+                agent_chain=json.dumps(chain, ensure_ascii=False), price_fen=quote.price_fen,
+                vanity_fee_fen=quote.vanity_fee_fen, prepay_fen=quote.prepay_fen, total_fen=quote.total_fen,
+                min_monthly_fen=quote.min_monthly_fen, changed_at=now)
 
 
-def _by_client_id(conn: Connection, channel: str, client_order_id: str):
-    return conn.execute(select(orders).where(orders.c.channel == channel,
-                                             orders.c.client_order_id == client_order_id)).first()
+def _approve_event(number: str, verdict: _Verdict) -> Event:
+    return _event(number, "approve", O.VERIFYING.value, O.APPROVED.value, None, msisdn=verdict.msisdn,
+                  total_fen=verdict.quote.total_fen)
+
+
+def _hold_number(conn: Connection, msisdn: str, number: str, *, actor: str) -> None:
+    numbers.reserve(conn, msisdn, number, actor=actor, ttl=NUMBER_HOLD, reason=f"order {number}")
+
+
+_BY_CLIENT_ID = select(orders).where(orders.c.channel == bindparam("channel"),
+                                     orders.c.client_order_id == bindparam("client_id"))
 
 
 def _same_intake(row, intake: _Intake, digest: str, explicit: dict) -> Order:
@@ -464,23 +497,27 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
                              product=product, client_order_id=client_order_id, location=location)
             digest = _lookup_hash(conn, intake.resident_id, keyring)
             if intake.client_order_id is not None:
-                existing = _by_client_id(conn, intake.channel, intake.client_order_id)
+                existing = conn.execute(_BY_CLIENT_ID, {"channel": intake.channel,
+                                                        "client_id": intake.client_order_id}).first()
                 if existing is not None:
                     return _same_intake(existing, intake, digest, explicit)
+            created = _event("", "create", None, O.DRAFT.value, None, channel=intake.channel, plan=intake.plan.code)
             if not submit:
-                order = _insert(conn, intake, digest, O.DRAFT, actor=actor, now=now, keyring=keyring)
-                audit.record(conn, actor, [_event(order["number"], "create", None, O.DRAFT.value, None,
-                                                  channel=intake.channel, plan=intake.plan.code)], now)
+                order = _insert(conn, _values(intake, digest, O.DRAFT, actor=actor, now=now), intake.resident_id,
+                                keyring)
+                created.subject = order["number"]
+                audit.record(conn, actor, [created], now)
                 return _order(_Values(order))
             _lock_person(conn, digest)
-            problems, chosen, quote = _verify(conn, intake, digest, now)
-            _raise("order", problems)
-            order = _insert(conn, intake, digest, O.VERIFYING, actor=actor, now=now, keyring=keyring)
-            number = order["number"]
-            audit.record(conn, actor, [
-                _event(number, "create", None, O.DRAFT.value, None, channel=intake.channel, plan=intake.plan.code),
-                _event(number, "submit", O.DRAFT.value, O.VERIFYING.value)], now)
-            order = _approve(conn, order, intake, chosen, quote, actor=actor, now=now, keyring=keyring)
+            verdict = _verify(conn, intake, digest, now)
+            _raise("order", verdict.problems)
+            values = _values(intake, digest, O.APPROVED, actor=actor, now=now)
+            values.update(_approval(conn, intake, verdict, actor=actor, now=now, keyring=keyring))
+            order = _insert(conn, values, intake.resident_id, keyring)
+            number = created.subject = order["number"]
+            audit.record(conn, actor, [created, _event(number, "submit", O.DRAFT.value, O.VERIFYING.value),
+                                       _approve_event(number, verdict)], now)
+            _hold_number(conn, verdict.msisdn, number, actor=actor)
             return _order(_Values(order))
     except IntegrityError:
         # Another intake with the same client order id committed first: return (or refuse) as a retry.
@@ -492,11 +529,13 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
                             actor=actor, now=now, keyring=keyring)
 
 
+_BY_NUMBER = select(orders).where(orders.c.number == bindparam("number"))
+_BY_NUMBER_LOCKED = _BY_NUMBER.with_for_update(of=orders)  # plain SELECT on SQLite, whose writers are serial
+
+
 def _load(conn: Connection, number: str, *, lock: bool = False):
-    stmt = select(orders).where(orders.c.number == str(number or "").strip().upper())
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=orders)
-    row = conn.execute(stmt).first()
+    row = conn.execute(_BY_NUMBER_LOCKED if lock else _BY_NUMBER,
+                       {"number": str(number or "").strip().upper()}).first()
     if row is None:
         raise NotFound(f"order {number} does not exist")
     return row
@@ -512,29 +551,28 @@ def submit_order(db: Store | Connection, number: str, *, actor: str, now: dateti
         row = _load(conn, number, lock=True)
         order_target("submit", row.number, O(row.state))
         rid = keyring.decrypt(row.resident_id_enc, _SEALED_CONTEXT.format(row.number))
-        problems: list[InvalidValue] = []
         try:
             intake = _intake(conn, channel=row.channel, plan=row.plan, customer_name=row.customer_name,
                              resident_id=rid, contact=row.contact, ship_province=row.ship_province,
                              ship_address=row.ship_address, msisdn=str(row.msisdn) if row.msisdn else None,
                              product=row.product, client_order_id=row.client_order_id, location=row.location)
-        except InvalidValues as exc:
-            problems = exc.problems
-        if not problems:
             _lock_person(conn, row.resident_id_hash)
-            problems, chosen, quote = _verify(conn, intake, row.resident_id_hash, now)
+            verdict = _verify(conn, intake, row.resident_id_hash, now)
+        except InvalidValues as exc:
+            verdict = _Verdict(exc.problems)
         events = [_event(row.number, "submit", O.DRAFT.value, O.VERIFYING.value)]
-        if problems:
-            reason = "; ".join(str(p) for p in problems)
-            conn.execute(update(orders).where(orders.c.id == row.id).values(
-                state=O.REJECTED.value, reason=reason, changed_at=now))
-            audit.record(conn, actor, events + [_event(row.number, "reject", O.VERIFYING.value, O.REJECTED.value,
-                                                       reason)], now)
-        else:
-            audit.record(conn, actor, events, now)
-            order = _approve(conn, dict(row._mapping), intake, chosen, quote, actor=actor, now=now, keyring=keyring)
-            return _order(_Values(order))
-    raise InvalidValues(f"order {row.number} rejected", problems)
+        if not verdict.problems:
+            values = _approval(conn, intake, verdict, actor=actor, now=now, keyring=keyring)
+            conn.execute(update(orders).where(orders.c.id == row.id).values(**values))
+            audit.record(conn, actor, events + [_approve_event(row.number, verdict)], now)
+            _hold_number(conn, verdict.msisdn, row.number, actor=actor)
+            return _order(_Values({**row._mapping, **values}))
+        reason = "; ".join(str(p) for p in verdict.problems)
+        conn.execute(update(orders).where(orders.c.id == row.id).values(
+            state=O.REJECTED.value, reason=reason, changed_at=now))
+        audit.record(conn, actor, events + [_event(row.number, "reject", O.VERIFYING.value, O.REJECTED.value,
+                                                   reason)], now)
+    raise InvalidValues(f"order {row.number} rejected", verdict.problems)
 
 
 # ---------------------------------------------------------------- payment and allocation
@@ -549,14 +587,21 @@ def _move(conn: Connection, row, action: str, *, actor: str, now: datetime, reas
     return _event(row.number, action, row.state, to_state.value, reason, **details)
 
 
-def _settle(conn: Connection, row, *, actor: str, now: datetime) -> None:
-    """A fully paid order: paid, then its number assigned and a card picked (allocated)."""
-    paid = _move(conn, row, "pay", actor=actor, now=now, total_fen=row.total_fen)
+_ALLOCATED = (update(orders).where(orders.c.id == bindparam("order_id"))
+              .values(state=O.ALLOCATED.value, iccid=bindparam("iccid"), changed_at=bindparam("now")))
+
+
+def _settle(conn: Connection, row, *, actor: str, now: datetime) -> dict:
+    """A fully paid order: paid, then its number assigned and a card picked (allocated). Returns the changed values."""
+    order_target("pay", row.number, O(row.state))
     numbers.allocate(conn, str(row.msisdn), row.number, actor=actor, reason=f"order {row.number} paid")
     iccid = stock.pick_unit(conn, row.location, row.product, row.number, actor=actor, now=now)
-    conn.execute(update(orders).where(orders.c.id == row.id).values(state=O.ALLOCATED.value, iccid=iccid))
-    audit.record(conn, actor, [paid, _event(row.number, "allocate", O.PAID.value, O.ALLOCATED.value, None,
-                                            iccid=iccid, location=row.location)], now)
+    conn.execute(_ALLOCATED, {"order_id": row.id, "iccid": iccid, "now": now})
+    audit.record(conn, actor, [
+        _event(row.number, "pay", row.state, O.PAID.value, None, total_fen=row.total_fen),
+        _event(row.number, "allocate", O.PAID.value, O.ALLOCATED.value, None, iccid=iccid, location=row.location)],
+        now)
+    return {"state": O.ALLOCATED.value, "iccid": iccid, "changed_at": now}
 
 
 def settle_if_paid(conn: Connection, number: str, *, actor: str) -> bool:
@@ -582,26 +627,28 @@ def pay_order(db: Store | Connection, number: str, amount_fen: int, *, method: s
     now = utc_now()
     with unit_of_work(db) as conn:
         row = _load(conn, number, lock=True)
-        if payments.find(conn, method, reference) is not None:
-            # The same payment again (returned as it is), or another one under its reference (Conflict).
+        if O(row.state) in payments.SHOULD_BE_PAID:
+            if payments.find(conn, method, reference) is None:
+                raise Conflict(f"order {row.number} is already paid ({format_yuan(row.total_fen)}); nothing recorded")
+            # The payment that completed it, again (returned as it is), or another one under its reference.
             payments.record(conn, row.id, row.number, payments.COLLECTION, amount_fen, method=method,
                             reference=reference, actor=actor)
             return _order(row)
-        if O(row.state) in payments.SHOULD_BE_PAID:
-            raise Conflict(f"order {row.number} is already paid ({format_yuan(row.total_fen)}); nothing recorded")
         order_target("pay", row.number, O(row.state))
         due = row.total_fen - payments.balance(conn, row.id)
         if amount_fen > due:
             raise InvalidValue("amount", format_yuan(amount_fen), f"is more than the {format_yuan(due)} order "
                                f"{row.number} still owes")
         if amount_fen:
-            payments.record(conn, row.id, row.number, payments.COLLECTION, amount_fen, method=method,
-                            reference=reference, actor=actor, note=note, at=now)
+            paid = payments.record(conn, row.id, row.number, payments.COLLECTION, amount_fen, method=method,
+                                   reference=reference, actor=actor, note=note, at=now)
+            if not paid.created:
+                return _order(row)
         elif due:
             raise InvalidValue("amount", amount_fen, "must be more than 0")
-        if amount_fen == due:
-            _settle(conn, row, actor=actor, now=now)
-        return _order(_load(conn, row.number))
+        if amount_fen < due:
+            return _order(row)
+        return _order(_Values({**row._mapping, **_settle(conn, row, actor=actor, now=now)}))
 
 
 # ---------------------------------------------------------------- shipping and delivery

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, bindparam, case, func, select
 
 from hkops import audit
 from hkops.audit import Event
@@ -85,9 +85,13 @@ def _payment(row, number: str, created: bool = True) -> Payment:
                    reference=row.reference, note=row.note, at=row.at, actor=row.actor, created=created)
 
 
+_BY_REFERENCE = select(payments).where(payments.c.method == bindparam("method"),
+                                       payments.c.reference == bindparam("reference"))
+
+
 def find(conn: Connection, method: str, reference: str):
     """The ledger row of payment (method, reference), or None."""
-    return conn.execute(select(payments).where(payments.c.method == method, payments.c.reference == reference)).first()
+    return conn.execute(_BY_REFERENCE, {"method": method, "reference": reference}).first()
 
 
 def record(conn: Connection, order_id: int, order_number: str, kind: str, amount_fen: int, *, method: str,
@@ -107,7 +111,7 @@ def record(conn: Connection, order_id: int, order_number: str, kind: str, amount
     at = at or utc_now()
     values = dict(order_id=order_id, kind=kind, amount_fen=amount_fen, method=method, reference=reference,
                   note=note, at=at, actor=actor)
-    payment_id = conn.execute(payments.insert().values(**values)).inserted_primary_key[0]
+    payment_id = conn.execute(payments.insert(), values).inserted_primary_key[0]
     audit.record(conn, actor, [Event("payment", order_number, kind, None, None, note,
                                      {"amount_fen": amount_fen, "method": method, "reference": reference})])
     return Payment(id=payment_id, order=order_number, **{k: v for k, v in values.items() if k != "order_id"})
@@ -144,12 +148,12 @@ def refund(db: Store | Connection, order: str, amount_fen: int, *, method: str, 
 
 
 _SIGNED = case((payments.c.kind == REFUND, -payments.c.amount_fen), else_=payments.c.amount_fen)
+_BALANCE = select(func.coalesce(func.sum(_SIGNED), 0)).where(payments.c.order_id == bindparam("order_id"))
 
 
 def balance(conn: Connection, order_id: int) -> int:
     """Net fen collected for an order: collections minus refunds."""
-    return int(conn.execute(select(func.coalesce(func.sum(_SIGNED), 0)).where(payments.c.order_id == order_id))
-               .scalar_one())
+    return int(conn.execute(_BALANCE, {"order_id": order_id}).scalar_one())
 
 
 def net_by_method(conn: Connection, order_id: int) -> dict[str, int]:
