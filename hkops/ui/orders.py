@@ -51,6 +51,7 @@ from hkops.ui._common import (
     set_options,
     stylesheet,
 )
+from hkops.ui.lifecycle import default_network, timeline_table
 
 AUTO = "自动分配 assign automatically"
 #: How many available numbers of the plan's carrier the number box offers.
@@ -100,8 +101,8 @@ def _yuan_or_none(text: str, name: str) -> int | None:
     return yuan_to_fen(text, name) if text else None
 
 
-def _kv(rows: list[tuple[str, str]], css: str = "") -> str:
-    return f"<table class='{css}'>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
+def _kv(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,6 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
     def network(self) -> ProvisioningClient:
         """The HLR client (made on first use when the console was given none)."""
         if self._network is None:
-            from hkops.ui.lifecycle import default_network
-
             self._network = default_network()
         return self._network
 
@@ -553,8 +552,6 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
               format_yuan(p["amount_fen"]), html.escape(p["method"]), html.escape(p["reference"]),
               html.escape(p["actor"])] for p in detail["payments"]],
             numeric={2}, empty="没有收付款 No payments yet.")
-        from hkops.ui.lifecycle import timeline_table
-
         self.timeline.value = timeline_table(list(reversed(detail["timeline"])))
         if o["state"] == OrderState.APPROVED.value:
             self.pay_amount.value = str(fen_to_yuan(detail["due_fen"]))

@@ -74,6 +74,13 @@ def parse_iccid_list(text: str) -> list[str]:
     return [value for value in re.split(r"[\s,;]+", text or "") if value]
 
 
+def chosen(dropdown: widgets.Dropdown, what: str) -> str:
+    """The dropdown's value; InvalidValue naming ``what`` when it offers nothing yet."""
+    if not dropdown.value:
+        raise InvalidValue(what, "", f"no {what} exists yet")
+    return dropdown.value
+
+
 def _code(text: str) -> str:
     return f"<span class='hkops-number'>{html.escape(text)}</span>"
 
@@ -189,12 +196,12 @@ class StockConsole(GuardedConsole, widgets.VBox):
         chart = widgets.VBox([charts.FitCharts(), self.chart], layout=widgets.Layout(flex="3 1 480px", min_width="0"))
         transfer = panel("调拨 Transfer", [
             row([self.transfer_from, self.transfer_to]), self.transfer_mode, self.transfer_iccids, self._range_box,
-            self._count_box, self.transfer_reason, self.transfer_button, self.transfer_confirm])
+            self._count_box, self.transfer_reason, row([self.transfer_button]), self.transfer_confirm])
         count = panel("盘点 Stock count", [self.count_location, self.count_iccids,
                                           row([self.count_button, self.count_apply_button], "hkops-buttons"),
                                           self.count_result, self.count_confirm])
         scrap = panel("报废 Scrap faulty cards", [self.scrap_location, self.scrap_iccids, self.scrap_reason,
-                                                 self.scrap_button, self.scrap_confirm])
+                                                 row([self.scrap_button]), self.scrap_confirm])
         low = panel("低库存 Low stock and reorder", [
             self.low_stock_days, self.alerts,
             widgets.HTML("<div class='hkops-muted'>最低库存 Minimum to keep (0 removes it)</div>"),
@@ -316,12 +323,12 @@ class StockConsole(GuardedConsole, widgets.VBox):
             return {"iccids": iccids}
         if mode == "range":
             return {"first": self.transfer_first.value.strip(), "last": self.transfer_last.value.strip()}
-        return {"count": int(self.transfer_count.value), "product": self.transfer_product.value}
+        return {"count": int(self.transfer_count.value), "product": chosen(self.transfer_product, "product")}
 
     def ask_transfer(self) -> None:
         """Rehearse the transfer the form describes; show what would move and wait for Confirm."""
         def run():
-            source, target = self.transfer_from.value, self.transfer_to.value
+            source, target = chosen(self.transfer_from, "location"), chosen(self.transfer_to, "location")
             cards = self._transfer_cards()
             reason = self.transfer_reason.value.strip() or None
             move = lambda db, progress=None: stock.transfer(  # noqa: E731
@@ -349,7 +356,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def check_count(self) -> None:
         """Compare the pasted ICCIDs with what the system has at the location (nothing written)."""
         def run():
-            location, counted = self.count_location.value, parse_iccid_list(self.count_iccids.value)
+            location, counted = chosen(self.count_location, "location"), parse_iccid_list(self.count_iccids.value)
             with self.progress.busy("核对 Checking the count", 1) as step:
                 result = stock.count(self.store, location, counted, actor=self.actor, apply=False)
                 step()
@@ -398,7 +405,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def ask_scrap(self) -> None:
         """Ask before scrapping the pasted faulty cards."""
         def run():
-            location, iccids = self.scrap_location.value, parse_iccid_list(self.scrap_iccids.value)
+            location, iccids = chosen(self.scrap_location, "location"), parse_iccid_list(self.scrap_iccids.value)
             reason = self.scrap_reason.value.strip()
             if not iccids:
                 raise InvalidValue("cards", "", "paste the ICCIDs of the faulty cards")
@@ -421,9 +428,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def set_minimum(self) -> None:
         """Set the low-stock minimum of the chosen product at the chosen location."""
         def run():
-            location, product = self.minimum_location.value, self.minimum_product.value
-            if not product:
-                raise InvalidValue("product", "", "the catalogue has no SIM products yet")
+            location, product = chosen(self.minimum_location, "location"), chosen(self.minimum_product, "product")
             minimum = int(self.minimum_value.value)
             stock.set_minimum(self.store, location, product, minimum, actor=self.actor)
             self._show_alerts()
