@@ -9,7 +9,8 @@ from distribution_world import (  # noqa: F401  (distribution is a fixture)
     PLAN, PLAN_UNICOM, PRICES, WAREHOUSE, advance, birth_for_age, distribution, place_order, rid,
 )
 from hkops.cards import service as cards
-from hkops.money import fen_to_yuan
+from hkops.ids import display_msisdn
+from hkops.money import fen_to_yuan, format_yuan
 from hkops.orders import service as orders
 from hkops.subscribers import service as subscribers
 from hkops.ui import orders_console
@@ -121,6 +122,20 @@ def test_blacklist_and_one_id_five_numbers_are_checked_as_soon_as_the_id_is_type
 
     console.plan.value = PLAN_UNICOM
     assert check(console, "Numbers per person").startswith("ok:")
+
+
+def test_a_number_picked_from_the_plans_carrier_is_quoted_with_its_fee_and_sold(console, distribution):
+    picked = console.number.options[0]  # the most valuable available China Mobile number first
+    msisdn = picked.split(" · ")[0]
+    assert msisdn.startswith("1380013") and all(o.startswith("1380013") for o in console.number.options)
+    fill(console, rid(14), number=picked)
+    assert f"number {display_msisdn(msisdn)} (chosen)" in check(console, "Order check")
+
+    console.submit_button.click()
+
+    placed = orders.get_order(distribution.db, console.order.number)
+    assert placed.msisdn == msisdn and placed.vanity_fee_fen > 0
+    assert format_yuan(placed.vanity_fee_fen) in console.detail.value
 
 
 def test_a_problem_only_the_full_check_finds_keeps_submit_disabled(console):
