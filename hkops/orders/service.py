@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -317,25 +318,28 @@ def _number_problem(conn: Connection, msisdn: str, carrier: str, now: datetime) 
     return None
 
 
+@lru_cache(maxsize=256)
+def _first_free(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool):
+    """The statement taking the first available number of these grades in these blocks (built once per shape)."""
+    stmt = (select(numbers_table.c.msisdn)
+            .where(numbers_table.c.state == NumberState.AVAILABLE.value, numbers_table.c.grade.in_(grades),
+                   or_(*ranges_of(list(prefixes))))
+            .order_by(numbers_table.c.msisdn).limit(1))
+    return stmt.with_for_update(skip_locked=True) if lock else stmt
+
+
 def _free_number(conn: Connection, carrier: str, province: str) -> str | None:
     """The first available plain-grade number of ``carrier``, in the ship-to province's blocks
     if it has any there; locked (skipping numbers other intakes hold) on PostgreSQL."""
     blocks = conn.execute(_CARRIER_BLOCKS, {"carrier": carrier}).all()
-    everywhere = [b.prefix for b in blocks]
-    nearby = [b.prefix for b in blocks if b.province == province]
-    grades = numbers.plain_grades(conn)
+    everywhere = tuple(b.prefix for b in blocks)
+    nearby = tuple(b.prefix for b in blocks if b.province == province)
+    grades = tuple(numbers.plain_grades(conn))
     for prefixes in [nearby, everywhere] if nearby != everywhere else [everywhere]:
-        if not prefixes:
-            continue
-        stmt = (select(numbers_table.c.msisdn)
-                .where(numbers_table.c.state == NumberState.AVAILABLE.value, numbers_table.c.grade.in_(grades),
-                       or_(*ranges_of(prefixes)))
-                .order_by(numbers_table.c.msisdn).limit(1))
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        found = conn.execute(stmt).scalar()
-        if found is not None:
-            return str(found)
+        if prefixes:
+            found = conn.execute(_first_free(prefixes, grades, conn.dialect.name == "postgresql")).scalar()
+            if found is not None:
+                return str(found)
     return None
 
 
@@ -347,6 +351,8 @@ class _Verdict:
     msisdn: str | None = None
     quote: catalogue.Quote | None = None
     subscriber_id: int | None = None
+    #: Whether the number was picked from the pool (rather than chosen by the customer).
+    picked: bool = False
 
 
 def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> _Verdict:
@@ -377,6 +383,7 @@ def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> _V
             msisdn = None
     else:
         msisdn = _free_number(conn, plan.carrier, intake.ship_province)
+        verdict.picked = True
         if msisdn is None:
             problems.append(InvalidValue("msisdn", "", f"no plain {plan.carrier} number is available"))
     if msisdn is not None:
@@ -390,6 +397,7 @@ def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> _V
 
 # ---------------------------------------------------------------- intake: writing
 
+_INSERT = orders.insert()
 _SET_NUMBER = (update(orders).where(orders.c.id == bindparam("order_id"))
                .values(number=bindparam("number"), resident_id_enc=bindparam("sealed")))
 
@@ -413,7 +421,7 @@ def _values(intake: _Intake, digest: str, state: OrderState, *, actor: str, now:
 
 def _insert(conn: Connection, values: dict, rid: str, keyring: Keyring) -> dict:
     """Insert the order row; returns its values with id and number (``SO`` and the id)."""
-    order_id = conn.execute(orders.insert(), {**values, "number": secrets.token_hex(12), "resident_id_enc": ""}
+    order_id = conn.execute(_INSERT, {**values, "number": secrets.token_hex(12), "resident_id_enc": ""}
                             ).inserted_primary_key[0]
     number = f"SO{order_id:08d}"
     conn.execute(_SET_NUMBER, {"order_id": order_id, "number": number, "sealed": _seal(keyring, rid, number)})
@@ -439,8 +447,14 @@ def _approve_event(number: str, verdict: _Verdict) -> Event:
                   total_fen=verdict.quote.total_fen)
 
 
-def _hold_number(conn: Connection, msisdn: str, number: str, *, actor: str) -> None:
-    numbers.reserve(conn, msisdn, number, actor=actor, ttl=NUMBER_HOLD, reason=f"order {number}")
+def _hold_number(conn: Connection, verdict: _Verdict, number: str, *, actor: str, now: datetime) -> None:
+    """Reserve the order's number for it (a number picked from the pool is known to be available)."""
+    if verdict.picked:
+        numbers.move_many(conn, [int(verdict.msisdn)], NumberState.AVAILABLE, NumberState.RESERVED, "reserve",
+                          actor=actor, reason=f"order {number}", now=now,
+                          values={"holder": number, "reserved_until": now + NUMBER_HOLD})
+    else:
+        numbers.reserve(conn, verdict.msisdn, number, actor=actor, ttl=NUMBER_HOLD, reason=f"order {number}")
 
 
 _BY_CLIENT_ID = select(orders).where(orders.c.channel == bindparam("channel"),
@@ -517,7 +531,7 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
             number = created.subject = order["number"]
             audit.record(conn, actor, [created, _event(number, "submit", O.DRAFT.value, O.VERIFYING.value),
                                        _approve_event(number, verdict)], now)
-            _hold_number(conn, verdict.msisdn, number, actor=actor)
+            _hold_number(conn, verdict, number, actor=actor, now=now)
             return _order(_Values(order))
     except IntegrityError:
         # Another intake with the same client order id committed first: return (or refuse) as a retry.
@@ -565,7 +579,7 @@ def submit_order(db: Store | Connection, number: str, *, actor: str, now: dateti
             values = _approval(conn, intake, verdict, actor=actor, now=now, keyring=keyring)
             conn.execute(update(orders).where(orders.c.id == row.id).values(**values))
             audit.record(conn, actor, events + [_approve_event(row.number, verdict)], now)
-            _hold_number(conn, verdict.msisdn, row.number, actor=actor)
+            _hold_number(conn, verdict, row.number, actor=actor, now=now)
             return _order(_Values({**row._mapping, **values}))
         reason = "; ".join(str(p) for p in verdict.problems)
         conn.execute(update(orders).where(orders.c.id == row.id).values(
