@@ -210,10 +210,10 @@ def receiving_location(conn: Connection, text_value: str, *, actor: str) -> str:
     value = (text_value or "").strip()
     if not 0 < len(value) <= 32:
         raise InvalidValue("location", text_value, "must be 1 to 32 characters (a stock location code)")
+    ensure_virtual_locations(conn)
     row = conn.execute(select(stock_locations.c.code, stock_locations.c.kind)
                        .where(func.upper(stock_locations.c.code) == value.upper())).first()
     if row is None:
-        ensure_virtual_locations(conn)
         conn.execute(stock_locations.insert().values(code=value, name=value, kind=LocationKind.WAREHOUSE.value,
                                                      created_at=utc_now()))
         audit.record(conn, actor, [Event("location", value, "create", None, LocationKind.WAREHOUSE.value,
