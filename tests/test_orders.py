@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from distribution_world import (  # noqa: F401  (distribution is a fixture)
-    FIRST_TOPUP, PLAN, PLAN_UNICOM, PRICES, WAREHOUSE, advance, birth_for_age, distribution, place_order, rid,
+    FIRST_TOPUP, PLAN_UNICOM, PRICES, WAREHOUSE, advance, birth_for_age, distribution, place_order, rid,
     snapshot,
 )
 from hkops.audit import query as audit_query
 from hkops.cards import service as cards
+from hkops.cards.tables import sims
 from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
 from hkops.network import ProvisioningClient, TcpTransport
 from hkops.numbers import service as numbers
@@ -48,7 +49,8 @@ def test_a_direct_order_goes_all_the_way_to_completed(distribution, hlr):
     order = orders.ship_order(db, order.number, courier="SF Express", tracking_no="SF1001", actor="desk")
     assert order.state == "shipped"
     with db.read() as conn:
-        assert conn.execute(select(stock.sims.c.location).where(stock.sims.c.iccid == order.iccid)).scalar() == "CUSTOMER"
+        where = conn.execute(select(sims.c.location).where(sims.c.iccid == order.iccid)).scalar()
+    assert where == "CUSTOMER"
     order = orders.update_shipment(db, order.number, "in_transit", actor="courier")
     order = orders.deliver_order(db, order.number, actor="courier")
     assert order.state == "delivered"

@@ -15,7 +15,8 @@ from hkops.ids import display_msisdn
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.timeutil import local
 
-app = typer.Typer(help="Sales orders: create, pay, ship, deliver, activate, cancel, return, show.", no_args_is_help=True)
+app = typer.Typer(help="Sales orders: create, pay, ship, deliver, activate, cancel, return, show.",
+                  no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
 Reason = typer.Option(..., "--reason", help="Why (kept on the order and in the audit trail).")
@@ -44,7 +45,8 @@ def create(
     contact: str = typer.Option(..., "--contact", help="The customer's phone number."),
     province: str = typer.Option(..., "--province", help="Ship-to province (北京, Beijing...)."),
     address: str = typer.Option(..., "--address", help="Ship-to address."),
-    msisdn: Optional[str] = typer.Option(None, "--msisdn", help="The number chosen (default: the first free plain one)."),
+    msisdn: Optional[str] = typer.Option(None, "--msisdn",
+                                         help="The number chosen (default: the first free plain one)."),
     agent: Optional[str] = typer.Option(None, "--agent", help="The selling agent's code (default: a direct order)."),
     client_id: Optional[str] = typer.Option(None, "--client-id", help="The channel's own order id (a retry returns "
                                                                      "the first order)."),

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import secrets
-from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from types import SimpleNamespace
 
 import phonenumbers
-from stdnum.cn import ric
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from stdnum.cn import ric
 
 from hkops import audit
 from hkops.agents import service as agents
-from hkops.agents.tables import agents as agents_table
 from hkops.audit import Event, audit_log
 from hkops.cards import service as cards
 from hkops.cards.model import SimState
@@ -49,7 +49,7 @@ from hkops.orders.tables import orders, shipments
 from hkops.payments import service as payments
 from hkops.security.crypto import Keyring, load_keyring
 from hkops.stock import service as stock
-from hkops.stock.model import CUSTOMER, LocationKind
+from hkops.stock.model import LocationKind
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
@@ -479,13 +479,6 @@ def _same_intake(row, intake: _Intake, digest: str, explicit: dict) -> Order:
     return _order(row, created=False)
 
 
-class _Values:
-    """Attribute access to an order's values (what :func:`_order` reads)."""
-
-    def __init__(self, values: dict):
-        self.__dict__.update(values)
-
-
 def create_order(db: Store | Connection, *, channel: str, plan: str, customer_name: str, resident_id: str,
                  contact: str, ship_province: str, ship_address: str, msisdn: str | None = None,
                  product: str | None = None, client_order_id: str | None = None, location: str | None = None,
@@ -521,7 +514,7 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
                                 keyring)
                 created.subject = order["number"]
                 audit.record(conn, actor, [created], now)
-                return _order(_Values(order))
+                return _order(SimpleNamespace(**order))
             _lock_person(conn, digest)
             verdict = _verify(conn, intake, digest, now)
             _raise("order", verdict.problems)
@@ -532,11 +525,15 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
             audit.record(conn, actor, [created, _event(number, "submit", O.DRAFT.value, O.VERIFYING.value),
                                        _approve_event(number, verdict)], now)
             _hold_number(conn, verdict, number, actor=actor, now=now)
-            return _order(_Values(order))
+            return _order(SimpleNamespace(**order))
     except IntegrityError:
-        # Another intake with the same client order id committed first: return (or refuse) as a retry.
+        # Another intake with the same client order id committed first: answer as to a retry.
         if client_order_id is None or not isinstance(db, Store):
             raise
+        with db.read() as conn:
+            if conn.execute(_BY_CLIENT_ID, {"channel": _channel(channel),
+                                            "client_id": _client_id(client_order_id)}).first() is None:
+                raise
         return create_order(db, channel=channel, plan=plan, customer_name=customer_name, resident_id=resident_id,
                             contact=contact, ship_province=ship_province, ship_address=ship_address, msisdn=msisdn,
                             product=product, client_order_id=client_order_id, location=location, submit=submit,
@@ -580,7 +577,7 @@ def submit_order(db: Store | Connection, number: str, *, actor: str, now: dateti
             conn.execute(update(orders).where(orders.c.id == row.id).values(**values))
             audit.record(conn, actor, events + [_approve_event(row.number, verdict)], now)
             _hold_number(conn, verdict, row.number, actor=actor, now=now)
-            return _order(_Values({**row._mapping, **values}))
+            return _order(SimpleNamespace(**{**row._mapping, **values}))
         reason = "; ".join(str(p) for p in verdict.problems)
         conn.execute(update(orders).where(orders.c.id == row.id).values(
             state=O.REJECTED.value, reason=reason, changed_at=now))
@@ -662,7 +659,7 @@ def pay_order(db: Store | Connection, number: str, amount_fen: int, *, method: s
             raise InvalidValue("amount", amount_fen, "must be more than 0")
         if amount_fen < due:
             return _order(row)
-        return _order(_Values({**row._mapping, **_settle(conn, row, actor=actor, now=now)}))
+        return _order(SimpleNamespace(**{**row._mapping, **_settle(conn, row, actor=actor, now=now)}))
 
 
 # ---------------------------------------------------------------- shipping and delivery
@@ -752,7 +749,8 @@ def _promote_active(conn: Connection, numbers_: list[str] | None, *, actor: str)
     """Delivered orders whose card the HLR has activated become activated; returns them."""
     stmt = (select(orders.c.id, orders.c.number, orders.c.state, orders.c.iccid)
             .join(sims, sims.c.iccid == orders.c.iccid)
-            .where(orders.c.state == O.DELIVERED.value, sims.c.state == SimState.ACTIVE.value))
+            .where(orders.c.state == O.DELIVERED.value, sims.c.state == SimState.ACTIVE.value)
+            .with_for_update(of=orders))
     if numbers_ is not None:
         stmt = stmt.where(orders.c.number.in_(numbers_))
     rows = conn.execute(stmt).all()
@@ -874,7 +872,8 @@ def cancel_order(db: Store | Connection, number: str, *, actor: str, reason: str
                 numbers.release(conn, str(row.msisdn), actor=actor, reason=f"order {row.number} cancelled")
                 done["number_released"] = str(row.msisdn)
         done["refunded_fen"] = _refund_all(conn, row, "cancel", actor=actor) or None
-        events.append(_move(conn, row, "cancel", actor=actor, now=now, reason=reason, values={"reason": reason}, **done))
+        events.append(_move(conn, row, "cancel", actor=actor, now=now, reason=reason, values={"reason": reason},
+                            **done))
         audit.record(conn, actor, events, now)
         return _order(_load(conn, row.number))
 
@@ -894,14 +893,14 @@ def return_order(db: Store, number: str, *, actor: str, reason: str, refund_fen:
         if refund_fen is not None and refund_fen > net:
             raise InvalidValue("refund", format_yuan(refund_fen), f"is more than the {format_yuan(net)} order "
                                f"{row.number} has netted")
-        card = cards.get_card(conn, row.iccid)
+        card = cards.get_card(conn, str(row.msisdn))  # the number's live card (a replacement, if any)
         if card.state != SimState.TERMINATED:
-            cards.terminate(conn, row.iccid, actor=actor, reason=f"order {row.number} returned: {reason}")
+            cards.terminate(conn, card.iccid, actor=actor, reason=f"order {row.number} returned: {reason}")
         refunded = _refund_all(conn, row, "return", actor=actor, limit=refund_fen)
         audit.record(conn, actor, [_move(conn, row, "return", actor=actor, now=now, reason=reason,
-                                         values={"reason": reason}, refunded_fen=refunded, iccid=row.iccid)], now)
+                                         values={"reason": reason}, refunded_fen=refunded, iccid=card.iccid)], now)
     if network is not None:
-        cards.sync(db, network, iccids=[row.iccid])
+        cards.sync(db, network, iccids=[card.iccid])
     return get_order(db, row.number)
 
 

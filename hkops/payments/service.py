@@ -68,7 +68,8 @@ def check_method(method: object) -> str:
     """alipay, wechat, bank, cash...: 1 to 16 lower-case letters, digits, '-' or '_'."""
     text = str(method or "").strip().lower()
     if not _METHOD.fullmatch(text):
-        raise InvalidValue("method", method, "must be 1 to 16 letters, digits, '-' or '_' (alipay, wechat, bank, cash...)")
+        raise InvalidValue("method", method,
+                           "must be 1 to 16 letters, digits, '-' or '_' (alipay, wechat, bank, cash...)")
     return text
 
 
@@ -291,7 +292,8 @@ def import_payments(db: Store, path: str | Path, *, actor: str) -> list[Payment]
         numbers = sorted({p[1] for p in parsed})
         for start in range(0, len(numbers), _CHUNK):
             found.update({r.number: r for r in conn.execute(
-                select(orders.c.id, orders.c.number, orders.c.state).where(orders.c.number.in_(numbers[start:start + _CHUNK])))})
+                select(orders.c.id, orders.c.number, orders.c.state)
+                .where(orders.c.number.in_(numbers[start:start + _CHUNK])))})
         recorded = {}
         references = sorted({p[4] for p in parsed})
         for start in range(0, len(references), _CHUNK):
