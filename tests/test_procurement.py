@@ -137,7 +137,7 @@ def test_cancel_and_close_follow_the_order_lifecycle(buyer, tmp_path):
     with buyer.read() as conn:
         event = audit_query(conn, subject=number, action="close")[0]
     assert (event["details"]["under_delivered"], event["details"]["short_by_product"]) == (8, {CM: 4, CU: 4})
-    assert (event["details"]["from_state"], event["details"]["to_state"]) == ("partially_received", "closed")
+    assert (event["from_state"], event["to_state"]) == ("partially_received", "closed")
     with pytest.raises(IllegalTransition):
         po.receive(buyer, number, card_file(tmp_path, 4, start=6), product=CM, actor="ana")
     with pytest.raises(NotFound):

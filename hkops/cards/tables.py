@@ -73,6 +73,7 @@ sims = Table(
     Index(None, "state", "iccid"),
     Index(None, "msisdn"),
     Index(None, "network_sync"),
+    Index(None, "location", "state", "iccid"),
 )
 
 # Commands for the HLR, written in the same transaction as the inventory change they

@@ -134,12 +134,8 @@ def _fen(value: object, field: str) -> int:
 
 def _event(number: str, action: str, from_state: str | None, to_state: str, reason: str | None,
            details: dict | None) -> Event:
-    """An audit event of a purchase order. The audit trail's state columns hold 16 characters,
-    so a longer state (partially_received) is given in full in the details instead."""
-    states = {"from_state": from_state, "to_state": to_state}
-    if all(s is None or len(s) <= 16 for s in states.values()):
-        return Event("po", number, action, from_state, to_state, reason, details)
-    return Event("po", number, action, None, None, reason, {**states, **(details or {})})
+    """An audit event of a purchase order."""
+    return Event("po", number, action, from_state, to_state, reason, details)
 
 
 def landed_unit_cost(unit_cost_fen: int, extra_cost_fen: int, ordered: int) -> int:

@@ -252,9 +252,24 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('product', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('purchase_order', sa.String(length=20), nullable=True))
 
+    # Picking a card for an order: in-stock cards at a location, lowest ICCID first.
+    with op.batch_alter_table('sims', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sims_location_state_iccid'), ['location', 'state', 'iccid'], unique=False)
+
+    # Purchase order states (partially_received) are longer than 16 characters.
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.alter_column('from_state', existing_type=sa.String(length=16), type_=sa.String(length=20))
+        batch_op.alter_column('to_state', existing_type=sa.String(length=16), type_=sa.String(length=20))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.alter_column('to_state', existing_type=sa.String(length=20), type_=sa.String(length=16))
+        batch_op.alter_column('from_state', existing_type=sa.String(length=20), type_=sa.String(length=16))
+
+    with op.batch_alter_table('sims', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sims_location_state_iccid'))
+
     with op.batch_alter_table('sim_batches', schema=None) as batch_op:
         batch_op.drop_column('purchase_order')
         batch_op.drop_column('product')
