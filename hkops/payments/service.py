@@ -251,7 +251,7 @@ def read_payment_file(path: str | Path) -> tuple[list[str], list[tuple[int, list
     return columns, rows
 
 
-def import_payments(db: Store, path: str | Path, *, actor: str) -> list[Payment]:
+def import_payments(db: Store | Connection, path: str | Path, *, actor: str) -> list[Payment]:
     """Record the collections of a payment statement CSV; every line or none.
 
     Every bad line is listed (:class:`InvalidFile`): unknown order, bad amount, method or
