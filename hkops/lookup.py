@@ -165,7 +165,7 @@ def _numbers(conn: Connection, msisdns: set[int]) -> list[dict]:
         select(numbers.c.msisdn, numbers.c.state, numbers.c.grade, numbers.c.level, numbers.c.price_fen,
                numbers.c.holder, numbers.c.reserved_until, numbers.c.quarantine_until, number_blocks.c.carrier,
                number_blocks.c.province, number_blocks.c.city)
-        .join(number_blocks, number_blocks.c.prefix == numbers.c.msisdn / 10_000, isouter=True)
+        .join(number_blocks, number_blocks.c.prefix == numbers.c.msisdn // 10_000, isouter=True)
         .where(numbers.c.msisdn.in_(msisdns)).order_by(numbers.c.msisdn)).mappings()
     return [dict(r) for r in rows]
 

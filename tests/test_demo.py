@@ -84,7 +84,7 @@ def test_lookup_from_any_link_leads_to_the_whole_chain(world, key):
     found = lookup(world, value)
     assert order["number"] in [o["number"] for o in found["orders"]]
     mine = next(o for o in found["orders"] if o["number"] == order["number"])
-    assert [n["msisdn"] for n in found["numbers"]] == [order["msisdn"]]
+    assert [(n["msisdn"], n["carrier"]) for n in found["numbers"]] == [(order["msisdn"], order["carrier"])]
     assert order["iccid"] in [c["iccid"] for c in found["cards"]]
     assert [s["id"] for s in found["subscribers"]] == [order["subscriber_id"]]
     assert len(mine["agent_chain"]) >= 2 and mine["agent_chain"][-1]["level"] == 1
