@@ -13,9 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hkops import carriers
+from hkops.audit import audit_log
 from hkops.errors import Conflict, InvalidValue
 from hkops.ids import block_info
 from hkops.network import InProcessTransport, ProvisioningClient, Simulator
@@ -111,9 +112,12 @@ def build(
 
     orders_by_state: dict[str, int] = {}
     hlr = ProvisioningClient(InProcessTransport(Simulator(hlr_dir)))
+    with store.read() as conn:
+        audited_before = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
     stocked = demo_distribution.stock_up(store, random.Random(seed), extra_mobile_cards=cards + cards // 10)
     if cards:
         _sell_cards(store, random.Random(seed), stocked[:cards], hlr)
+    demo_distribution.backdate_stock(store, audited_before)
     if orders:
         orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr, progress=order_progress)
     stats = numbers_service.stats(store)

@@ -26,7 +26,9 @@ from hkops.network import ProvisioningClient
 from hkops.orders import service as orders
 from hkops.orders.tables import orders as orders_table
 from hkops.orders.tables import shipments
+from hkops.cards.tables import sim_batches
 from hkops.payments.tables import payments
+from hkops.procurement.tables import po_receipts, purchase_orders
 from hkops.procurement import service as procurement
 from hkops.security.crypto import load_keyring
 from hkops.stock import service as stock
@@ -142,6 +144,24 @@ def stock_up(store: Store, rng: random.Random, *, extra_mobile_cards: int = 1_10
     return received["CM-TRIPLE"][-extra_mobile_cards:]
 
 
+def backdate_stock(store: Store, since_audit_id: int, days: float = DAYS + 5) -> None:
+    """Move the stock built so far (ledger, purchase orders, receipts, batches and their audit
+    records after ``since_audit_id``) ``days`` back, so cards arrive before they are sold."""
+    shift = timedelta(days=days)
+    with store.write() as conn:
+        for table, key, columns in ((stock_moves, "id", ("at",)), (audit_log, "id", ("at",)),
+                                    (purchase_orders, "id", ("created_at", "changed_at")),
+                                    (po_receipts, "id", ("at",)), (sim_batches, "id", ("received_at",))):
+            query = select(table.c[key], *(table.c[c] for c in columns))
+            if table is audit_log:
+                query = query.where(audit_log.c.id > since_audit_id)
+            rows = [{"k": row[0], **{c: row[n + 1] - shift for n, c in enumerate(columns)}}
+                    for row in conn.execute(query)]
+            if rows:
+                conn.execute(update(table).where(table.c[key] == bindparam("k"))
+                             .values({c: bindparam(c) for c in columns}), rows)
+
+
 def _card_file(path: Path, rng: random.Random, product: str, count: int, serial: int) -> list[str]:
     """A vendor card file (pySim CSV) of ``count`` cards of ``product``; returns the ICCIDs."""
     _, _, _, issuer, mnc = next(p for p in PRODUCTS if p[0] == product)
@@ -167,11 +187,13 @@ def take_orders(store: Store, rng: random.Random, count: int, hlr: ProvisioningC
     plans = [p[0] for p in PLANS]
     ended: dict[str, int] = {}
     placed: list[tuple[str, float]] = []
-    for n in range(count):
+    ends = rng.choices([e[0] for e in ENDS], [e[1] for e in ENDS], k=count)
+    # Oldest first, so that a card taken back from a cancelled order is sold again later.
+    plan_of_orders = sorted(((rng.uniform(*next(e[2] for e in ENDS if e[0] == end)), end) for end in ends),
+                            reverse=True)
+    for n, (days_ago, end) in enumerate(plan_of_orders):
         if progress:
             progress(1)
-        end = rng.choices([e[0] for e in ENDS], [e[1] for e in ENDS])[0]
-        days_ago = rng.uniform(*next(e[2] for e in ENDS if e[0] == end))
         plan = rng.choice(plans)
         agent = rng.choice(sellers) if rng.random() < 0.7 else None
         carrier = catalogue.get_plan(store, plan).carrier
@@ -240,7 +262,7 @@ def _backdate(store: Store, rng: random.Random, placed: list[tuple[str, float]])
     now = utc_now()
     with store.write() as conn:
         ids = dict(conn.execute(select(orders_table.c.number, orders_table.c.id)).all())
-        order_rows, audit_rows, ship_rows, pay_rows, move_rows = [], [], [], [], []
+        order_rows, audit_rows, ship_rows, pay_rows, times = [], [], [], [], {}
         for number, days_ago in placed:
             start = now - timedelta(days=days_ago)
             span = min(days_ago, 12.0) / 12.0  # recent orders had less time to move on
@@ -258,7 +280,16 @@ def _backdate(store: Store, rng: random.Random, placed: list[tuple[str, float]])
             ship_rows.append({"i": ids[number], "c": at("ship"), "t": last})
             pay_rows.append({"i": ids[number], "k": "collection", "t": at("pay")})
             pay_rows.append({"i": ids[number], "k": "refund", "t": last})
-            move_rows.append({"d": number, "t": at("ship")})
+            times[number] = (at("ship"), last)
+        # A card's moves keep their order: a sale never before the card came back from an earlier order.
+        move_rows, latest = [], {}
+        for move in conn.execute(select(stock_moves.c.id, stock_moves.c.iccid, stock_moves.c.kind,
+                                        stock_moves.c.document, stock_moves.c.at).order_by(stock_moves.c.id)):
+            when = move.at
+            if move.document in times:
+                when = max(times[move.document][0 if move.kind == "sale" else 1], latest.get(move.iccid, when))
+                move_rows.append({"i": move.id, "t": when})
+            latest[move.iccid] = when
         if not placed:
             return
         conn.execute(update(audit_log).where(audit_log.c.id == bindparam("i")).values(at=bindparam("t")), audit_rows)
@@ -268,5 +299,5 @@ def _backdate(store: Store, rng: random.Random, placed: list[tuple[str, float]])
                      .values(created_at=bindparam("c"), changed_at=bindparam("t")), ship_rows)
         conn.execute(update(payments).where(payments.c.order_id == bindparam("i"), payments.c.kind == bindparam("k"))
                      .values(at=bindparam("t")), pay_rows)
-        conn.execute(update(stock_moves).where(stock_moves.c.document == bindparam("d")).values(at=bindparam("t")),
+        conn.execute(update(stock_moves).where(stock_moves.c.id == bindparam("i")).values(at=bindparam("t")),
                      move_rows)

@@ -56,6 +56,12 @@ def test_demo_stock_agrees_with_its_ledger_and_the_hlr_with_inventory(world):
             .where(stock_moves.c.id.in_(select(func.max(stock_moves.c.id)).group_by(stock_moves.c.iccid)))).all())
         located = dict(conn.execute(select(sims.c.iccid, sims.c.location)).all())
     assert last_move == located  # every card entered the ledger, and is where its last move took it
+    with world.read() as conn:
+        moves = conn.execute(select(stock_moves.c.iccid, stock_moves.c.at).order_by(stock_moves.c.id)).all()
+    latest: dict = {}
+    for iccid, at in moves:  # a card is received before it is moved on, moved before it is sold
+        assert at >= latest.get(iccid, at), iccid
+        latest[iccid] = at
     on_hand = sum(row["quantity"] for row in stock.on_hand(world))
     assert on_hand == sum(1 for where in located.values() if where not in ("CUSTOMER", "SCRAP", "MISSING"))
     network = ProvisioningClient(InProcessTransport(Simulator(world.hlr_dir)))
@@ -136,3 +142,19 @@ def test_lookup_classifies_what_it_is_given():
 def test_lookup_of_a_number_nobody_has_is_not_found(world):
     with pytest.raises(NotFound):
         lookup(world, "19999999999")
+
+
+def test_sales_figures_count_every_order_once_and_the_funnel_only_narrows(world):
+    from hkops.analytics import sales
+
+    frame = sales.orders_frame(world)
+    with world.read() as conn:
+        total = conn.execute(select(func.count()).select_from(orders)).scalar()
+    assert len(frame) == total
+    assert not {"customer_name", "resident_id_enc", "id_masked", "ship_address", "contact"} & set(frame.columns)
+    stages = sales.funnel(world)
+    assert stages["orders"].iloc[0] == total
+    assert list(stages["orders"]) == sorted(stages["orders"], reverse=True) and stages["orders"].iloc[-1] > 0
+    daily = sales.daily_orders(frame)
+    assert int(daily.to_numpy().sum()) == int((~frame["state"].isin(["draft", "rejected"])).sum())
+    assert set(daily.columns) <= {"direct", "A-NORTH", "A-SOUTH", "A-EAST"}

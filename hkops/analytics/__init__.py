@@ -1,1 +1,1 @@
-"""Statistics over the usage store and, later, sales."""
+"""Statistics: usage (DuckDB over the Parquet usage store) and sales (orders and their audit trail)."""
