@@ -241,15 +241,33 @@ def test_a_card_cannot_be_sold_twice(distribution):
         db, order.number, courier="SF", tracking_no="SF-X1", actor="desk"))
 
 
-def test_the_last_card_at_a_location_goes_to_one_order_only(distribution):
+def test_the_last_card_at_a_location_goes_to_one_order_and_the_next_is_paid_and_waits_for_stock(distribution):
     db = distribution.db
     stock.transfer(db, WAREHOUSE, "AG-A2", iccids=[distribution.warehouse_iccids[0]], actor="desk")
     first = advance(db, place_order(db, 19, channel="A2").number, "allocated")
     assert first.iccid == distribution.warehouse_iccids[0]
     second = place_order(db, 20, channel="A2")
-    refused(db, Conflict, "no CM-NANO card is in stock at AG-A2", lambda: orders.pay_order(
-        db, second.number, second.total_fen, method="alipay", reference="last-card", actor="desk"))
-    assert orders.get_order(db, second.number).state == "approved"
+
+    waiting = orders.pay_order(db, second.number, second.total_fen, method="alipay", reference="last-card",
+                               actor="desk")
+
+    assert (waiting.state, waiting.iccid) == ("paid", None)  # the money is taken, the card comes later
+    assert (numbers.get_number(db, waiting.msisdn).state, numbers.get_number(db, waiting.msisdn).holder) == (
+        "assigned", second.number)
+    assert order_events(db, second.number)[-2:] == [("pay", "approved", "paid"), ("wait_for_stock", "paid", "paid")]
+    assert payments.reconcile(db).clean
+    assert orders.allocate_waiting(db, location="ag-a2", actor="desk") == []  # still nothing there
+    stock.transfer(db, WAREHOUSE, "AG-A2", iccids=[distribution.warehouse_iccids[1]], actor="desk")
+
+    assert orders.allocate_waiting(db, location="AG-A2", actor="desk") == [second.number]
+
+    allocated = orders.get_order(db, second.number)
+    assert (allocated.state, allocated.iccid) == ("allocated", distribution.warehouse_iccids[1])
+    assert cards.get_card(db, allocated.iccid).state == "allocated"
+    assert order_events(db, second.number)[-1] == ("allocate", "paid", "allocated")
+    assert orders.allocate_waiting(db, actor="desk") == []
+    with pytest.raises(NotFound, match="WH-NOWHERE"):
+        orders.allocate_waiting(db, location="WH-NOWHERE", actor="desk")
 
 
 def test_cancelling_an_activated_order_is_refused_it_goes_through_return(distribution, hlr):

@@ -5,9 +5,15 @@ An order is placed by an agent (channel = the agent's code) or by a customer dir
 ship-to province) and the number, and either writes nothing and says every reason, or
 approves the order: the subscriber is registered, the number reserved for the order, the
 price quoted at the channel's price level and the agent chain copied onto the order.
-Payment in full assigns the number and picks a card from the selling location's stock;
-shipping sells the card to the customer; activation pairs and activates it through the
-card lifecycle. Cancelling undoes every step taken; an activated order is returned instead.
+Payment in full assigns the number and picks a card from the selling location's stock
+(none left: the order stays paid until :func:`allocate_waiting` finds one); shipping sells
+the card to the customer; activation pairs and activates it through the card lifecycle.
+Cancelling undoes every step taken; an activated order is returned instead.
+
+Intake and payment are set-wise: :func:`create_orders` and :func:`pay_orders` take a whole
+batch (a channel feed, an order file) in a handful of queries; :func:`create_order` and
+:func:`pay_order` are the same code for one. :func:`check_order` runs intake's checks
+without writing anything (the orders console's live checks).
 
 Each use case is one unit of work and audits every state change (entity ``order``, subject
 the order number); only activation and return talk to the HLR, after their commit.
@@ -15,11 +21,14 @@ the order number); only activation and return talk to the HLR, after their commi
 
 from __future__ import annotations
 
+import csv
 import json
 import secrets
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from types import SimpleNamespace
 
 import phonenumbers
@@ -28,21 +37,22 @@ from sqlalchemy.exc import IntegrityError
 from stdnum.cn import ric
 
 from hkops import audit
-from hkops.agents import service as agents
+from hkops.agents.tables import agents as agents_table
 from hkops.audit import Event, audit_log
 from hkops.cards import service as cards
 from hkops.cards.model import SimState
 from hkops.cards.tables import sims
 from hkops.catalogue import service as catalogue
-from hkops.catalogue.tables import sim_products
-from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
-from hkops.ids import mask_resident_id, parse_msisdn, parse_resident_id
+from hkops.catalogue.tables import plan_prices, sim_products
+from hkops.errors import Conflict, HkopsError, IllegalTransition, InvalidFile, InvalidValue, InvalidValues, NotFound
+from hkops.ids import parse_msisdn, parse_resident_id
 from hkops.money import format_yuan
 from hkops.network import ProvisioningClient
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.search import ranges_of
-from hkops.numbers.tables import number_blocks
+from hkops.numbers.service import BLOCK_SIZE
+from hkops.numbers.tables import number_blocks, number_grades
 from hkops.numbers.tables import numbers as numbers_table
 from hkops.orders.model import OPEN, PIPELINE, OrderState, ShipmentState, order_target, shipment_target
 from hkops.orders.tables import orders, shipments
@@ -54,8 +64,7 @@ from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
-from hkops.subscribers.tables import id_blacklist, subscriber_numbers
-from hkops.subscribers.tables import subscribers as subscribers_table
+from hkops.subscribers.tables import subscriber_numbers
 from hkops.timeutil import SHANGHAI, utc_now
 
 O = OrderState
@@ -63,6 +72,7 @@ DIRECT = "direct"
 #: An approved order holds its number until it is paid (then assigned) or cancelled.
 NUMBER_HOLD = timedelta(days=3650)
 _SEALED_CONTEXT = "orders.resident_id:{}"
+_CHUNK = 900  # SQLite's bound-parameter limit is 999 on older builds
 
 
 @dataclass(frozen=True)
@@ -125,27 +135,112 @@ def _event(number: str, action: str, from_state: str | None, to_state: str | Non
                  {k: v for k, v in details.items() if v is not None} or None)
 
 
-# ---------------------------------------------------------------- intake: the values given
+# ---------------------------------------------------------------- intake: what is asked for
 
 
-@dataclass
-class _Intake:
-    """What an intake asks for, checked for form and resolved against the catalogue and agents."""
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order asked for, with the values :func:`create_order` takes. ``msisdn`` None: the
+    first available plain number of the plan's carrier (the ship-to province's blocks first);
+    ``product`` None: the carrier's first active product; ``location`` None: the agent's stock,
+    or the first warehouse for direct orders; ``submit`` False: a draft, checked for form only."""
 
     channel: str
-    client_order_id: str | None
-    plan: catalogue.Plan
-    agent: agents.Agent | None
-    product: str
-    location: str
+    plan: str
     customer_name: str
-    resident_id: str
-    id_masked: str
-    birth_date: date
+    resident_id: str = field(repr=False)
     contact: str
     ship_province: str
     ship_address: str
+    msisdn: str | None = None
+    product: str | None = None
+    client_order_id: str | None = None
+    location: str | None = None
+    submit: bool = True
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """What :func:`check_order` found: every problem, the number the order would get and its
+    quote; ``blacklisted`` (the reason) and ``held`` (numbers of the plan's carrier the person
+    holds, bound or on open orders) once the resident ID and the plan are good enough to look."""
+
+    problems: list[InvalidValue]
     msisdn: str | None
+    quote: catalogue.Quote | None
+    blacklisted: str | None = None
+    held: int | None = None
+
+
+@dataclass(frozen=True)
+class _Seller:
+    """A selling agent as intake needs it; ``chain`` is the JSON of :func:`hkops.agents.service.chain`."""
+
+    id: int
+    code: str
+    active: bool
+    location: str
+    price_level: int
+    chain: str
+
+
+@dataclass
+class _Item:
+    """One request on its way through the checks: its values as checked and what was found."""
+
+    request: OrderRequest
+    #: Where the request stands in the batch or file (problems name it); None for a single order.
+    line: int | None
+    problems: list[InvalidValue] = field(default_factory=list)
+    channel: str | None = None
+    client_order_id: str | None = None
+    customer_name: str | None = None
+    rid: str | None = field(default=None, repr=False)
+    contact: str | None = None
+    province: str | None = None
+    address: str | None = None
+    #: The number asked for.
+    wanted: str | None = None
+    plan: catalogue.Plan | None = None
+    agent: _Seller | None = None
+    product: str | None = None
+    location: str | None = None
+    digest: str | None = field(default=None, repr=False)
+    #: The order an earlier intake with this client order id made (the request is a retry).
+    retry: Order | None = None
+    #: Why the client order id cannot be reused (it was used with other values).
+    conflict: str | None = None
+    subscriber_id: int | None = None
+    blacklisted: str | None = None
+    held: int | None = None
+    #: The number the order gets, its row (stored state, fees) and the quote.
+    msisdn: str | None = None
+    number_row: object = None
+    quote: catalogue.Quote | None = None
+
+    def refuse(self, field_name: str, value: object, reason: str) -> None:
+        self.problems.append(InvalidValue(field_name, value, reason, line=self.line))
+
+    def attempt(self, check, *args):
+        """``check(*args)``, or None with its InvalidValue noted as a problem of this request."""
+        try:
+            return check(*args)
+        except InvalidValue as exc:
+            self.refuse(exc.field, exc.value, exc.reason)
+            return None
+
+    @property
+    def to_approve(self) -> bool:
+        return self.request.submit and self.retry is None and self.conflict is None
+
+    @property
+    def masked(self) -> str:
+        return _mask(self.rid)
+
+
+def _mask(rid: str) -> str:
+    """:func:`hkops.ids.mask_resident_id` of an ID already parsed."""
+    return rid[:6] + "*" * 8 + rid[-4:]
 
 
 def _channel(value: str) -> str:
@@ -181,302 +276,524 @@ def _client_id(value: str | None) -> str | None:
     return text_value
 
 
-def _try(problems: list[InvalidValue], check, *args):
-    try:
-        return check(*args)
-    except InvalidValue as exc:
-        problems.append(exc)
-        return None
+def _chunks(values: list, size: int = _CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
-def _raise(source: str, problems: list[InvalidValue]) -> None:
-    if problems:
-        raise InvalidValues(source, problems)
+def _read_form(request: OrderRequest, line: int | None) -> _Item:
+    """The request's values checked for form (no database)."""
+    item = _Item(request, line)
+    item.channel = item.attempt(_channel, request.channel)
+    item.client_order_id = item.attempt(_client_id, request.client_order_id)
+    item.customer_name = item.attempt(_text, request.customer_name, "customer_name", 64)
+    item.rid = item.attempt(parse_resident_id, request.resident_id)
+    item.contact = item.attempt(_contact, request.contact)
+    item.province = item.attempt(catalogue.canonical_province, request.ship_province, "ship_province")
+    item.address = item.attempt(_text, request.ship_address, "ship_address", 200)
+    if request.msisdn is not None:
+        item.wanted = item.attempt(parse_msisdn, request.msisdn)
+    return item
 
 
 # Statements of the hot path, built once (SQLAlchemy then only binds the values).
 _FIRST_WAREHOUSE = (select(stock_locations.c.code).where(stock_locations.c.kind == LocationKind.WAREHOUSE.value)
                     .order_by(stock_locations.c.created_at, stock_locations.c.code).limit(1))
-_LOCATION_KIND = select(stock_locations.c.kind).where(stock_locations.c.code == bindparam("code"))
 _FIRST_PRODUCT = (select(sim_products.c.code).where(sim_products.c.carrier == bindparam("carrier"),
                                                     sim_products.c.active.is_(True))
                   .order_by(sim_products.c.code).limit(1))
+_SELLING = (LocationKind.WAREHOUSE.value, LocationKind.AGENT.value)
 
 
-def _intake(conn: Connection, *, channel, plan, customer_name, resident_id, contact, ship_province, ship_address,
-            msisdn, product, client_order_id, location) -> _Intake:
-    """Check every value for form and resolve plan, agent, product and location; InvalidValues lists every problem."""
-    problems: list[InvalidValue] = []
-    channel = _try(problems, _channel, channel)
-    client_order_id = _try(problems, _client_id, client_order_id)
-    name = _try(problems, _text, customer_name, "customer_name", 64)
-    rid = _try(problems, parse_resident_id, resident_id)
-    contact = _try(problems, _contact, contact)
-    province = _try(problems, catalogue.canonical_province, ship_province, "ship_province")
-    address = _try(problems, _text, ship_address, "ship_address", 200)
-    msisdn = _try(problems, parse_msisdn, msisdn) if msisdn is not None else None
-    the_plan = agent = None
-    try:
-        the_plan = catalogue.get_plan(conn, plan)
-        if not the_plan.active:
-            problems.append(InvalidValue("plan", the_plan.code, "is no longer sold"))
-    except NotFound as exc:
-        problems.append(InvalidValue("plan", plan, str(exc)))
-    if channel not in (None, DIRECT):
+def _sellers(conn: Connection, codes: set[str]) -> dict[str, _Seller]:
+    """The agents with these codes, each with its chain up to level 1 (two queries for all)."""
+    if not codes:
+        return {}
+    found = {}
+    for chunk in _chunks(sorted(codes)):
+        found.update({r.code: r for r in conn.execute(
+            select(agents_table.c.id, agents_table.c.code, agents_table.c.active, agents_table.c.location,
+                   agents_table.c.price_level).where(agents_table.c.code.in_(chunk)))})
+    chains: dict[int, list[dict]] = {}
+    for chunk in _chunks(sorted(r.id for r in found.values())):
+        up = (select(agents_table.c.id.label("start"), agents_table.c.id, agents_table.c.parent_id)
+              .where(agents_table.c.id.in_(chunk)).cte("up", recursive=True))
+        up = up.union_all(select(up.c.start, agents_table.c.id, agents_table.c.parent_id)
+                          .join(up, agents_table.c.id == up.c.parent_id))
+        for row in conn.execute(select(up.c.start, agents_table.c.id, agents_table.c.code, agents_table.c.name,
+                                       agents_table.c.level, agents_table.c.price_level)
+                                .join(up, up.c.id == agents_table.c.id)
+                                .order_by(up.c.start, agents_table.c.level.desc())).mappings():
+            chains.setdefault(row["start"], []).append({k: row[k] for k in ("id", "code", "name", "level",
+                                                                             "price_level")})
+    return {code: _Seller(r.id, r.code, bool(r.active), r.location, r.price_level,
+                          json.dumps(chains.get(r.id, []), ensure_ascii=False)) for code, r in found.items()}
+
+
+def _resolve(conn: Connection, items: list[_Item]) -> None:
+    """Plans, agents, locations and products of the requests, each looked up once for all."""
+    plans: dict[str, catalogue.Plan | NotFound] = {}
+    for code in {str(i.request.plan or "").strip().upper() for i in items}:
         try:
-            agent = agents.get_agent(conn, channel)
-            if not agent.active:
-                problems.append(InvalidValue("channel", channel, f"agent {agent.code} is inactive"))
-        except NotFound:
-            problems.append(InvalidValue("channel", channel, "is neither 'direct' nor an agent's code"))
-    if location is None:
-        location = agent.location if agent else conn.execute(_FIRST_WAREHOUSE).scalar() if channel == DIRECT else None
-        if location is None and channel == DIRECT:
-            problems.append(InvalidValue("location", "", "no warehouse exists to sell direct orders from"))
-    else:
-        location = str(location).strip().upper()
-        if conn.execute(_LOCATION_KIND, {"code": location}).scalar() not in (LocationKind.WAREHOUSE.value,
-                                                                             LocationKind.AGENT.value):
-            problems.append(InvalidValue("location", location, "is not a warehouse or agent stock location"))
-    if the_plan is not None:
-        product = _product(conn, the_plan, product, problems)
-    _raise("order", problems)
-    return _Intake(channel=channel, client_order_id=client_order_id, plan=the_plan, agent=agent, product=product,
-                   location=location, customer_name=name, resident_id=rid, id_masked=mask_resident_id(rid),
-                   birth_date=ric.get_birth_date(rid), contact=contact, ship_province=province,
-                   ship_address=address, msisdn=msisdn)
+            plans[code] = catalogue.get_plan(conn, code)
+        except NotFound as exc:
+            plans[code] = exc
+    sellers = _sellers(conn, {i.channel for i in items if i.channel not in (None, DIRECT)})
+    named = sorted({str(i.request.location).strip().upper() for i in items if i.request.location is not None})
+    kinds = {}
+    for chunk in _chunks(named):
+        kinds.update(conn.execute(select(stock_locations.c.code, stock_locations.c.kind)
+                                  .where(stock_locations.c.code.in_(chunk))).all())
+    warehouse = []
+    products: dict[str, catalogue.Product | NotFound | None] = {}
+    for item in items:
+        request = item.request
+        plan = plans[str(request.plan or "").strip().upper()]
+        if isinstance(plan, NotFound):
+            item.refuse("plan", request.plan, str(plan))
+        else:
+            item.plan = plan
+            if not plan.active:
+                item.refuse("plan", plan.code, "is no longer sold")
+        if item.channel not in (None, DIRECT):
+            item.agent = sellers.get(item.channel)
+            if item.agent is None:
+                item.refuse("channel", item.channel, "is neither 'direct' nor an agent's code")
+            elif not item.agent.active:
+                item.refuse("channel", item.channel, f"agent {item.agent.code} is inactive")
+        if request.location is not None:
+            item.location = str(request.location).strip().upper()
+            if kinds.get(item.location) not in _SELLING:
+                item.refuse("location", item.location, "is not a warehouse or agent stock location")
+        elif item.agent is not None:
+            item.location = item.agent.location
+        elif item.channel == DIRECT:
+            if not warehouse:
+                warehouse.append(conn.execute(_FIRST_WAREHOUSE).scalar())
+            item.location = warehouse[0]
+            if item.location is None:
+                item.refuse("location", "", "no warehouse exists to sell direct orders from")
+        if item.plan is not None:
+            item.product = _product(conn, item, products)
 
 
-def _product(conn: Connection, plan: catalogue.Plan, product: str | None, problems: list[InvalidValue]) -> str | None:
+def _product(conn: Connection, item: _Item, products: dict) -> str | None:
     """The product asked for (of the plan's carrier), else the first active product of that carrier."""
-    if product is None:
-        code = conn.execute(_FIRST_PRODUCT, {"carrier": plan.carrier}).scalar()
-        if code is None:
-            problems.append(InvalidValue("product", "", f"no active {plan.carrier} SIM product exists"))
-        return code
-    try:
-        found = catalogue.get_product(conn, product)
-    except NotFound as exc:
-        problems.append(InvalidValue("product", product, str(exc)))
+    plan, asked = item.plan, item.request.product
+    if asked is None:
+        key = f"first of {plan.carrier}"
+        if key not in products:
+            products[key] = conn.execute(_FIRST_PRODUCT, {"carrier": plan.carrier}).scalar()
+        if products[key] is None:
+            item.refuse("product", "", f"no active {plan.carrier} SIM product exists")
+        return products[key]
+    code = str(asked).strip().upper()
+    if code not in products:
+        try:
+            products[code] = catalogue.get_product(conn, code)
+        except NotFound as exc:
+            products[code] = exc
+    found = products[code]
+    if isinstance(found, NotFound):
+        item.refuse("product", asked, str(found))
         return None
     if found.carrier != plan.carrier:
-        problems.append(InvalidValue("product", found.code, f"is a {found.carrier} SIM; plan {plan.code} is "
-                                                            f"{plan.carrier}"))
+        item.refuse("product", found.code, f"is a {found.carrier} SIM; plan {plan.code} is {plan.carrier}")
     elif not found.active:
-        problems.append(InvalidValue("product", found.code, "is no longer sold"))
+        item.refuse("product", found.code, "is no longer sold")
     return found.code
-
-
-# ---------------------------------------------------------------- intake: the checks
-
-
-def _lookup_hash(conn: Connection, rid: str, keyring: Keyring) -> str:
-    """The subscribers' keyed hash of the resident ID (the lookup key is made if none exists yet)."""
-    return subscribers._hash(subscribers._lookup_key(conn, keyring, create=True), rid)
-
-
-def _lock_person(conn: Connection, digest: str) -> None:
-    """Serialise intakes of one person on PostgreSQL (SQLite writers are serial already), so
-    two concurrent orders cannot both pass 一证五号."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"hkops-person-{digest}"})
-
-
-_BLACKLISTED = select(id_blacklist.c.reason).where(id_blacklist.c.resident_id_hash == bindparam("digest"))
-_REGISTERED = (select(subscribers_table.c.id, subscribers_table.c.name)
-               .where(subscribers_table.c.resident_id_hash == bindparam("digest")))
-_OPEN_ORDERS = select(func.count()).select_from(orders).where(
-    orders.c.resident_id_hash == bindparam("digest"), orders.c.carrier == bindparam("carrier"),
-    orders.c.state.in_([s.value for s in OPEN]),
-    ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn, subscriber_numbers.c.until.is_(None)))
-_CARRIER_BLOCKS = (select(number_blocks.c.prefix, number_blocks.c.province)
-                   .where(number_blocks.c.carrier == bindparam("carrier")).order_by(number_blocks.c.prefix))
-
-
-def _held_numbers(conn: Connection, digest: str, carrier: str) -> int:
-    """Numbers of ``carrier`` this person holds: bound ones plus open orders' not bound yet."""
-    bound = subscribers.count_numbers(conn, digest, carrier)
-    return bound + conn.execute(_OPEN_ORDERS, {"digest": digest, "carrier": carrier}).scalar_one()
-
-
-def _number_problem(conn: Connection, msisdn: str, carrier: str, now: datetime) -> str | None:
-    """Why the chosen number cannot be sold with a plan of ``carrier`` (None: it can); locks it."""
-    stmt = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"))
-            .select_from(numbers_table.outerjoin(number_blocks, number_blocks.c.prefix == int(msisdn) // 10_000))
-            .where(numbers_table.c.msisdn == int(msisdn)))
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=numbers_table)
-    row = conn.execute(stmt).mappings().first()
-    if row is None:
-        return "is not in the number pool"
-    if row["block_carrier"] != carrier:
-        return f"is a {row['block_carrier']} number; the plan is {carrier}"
-    state = numbers.record_from_row(row).effective_state(now)
-    if state != NumberState.AVAILABLE:
-        held = f" (held by {row['holder']})" if row["holder"] else ""
-        return f"is {state.value}{held}, not available"
-    return None
-
-
-@lru_cache(maxsize=256)
-def _first_free(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool):
-    """The statement taking the first available number of these grades in these blocks (built once per shape)."""
-    stmt = (select(numbers_table.c.msisdn)
-            .where(numbers_table.c.state == NumberState.AVAILABLE.value, numbers_table.c.grade.in_(grades),
-                   or_(*ranges_of(list(prefixes))))
-            .order_by(numbers_table.c.msisdn).limit(1))
-    return stmt.with_for_update(skip_locked=True) if lock else stmt
-
-
-def _free_number(conn: Connection, carrier: str, province: str) -> str | None:
-    """The first available plain-grade number of ``carrier``, in the ship-to province's blocks
-    if it has any there; locked (skipping numbers other intakes hold) on PostgreSQL."""
-    blocks = conn.execute(_CARRIER_BLOCKS, {"carrier": carrier}).all()
-    everywhere = tuple(b.prefix for b in blocks)
-    nearby = tuple(b.prefix for b in blocks if b.province == province)
-    grades = tuple(numbers.plain_grades(conn))
-    for prefixes in [nearby, everywhere] if nearby != everywhere else [everywhere]:
-        if prefixes:
-            found = conn.execute(_first_free(prefixes, grades, conn.dialect.name == "postgresql")).scalar()
-            if found is not None:
-                return str(found)
-    return None
-
-
-@dataclass
-class _Verdict:
-    """The outcome of the checks: every problem, the number chosen, its quote, the subscriber already registered."""
-
-    problems: list[InvalidValue]
-    msisdn: str | None = None
-    quote: catalogue.Quote | None = None
-    subscriber_id: int | None = None
-    #: Whether the number was picked from the pool (rather than chosen by the customer).
-    picked: bool = False
-
-
-def _verify(conn: Connection, intake: _Intake, digest: str, now: datetime) -> _Verdict:
-    """Every reason the order cannot be approved, the number it gets and its quote."""
-    plan, masked = intake.plan, intake.id_masked
-    today = now.astimezone(SHANGHAI).date()
-    verdict = _Verdict([InvalidValue("customer", masked, reason) for reason in catalogue.customer_problems(
-        plan, intake.birth_date, intake.ship_province, today)])
-    problems = verdict.problems
-    listed = conn.execute(_BLACKLISTED, {"digest": digest}).scalar()
-    if listed is not None:
-        problems.append(InvalidValue("resident_id", masked, f"is blacklisted ({listed})"))
-    registered = conn.execute(_REGISTERED, {"digest": digest}).first()
-    if registered is not None:
-        verdict.subscriber_id = registered.id
-        if registered.name != intake.customer_name:
-            problems.append(InvalidValue("customer_name", intake.customer_name,
-                                         f"resident ID {masked} is registered under another name"))
-    held = _held_numbers(conn, digest, plan.carrier)
-    if held >= NUMBERS_PER_CARRIER:
-        problems.append(InvalidValue("resident_id", masked, f"already holds {held} {plan.carrier} numbers (bound or on "
-                                     f"open orders); one person may hold at most {NUMBERS_PER_CARRIER} (一证五号)"))
-    msisdn = intake.msisdn
-    if msisdn is not None:
-        problem = _number_problem(conn, msisdn, plan.carrier, now)
-        if problem:
-            problems.append(InvalidValue("msisdn", msisdn, problem))
-            msisdn = None
-    else:
-        msisdn = _free_number(conn, plan.carrier, intake.ship_province)
-        verdict.picked = True
-        if msisdn is None:
-            problems.append(InvalidValue("msisdn", "", f"no plain {plan.carrier} number is available"))
-    if msisdn is not None:
-        try:
-            verdict.quote = catalogue.quote(conn, plan, msisdn, intake.agent.price_level if intake.agent else 0)
-            verdict.msisdn = msisdn
-        except (Conflict, InvalidValue, NotFound) as exc:
-            problems.append(InvalidValue("plan", plan.code, str(exc)))
-    return verdict
-
-
-# ---------------------------------------------------------------- intake: writing
-
-_INSERT = orders.insert()
-_SET_NUMBER = (update(orders).where(orders.c.id == bindparam("order_id"))
-               .values(number=bindparam("number"), resident_id_enc=bindparam("sealed")))
-
-
-def _seal(keyring: Keyring, rid: str, number: str) -> str:
-    return keyring.encrypt(rid, _SEALED_CONTEXT.format(number))
-
-
-def _values(intake: _Intake, digest: str, state: OrderState, *, actor: str, now: datetime) -> dict:
-    """The order row as intake stores it (no price yet)."""
-    return dict(
-        channel=intake.channel, client_order_id=intake.client_order_id,
-        agent_id=intake.agent.id if intake.agent else None, agent_chain=None, plan=intake.plan.code,
-        product=intake.product, carrier=intake.plan.carrier, state=state.value, reason=None,
-        msisdn=int(intake.msisdn) if intake.msisdn else None, iccid=None, location=intake.location,
-        subscriber_id=None, customer_name=intake.customer_name, id_masked=intake.id_masked,
-        resident_id_hash=digest, contact=intake.contact, ship_province=intake.ship_province,
-        ship_address=intake.ship_address, price_fen=0, vanity_fee_fen=0, prepay_fen=0, total_fen=0,
-        min_monthly_fen=0, first_topup_fen=None, created_at=now, created_by=actor, changed_at=now)
-
-
-def _insert(conn: Connection, values: dict, rid: str, keyring: Keyring) -> dict:
-    """Insert the order row; returns its values with id and number (``SO`` and the id)."""
-    order_id = conn.execute(_INSERT, {**values, "number": secrets.token_hex(12), "resident_id_enc": ""}
-                            ).inserted_primary_key[0]
-    number = f"SO{order_id:08d}"
-    conn.execute(_SET_NUMBER, {"order_id": order_id, "number": number, "sealed": _seal(keyring, rid, number)})
-    return {**values, "id": order_id, "number": number}
-
-
-def _approval(conn: Connection, intake: _Intake, verdict: _Verdict, *, actor: str, now: datetime,
-              keyring: Keyring) -> dict:
-    """What approval sets on the order: the subscriber (registered if new), number, agent chain and price."""
-    person = verdict.subscriber_id or subscribers.register(
-        conn, name=intake.customer_name, resident_id=intake.resident_id, contact=intake.contact,
-        address=intake.ship_address, actor=actor, keyring=keyring).id
-    quote = verdict.quote
-    chain = agents.chain(conn, intake.agent.id) if intake.agent else []
-    return dict(state=O.APPROVED.value, msisdn=int(verdict.msisdn), subscriber_id=person,
-                agent_chain=json.dumps(chain, ensure_ascii=False), price_fen=quote.price_fen,
-                vanity_fee_fen=quote.vanity_fee_fen, prepay_fen=quote.prepay_fen, total_fen=quote.total_fen,
-                min_monthly_fen=quote.min_monthly_fen, changed_at=now)
-
-
-def _approve_event(number: str, verdict: _Verdict) -> Event:
-    return _event(number, "approve", O.VERIFYING.value, O.APPROVED.value, None, msisdn=verdict.msisdn,
-                  total_fen=verdict.quote.total_fen)
-
-
-def _hold_number(conn: Connection, verdict: _Verdict, number: str, *, actor: str, now: datetime) -> None:
-    """Reserve the order's number for it (a number picked from the pool is known to be available)."""
-    if verdict.picked:
-        numbers.move_many(conn, [int(verdict.msisdn)], NumberState.AVAILABLE, NumberState.RESERVED, "reserve",
-                          actor=actor, reason=f"order {number}", now=now,
-                          values={"holder": number, "reserved_until": now + NUMBER_HOLD})
-    else:
-        numbers.reserve(conn, verdict.msisdn, number, actor=actor, ttl=NUMBER_HOLD, reason=f"order {number}")
 
 
 _BY_CLIENT_ID = select(orders).where(orders.c.channel == bindparam("channel"),
                                      orders.c.client_order_id == bindparam("client_id"))
 
 
-def _same_intake(row, intake: _Intake, digest: str, explicit: dict) -> Order:
-    """The order a retried intake returns; Conflict if the retry asks for something else."""
-    wanted = {"plan": intake.plan.code, "customer_name": intake.customer_name, "resident_id": digest,
-              "contact": intake.contact, "ship_province": intake.ship_province, "ship_address": intake.ship_address}
+def _find_retries(conn: Connection, items: list[_Item]) -> None:
+    """Requests whose (channel, client order id) has an order already: a retry gets that order,
+    a request with other values under the id a conflict. One query for all."""
+    first: dict[tuple[str, str], _Item] = {}
+    for item in items:
+        if item.client_order_id is None or item.problems:
+            continue
+        key = (item.channel, item.client_order_id)
+        if key in first:
+            item.refuse("client_order_id", item.client_order_id, f"repeats line {first[key].line}")
+        else:
+            first[key] = item
+    for chunk in _chunks(sorted({client_id for _, client_id in first})):
+        for row in conn.execute(select(orders).where(orders.c.client_order_id.in_(chunk))):
+            item = first.get((row.channel, row.client_order_id))
+            if item is None:
+                continue
+            differ = _differences(row, item)
+            if differ:
+                item.conflict = (f"client order id {row.client_order_id} of channel {row.channel} was used for order "
+                                 f"{row.number} with another {', '.join(differ)}; nothing written")
+            else:
+                item.retry = _order(row, created=False)
+
+
+def _differences(row, item: _Item) -> list[str]:
+    """What a retried request asks for that the order made for its client order id does not have."""
+    wanted = {"plan": item.plan.code, "customer_name": item.customer_name, "resident_id": item.digest,
+              "contact": item.contact, "ship_province": item.province, "ship_address": item.address}
     have = {"plan": row.plan, "customer_name": row.customer_name, "resident_id": row.resident_id_hash,
             "contact": row.contact, "ship_province": row.ship_province, "ship_address": row.ship_address}
-    if explicit.get("msisdn"):
-        wanted["msisdn"], have["msisdn"] = intake.msisdn, str(row.msisdn) if row.msisdn else None
+    if item.request.msisdn is not None:
+        wanted["msisdn"], have["msisdn"] = item.wanted, str(row.msisdn) if row.msisdn else None
     for name in ("product", "location"):
-        if explicit.get(name):
-            wanted[name], have[name] = getattr(intake, name), getattr(row, name)
-    differ = [name for name in wanted if wanted[name] != have[name]]
-    if differ:
-        raise Conflict(f"client order id {row.client_order_id} of channel {row.channel} was used for order "
-                       f"{row.number} with another {', '.join(differ)}; nothing written")
-    return _order(row, created=False)
+        if getattr(item.request, name) is not None:
+            wanted[name], have[name] = getattr(item, name), getattr(row, name)
+    return [name for name in wanted if wanted[name] != have[name]]
+
+
+# ---------------------------------------------------------------- intake: the checks
+
+
+def _lock_people(conn: Connection, digests: list[str]) -> None:
+    """Serialise intakes of the same people on PostgreSQL (SQLite writers are serial already),
+    so that two concurrent orders cannot both pass 一证五号; taken in one order, so no deadlock."""
+    if digests and conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('hkops-person-' || k)) "
+                          "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": sorted(digests)})
+
+
+def _open_orders(conn: Connection, digests: list[str]) -> dict[tuple[str, str], int]:
+    """Open orders per (lookup hash, carrier) whose number is not bound to the person yet."""
+    held: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(digests):
+        held.update({(h, c): n for h, c, n in conn.execute(
+            select(orders.c.resident_id_hash, orders.c.carrier, func.count())
+            .where(orders.c.resident_id_hash.in_(chunk), orders.c.state.in_([s.value for s in OPEN]),
+                   ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn, subscriber_numbers.c.until.is_(None)))
+            .group_by(orders.c.resident_id_hash, orders.c.carrier))})
+    return held
+
+
+def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) -> None:
+    """Every reason the requests to approve cannot be, set-wise: the customer (age, province,
+    blacklist, name, 一证五号 counting bound numbers, open orders and earlier requests of the
+    batch), the number (asked for, or picked from the pool) and the quote."""
+    todo = [i for i in items if i.to_approve and i.rid and i.plan]
+    if not todo:
+        return
+    today = now.astimezone(SHANGHAI).date()
+    digests = sorted({i.digest for i in todo if i.digest})
+    if lock:
+        _lock_people(conn, digests)
+    listed = subscribers.blacklisted(conn, digests)
+    people = subscribers.registered(conn, digests)
+    bound, waiting = subscribers.count_numbers_many(conn, digests), _open_orders(conn, digests)
+    earlier: Counter = Counter()
+    named: dict[str, _Item] = {}
+    for item in todo:
+        plan, masked = item.plan, item.masked
+        if item.province:
+            for reason in catalogue.customer_problems(plan, ric.get_birth_date(item.rid), item.province, today):
+                item.refuse("customer", masked, reason)
+        item.blacklisted = listed.get(item.digest)
+        if item.blacklisted:
+            item.refuse("resident_id", masked, f"is blacklisted ({item.blacklisted})")
+        person = people.get(item.digest)
+        if person is not None:
+            item.subscriber_id = person.id
+            if item.customer_name and person.name != item.customer_name:
+                item.refuse("customer_name", item.customer_name, f"resident ID {masked} is registered under another name")
+        elif item.customer_name:
+            same = named.setdefault(item.digest, item)
+            if same.customer_name != item.customer_name:
+                item.refuse("customer_name", item.customer_name, f"resident ID {masked} has another name on line "
+                                                                 f"{same.line}")
+        key = (item.digest, plan.carrier)
+        item.held = bound.get(key, 0) + waiting.get(key, 0) + earlier[key]
+        if item.held >= NUMBERS_PER_CARRIER:
+            batch = ", counting earlier lines" if earlier[key] else ""
+            item.refuse("resident_id", masked, f"already holds {item.held} {plan.carrier} numbers (bound or on open "
+                                               f"orders{batch}); one person may hold at most {NUMBERS_PER_CARRIER} "
+                                               "(一证五号)")
+        earlier[key] += 1
+    _choose_numbers(conn, todo, now, lock=lock)
+    _quote(conn, todo)
+
+
+_NUMBER_FEES = (numbers_table.c.price_fen, number_grades.c.prepay_fen, number_grades.c.min_monthly_fen)
+_WITH_GRADE = numbers_table.outerjoin(number_grades, number_grades.c.grade == numbers_table.c.grade)
+
+
+def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) -> None:
+    """The numbers asked for, checked in one query (locked on PostgreSQL); the others picked from the pool."""
+    asked: dict[int, _Item] = {}
+    for item in items:
+        if item.wanted is None:
+            continue
+        if int(item.wanted) in asked:
+            item.refuse("msisdn", item.wanted, f"is asked for by line {asked[int(item.wanted)].line} too")
+        else:
+            asked[int(item.wanted)] = item
+    stmt = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
+            .select_from(_WITH_GRADE.outerjoin(number_blocks,
+                                               number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE)))
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=numbers_table)
+    found = {}
+    for chunk in _chunks(sorted(asked)):
+        found.update({row["msisdn"]: row for row in conn.execute(stmt.where(numbers_table.c.msisdn.in_(chunk)))
+                      .mappings()})
+    for msisdn, item in asked.items():
+        row = found.get(msisdn)
+        if row is None:
+            item.refuse("msisdn", item.wanted, "is not in the number pool")
+        elif row["block_carrier"] != item.plan.carrier:
+            item.refuse("msisdn", item.wanted, f"is a {row['block_carrier']} number; the plan is {item.plan.carrier}")
+        elif (state := numbers.record_from_row(row).effective_state(now)) != NumberState.AVAILABLE:
+            held = f" (held by {row['holder']})" if row["holder"] else ""
+            item.refuse("msisdn", item.wanted, f"is {state.value}{held}, not available")
+        else:
+            item.msisdn, item.number_row = item.wanted, SimpleNamespace(**row)
+    _pick_numbers(conn, [i for i in items if i.wanted is None], set(asked), lock=lock)
+
+
+_CARRIER_BLOCKS = select(number_blocks.c.prefix, number_blocks.c.province, number_blocks.c.carrier)
+
+
+def _pick_numbers(conn: Connection, items: list[_Item], taken: set[int], *, lock: bool) -> None:
+    """The first available plain numbers of each request's carrier, in the ship-to province's
+    blocks when it has any there: one query per carrier and province (locked, skipping numbers
+    other intakes hold, on PostgreSQL)."""
+    if not items:
+        return
+    carriers_ = sorted({i.plan.carrier for i in items})
+    blocks = conn.execute(_CARRIER_BLOCKS.where(number_blocks.c.carrier.in_(carriers_))
+                          .order_by(number_blocks.c.prefix)).all()
+    grades = tuple(numbers.plain_grades(conn))
+    lock = lock and conn.dialect.name == "postgresql"
+    for carrier in carriers_:
+        mine = [i for i in items if i.plan.carrier == carrier]
+        everywhere = tuple(b.prefix for b in blocks if b.carrier == carrier)
+        for province in dict.fromkeys(i.province for i in mine):
+            nearby = tuple(b.prefix for b in blocks if b.carrier == carrier and b.province == province)
+            if nearby and nearby != everywhere:
+                _hand_out(conn, [i for i in mine if i.province == province], nearby, grades, taken, lock)
+        _hand_out(conn, [i for i in mine if i.msisdn is None], everywhere, grades, taken, lock)
+        for item in mine:
+            if item.msisdn is None:
+                item.refuse("msisdn", "", f"no plain {carrier} number is available")
+
+
+def _hand_out(conn: Connection, items: list[_Item], prefixes: tuple[int, ...], grades: tuple[str, ...],
+              taken: set[int], lock: bool) -> None:
+    if not (items and prefixes and grades):
+        return
+    rows = conn.execute(_free_numbers(prefixes, grades, lock), {"wanted": len(items) + len(taken)}).all()
+    free = (row for row in rows if row.msisdn not in taken)
+    for item, row in zip(items, free):
+        item.msisdn, item.number_row = str(row.msisdn), row
+        taken.add(row.msisdn)
+
+
+@lru_cache(maxsize=256)
+def _free_numbers(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool):
+    """The statement taking the first available numbers of these grades in these blocks (built once per shape)."""
+    stmt = (select(numbers_table.c.msisdn, numbers_table.c.state, *_NUMBER_FEES).select_from(_WITH_GRADE)
+            .where(numbers_table.c.state == NumberState.AVAILABLE.value, numbers_table.c.grade.in_(grades),
+                   or_(*ranges_of(list(prefixes))))
+            .order_by(numbers_table.c.msisdn).limit(bindparam("wanted")))
+    return stmt.with_for_update(of=numbers_table, skip_locked=True) if lock else stmt
+
+
+def _quote(conn: Connection, items: list[_Item]) -> None:
+    """Each request's quote: the plan's price at the channel's level (else the nearest lower
+    level that has one), the number's selection fee, prepayment and minimum spend."""
+    priced = [i for i in items if i.msisdn is not None]
+    prices: dict[str, dict[int, int]] = {}
+    for chunk in _chunks(sorted({i.plan.code for i in priced})):
+        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen)
+                                               .where(plan_prices.c.plan.in_(chunk))):
+            prices.setdefault(plan, {})[level] = price
+    for item in priced:
+        code, level = item.plan.code, item.agent.price_level if item.agent else 0
+        levels = [lv for lv in prices.get(code, {}) if lv <= level]
+        if not levels:
+            item.refuse("plan", code, f"plan {code} has no price at level {level} or below (set one with hkops "
+                                      "catalogue price-set)")
+            continue
+        price, fees = prices[code][max(levels)], item.number_row
+        prepay = fees.prepay_fen or 0
+        item.quote = catalogue.Quote(price_fen=price, vanity_fee_fen=fees.price_fen, prepay_fen=prepay,
+                                     min_monthly_fen=fees.min_monthly_fen or 0,
+                                     total_fen=price + fees.price_fen + prepay)
+
+
+def _check(conn: Connection, requests: list[OrderRequest], lines: list[int | None], *, keyring: Keyring,
+           now: datetime, write: bool, drafts: bool = False) -> list[_Item]:
+    """Every check of intake on the requests, set-wise; nothing written. With ``write`` the
+    lookup key is made if missing and the people and numbers are locked (PostgreSQL) for the
+    writes that follow; ``drafts``: the requests are stored drafts (no client-id retries)."""
+    items = [_read_form(request, line) for request, line in zip(requests, lines)]
+    _resolve(conn, items)
+    known = [i for i in items if i.rid]
+    hashes = subscribers.lookup_hashes(conn, [i.rid for i in known], keyring, create=write) if known else None
+    for item, digest in zip(known, hashes or []):
+        item.digest = digest
+    if not drafts:
+        _find_retries(conn, items)
+    _verify(conn, items, now, lock=write)
+    return items
+
+
+def _problems(items: list[_Item]) -> list[InvalidValue]:
+    """Every problem of the requests, by line, a reused client order id included."""
+    problems = [p for i in items for p in i.problems]
+    problems += [InvalidValue("client_order_id", i.client_order_id, i.conflict, line=i.line) for i in items
+                 if i.conflict]
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def check_order(db: Store | Connection, request: OrderRequest, *, keyring: Keyring | None = None,
+                now: datetime | None = None) -> OrderCheck:
+    """The checks :func:`create_orders` makes on one request, writing nothing: every problem,
+    the number it would get (asked for or the first free one) and its quote. A client order id
+    already used is a problem (placing the order again would make nothing new)."""
+    now = now or utc_now()
+    keyring = keyring or load_keyring()
+    with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
+        [item] = _check(conn, [request], [None], keyring=keyring, now=now, write=False)
+    problems = _problems([item])
+    if item.retry is not None:
+        problems.append(InvalidValue("client_order_id", item.client_order_id, f"is order {item.retry.number} "
+                                     "already (placing it again makes nothing new)"))
+    return OrderCheck(problems, item.msisdn, item.quote, item.blacklisted, item.held)
+
+
+# ---------------------------------------------------------------- intake: writing
+
+_INSERT_RETURNING_ID = orders.insert().returning(orders.c.id, sort_by_parameter_order=True)
+_SET_NUMBER = (update(orders).where(orders.c.id == bindparam("order_id"))
+               .values(number=bindparam("number"), resident_id_enc=bindparam("sealed")))
+
+
+def _values(item: _Item, *, actor: str, now: datetime) -> dict:
+    """The order row as intake stores it: a draft, or approved with its number, price and agent chain."""
+    values = dict(
+        channel=item.channel, client_order_id=item.client_order_id, agent_id=item.agent.id if item.agent else None,
+        agent_chain=None, plan=item.plan.code, product=item.product, carrier=item.plan.carrier, state=O.DRAFT.value,
+        reason=None, msisdn=int(item.wanted) if item.wanted else None, iccid=None, location=item.location,
+        subscriber_id=None, customer_name=item.customer_name, id_masked=item.masked, resident_id_hash=item.digest,
+        contact=item.contact, ship_province=item.province, ship_address=item.address, price_fen=0, vanity_fee_fen=0,
+        prepay_fen=0, total_fen=0, min_monthly_fen=0, first_topup_fen=None, created_at=now, created_by=actor,
+        changed_at=now)
+    if item.request.submit:
+        values.update(_approval(item, now))
+    return values
+
+
+def _approval(item: _Item, now: datetime) -> dict:
+    """What approval sets on an order: subscriber, number, agent chain and price."""
+    quote = item.quote
+    return dict(state=O.APPROVED.value, msisdn=int(item.msisdn), subscriber_id=item.subscriber_id,
+                agent_chain=item.agent.chain if item.agent else "[]", price_fen=quote.price_fen,
+                vanity_fee_fen=quote.vanity_fee_fen, prepay_fen=quote.prepay_fen, total_fen=quote.total_fen,
+                min_monthly_fen=quote.min_monthly_fen, changed_at=now)
+
+
+def _approve_events(number: str, item: _Item) -> list[Event]:
+    return [_event(number, "submit", O.DRAFT.value, O.VERIFYING.value),
+            _event(number, "approve", O.VERIFYING.value, O.APPROVED.value, None, msisdn=item.msisdn,
+                   total_fen=item.quote.total_fen)]
+
+
+def _register(conn: Connection, items: list[_Item], *, actor: str, now: datetime, keyring: Keyring) -> None:
+    """Register the people of the approved requests who are not subscribers yet (each once)."""
+    new: dict[str, subscribers.NewSubscriber] = {}
+    for item in items:
+        if item.subscriber_id is None and item.digest not in new:
+            new[item.digest] = subscribers.NewSubscriber(item.customer_name, item.rid, item.digest, item.contact,
+                                                         item.address)
+    made = subscribers.add_subscribers(conn, list(new.values()), actor=actor, keyring=keyring, now=now)
+    ids = {person.resident_id_hash: person.id for person in made}
+    for item in items:
+        item.subscriber_id = item.subscriber_id or ids[item.digest]
+
+
+def _hold_numbers(conn: Connection, held: list[tuple[_Item, str]], *, actor: str, now: datetime) -> None:
+    """Reserve each approved order's number for it (an expired reservation of someone else ends first)."""
+    expired = [int(item.msisdn) for item, _ in held if item.number_row.state == NumberState.RESERVED.value]
+    numbers.move_many(conn, expired, NumberState.RESERVED, NumberState.AVAILABLE, "expire",
+                      actor=numbers.SYSTEM_ACTOR, reason="reservation expired", now=now,
+                      values={"holder": None, "reserved_until": None})
+    numbers.move_many(conn, [int(item.msisdn) for item, _ in held], NumberState.AVAILABLE, NumberState.RESERVED,
+                      "reserve", actor=actor, reason="held for its order", now=now,
+                      values={"reserved_until": now + NUMBER_HOLD},
+                      per_number={int(item.msisdn): {"holder": number} for item, number in held})
+
+
+def _write(conn: Connection, items: list[_Item], *, actor: str, now: datetime, keyring: Keyring) -> list[Order]:
+    """Store the checked requests (retries return their order): subscribers registered, orders
+    inserted with their sealed resident IDs, audited, numbers reserved."""
+    new = [i for i in items if i.retry is None]
+    if not new:
+        return [i.retry for i in items]
+    approved = [i for i in new if i.request.submit]
+    _register(conn, approved, actor=actor, now=now, keyring=keyring)
+    rows = [_values(item, actor=actor, now=now) for item in new]
+    ids = list(conn.execute(_INSERT_RETURNING_ID, [{**row, "number": secrets.token_hex(12), "resident_id_enc": ""}
+                                                   for row in rows]).scalars())
+    numbers_ = [f"SO{order_id:08d}" for order_id in ids]
+    sealed = keyring.encrypt_column([item.rid for item in new], "orders.resident_id", numbers_)
+    conn.execute(_SET_NUMBER, [{"order_id": order_id, "number": number, "sealed": token}
+                               for order_id, number, token in zip(ids, numbers_, sealed)])
+    events = []
+    for item, number in zip(new, numbers_):
+        events.append(_event(number, "create", None, O.DRAFT.value, None, channel=item.channel, plan=item.plan.code))
+        if item.request.submit:
+            events += _approve_events(number, item)
+    audit.record(conn, actor, events, now)
+    _hold_numbers(conn, [(item, number) for item, number in zip(new, numbers_) if item.request.submit], actor=actor,
+                  now=now)
+    made = iter([_order(SimpleNamespace(**row, id=order_id, number=number))
+                 for row, order_id, number in zip(rows, ids, numbers_)])
+    return [item.retry or next(made) for item in items]
+
+
+def create_orders(db: Store | Connection, requests: list[OrderRequest], *, actor: str, now: datetime | None = None,
+                  keyring: Keyring | None = None, source: str = "orders") -> list[Order]:
+    """Take many orders at once, all or none; returns them in the order asked.
+
+    Every request is checked as :func:`create_order` checks one, set-wise (a handful of
+    queries for the whole batch), and 一证五号 counts the batch's earlier requests too. Any
+    bad request: :class:`InvalidValues` lists every problem, each with ``line`` = the
+    request's position (from 1) when there are several, and nothing is written. A request
+    whose (channel, client_order_id) has an order already returns it (``created`` False).
+    """
+    requests = list(requests)
+    if not requests:
+        return []
+    now = now or utc_now()
+    keyring = keyring or load_keyring()
+    lines = list(range(1, len(requests) + 1)) if len(requests) > 1 else [None]
+    for attempt in range(2):
+        try:
+            with unit_of_work(db) as conn:
+                items = _check(conn, requests, lines, keyring=keyring, now=now, write=True)
+                conflicts = [i.conflict for i in items if i.conflict]
+                if lines == [None] and conflicts and not items[0].problems:
+                    raise Conflict(conflicts[0])
+                problems = _problems(items)
+                if problems:
+                    raise InvalidValues(source, problems)
+                return _write(conn, items, actor=actor, now=now, keyring=keyring)
+        except IntegrityError:
+            # Another intake with the same client order ids committed first: answer as to a retry.
+            asked = [(r.channel, r.client_order_id) for r in requests if r.client_order_id is not None]
+            if attempt or not asked or not isinstance(db, Store) or not _any_taken(db, asked):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _any_taken(db: Store, asked: list[tuple[str, str]]) -> bool:
+    with db.read() as conn:
+        return any(conn.execute(_BY_CLIENT_ID, {"channel": _channel(channel), "client_id": _client_id(client_id)})
+                   .first() is not None for channel, client_id in asked)
 
 
 def create_order(db: Store | Connection, *, channel: str, plan: str, customer_name: str, resident_id: str,
@@ -488,56 +805,76 @@ def create_order(db: Store | Connection, *, channel: str, plan: str, customer_na
 
     Idempotent on (channel, client_order_id): a retry returns the first order (``created``
     False); the same id with another payload is a Conflict. A refused intake writes nothing
-    and raises :class:`InvalidValues` listing every reason. ``msisdn`` None: the first
-    available plain number of the plan's carrier (the ship-to province's blocks first).
-    ``location`` defaults to the agent's stock, or the first warehouse for direct orders;
-    ``product`` to the first active product of the plan's carrier. A draft
-    (``submit=False``) is stored with its values checked for form only.
+    and raises :class:`InvalidValues` listing every reason. Defaults: see :class:`OrderRequest`.
+    A draft (``submit=False``) is stored with its values checked for form only.
     """
+    request = OrderRequest(channel=channel, plan=plan, customer_name=customer_name, resident_id=resident_id,
+                           contact=contact, ship_province=ship_province, ship_address=ship_address, msisdn=msisdn,
+                           product=product, client_order_id=client_order_id, location=location, submit=submit)
+    return create_orders(db, [request], actor=actor, now=now, keyring=keyring, source="order")[0]
+
+
+# ---------------------------------------------------------------- intake: an order file
+
+ORDER_COLUMNS = ("channel", "plan", "customer_name", "resident_id", "contact", "ship_province", "ship_address",
+                 "msisdn", "product", "client_order_id", "location")
+_REQUIRED_COLUMNS = ("plan", "customer_name", "resident_id", "contact", "ship_province", "ship_address")
+
+
+def read_order_file(path: str | Path) -> tuple[list[tuple[int, OrderRequest]], list[InvalidValue]]:
+    """The (line number, request) of each line of an order CSV, and the lines that are not one.
+
+    The first line names the columns (any order): plan, customer_name, resident_id, contact,
+    ship_province, ship_address, and optionally channel (empty: direct), msisdn, product,
+    client_order_id, location (empty: the default).
+    """
+    try:
+        content = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
+    reader = csv.reader(content.splitlines())
+    rows = [(reader.line_num, [cell.strip() for cell in cells]) for cells in reader]
+    rows = [(line, cells) for line, cells in rows if any(cells)]
+    if not rows:
+        raise InvalidValue("file", str(path), "holds no orders")
+    header_line, header = rows.pop(0)
+    columns = [c.lower() for c in header]
+    wrong = ([f"unknown column {c!r}" for c in columns if c not in ORDER_COLUMNS]
+             + [f"column {c!r} is missing" for c in _REQUIRED_COLUMNS if c not in columns]
+             + [f"column {c!r} appears twice" for c in dict.fromkeys(columns) if columns.count(c) > 1])
+    if wrong:
+        raise InvalidFile(str(path), [InvalidValue("header", ",".join(header), f"{reason} (columns: "
+                                                   f"{', '.join(ORDER_COLUMNS)})", line=header_line)
+                                      for reason in wrong])
+    requests, problems = [], []
+    for line, cells in rows:
+        if len(cells) != len(columns):
+            problems.append(InvalidValue("line", f"{len(cells)} fields", f"must have {len(columns)} fields: "
+                                         f"{', '.join(columns)}", line=line))
+            continue
+        values = dict(zip(columns, cells))
+        optional = {name: values.get(name) or None for name in ORDER_COLUMNS if name not in _REQUIRED_COLUMNS}
+        optional["channel"] = optional["channel"] or DIRECT
+        requests.append((line, OrderRequest(**{name: values[name] for name in _REQUIRED_COLUMNS}, **optional)))
+    return requests, problems
+
+
+def import_orders(db: Store | Connection, path: str | Path, *, actor: str, keyring: Keyring | None = None,
+                  now: datetime | None = None) -> list[Order]:
+    """Take the orders of an order CSV (:func:`read_order_file`) with :func:`create_orders`:
+    every line or none. Every bad line is listed with its line number (:class:`InvalidFile`)."""
+    entries, problems = read_order_file(path)
     now = now or utc_now()
     keyring = keyring or load_keyring()
-    explicit = {"msisdn": msisdn is not None, "product": product is not None, "location": location is not None}
-    try:
-        with unit_of_work(db) as conn:
-            intake = _intake(conn, channel=channel, plan=plan, customer_name=customer_name, resident_id=resident_id,
-                             contact=contact, ship_province=ship_province, ship_address=ship_address, msisdn=msisdn,
-                             product=product, client_order_id=client_order_id, location=location)
-            digest = _lookup_hash(conn, intake.resident_id, keyring)
-            if intake.client_order_id is not None:
-                existing = conn.execute(_BY_CLIENT_ID, {"channel": intake.channel,
-                                                        "client_id": intake.client_order_id}).first()
-                if existing is not None:
-                    return _same_intake(existing, intake, digest, explicit)
-            created = _event("", "create", None, O.DRAFT.value, None, channel=intake.channel, plan=intake.plan.code)
-            if not submit:
-                order = _insert(conn, _values(intake, digest, O.DRAFT, actor=actor, now=now), intake.resident_id,
-                                keyring)
-                created.subject = order["number"]
-                audit.record(conn, actor, [created], now)
-                return _order(SimpleNamespace(**order))
-            _lock_person(conn, digest)
-            verdict = _verify(conn, intake, digest, now)
-            _raise("order", verdict.problems)
-            values = _values(intake, digest, O.APPROVED, actor=actor, now=now)
-            values.update(_approval(conn, intake, verdict, actor=actor, now=now, keyring=keyring))
-            order = _insert(conn, values, intake.resident_id, keyring)
-            number = created.subject = order["number"]
-            audit.record(conn, actor, [created, _event(number, "submit", O.DRAFT.value, O.VERIFYING.value),
-                                       _approve_event(number, verdict)], now)
-            _hold_number(conn, verdict, number, actor=actor, now=now)
-            return _order(SimpleNamespace(**order))
-    except IntegrityError:
-        # Another intake with the same client order id committed first: answer as to a retry.
-        if client_order_id is None or not isinstance(db, Store):
-            raise
-        with db.read() as conn:
-            if conn.execute(_BY_CLIENT_ID, {"channel": _channel(channel),
-                                            "client_id": _client_id(client_order_id)}).first() is None:
-                raise
-        return create_order(db, channel=channel, plan=plan, customer_name=customer_name, resident_id=resident_id,
-                            contact=contact, ship_province=ship_province, ship_address=ship_address, msisdn=msisdn,
-                            product=product, client_order_id=client_order_id, location=location, submit=submit,
-                            actor=actor, now=now, keyring=keyring)
+    with unit_of_work(db) as conn:
+        items = _check(conn, [r for _, r in entries], [line for line, _ in entries], keyring=keyring, now=now,
+                       write=True)
+        problems = sorted(problems + _problems(items), key=lambda p: p.line or 0)
+        if problems:
+            raise InvalidFile(str(path), problems)
+        return _write(conn, items, actor=actor, now=now, keyring=keyring)
 
 
 _BY_NUMBER = select(orders).where(orders.c.number == bindparam("number"))
@@ -552,6 +889,15 @@ def _load(conn: Connection, number: str, *, lock: bool = False):
     return row
 
 
+def _load_many(conn: Connection, numbers_: list[str], *, lock: bool = False) -> dict:
+    """The order rows with these numbers (those that exist), locked in id order with ``lock``."""
+    found = {}
+    for chunk in _chunks(sorted(set(numbers_))):
+        stmt = select(orders).where(orders.c.number.in_(chunk)).order_by(orders.c.id)
+        found.update({row.number: row for row in conn.execute(stmt.with_for_update(of=orders) if lock else stmt)})
+    return found
+
+
 def submit_order(db: Store | Connection, number: str, *, actor: str, now: datetime | None = None,
                  keyring: Keyring | None = None) -> Order:
     """Check a draft and approve it; if it fails, the draft is rejected (reasons kept on the
@@ -561,29 +907,26 @@ def submit_order(db: Store | Connection, number: str, *, actor: str, now: dateti
     with unit_of_work(db) as conn:
         row = _load(conn, number, lock=True)
         order_target("submit", row.number, O(row.state))
-        rid = keyring.decrypt(row.resident_id_enc, _SEALED_CONTEXT.format(row.number))
-        try:
-            intake = _intake(conn, channel=row.channel, plan=row.plan, customer_name=row.customer_name,
-                             resident_id=rid, contact=row.contact, ship_province=row.ship_province,
-                             ship_address=row.ship_address, msisdn=str(row.msisdn) if row.msisdn else None,
-                             product=row.product, client_order_id=row.client_order_id, location=row.location)
-            _lock_person(conn, row.resident_id_hash)
-            verdict = _verify(conn, intake, row.resident_id_hash, now)
-        except InvalidValues as exc:
-            verdict = _Verdict(exc.problems)
-        events = [_event(row.number, "submit", O.DRAFT.value, O.VERIFYING.value)]
-        if not verdict.problems:
-            values = _approval(conn, intake, verdict, actor=actor, now=now, keyring=keyring)
+        request = OrderRequest(
+            channel=row.channel, plan=row.plan, customer_name=row.customer_name,
+            resident_id=keyring.decrypt(row.resident_id_enc, _SEALED_CONTEXT.format(row.number)), contact=row.contact,
+            ship_province=row.ship_province, ship_address=row.ship_address,
+            msisdn=str(row.msisdn) if row.msisdn else None, product=row.product,
+            client_order_id=row.client_order_id, location=row.location)
+        [item] = _check(conn, [request], [None], keyring=keyring, now=now, write=True, drafts=True)
+        if not item.problems:
+            _register(conn, [item], actor=actor, now=now, keyring=keyring)
+            values = _approval(item, now)
             conn.execute(update(orders).where(orders.c.id == row.id).values(**values))
-            audit.record(conn, actor, events + [_approve_event(row.number, verdict)], now)
-            _hold_number(conn, verdict, row.number, actor=actor, now=now)
+            audit.record(conn, actor, _approve_events(row.number, item), now)
+            _hold_numbers(conn, [(item, row.number)], actor=actor, now=now)
             return _order(SimpleNamespace(**{**row._mapping, **values}))
-        reason = "; ".join(str(p) for p in verdict.problems)
+        reason = "; ".join(str(p) for p in item.problems)
         conn.execute(update(orders).where(orders.c.id == row.id).values(
             state=O.REJECTED.value, reason=reason, changed_at=now))
-        audit.record(conn, actor, events + [_event(row.number, "reject", O.VERIFYING.value, O.REJECTED.value,
-                                                   reason)], now)
-    raise InvalidValues(f"order {row.number} rejected", verdict.problems)
+        audit.record(conn, actor, [_event(row.number, "submit", O.DRAFT.value, O.VERIFYING.value),
+                                   _event(row.number, "reject", O.VERIFYING.value, O.REJECTED.value, reason)], now)
+    raise InvalidValues(f"order {row.number} rejected", item.problems)
 
 
 # ---------------------------------------------------------------- payment and allocation
@@ -600,66 +943,203 @@ def _move(conn: Connection, row, action: str, *, actor: str, now: datetime, reas
 
 _ALLOCATED = (update(orders).where(orders.c.id == bindparam("order_id"))
               .values(state=O.ALLOCATED.value, iccid=bindparam("iccid"), changed_at=bindparam("now")))
+_PAID = (update(orders).where(orders.c.id == bindparam("order_id"))
+         .values(state=O.PAID.value, changed_at=bindparam("now")))
 
 
-def _settle(conn: Connection, row, *, actor: str, now: datetime) -> dict:
-    """A fully paid order: paid, then its number assigned and a card picked (allocated). Returns the changed values."""
-    order_target("pay", row.number, O(row.state))
-    numbers.allocate(conn, str(row.msisdn), row.number, actor=actor, reason=f"order {row.number} paid")
-    iccid = stock.pick_unit(conn, row.location, row.product, row.number, actor=actor, now=now)
-    conn.execute(_ALLOCATED, {"order_id": row.id, "iccid": iccid, "now": now})
-    audit.record(conn, actor, [
-        _event(row.number, "pay", row.state, O.PAID.value, None, total_fen=row.total_fen),
-        _event(row.number, "allocate", O.PAID.value, O.ALLOCATED.value, None, iccid=iccid, location=row.location)],
-        now)
-    return {"state": O.ALLOCATED.value, "iccid": iccid, "changed_at": now}
+def _assign_numbers(conn: Connection, rows: list, *, actor: str, now: datetime) -> None:
+    """The numbers the orders hold become assigned to them (one check, one move for all)."""
+    held = {}
+    stmt = select(numbers_table.c.msisdn, numbers_table.c.state, numbers_table.c.holder)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    for chunk in _chunks(sorted({row.msisdn for row in rows})):
+        held.update({r.msisdn: r for r in conn.execute(stmt.where(numbers_table.c.msisdn.in_(chunk)))})
+    moves: dict[NumberState, dict[int, dict]] = {NumberState.RESERVED: {}, NumberState.AVAILABLE: {}}
+    for row in rows:
+        number = held.get(row.msisdn)
+        if number is not None and number.state == NumberState.RESERVED.value and number.holder == row.number:
+            moves[NumberState.RESERVED][row.msisdn] = {"holder": row.number}
+        elif number is not None and number.state == NumberState.AVAILABLE.value:
+            moves[NumberState.AVAILABLE][row.msisdn] = {"holder": row.number}
+        else:
+            state = f"{number.state} (held by {number.holder})" if number is not None else "not in the pool"
+            raise Conflict(f"cannot assign number {row.msisdn} to order {row.number}: it is {state}")
+    for from_state, per_number in moves.items():
+        numbers.move_many(conn, list(per_number), from_state, NumberState.ASSIGNED, "allocate", actor=actor,
+                          reason="its order is paid", now=now, values={"reserved_until": None},
+                          per_number=per_number)
 
 
-def settle_if_paid(conn: Connection, number: str, *, actor: str) -> bool:
-    """Move an approved order that has netted its total on to paid and allocated (for
-    payments recorded outside :func:`pay_order`, such as a statement import)."""
-    row = _load(conn, number, lock=True)
-    if row.state != O.APPROVED.value or payments.balance(conn, row.id) < row.total_fen:
-        return False
-    _settle(conn, row, actor=actor, now=utc_now())
-    return True
+def _settle(conn: Connection, rows: list, *, actor: str, now: datetime) -> dict[str, dict]:
+    """Fully paid approved orders, set-wise: paid, their numbers assigned, and a card picked for
+    each from its selling location (lowest ICCIDs to the oldest orders), then allocated. An
+    order whose location has no card of its product left stays paid, waiting for stock
+    (:func:`allocate_waiting`). Returns the changed values by order number."""
+    if not rows:
+        return {}
+    rows = sorted(rows, key=lambda r: r.id)
+    _assign_numbers(conn, rows, actor=actor, now=now)
+    picked = _pick_cards(conn, rows, actor=actor, now=now)
+    events = []
+    for row in rows:
+        events.append(_event(row.number, "pay", row.state, O.PAID.value, None, total_fen=row.total_fen))
+        if row.number in picked:
+            events.append(_event(row.number, "allocate", O.PAID.value, O.ALLOCATED.value, None,
+                                 iccid=picked[row.number], location=row.location))
+        else:
+            events.append(_event(row.number, "wait_for_stock", O.PAID.value, O.PAID.value,
+                                 f"no {row.product} card is in stock at {row.location}", location=row.location))
+    waiting = [{"order_id": row.id, "now": now} for row in rows if row.number not in picked]
+    if waiting:
+        conn.execute(_PAID, waiting)
+    audit.record(conn, actor, events, now)
+    return {row.number: {"state": O.ALLOCATED.value, "iccid": picked[row.number], "changed_at": now}
+            if row.number in picked else {"state": O.PAID.value, "changed_at": now} for row in rows}
+
+
+def _pick_cards(conn: Connection, rows: list, *, actor: str, now: datetime) -> dict[str, str]:
+    """Pick a card for each order (rows oldest first) per (location, product), set-wise; the
+    orders that got one are allocated. Returns order number to ICCID."""
+    groups: dict[tuple[str, str], list] = {}
+    for row in rows:
+        groups.setdefault((row.location, row.product), []).append(row)
+    picked: dict[str, str] = {}
+    for (location, product), group in groups.items():
+        iccids = stock.pick_units(conn, location, product, [row.number for row in group], actor=actor, now=now)
+        picked.update({row.number: iccid for row, iccid in zip(group, iccids)})
+    allocated = [{"order_id": row.id, "iccid": picked[row.number], "now": now} for row in rows if row.number in picked]
+    if allocated:
+        conn.execute(_ALLOCATED, allocated)
+    return picked
+
+
+def settle_paid(conn: Connection, numbers_: list[str], *, actor: str, now: datetime | None = None) -> list[str]:
+    """Move the approved orders among ``numbers_`` that have netted their total on to paid and
+    allocated (for payments recorded outside :func:`pay_orders`, such as a statement import);
+    returns them."""
+    rows = _load_many(conn, numbers_, lock=True)
+    nets = payments.balances(conn, [row.id for row in rows.values()])
+    due = [row for row in rows.values() if row.state == O.APPROVED.value and nets.get(row.id, 0) >= row.total_fen]
+    _settle(conn, due, actor=actor, now=now or utc_now())
+    return [row.number for row in sorted(due, key=lambda r: r.id)]
+
+
+def allocate_waiting(db: Store | Connection, *, location: str | None = None, actor: str) -> list[str]:
+    """Pick cards for paid orders waiting for stock (at ``location``, else everywhere), oldest
+    first, as far as the stock goes; returns the orders allocated."""
+    now = utc_now()
+    with unit_of_work(db) as conn:
+        stmt = (select(orders.c.id, orders.c.number, orders.c.location, orders.c.product)
+                .where(orders.c.state == O.PAID.value, orders.c.iccid.is_(None)).order_by(orders.c.id))
+        if location is not None:
+            code = conn.execute(select(stock_locations.c.code).where(
+                func.upper(stock_locations.c.code) == str(location).strip().upper())).scalar()
+            if code is None:
+                raise NotFound(f"location {location!r} does not exist")
+            stmt = stmt.where(orders.c.location == code)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=orders, skip_locked=True)
+        rows = conn.execute(stmt).all()
+        picked = _pick_cards(conn, rows, actor=actor, now=now) if rows else {}
+        audit.record(conn, actor, [_event(row.number, "allocate", O.PAID.value, O.ALLOCATED.value, None,
+                                          iccid=picked[row.number], location=row.location)
+                                   for row in rows if row.number in picked], now)
+        return [row.number for row in rows if row.number in picked]
+
+
+def _take_payment(row, state: str, amount: int, entry: payments.Entry, known, paid: dict[int, int]) -> str:
+    """What one payment does to its order, checked as :func:`pay_order` describes:
+    ``record`` (a new ledger row), ``settle`` (a new row that completes the total, or a
+    free order's 0), ``same`` (recorded before: nothing to do)."""
+    if O(state) in payments.SHOULD_BE_PAID:
+        if known is None:
+            raise Conflict(f"order {row.number} is already paid ({format_yuan(row.total_fen)}); nothing recorded")
+        payments.check_same(known, entry)  # the payment that completed it, again
+        return "same"
+    order_target("pay", row.number, O(state))
+    due = row.total_fen - paid.get(row.id, 0)
+    if amount > due:
+        raise InvalidValue("amount", format_yuan(amount), f"is more than the {format_yuan(due)} order {row.number} "
+                                                          "still owes")
+    if known is not None and amount:
+        payments.check_same(known, entry)
+        return "same"
+    if not amount and due:
+        raise InvalidValue("amount", amount, "must be more than 0")
+    paid[row.id] = paid.get(row.id, 0) + amount
+    return "settle" if amount == due else "record"
+
+
+def pay_orders(db: Store | Connection, paid_in: list[tuple[str, int, str, str]], *, actor: str,
+               note: str | None = None, source: str = "payments") -> list[Order]:
+    """Collect payments (order number, amount in fen, method, reference) for approved orders,
+    all or none, set-wise; returns each payment's order as it is afterwards.
+
+    Each payment is checked as :func:`pay_order` describes; any refused: with one payment its
+    error is raised, with several :class:`InvalidValues` lists every one (``line`` = the
+    payment's position from 1) and nothing is written. Ledger rows are written together and the
+    orders paid in full settled together: numbers assigned, cards picked per (location,
+    product), orders without stock left paid and waiting.
+    """
+    paid_in = list(paid_in)
+    now = utc_now()
+    refused: list[tuple[int, str, HkopsError]] = []
+    parsed = []
+    for position, (number, amount, method, reference) in enumerate(paid_in, 1):
+        try:
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise InvalidValue("amount", amount, "must be a whole number of fen")
+            parsed.append((position, str(number or "").strip().upper(), amount, payments.check_method(method),
+                           payments.check_reference(reference)))
+        except InvalidValue as exc:
+            refused.append((position, number, exc))
+    with unit_of_work(db) as conn:
+        rows = _load_many(conn, [p[1] for p in parsed], lock=True)
+        known = payments.find_many(conn, [(p[3], p[4]) for p in parsed])
+        paid = payments.balances(conn, [row.id for row in rows.values()])
+        states = {number: row.state for number, row in rows.items()}
+        seen: dict[tuple[str, str], int] = {}
+        entries, settle = [], []
+        for position, number, amount, method, reference in parsed:
+            try:
+                row = rows.get(number)
+                if row is None:
+                    raise NotFound(f"order {number} does not exist")
+                if (method, reference) in seen:
+                    raise InvalidValue("reference", reference, f"repeats line {seen[method, reference]}")
+                seen[method, reference] = position
+                entry = payments.Entry(row.id, row.number, payments.COLLECTION, amount, method, reference, note, now)
+                outcome = _take_payment(row, states[number], amount, entry, known.get((method, reference)), paid)
+                if outcome != "same" and amount:
+                    entries.append(entry)
+                if outcome == "settle":
+                    settle.append(row)
+                    states[number] = O.PAID.value
+            except HkopsError as exc:
+                refused.append((position, number, exc))
+        if refused:
+            if len(paid_in) == 1:
+                raise refused[0][2]
+            raise InvalidValues(source, [
+                InvalidValue(exc.field, exc.value, exc.reason, line=position) if isinstance(exc, InvalidValue)
+                else InvalidValue("order", number, str(exc), line=position)
+                for position, number, exc in sorted(refused, key=lambda r: r[0])])
+        payments.append(conn, entries, actor=actor, at=now)
+        changed = _settle(conn, settle, actor=actor, now=now)
+        return [_order(SimpleNamespace(**{**rows[number]._mapping, **changed.get(number, {})}))
+                for _, number, *_ in parsed]
 
 
 def pay_order(db: Store | Connection, number: str, amount_fen: int, *, method: str, reference: str, actor: str,
               note: str | None = None) -> Order:
     """Collect a payment for an approved order. Partial payments leave it approved; the one
-    that completes the total moves it on to paid and allocated (number assigned, card picked
-    from the selling location) in the same transaction. The same (method, reference) again
+    that completes the total moves it on to paid, its number assigned, and allocated a card
+    from the selling location in the same transaction (with none left there the order stays
+    paid, waiting for stock: :func:`allocate_waiting`). The same (method, reference) again
     returns the order as it is; a fully paid order refuses more money. An order that costs
     nothing is settled with an amount of 0 (nothing enters the ledger)."""
-    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen < 0:
-        raise InvalidValue("amount", amount_fen, "must be a whole number of fen")
-    method, reference = payments.check_method(method), payments.check_reference(reference)
-    now = utc_now()
-    with unit_of_work(db) as conn:
-        row = _load(conn, number, lock=True)
-        if O(row.state) in payments.SHOULD_BE_PAID:
-            if payments.find(conn, method, reference) is None:
-                raise Conflict(f"order {row.number} is already paid ({format_yuan(row.total_fen)}); nothing recorded")
-            # The payment that completed it, again (returned as it is), or another one under its reference.
-            payments.record(conn, row.id, row.number, payments.COLLECTION, amount_fen, method=method,
-                            reference=reference, actor=actor)
-            return _order(row)
-        order_target("pay", row.number, O(row.state))
-        due = row.total_fen - payments.balance(conn, row.id)
-        if amount_fen > due:
-            raise InvalidValue("amount", format_yuan(amount_fen), f"is more than the {format_yuan(due)} order "
-                               f"{row.number} still owes")
-        if amount_fen:
-            paid = payments.record(conn, row.id, row.number, payments.COLLECTION, amount_fen, method=method,
-                                   reference=reference, actor=actor, note=note, at=now)
-            if not paid.created:
-                return _order(row)
-        elif due:
-            raise InvalidValue("amount", amount_fen, "must be more than 0")
-        if amount_fen < due:
-            return _order(row)
-        return _order(SimpleNamespace(**{**row._mapping, **_settle(conn, row, actor=actor, now=now)}))
+    return pay_orders(db, [(number, amount_fen, method, reference)], actor=actor, note=note)[0]
 
 
 # ---------------------------------------------------------------- shipping and delivery

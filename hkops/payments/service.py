@@ -13,8 +13,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable
 
-from sqlalchemy import Connection, bindparam, case, func, select
+from sqlalchemy import Connection, case, func, select
 
 from hkops import audit
 from hkops.audit import Event
@@ -86,13 +87,50 @@ def _payment(row, number: str, created: bool = True) -> Payment:
                    reference=row.reference, note=row.note, at=row.at, actor=row.actor, created=created)
 
 
-_BY_REFERENCE = select(payments).where(payments.c.method == bindparam("method"),
-                                       payments.c.reference == bindparam("reference"))
-
-
 def find(conn: Connection, method: str, reference: str):
     """The ledger row of payment (method, reference), or None."""
-    return conn.execute(_BY_REFERENCE, {"method": method, "reference": reference}).first()
+    return find_many(conn, [(method, reference)]).get((method, reference))
+
+
+def find_many(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], object]:
+    """The ledger rows of these (method, reference) payments that are recorded, by key."""
+    keys = set(keys)
+    found = {}
+    references = sorted({reference for _, reference in keys})
+    for start in range(0, len(references), _CHUNK):
+        for row in conn.execute(select(payments).where(payments.c.reference.in_(references[start:start + _CHUNK]))):
+            if (row.method, row.reference) in keys:
+                found[row.method, row.reference] = row
+    return found
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A collection or refund to append to the ledger for an order."""
+
+    order_id: int
+    order: str
+    kind: str
+    amount_fen: int
+    method: str
+    reference: str
+    note: str | None = None
+    at: datetime | None = None
+
+
+def mismatch(existing, entry: Entry) -> str | None:
+    """Why the recorded payment ``existing`` is not ``entry`` again; None when it is (same order, kind, amount)."""
+    if (existing.order_id, existing.kind, existing.amount_fen) == (entry.order_id, entry.kind, entry.amount_fen):
+        return None
+    return (f"is recorded already as a {existing.kind} of {format_yuan(existing.amount_fen)} for another order "
+            "or amount")
+
+
+def check_same(existing, entry: Entry) -> None:
+    """Conflict unless the recorded payment ``existing`` is ``entry`` again."""
+    reason = mismatch(existing, entry)
+    if reason:
+        raise Conflict(f"{existing.method} payment {existing.reference} {reason}")
 
 
 def record(conn: Connection, order_id: int, order_number: str, kind: str, amount_fen: int, *, method: str,
@@ -102,20 +140,32 @@ def record(conn: Connection, order_id: int, order_number: str, kind: str, amount
     Conflict when it was for another order, kind or amount."""
     if kind not in (COLLECTION, REFUND):
         raise InvalidValue("kind", kind, "must be collection or refund")
-    amount_fen, method, reference = check_amount(amount_fen), check_method(method), check_reference(reference)
-    existing = find(conn, method, reference)
+    entry = Entry(order_id, order_number, kind, check_amount(amount_fen), check_method(method),
+                  check_reference(reference), note, at)
+    existing = find(conn, entry.method, entry.reference)
     if existing is not None:
-        if (existing.order_id, existing.kind, existing.amount_fen) != (order_id, kind, amount_fen):
-            raise Conflict(f"{method} payment {reference} is recorded already as a {existing.kind} of "
-                           f"{format_yuan(existing.amount_fen)} for another order or amount")
+        check_same(existing, entry)
         return _payment(existing, order_number, created=False)
+    return append(conn, [entry], actor=actor)[0]
+
+
+_INSERT_RETURNING_ID = payments.insert().returning(payments.c.id, sort_by_parameter_order=True)
+
+
+def append(conn: Connection, entries: list[Entry], *, actor: str, at: datetime | None = None) -> list[Payment]:
+    """Append entries the caller has checked (values valid, references new) to the ledger in
+    its transaction, one audit record each; an entry without ``at`` is dated ``at`` (default now)."""
+    if not entries:
+        return []
     at = at or utc_now()
-    values = dict(order_id=order_id, kind=kind, amount_fen=amount_fen, method=method, reference=reference,
-                  note=note, at=at, actor=actor)
-    payment_id = conn.execute(payments.insert(), values).inserted_primary_key[0]
-    audit.record(conn, actor, [Event("payment", order_number, kind, None, None, note,
-                                     {"amount_fen": amount_fen, "method": method, "reference": reference})])
-    return Payment(id=payment_id, order=order_number, **{k: v for k, v in values.items() if k != "order_id"})
+    rows = [dict(order_id=e.order_id, kind=e.kind, amount_fen=e.amount_fen, method=e.method, reference=e.reference,
+                 note=e.note, at=e.at or at, actor=actor) for e in entries]
+    ids = list(conn.execute(_INSERT_RETURNING_ID, rows).scalars())
+    audit.record(conn, actor, [Event("payment", e.order, e.kind, None, None, e.note,
+                                     {"amount_fen": e.amount_fen, "method": e.method, "reference": e.reference})
+                               for e in entries], at)
+    return [Payment(id=i, order=e.order, **{k: v for k, v in row.items() if k != "order_id"})
+            for i, e, row in zip(ids, entries, rows)]
 
 
 def _order(conn: Connection, number: str):
@@ -149,12 +199,22 @@ def refund(db: Store | Connection, order: str, amount_fen: int, *, method: str, 
 
 
 _SIGNED = case((payments.c.kind == REFUND, -payments.c.amount_fen), else_=payments.c.amount_fen)
-_BALANCE = select(func.coalesce(func.sum(_SIGNED), 0)).where(payments.c.order_id == bindparam("order_id"))
 
 
 def balance(conn: Connection, order_id: int) -> int:
     """Net fen collected for an order: collections minus refunds."""
-    return int(conn.execute(_BALANCE, {"order_id": order_id}).scalar_one())
+    return balances(conn, [order_id]).get(order_id, 0)
+
+
+def balances(conn: Connection, order_ids: Iterable[int]) -> dict[int, int]:
+    """Net fen collected per order (orders with no payments are left out)."""
+    ids = sorted(set(order_ids))
+    found = {}
+    for start in range(0, len(ids), _CHUNK):
+        found.update({order_id: int(net) for order_id, net in conn.execute(
+            select(payments.c.order_id, func.sum(_SIGNED)).where(payments.c.order_id.in_(ids[start:start + _CHUNK]))
+            .group_by(payments.c.order_id))})
+    return found
 
 
 def net_by_method(conn: Connection, order_id: int) -> dict[str, int]:
@@ -294,27 +354,29 @@ def import_payments(db: Store | Connection, path: str | Path, *, actor: str) -> 
             found.update({r.number: r for r in conn.execute(
                 select(orders.c.id, orders.c.number, orders.c.state)
                 .where(orders.c.number.in_(numbers[start:start + _CHUNK])))})
-        recorded = {}
-        references = sorted({p[4] for p in parsed})
-        for start in range(0, len(references), _CHUNK):
-            recorded.update({(r.method, r.reference): r for r in conn.execute(
-                select(payments).where(payments.c.reference.in_(references[start:start + _CHUNK])))})
-        for line, number, amount, method, reference, _at in parsed:
+        recorded = find_many(conn, [(p[3], p[4]) for p in parsed])
+        result, new = [], []
+        for line, number, amount, method, reference, at in parsed:
             order = found.get(number)
             if order is None:
                 problems.append(InvalidValue("order", number, "does not exist", line=line))
                 continue
+            entry = Entry(order.id, number, COLLECTION, amount, method, reference,
+                          f"imported from {Path(path).name}", at)
             known = recorded.get((method, reference))
-            if known is not None and (known.order_id, known.kind, known.amount_fen) != (order.id, COLLECTION, amount):
-                problems.append(InvalidValue("reference", reference, f"is recorded already as a {known.kind} of "
-                                             f"{format_yuan(known.amount_fen)} for another order or amount", line=line))
+            if known is None:
+                new.append(entry)
+                result.append(entry)
+                continue
+            reason = mismatch(known, entry)
+            if reason:
+                problems.append(InvalidValue("reference", reference, reason, line=line))
+            result.append(_payment(known, number, created=False))
         if problems:
             problems.sort(key=lambda p: p.line or 0)
             raise InvalidFile(str(path), problems)
-        result = [record(conn, found[number].id, number, COLLECTION, amount, method=method, reference=reference,
-                         actor=actor, note=f"imported from {Path(path).name}", at=at)
-                  for _line, number, amount, method, reference, at in parsed]
-        paid = sorted({p.order for p in result if p.created and found[p.order].state == O.APPROVED.value})
-        for number in paid:
-            order_service.settle_if_paid(conn, number, actor=actor)
+        appended = iter(append(conn, new, actor=actor))
+        result = [next(appended) if isinstance(item, Entry) else item for item in result]
+        order_service.settle_paid(conn, sorted({e.order for e in new if found[e.order].state == O.APPROVED.value}),
+                                  actor=actor)
     return result

@@ -17,6 +17,7 @@ import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable
@@ -366,29 +367,53 @@ def pick_unit(conn: Connection, location: str, product: str, order_number: str, 
               now: datetime | None = None) -> str:
     """An in_stock card of ``product`` at ``location`` becomes allocated to the order; returns its ICCID.
 
-    The lowest ICCID first. Safe for concurrent pickers: on PostgreSQL the candidate row is
-    locked with SKIP LOCKED, and the update only takes a card that is still in stock there.
-    Conflict naming the location and the product when none is left.
+    The lowest ICCID first (see :func:`pick_units`). Conflict naming the location and the
+    product when none is left.
+    """
+    picked = pick_units(conn, location, product, [order_number], actor=actor, now=now)
+    if not picked:
+        raise Conflict(f"no {_product(product)} card is in stock at {location} for order {order_number}")
+    return picked[0]
+
+
+def pick_units(conn: Connection, location: str, product: str, order_numbers: list[str], *, actor: str,
+               now: datetime | None = None) -> list[str]:
+    """In_stock cards of ``product`` at ``location`` become allocated, one to each order in
+    turn, lowest ICCIDs first; returns them (fewer than the orders when stock runs out).
+
+    Safe for concurrent pickers: on PostgreSQL candidate rows are locked with SKIP LOCKED,
+    and the update only takes cards still in stock there (a card taken meanwhile is replaced).
     """
     now = now or utc_now()
     location, product = _stock_location(conn, location), _product(product)
-    candidate = (select(sims.c.iccid).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
-                 .where(sims.c.state == IN_STOCK, sims.c.location == location, sim_batches.c.product == product)
-                 .order_by(sims.c.iccid).limit(1))
-    if conn.dialect.name == "postgresql":
-        candidate = candidate.with_for_update(of=sims, skip_locked=True)
+    candidates = _pick_candidates(conn.dialect.name == "postgresql")
+    taken: list[str] = []
     for _ in range(_PICK_TRIES):
-        iccid = conn.execute(candidate).scalar()
-        if iccid is None:
+        wanted = len(order_numbers) - len(taken)
+        if wanted <= 0:
             break
-        taken = conn.execute(update(sims).where(sims.c.iccid == iccid, sims.c.state == IN_STOCK,
-                                                sims.c.location == location)
-                             .values(state=ALLOCATED, changed_at=now)).rowcount
-        if taken == 1:
-            audit.record(conn, actor, [Event("sim", iccid, "allocate", IN_STOCK, ALLOCATED, None,
-                                             {"order": order_number, "location": location, "product": product})], now)
-            return iccid
-    raise Conflict(f"no {product} card is in stock at {location} for order {order_number}")
+        found = list(conn.execute(candidates, {"location": location, "product": product, "wanted": wanted}).scalars())
+        for chunk in _chunks(found):
+            taken += conn.execute(update(sims).where(sims.c.iccid.in_(chunk), sims.c.state == IN_STOCK,
+                                                     sims.c.location == location)
+                                  .values(state=ALLOCATED, changed_at=now).returning(sims.c.iccid)).scalars()
+        if len(found) < wanted:
+            break  # nothing more in stock
+    taken.sort()
+    audit.record(conn, actor, [Event("sim", iccid, "allocate", IN_STOCK, ALLOCATED, None,
+                                     {"order": order, "location": location, "product": product})
+                               for iccid, order in zip(taken, order_numbers)], now)
+    return taken
+
+
+@cache
+def _pick_candidates(lock: bool):
+    """The statement finding the lowest in-stock cards of a product at a location (built once)."""
+    stmt = (select(sims.c.iccid).join(sim_batches, sims.c.batch_id == sim_batches.c.id)
+            .where(sims.c.state == IN_STOCK, sims.c.location == bindparam("location"),
+                   sim_batches.c.product == bindparam("product"))
+            .order_by(sims.c.iccid).limit(bindparam("wanted")))
+    return stmt.with_for_update(of=sims, skip_locked=True) if lock else stmt
 
 
 def _card_row(conn: Connection, iccid: str):

@@ -14,15 +14,16 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
+from stdnum.cn import ric
 
 from hkops import audit, carriers
 from hkops.audit import Event
 from hkops.errors import Conflict, InvalidValue, NotFound
-from hkops.ids import mask_resident_id, parse_msisdn, parse_resident_id, resident_id_birth_date, resident_id_gender
+from hkops.ids import parse_msisdn, parse_resident_id
 from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
@@ -66,6 +67,11 @@ def _subscriber(row, created: bool = True) -> Subscriber:
 
 _COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact", "address",
                                        "created_at", "created_by", "resident_id_hash")]
+_SHOWN = ("name", "id_masked", "birth_date", "gender", "contact", "address", "resident_id_hash")
+_INSERT_RETURNING_ID = subscribers.insert().returning(subscribers.c.id, sort_by_parameter_order=True)
+_SET_TOKEN = (subscribers.update().where(subscribers.c.id == bindparam("row_id"))
+              .values(resident_id_enc=bindparam("token")))
+_CHUNK = 900
 
 
 # ---------------------------------------------------------------- the lookup hash
@@ -98,11 +104,24 @@ def _hash(key: bytes, rid: str) -> str:
     return hmac.new(key, b"resident_id\0" + rid.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+def lookup_hash(conn: Connection, resident_id: str, keyring: Keyring, *, create: bool) -> str | None:
+    """The keyed lookup hash of ``resident_id`` (validated first). Without a lookup key yet:
+    made when ``create``, else None (nobody is registered or blacklisted then)."""
+    found = lookup_hashes(conn, [parse_resident_id(resident_id)], keyring, create=create)
+    return None if found is None else found[0]
+
+
+def lookup_hashes(conn: Connection, resident_ids: Sequence[str], keyring: Keyring, *,
+                  create: bool) -> list[str] | None:
+    """:func:`lookup_hash` of many resident IDs, already validated by :func:`parse_resident_id`
+    (the key is read once); None when no key exists and ``create`` is False."""
+    key = _lookup_key(conn, keyring, create=create)
+    return None if key is None else [_hash(key, rid) for rid in resident_ids]
+
+
 def resident_id_hash(conn: Connection, resident_id: str, *, keyring: Keyring | None = None) -> str | None:
     """The stored lookup hash of ``resident_id`` (validated first); None before any is stored."""
-    rid = parse_resident_id(resident_id)
-    key = _lookup_key(conn, keyring or load_keyring(), create=False)
-    return None if key is None else _hash(key, rid)
+    return lookup_hash(conn, resident_id, keyring or load_keyring(), create=False)
 
 
 # ---------------------------------------------------------------- validation
@@ -130,11 +149,37 @@ def _contact(value: object) -> str:
 
 
 def _masked(rid: str) -> str:
-    return mask_resident_id(rid)
+    """:func:`hkops.ids.mask_resident_id` of an ID already parsed."""
+    return rid[:6] + "*" * 8 + rid[-4:]
 
 
 def _blacklist_reason(conn: Connection, digest: str) -> str | None:
-    return conn.execute(select(id_blacklist.c.reason).where(id_blacklist.c.resident_id_hash == digest)).scalar()
+    return blacklisted(conn, [digest]).get(digest)
+
+
+def _chunks(values: Sequence, size: int = _CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def blacklisted(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
+    """The blacklist reason of each lookup hash that is on the blacklist."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        found.update(conn.execute(select(id_blacklist.c.resident_id_hash, id_blacklist.c.reason)
+                                  .where(id_blacklist.c.resident_id_hash.in_(chunk))).all())
+    return found
+
+
+def registered(conn: Connection, hashes: Iterable[str], *, lock: bool = False) -> dict[str, Subscriber]:
+    """The subscriber registered under each of these lookup hashes (those that are); with
+    ``lock`` their rows stay locked until the end of the transaction (PostgreSQL)."""
+    found: dict[str, Subscriber] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        stmt = select(*_COLUMNS).where(subscribers.c.resident_id_hash.in_(chunk))
+        for row in conn.execute(stmt.with_for_update() if lock else stmt):
+            found[row.resident_id_hash] = _subscriber(row, created=False)
+    return found
 
 
 # ---------------------------------------------------------------- registration
@@ -159,32 +204,52 @@ def register(
     contact = _contact(contact)
     address = " ".join(address.split()) or None if address is not None else None
     keyring = keyring or load_keyring()
-    now = utc_now()
     with unit_of_work(db) as conn:
-        digest = _hash(_lookup_key(conn, keyring, create=True), rid)
+        digest = lookup_hashes(conn, [rid], keyring, create=True)[0]
         reason = _blacklist_reason(conn, digest)
         if reason is not None:
             raise Conflict(f"resident ID {masked} is blacklisted ({reason}); it cannot be registered")
-        existing = conn.execute(select(*_COLUMNS).where(subscribers.c.resident_id_hash == digest)
-                                .with_for_update()).first()
+        existing = registered(conn, [digest], lock=True).get(digest)
         if existing is not None:
             if existing.name != name:
                 raise Conflict(f"resident ID {masked} is already registered as subscriber {existing.id} "
                                "under another name")
-            return _subscriber(existing, created=False)
-        subscriber_id = conn.execute(subscribers.insert().values(
-            name=name, resident_id_enc="", resident_id_hash=digest, id_masked=masked,
-            birth_date=resident_id_birth_date(rid), gender=resident_id_gender(rid), contact=contact,
-            address=address, created_at=now, created_by=actor,
-        )).inserted_primary_key[0]
-        # The token is bound to the row id, known only once inserted (same transaction).
-        conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(
-            resident_id_enc=keyring.encrypt(rid, f"subscribers.resident_id:{subscriber_id}")))
-        audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "register", None, "registered",
-                                         f"real-name registration, resident ID {masked}",
-                                         {"id_masked": masked})], now)
-        row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id)).one()
-    return _subscriber(row)
+            return existing
+        return add_subscribers(conn, [NewSubscriber(name, rid, digest, contact, address)], actor=actor,
+                               keyring=keyring)[0]
+
+
+@dataclass(frozen=True)
+class NewSubscriber:
+    """A person to register: values already checked, the resident ID as :func:`parse_resident_id` gives it."""
+
+    name: str
+    resident_id: str = field(repr=False)
+    resident_id_hash: str = field(repr=False)
+    contact: str
+    address: str | None = None
+
+
+def add_subscribers(conn: Connection, people: Sequence[NewSubscriber], *, actor: str, keyring: Keyring,
+                    now: datetime | None = None) -> list[Subscriber]:
+    """Insert people the caller has checked are neither registered nor blacklisted (under its
+    locks), in its transaction: their resident IDs encrypted, one audit record each."""
+    if not people:
+        return []
+    now = now or utc_now()
+    rows = [dict(name=p.name, resident_id_enc="", resident_id_hash=p.resident_id_hash,
+                 id_masked=_masked(p.resident_id), birth_date=ric.get_birth_date(p.resident_id),
+                 gender="male" if int(p.resident_id[16]) % 2 else "female", contact=p.contact, address=p.address,
+                 created_at=now, created_by=actor) for p in people]
+    ids = list(conn.execute(_INSERT_RETURNING_ID, rows).scalars())
+    # Each token is bound to its row id, known only once inserted (same transaction).
+    tokens = keyring.encrypt_column([p.resident_id for p in people], "subscribers.resident_id", [str(i) for i in ids])
+    conn.execute(_SET_TOKEN, [{"row_id": i, "token": t} for i, t in zip(ids, tokens)])
+    audit.record(conn, actor, [Event("subscriber", str(i), "register", None, "registered",
+                                     f"real-name registration, resident ID {row['id_masked']}",
+                                     {"id_masked": row["id_masked"]}) for i, row in zip(ids, rows)], now)
+    return [Subscriber(id=i, **{k: row[k] for k in _SHOWN}, created_at=now, created_by=actor)
+            for i, row in zip(ids, rows)]
 
 
 def find(
@@ -292,13 +357,19 @@ def is_blacklisted(db: Store | Connection, resident_id: str, *, keyring: Keyring
 
 def count_numbers(conn: Connection, resident_id_hash: str, carrier: str) -> int:
     """Live (not unbound) numbers of ``carrier`` held by the person with this lookup hash."""
-    return conn.execute(
-        select(func.count()).select_from(subscriber_numbers.join(
-            subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
-        .where(subscribers.c.resident_id_hash == resident_id_hash,
-               subscriber_numbers.c.carrier == carriers.canonical_name(carrier),
-               subscriber_numbers.c.until.is_(None))
-    ).scalar_one()
+    return count_numbers_many(conn, [resident_id_hash]).get((resident_id_hash, carriers.canonical_name(carrier)), 0)
+
+
+def count_numbers_many(conn: Connection, hashes: Iterable[str]) -> dict[tuple[str, str], int]:
+    """Live numbers held per (lookup hash, carrier), for the people with these hashes (those holding any)."""
+    held: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        held.update({(h, c): n for h, c, n in conn.execute(
+            select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
+            .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
+            .where(subscribers.c.resident_id_hash.in_(chunk), subscriber_numbers.c.until.is_(None))
+            .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))})
+    return held
 
 
 def _locked_subscriber(conn: Connection, subscriber_id: int):
@@ -356,31 +427,19 @@ def bind_numbers(conn: Connection, bindings: list[tuple[int, int, str]], actor: 
         return
     ids = sorted({sid for sid, _, _ in bindings})
     people = {}
-    for start in range(0, len(ids), 900):
+    for chunk in _chunks(ids):
         rows = conn.execute(select(subscribers.c.id, subscribers.c.resident_id_hash, subscribers.c.id_masked)
-                            .where(subscribers.c.id.in_(ids[start:start + 900])).with_for_update()).all()
+                            .where(subscribers.c.id.in_(chunk)).with_for_update()).all()
         people.update({r.id: r for r in rows})
     missing = [sid for sid in ids if sid not in people]
     if missing:
         raise NotFound(f"subscriber {missing[0]} does not exist")
-    hashes = sorted({p.resident_id_hash for p in people.values()})
-    msisdns = [int(m) for _, m, _ in bindings]
-    listed, bound, held = set(), {}, {}
-    for start in range(0, max(len(hashes), len(msisdns)), 900):
-        chunk = hashes[start:start + 900]
-        if chunk:
-            listed |= set(conn.execute(select(id_blacklist.c.resident_id_hash)
-                                       .where(id_blacklist.c.resident_id_hash.in_(chunk))).scalars())
-            held.update({(h, c): n for h, c, n in conn.execute(
-                select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
-                .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
-                .where(subscribers.c.resident_id_hash.in_(chunk), subscriber_numbers.c.until.is_(None))
-                .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))})
-        numbers_chunk = msisdns[start:start + 900]
-        if numbers_chunk:
-            bound.update(dict(conn.execute(select(subscriber_numbers.c.msisdn, subscriber_numbers.c.subscriber_id)
-                                           .where(subscriber_numbers.c.msisdn.in_(numbers_chunk),
-                                                  subscriber_numbers.c.until.is_(None))).all()))
+    hashes = {p.resident_id_hash for p in people.values()}
+    listed, held, bound = blacklisted(conn, hashes), count_numbers_many(conn, hashes), {}
+    for chunk in _chunks([int(m) for _, m, _ in bindings]):
+        bound.update(dict(conn.execute(select(subscriber_numbers.c.msisdn, subscriber_numbers.c.subscriber_id)
+                                       .where(subscriber_numbers.c.msisdn.in_(chunk),
+                                              subscriber_numbers.c.until.is_(None))).all()))
     now, rows, events = utc_now(), [], []
     for sid, msisdn, carrier in bindings:
         person, carrier = people[sid], carriers.canonical_name(carrier)
