@@ -34,7 +34,6 @@ from types import SimpleNamespace
 import phonenumbers
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from stdnum.cn import ric
 
 from hkops import audit
 from hkops.agents.tables import agents as agents_table
@@ -303,6 +302,8 @@ _FIRST_PRODUCT = (select(sim_products.c.code).where(sim_products.c.carrier == bi
                                                     sim_products.c.active.is_(True))
                   .order_by(sim_products.c.code).limit(1))
 _SELLING = (LocationKind.WAREHOUSE.value, LocationKind.AGENT.value)
+_LOCATION_KINDS = select(stock_locations.c.code, stock_locations.c.kind).where(
+    stock_locations.c.code.in_(bindparam("codes", expanding=True)))
 
 
 def _sellers(conn: Connection, codes: set[str]) -> dict[str, _Seller]:
@@ -342,8 +343,7 @@ def _resolve(conn: Connection, items: list[_Item]) -> None:
     named = sorted({str(i.request.location).strip().upper() for i in items if i.request.location is not None})
     kinds = {}
     for chunk in _chunks(named):
-        kinds.update(conn.execute(select(stock_locations.c.code, stock_locations.c.kind)
-                                  .where(stock_locations.c.code.in_(chunk))).all())
+        kinds.update(conn.execute(_LOCATION_KINDS, {"codes": chunk}).all())
     warehouse = []
     products: dict[str, catalogue.Product | NotFound | None] = {}
     for item in items:
@@ -406,6 +406,7 @@ def _product(conn: Connection, item: _Item, products: dict) -> str | None:
 
 _BY_CLIENT_ID = select(orders).where(orders.c.channel == bindparam("channel"),
                                      orders.c.client_order_id == bindparam("client_id"))
+_BY_CLIENT_IDS = select(orders).where(orders.c.client_order_id.in_(bindparam("client_ids", expanding=True)))
 
 
 def _find_retries(conn: Connection, items: list[_Item]) -> None:
@@ -421,7 +422,7 @@ def _find_retries(conn: Connection, items: list[_Item]) -> None:
         else:
             first[key] = item
     for chunk in _chunks(sorted({client_id for _, client_id in first})):
-        for row in conn.execute(select(orders).where(orders.c.client_order_id.in_(chunk))):
+        for row in conn.execute(_BY_CLIENT_IDS, {"client_ids": chunk}):
             item = first.get((row.channel, row.client_order_id))
             if item is None:
                 continue
@@ -458,15 +459,19 @@ def _lock_people(conn: Connection, digests: list[str]) -> None:
                           "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": sorted(digests)})
 
 
+_OPEN_ORDERS = (select(orders.c.resident_id_hash, orders.c.carrier, func.count())
+                .where(orders.c.resident_id_hash.in_(bindparam("digests", expanding=True)),
+                       orders.c.state.in_([s.value for s in OPEN]),
+                       ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn,
+                                       subscriber_numbers.c.until.is_(None)))
+                .group_by(orders.c.resident_id_hash, orders.c.carrier))
+
+
 def _open_orders(conn: Connection, digests: list[str]) -> dict[tuple[str, str], int]:
     """Open orders per (lookup hash, carrier) whose number is not bound to the person yet."""
     held: dict[tuple[str, str], int] = {}
     for chunk in _chunks(digests):
-        held.update({(h, c): n for h, c, n in conn.execute(
-            select(orders.c.resident_id_hash, orders.c.carrier, func.count())
-            .where(orders.c.resident_id_hash.in_(chunk), orders.c.state.in_([s.value for s in OPEN]),
-                   ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn, subscriber_numbers.c.until.is_(None)))
-            .group_by(orders.c.resident_id_hash, orders.c.carrier))})
+        held.update({(h, c): n for h, c, n in conn.execute(_OPEN_ORDERS, {"digests": chunk})})
     return held
 
 
@@ -489,7 +494,7 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
     for item in todo:
         plan, masked = item.plan, item.masked
         if item.province:
-            for reason in catalogue.customer_problems(plan, ric.get_birth_date(item.rid), item.province, today):
+            for reason in catalogue.customer_problems(plan, subscribers.birth_date(item.rid), item.province, today):
                 item.refuse("customer", masked, reason)
         item.blacklisted = listed.get(item.digest)
         if item.blacklisted:
@@ -518,6 +523,10 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
 
 _NUMBER_FEES = (numbers_table.c.price_fen, number_grades.c.prepay_fen, number_grades.c.min_monthly_fen)
 _WITH_GRADE = numbers_table.outerjoin(number_grades, number_grades.c.grade == numbers_table.c.grade)
+_ASKED = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
+          .select_from(_WITH_GRADE.outerjoin(number_blocks, number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE))
+          .where(numbers_table.c.msisdn.in_(bindparam("numbers", expanding=True))))
+_ASKED_LOCKED = _ASKED.with_for_update(of=numbers_table)
 
 
 def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) -> None:
@@ -530,15 +539,10 @@ def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock
             item.refuse("msisdn", item.wanted, f"is asked for by line {asked[int(item.wanted)].line} too")
         else:
             asked[int(item.wanted)] = item
-    stmt = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
-            .select_from(_WITH_GRADE.outerjoin(number_blocks,
-                                               number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE)))
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=numbers_table)
+    stmt = _ASKED_LOCKED if lock and conn.dialect.name == "postgresql" else _ASKED
     found = {}
     for chunk in _chunks(sorted(asked)):
-        found.update({row["msisdn"]: row for row in conn.execute(stmt.where(numbers_table.c.msisdn.in_(chunk)))
-                      .mappings()})
+        found.update({row["msisdn"]: row for row in conn.execute(stmt, {"numbers": chunk}).mappings()})
     for msisdn, item in asked.items():
         row = found.get(msisdn)
         if row is None:
@@ -553,7 +557,9 @@ def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock
     _pick_numbers(conn, [i for i in items if i.wanted is None], set(asked), lock=lock)
 
 
-_CARRIER_BLOCKS = select(number_blocks.c.prefix, number_blocks.c.province, number_blocks.c.carrier)
+_CARRIER_BLOCKS = (select(number_blocks.c.prefix, number_blocks.c.province, number_blocks.c.carrier)
+                   .where(number_blocks.c.carrier.in_(bindparam("carriers", expanding=True)))
+                   .order_by(number_blocks.c.prefix))
 
 
 def _pick_numbers(conn: Connection, items: list[_Item], taken: set[int], *, lock: bool) -> None:
@@ -563,8 +569,7 @@ def _pick_numbers(conn: Connection, items: list[_Item], taken: set[int], *, lock
     if not items:
         return
     carriers_ = sorted({i.plan.carrier for i in items})
-    blocks = conn.execute(_CARRIER_BLOCKS.where(number_blocks.c.carrier.in_(carriers_))
-                          .order_by(number_blocks.c.prefix)).all()
+    blocks = conn.execute(_CARRIER_BLOCKS, {"carriers": carriers_}).all()
     grades = tuple(numbers.plain_grades(conn))
     lock = lock and conn.dialect.name == "postgresql"
     for carrier in carriers_:
@@ -601,14 +606,17 @@ def _free_numbers(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool
     return stmt.with_for_update(of=numbers_table, skip_locked=True) if lock else stmt
 
 
+_PRICES = select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen).where(
+    plan_prices.c.plan.in_(bindparam("plans", expanding=True)))
+
+
 def _quote(conn: Connection, items: list[_Item]) -> None:
     """Each request's quote: the plan's price at the channel's level (else the nearest lower
     level that has one), the number's selection fee, prepayment and minimum spend."""
     priced = [i for i in items if i.msisdn is not None]
     prices: dict[str, dict[int, int]] = {}
     for chunk in _chunks(sorted({i.plan.code for i in priced})):
-        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen)
-                                               .where(plan_prices.c.plan.in_(chunk))):
+        for plan, level, price in conn.execute(_PRICES, {"plans": chunk}):
             prices.setdefault(plan, {})[level] = price
     for item in priced:
         code, level = item.plan.code, item.agent.price_level if item.agent else 0
@@ -667,7 +675,9 @@ def check_order(db: Store | Connection, request: OrderRequest, *, keyring: Keyri
 
 # ---------------------------------------------------------------- intake: writing
 
-_INSERT_RETURNING_ID = orders.insert().returning(orders.c.id, sort_by_parameter_order=True)
+# Rows inserted together come back matched by their provisional number (a random token until the
+# id is known): one multi-row INSERT ... RETURNING.
+_INSERT_RETURNING_ID = orders.insert().returning(orders.c.number, orders.c.id)
 _SET_NUMBER = (update(orders).where(orders.c.id == bindparam("order_id"))
                .values(number=bindparam("number"), resident_id_enc=bindparam("sealed")))
 
@@ -736,8 +746,10 @@ def _write(conn: Connection, items: list[_Item], *, actor: str, now: datetime, k
     approved = [i for i in new if i.request.submit]
     _register(conn, approved, actor=actor, now=now, keyring=keyring)
     rows = [_values(item, actor=actor, now=now) for item in new]
-    ids = list(conn.execute(_INSERT_RETURNING_ID, [{**row, "number": secrets.token_hex(12), "resident_id_enc": ""}
-                                                   for row in rows]).scalars())
+    tokens = [secrets.token_hex(12) for _ in rows]
+    made = dict(conn.execute(_INSERT_RETURNING_ID, [{**row, "number": token, "resident_id_enc": ""}
+                                                    for row, token in zip(rows, tokens)]).all())
+    ids = [made[token] for token in tokens]
     numbers_ = [f"SO{order_id:08d}" for order_id in ids]
     sealed = keyring.encrypt_column([item.rid for item in new], "orders.resident_id", numbers_)
     conn.execute(_SET_NUMBER, [{"order_id": order_id, "number": number, "sealed": token}
@@ -889,12 +901,16 @@ def _load(conn: Connection, number: str, *, lock: bool = False):
     return row
 
 
+_BY_NUMBERS = select(orders).where(orders.c.number.in_(bindparam("numbers", expanding=True))).order_by(orders.c.id)
+_BY_NUMBERS_LOCKED = _BY_NUMBERS.with_for_update(of=orders)
+
+
 def _load_many(conn: Connection, numbers_: list[str], *, lock: bool = False) -> dict:
     """The order rows with these numbers (those that exist), locked in id order with ``lock``."""
     found = {}
     for chunk in _chunks(sorted(set(numbers_))):
-        stmt = select(orders).where(orders.c.number.in_(chunk)).order_by(orders.c.id)
-        found.update({row.number: row for row in conn.execute(stmt.with_for_update(of=orders) if lock else stmt)})
+        found.update({row.number: row for row in conn.execute(_BY_NUMBERS_LOCKED if lock else _BY_NUMBERS,
+                                                              {"numbers": chunk})})
     return found
 
 
@@ -947,14 +963,15 @@ _PAID = (update(orders).where(orders.c.id == bindparam("order_id"))
          .values(state=O.PAID.value, changed_at=bindparam("now")))
 
 
+_HOLDERS = (select(numbers_table.c.msisdn, numbers_table.c.state, numbers_table.c.holder)
+            .where(numbers_table.c.msisdn.in_(bindparam("numbers", expanding=True))).with_for_update())
+
+
 def _assign_numbers(conn: Connection, rows: list, *, actor: str, now: datetime) -> None:
     """The numbers the orders hold become assigned to them (one check, one move for all)."""
     held = {}
-    stmt = select(numbers_table.c.msisdn, numbers_table.c.state, numbers_table.c.holder)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
     for chunk in _chunks(sorted({row.msisdn for row in rows})):
-        held.update({r.msisdn: r for r in conn.execute(stmt.where(numbers_table.c.msisdn.in_(chunk)))})
+        held.update({r.msisdn: r for r in conn.execute(_HOLDERS, {"numbers": chunk})})
     moves: dict[NumberState, dict[int, dict]] = {NumberState.RESERVED: {}, NumberState.AVAILABLE: {}}
     for row in rows:
         number = held.get(row.msisdn)

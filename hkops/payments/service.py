@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, bindparam, case, func, select
 
 from hkops import audit
 from hkops.audit import Event
@@ -92,13 +92,16 @@ def find(conn: Connection, method: str, reference: str):
     return find_many(conn, [(method, reference)]).get((method, reference))
 
 
+_BY_REFERENCES = select(payments).where(payments.c.reference.in_(bindparam("references", expanding=True)))
+
+
 def find_many(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], object]:
     """The ledger rows of these (method, reference) payments that are recorded, by key."""
     keys = set(keys)
     found = {}
     references = sorted({reference for _, reference in keys})
     for start in range(0, len(references), _CHUNK):
-        for row in conn.execute(select(payments).where(payments.c.reference.in_(references[start:start + _CHUNK]))):
+        for row in conn.execute(_BY_REFERENCES, {"references": references[start:start + _CHUNK]}):
             if (row.method, row.reference) in keys:
                 found[row.method, row.reference] = row
     return found
@@ -149,7 +152,8 @@ def record(conn: Connection, order_id: int, order_number: str, kind: str, amount
     return append(conn, [entry], actor=actor)[0]
 
 
-_INSERT_RETURNING_ID = payments.insert().returning(payments.c.id, sort_by_parameter_order=True)
+# Rows inserted together come back matched by (method, reference): one multi-row INSERT ... RETURNING.
+_INSERT_RETURNING_ID = payments.insert().returning(payments.c.method, payments.c.reference, payments.c.id)
 
 
 def append(conn: Connection, entries: list[Entry], *, actor: str, at: datetime | None = None) -> list[Payment]:
@@ -160,7 +164,8 @@ def append(conn: Connection, entries: list[Entry], *, actor: str, at: datetime |
     at = at or utc_now()
     rows = [dict(order_id=e.order_id, kind=e.kind, amount_fen=e.amount_fen, method=e.method, reference=e.reference,
                  note=e.note, at=e.at or at, actor=actor) for e in entries]
-    ids = list(conn.execute(_INSERT_RETURNING_ID, rows).scalars())
+    made = {(method, reference): i for method, reference, i in conn.execute(_INSERT_RETURNING_ID, rows)}
+    ids = [made[e.method, e.reference] for e in entries]
     audit.record(conn, actor, [Event("payment", e.order, e.kind, None, None, e.note,
                                      {"amount_fen": e.amount_fen, "method": e.method, "reference": e.reference})
                                for e in entries], at)
@@ -199,6 +204,8 @@ def refund(db: Store | Connection, order: str, amount_fen: int, *, method: str, 
 
 
 _SIGNED = case((payments.c.kind == REFUND, -payments.c.amount_fen), else_=payments.c.amount_fen)
+_NETS = (select(payments.c.order_id, func.sum(_SIGNED)).where(payments.c.order_id.in_(bindparam("ids", expanding=True)))
+         .group_by(payments.c.order_id))
 
 
 def balance(conn: Connection, order_id: int) -> int:
@@ -211,9 +218,7 @@ def balances(conn: Connection, order_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(order_ids))
     found = {}
     for start in range(0, len(ids), _CHUNK):
-        found.update({order_id: int(net) for order_id, net in conn.execute(
-            select(payments.c.order_id, func.sum(_SIGNED)).where(payments.c.order_id.in_(ids[start:start + _CHUNK]))
-            .group_by(payments.c.order_id))})
+        found.update({order_id: int(net) for order_id, net in conn.execute(_NETS, {"ids": ids[start:start + _CHUNK]})})
     return found
 
 

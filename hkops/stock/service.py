@@ -394,9 +394,7 @@ def pick_units(conn: Connection, location: str, product: str, order_numbers: lis
             break
         found = list(conn.execute(candidates, {"location": location, "product": product, "wanted": wanted}).scalars())
         for chunk in _chunks(found):
-            taken += conn.execute(update(sims).where(sims.c.iccid.in_(chunk), sims.c.state == IN_STOCK,
-                                                     sims.c.location == location)
-                                  .values(state=ALLOCATED, changed_at=now).returning(sims.c.iccid)).scalars()
+            taken += conn.execute(_TAKE_CARDS, {"iccids": chunk, "at_location": location, "now": now}).scalars()
         if len(found) < wanted:
             break  # nothing more in stock
     taken.sort()
@@ -404,6 +402,11 @@ def pick_units(conn: Connection, location: str, product: str, order_numbers: lis
                                      {"order": order, "location": location, "product": product})
                                for iccid, order in zip(taken, order_numbers)], now)
     return taken
+
+
+_TAKE_CARDS = (update(sims).where(sims.c.iccid.in_(bindparam("iccids", expanding=True)), sims.c.state == IN_STOCK,
+                                  sims.c.location == bindparam("at_location"))
+               .values(state=ALLOCATED, changed_at=bindparam("now")).returning(sims.c.iccid))
 
 
 @cache

@@ -18,7 +18,6 @@ from typing import Callable, Iterable, Sequence
 
 import phonenumbers
 from sqlalchemy import Connection, bindparam, func, select
-from stdnum.cn import ric
 
 from hkops import audit, carriers
 from hkops.audit import Event
@@ -68,7 +67,9 @@ def _subscriber(row, created: bool = True) -> Subscriber:
 _COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact", "address",
                                        "created_at", "created_by", "resident_id_hash")]
 _SHOWN = ("name", "id_masked", "birth_date", "gender", "contact", "address", "resident_id_hash")
-_INSERT_RETURNING_ID = subscribers.insert().returning(subscribers.c.id, sort_by_parameter_order=True)
+# Rows inserted together come back matched by their unique hash: one multi-row INSERT ... RETURNING
+# (asking for parameter order instead makes SQLite insert them one by one).
+_INSERT_RETURNING_ID = subscribers.insert().returning(subscribers.c.resident_id_hash, subscribers.c.id)
 _SET_TOKEN = (subscribers.update().where(subscribers.c.id == bindparam("row_id"))
               .values(resident_id_enc=bindparam("token")))
 _CHUNK = 900
@@ -148,6 +149,11 @@ def _contact(value: object) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def birth_date(rid: str) -> date:
+    """The birth date in a resident ID already parsed (:func:`hkops.ids.parse_resident_id` checked it is real)."""
+    return date(int(rid[6:10]), int(rid[10:12]), int(rid[12:14]))
+
+
 def _masked(rid: str) -> str:
     """:func:`hkops.ids.mask_resident_id` of an ID already parsed."""
     return rid[:6] + "*" * 8 + rid[-4:]
@@ -162,12 +168,23 @@ def _chunks(values: Sequence, size: int = _CHUNK):
         yield values[start:start + size]
 
 
+# Set-wise statements, built once: ``hashes`` is a list of up to _CHUNK lookup hashes.
+_HASHES = bindparam("hashes", expanding=True)
+_BLACKLISTED = select(id_blacklist.c.resident_id_hash, id_blacklist.c.reason).where(
+    id_blacklist.c.resident_id_hash.in_(_HASHES))
+_REGISTERED = select(*_COLUMNS).where(subscribers.c.resident_id_hash.in_(_HASHES))
+_REGISTERED_LOCKED = _REGISTERED.with_for_update()
+_HELD = (select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
+         .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
+         .where(subscribers.c.resident_id_hash.in_(_HASHES), subscriber_numbers.c.until.is_(None))
+         .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))
+
+
 def blacklisted(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
     """The blacklist reason of each lookup hash that is on the blacklist."""
     found: dict[str, str] = {}
     for chunk in _chunks(sorted(set(hashes))):
-        found.update(conn.execute(select(id_blacklist.c.resident_id_hash, id_blacklist.c.reason)
-                                  .where(id_blacklist.c.resident_id_hash.in_(chunk))).all())
+        found.update(conn.execute(_BLACKLISTED, {"hashes": chunk}).all())
     return found
 
 
@@ -176,8 +193,7 @@ def registered(conn: Connection, hashes: Iterable[str], *, lock: bool = False) -
     ``lock`` their rows stay locked until the end of the transaction (PostgreSQL)."""
     found: dict[str, Subscriber] = {}
     for chunk in _chunks(sorted(set(hashes))):
-        stmt = select(*_COLUMNS).where(subscribers.c.resident_id_hash.in_(chunk))
-        for row in conn.execute(stmt.with_for_update() if lock else stmt):
+        for row in conn.execute(_REGISTERED_LOCKED if lock else _REGISTERED, {"hashes": chunk}):
             found[row.resident_id_hash] = _subscriber(row, created=False)
     return found
 
@@ -238,10 +254,11 @@ def add_subscribers(conn: Connection, people: Sequence[NewSubscriber], *, actor:
         return []
     now = now or utc_now()
     rows = [dict(name=p.name, resident_id_enc="", resident_id_hash=p.resident_id_hash,
-                 id_masked=_masked(p.resident_id), birth_date=ric.get_birth_date(p.resident_id),
+                 id_masked=_masked(p.resident_id), birth_date=birth_date(p.resident_id),
                  gender="male" if int(p.resident_id[16]) % 2 else "female", contact=p.contact, address=p.address,
                  created_at=now, created_by=actor) for p in people]
-    ids = list(conn.execute(_INSERT_RETURNING_ID, rows).scalars())
+    made = dict(conn.execute(_INSERT_RETURNING_ID, rows).all())
+    ids = [made[p.resident_id_hash] for p in people]
     # Each token is bound to its row id, known only once inserted (same transaction).
     tokens = keyring.encrypt_column([p.resident_id for p in people], "subscribers.resident_id", [str(i) for i in ids])
     conn.execute(_SET_TOKEN, [{"row_id": i, "token": t} for i, t in zip(ids, tokens)])
@@ -364,11 +381,7 @@ def count_numbers_many(conn: Connection, hashes: Iterable[str]) -> dict[tuple[st
     """Live numbers held per (lookup hash, carrier), for the people with these hashes (those holding any)."""
     held: dict[tuple[str, str], int] = {}
     for chunk in _chunks(sorted(set(hashes))):
-        held.update({(h, c): n for h, c, n in conn.execute(
-            select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
-            .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
-            .where(subscribers.c.resident_id_hash.in_(chunk), subscriber_numbers.c.until.is_(None))
-            .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))})
+        held.update({(h, c): n for h, c, n in conn.execute(_HELD, {"hashes": chunk})})
     return held
 
 
