@@ -154,6 +154,7 @@ def test_a_valid_order_placed_through_the_form_appears_in_the_pipeline(console, 
     assert console.status.kind == "ok" and "approved" in console.status.text, console.status.text
     placed = orders.get_order(distribution.db, "A3-77")
     number = placed.number
+    assert number == "SO00000001"  # the live checks wrote nothing, not even a PostgreSQL sequence value
     assert f"Order {number} approved" in console.status.text
     assert (placed.state, placed.channel, placed.client_order_id, placed.price_fen) == ("approved", "A3", "A3-77",
                                                                                       PRICES[3])

@@ -1,10 +1,10 @@
 """The orders console (订单): take an order with live checks, follow the pipeline, move an order on.
 
-The widget only wires: intake is :func:`hkops.orders.service.create_order`, rehearsed (made in
-a transaction that is rolled back) while the operator types to show whether it would pass
-and what it would cost; the quick checks above it (resident ID, age, ship-to province,
-blacklist, 一证五号) read :mod:`hkops.ids`, :mod:`hkops.catalogue.service` and
-:mod:`hkops.subscribers.service`. Every move on an order is a use case of
+The widget only wires: intake is :func:`hkops.orders.service.create_order`, checked with
+:func:`hkops.orders.service.check_order` (intake's own checks, writing nothing) while the
+operator types, to show whether it would pass and what it would cost; the blacklist and
+一证五号 lines come from that check too, the resident ID, age and ship-to province lines
+from :mod:`hkops.ids` and :mod:`hkops.catalogue.service`. Every move on an order is a use case of
 :mod:`hkops.orders.service`; activation talks to the HLR through the console's client.
 Resident IDs are typed into a password field and shown masked only.
 """
@@ -16,24 +16,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 import ipywidgets as widgets
-from sqlalchemy import exists, func, select
-
 from hkops import carriers
 from hkops.agents import service as agents
 from hkops.audit import default_actor
 from hkops.catalogue import service as catalogue
-from hkops.errors import HkopsError, InvalidValue, InvalidValues
+from hkops.errors import InvalidValue
 from hkops.ids import display_msisdn, mask_resident_id, parse_resident_id, resident_id_birth_date
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.network import ProvisioningClient
 from hkops.numbers.search import SearchQuery, search
 from hkops.orders import service as orders
-from hkops.orders.model import MOVES, OPEN, OrderState
-from hkops.orders.tables import orders as orders_table
+from hkops.orders.model import MOVES, OrderState
 from hkops.store.engine import Store, get_store
-from hkops.subscribers import service as subscribers
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
-from hkops.subscribers.tables import subscriber_numbers
 from hkops.timeutil import SHANGHAI, local, utc_now
 from hkops.ui._common import (
     Busy,
@@ -46,7 +41,6 @@ from hkops.ui._common import (
     field,
     html_table,
     panel,
-    rehearse,
     row,
     set_options,
     stylesheet,
@@ -158,8 +152,8 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
         self.ship_province = field("收货省份 Ship to province", "北京 / Guangdong", "hkops-ship-province", "330px")
         self.ship_address = field("收货地址 Address", "street, building, flat", "hkops-ship-address", "96%")
         self.client_order_id = field("客户单号 Client order id", "optional", "hkops-client-order-id", "330px")
-        # Free text is checked when the operator leaves the field (or presses Enter): the full
-        # check places the order in a rolled-back transaction, which on PostgreSQL uses up an order id.
+        # Free text is checked when the operator leaves the field (or presses Enter), not at
+        # every keystroke: the full check reads the database.
         for widget in (self.customer_name, self.contact, self.ship_address, self.client_order_id):
             widget.continuous_update = False
         self.checks = widgets.HTML().add_class("hkops-intake-checks")
@@ -365,16 +359,17 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
         if self._quiet:
             return
         try:
-            lines, order = self._checks()
+            lines, passed = self._checks()
         except Exception as error:  # noqa: BLE001 - the console must never show a traceback
             self.status.failure(error)
-            lines, order = [("核验 Checks", False, "could not be run; see the message above")], None
-        self.intake_ok = all(passed for _, passed, _ in lines)
+            lines, passed = [("核验 Checks", False, "could not be run; see the message above")], None
+        self.intake_ok = all(ok for _, ok, _ in lines)
         self.submit_button.disabled = not self.intake_ok
         self.checks.value = check_lines(lines)
-        self.quote.value = quote_table(order) if order is not None else ""
+        self.quote.value = quote_table(passed.msisdn, passed.quote) if passed is not None else ""
 
-    def _checks(self) -> tuple[list[tuple[str, bool | None, str]], orders.Order | None]:
+    def _checks(self) -> tuple[list[tuple[str, bool | None, str]], orders.OrderCheck | None]:
+        """The check lines, and intake's check when the order can be placed."""
         values = self._intake_values()
         plan = self._plans.get(values["plan"])
         lines: list[tuple[str, bool | None, str]] = []
@@ -395,20 +390,25 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
             lines.append(("年龄 Age", plan.min_age <= age <= plan.max_age,
                           f"{age}; plan {plan.code} takes {plan.min_age}–{plan.max_age}"))
         lines.append(self._province_check(values["ship_province"], plan))
+        checked = None
         if rid is None or plan is None:
             lines.append(("黑名单 Blacklist", None, "needs a valid resident ID"))
             lines.append(("一证五号 Numbers per person", None, "needs a valid resident ID and a plan"))
         else:
-            lines += self._person_checks(rid, plan)
-        order = None
+            checked = orders.check_order(self.store, orders.OrderRequest(**values))
+            lines += self._person_checks(checked, plan)
+        name = "核验 Order check"
         if not all(passed for _, passed, _ in lines):
-            lines.append(("核验 Order check", None, "waiting for the checks above"))
+            lines.append((name, None, "waiting for the checks above"))
         elif not all(str(values[k]).strip() for k in ("customer_name", "contact", "ship_address")):
-            lines.append(("核验 Order check", None, "fill in the name, contact and address"))
+            lines.append((name, None, "fill in the name, contact and address"))
+        elif checked.problems:
+            lines.append((name, False, "; ".join(str(p) for p in checked.problems)))
         else:
-            line, order = self._rehearse(values)
-            lines.append(line)
-        return lines, order
+            how = "chosen" if values["msisdn"] else "assigned automatically"
+            lines.append((name, True, f"can be placed: number {display_msisdn(checked.msisdn)} ({how})"))
+            return lines, checked
+        return lines, None
 
     @staticmethod
     def _province_check(text: str, plan: catalogue.Plan | None) -> tuple[str, bool | None, str]:
@@ -423,34 +423,16 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
             return name, False, f"plan {plan.code} does not ship to {province}"
         return name, True, province
 
-    def _person_checks(self, rid: str, plan: catalogue.Plan) -> list[tuple[str, bool | None, str]]:
-        with self.store.read() as conn:
-            listed = subscribers.is_blacklisted(conn, rid)
-            digest = subscribers.resident_id_hash(conn, rid)
-            held = 0 if digest is None else subscribers.count_numbers(conn, digest, plan.carrier) + conn.execute(
-                select(func.count()).select_from(orders_table).where(
-                    orders_table.c.resident_id_hash == digest, orders_table.c.carrier == plan.carrier,
-                    orders_table.c.state.in_([s.value for s in OPEN]),
-                    ~exists().where(subscriber_numbers.c.msisdn == orders_table.c.msisdn,
-                                    subscriber_numbers.c.until.is_(None)))).scalar_one()
-        return [("黑名单 Blacklist", not listed, "on the blacklist" if listed else "not listed"),
-                ("一证五号 Numbers per person", held < NUMBERS_PER_CARRIER,
-                 f"holds {held} {plan.carrier} number(s) (bound or on open orders); at most {NUMBERS_PER_CARRIER}")]
-
-    def _rehearse(self, values: dict) -> tuple[tuple[str, bool, str], orders.Order | None]:
-        """Place the order in a transaction that is rolled back: would it pass, and at what price?"""
-        name = "核验 Order check"
-        try:
-            order = rehearse(self.store, lambda conn: orders.create_order(conn, actor=self.actor, **values))
-        except InvalidValues as refused:
-            return (name, False, "; ".join(str(p) for p in refused.problems)), None
-        except HkopsError as refused:
-            return (name, False, str(refused)), None
-        if not order.created:
-            return (name, False, f"client order id {order.client_order_id} is order {order.number} already "
-                                 "(placing it again makes nothing new)"), None
-        how = "chosen" if values["msisdn"] else "assigned automatically"
-        return (name, True, f"can be placed: number {display_msisdn(order.msisdn)} ({how})"), order
+    @staticmethod
+    def _person_checks(checked: orders.OrderCheck, plan: catalogue.Plan) -> list[tuple[str, bool | None, str]]:
+        if checked.held is None:  # intake did not look: the client order id names an order already
+            return [("黑名单 Blacklist", None, "see the order check"),
+                    ("一证五号 Numbers per person", None, "see the order check")]
+        return [("黑名单 Blacklist", not checked.blacklisted,
+                 f"on the blacklist ({checked.blacklisted})" if checked.blacklisted else "not listed"),
+                ("一证五号 Numbers per person", checked.held < NUMBERS_PER_CARRIER,
+                 f"holds {checked.held} {plan.carrier} number(s) (bound or on open orders); "
+                 f"at most {NUMBERS_PER_CARRIER}")]
 
     def submit(self) -> None:
         """Place the order the form describes; show it in the pipeline."""
@@ -696,14 +678,14 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
                 *self.stage_buttons.values())
 
 
-def quote_table(order: orders.Order) -> str:
-    """What the order would cost (from a rehearsed intake)."""
-    rows = [("号码 Number", display_msisdn(order.msisdn)), ("套餐价 Plan price", format_yuan(order.price_fen)),
-            ("选号费 Number fee", format_yuan(order.vanity_fee_fen)), ("预存 Prepayment", format_yuan(order.prepay_fen))]
+def quote_table(msisdn: str, quote: catalogue.Quote) -> str:
+    """What an order with number ``msisdn`` would cost (from intake's check)."""
+    rows = [("号码 Number", display_msisdn(msisdn)), ("套餐价 Plan price", format_yuan(quote.price_fen)),
+            ("选号费 Number fee", format_yuan(quote.vanity_fee_fen)), ("预存 Prepayment", format_yuan(quote.prepay_fen))]
     table = "".join(f"<tr><td>{k}</td><td class='num'>{v}</td></tr>" for k, v in rows)
-    total = f"<tr class='hkops-total'><td>合计 Total</td><td class='num'>{format_yuan(order.total_fen)}</td></tr>"
-    monthly = (f"<div class='hkops-muted'>最低消费 Minimum spend {format_yuan(order.min_monthly_fen)}/月</div>"
-               if order.min_monthly_fen else "")
+    total = f"<tr class='hkops-total'><td>合计 Total</td><td class='num'>{format_yuan(quote.total_fen)}</td></tr>"
+    monthly = (f"<div class='hkops-muted'>最低消费 Minimum spend {format_yuan(quote.min_monthly_fen)}/月</div>"
+               if quote.min_monthly_fen else "")
     return f"<table class='hkops-quote'>{table}{total}</table>{monthly}"
 
 
