@@ -104,3 +104,19 @@ def test_a_draft_submitted_later_and_a_payment_statement_import(cli, distributio
     assert status == 2 and "1 bad line(s); nothing imported" in err and "line 2" in err
     status, out, _ = cli("payments", "reconcile")
     assert status == 0 and "unpaid: 0" in out and "overpaid: 0" in out
+
+
+def test_a_paid_order_waits_for_stock_and_orders_allocate_picks_its_card_when_one_arrives(cli, distribution):
+    from hkops.stock import service as stock
+
+    order = ok(cli("orders", "create", *CUSTOMER, "--id", rid(5), "--agent", "A2", "--json"))  # A2 holds no cards
+    paid = ok(cli("orders", "pay", order["number"], "--amount", order["total"], "--method", "cash", "--reference",
+                  "c5", "--json"))
+    assert (paid["state"], paid["iccid"]) == ("paid", None)
+    status, out, _ = cli("orders", "allocate", "--location", "ag-a2")
+    assert status == 0 and out.startswith("0 order(s) allocated")
+    stock.transfer(distribution.db, "WH-BJ", "AG-A2", iccids=distribution.warehouse_iccids[:1], actor="desk")
+    assert ok(cli("orders", "allocate", "--json")) == [order["number"]]
+    shown = ok(cli("orders", "show", order["number"], "--json"))
+    assert (shown["order"]["state"], shown["order"]["iccid"]) == ("allocated", distribution.warehouse_iccids[0])
+    one_line_refusal(cli("orders", "allocate", "--location", "WH-NONE"), "location 'WH-NONE' does not exist")

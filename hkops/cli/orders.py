@@ -1,10 +1,11 @@
-"""``hkops orders ...``: Sales orders: create, pay, ship, deliver, activate, cancel, return, show.
+"""``hkops orders ...``: Sales orders: create or import, pay, allocate, ship, deliver, activate, cancel, return, show.
 
 Money is given and shown in yuan (元); the resident ID is only ever shown masked.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -15,7 +16,8 @@ from hkops.ids import display_msisdn
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.timeutil import local
 
-app = typer.Typer(help="Sales orders: create, pay, ship, deliver, activate, cancel, return, show.",
+app = typer.Typer(help="Sales orders: create or import, pay, allocate, ship, deliver, activate, cancel, return, "
+                       "show.",
                   no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
@@ -65,6 +67,26 @@ def create(
     report(order, as_json)
 
 
+@app.command("import")
+def import_file(
+    path: Path = typer.Argument(..., help="CSV with a header naming its columns: plan, customer_name, resident_id, "
+                                          "contact, ship_province, ship_address; optional channel (empty: direct), "
+                                          "msisdn, product, client_order_id, location."),
+    as_json: bool = Json,
+):
+    """Take the orders of a file, one per line: every line or none (bad lines listed with their numbers)."""
+    from hkops.orders import service
+
+    placed = service.import_orders(store(), path, actor=actor())
+    new = [o for o in placed if o.created]
+    if as_json:
+        emit_json({"created": len(new), "already_placed": len(placed) - len(new),
+                   "orders": [o.number for o in placed], "total_fen": sum(o.total_fen for o in new)})
+        return
+    echo(f"{len(new)} order(s) placed ({format_yuan(sum(o.total_fen for o in new))} due), "
+         f"{len(placed) - len(new)} placed before (same client order id)")
+
+
 @app.command()
 def submit(number: str, as_json: bool = Json):
     """Check a draft and approve it (or reject it with its reasons)."""
@@ -81,11 +103,24 @@ def pay(
     reference: str = typer.Option(..., "--reference", help="The payment's transaction id."),
     as_json: bool = Json,
 ):
-    """Record a payment; the one that completes the total allocates the number and a card."""
+    """Record a payment; the one that completes the total allocates the number and a card (none left: paid, waiting)."""
     from hkops.orders import service
 
     report(service.pay_order(store(), number, yuan_to_fen(amount, "amount"), method=method, reference=reference,
                              actor=actor()), as_json)
+
+
+@app.command()
+def allocate(location: Optional[str] = typer.Option(None, "--location", help="Only orders sold from here."),
+             as_json: bool = Json):
+    """Pick cards for paid orders waiting for stock, oldest first, as far as the stock goes."""
+    from hkops.orders import service
+
+    done = service.allocate_waiting(store(), location=location, actor=actor())
+    if as_json:
+        emit_json(done)
+    else:
+        echo(f"{len(done)} order(s) allocated" + (f": {', '.join(done)}" if done else ""))
 
 
 @app.command()

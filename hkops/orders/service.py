@@ -503,7 +503,8 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
         if person is not None:
             item.subscriber_id = person.id
             if item.customer_name and person.name != item.customer_name:
-                item.refuse("customer_name", item.customer_name, f"resident ID {masked} is registered under another name")
+                item.refuse("customer_name", item.customer_name,
+                            f"resident ID {masked} is registered under another name")
         elif item.customer_name:
             same = named.setdefault(item.digest, item)
             if same.customer_name != item.customer_name:
@@ -524,7 +525,8 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
 _NUMBER_FEES = (numbers_table.c.price_fen, number_grades.c.prepay_fen, number_grades.c.min_monthly_fen)
 _WITH_GRADE = numbers_table.outerjoin(number_grades, number_grades.c.grade == numbers_table.c.grade)
 _ASKED = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
-          .select_from(_WITH_GRADE.outerjoin(number_blocks, number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE))
+          .select_from(_WITH_GRADE.outerjoin(number_blocks,
+                                             number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE))
           .where(numbers_table.c.msisdn.in_(bindparam("numbers", expanding=True))))
 _ASKED_LOCKED = _ASKED.with_for_update(of=numbers_table)
 
