@@ -323,8 +323,8 @@ def import_payments(db: Store | Connection, path: str | Path, *, actor: str) -> 
     time, a reference repeated in the file, or one the ledger has for another payment.
     Lines the ledger has already are skipped (``created`` False). Amounts are not checked
     against what the orders owe: reconciliation shows what an import over-paid. Approved
-    orders the import pays in full move on as :func:`hkops.orders.service.pay_order` does
-    (paid, then allocated a card).
+    orders the import pays in full are settled together as :func:`hkops.orders.service.pay_orders`
+    settles them (paid, numbers assigned, cards allocated; without stock left, paid and waiting).
     """
     from hkops.orders import service as order_service
 
