@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
 )
 
+from hkops.store import bulk
 from hkops.store.schema import BigKey, UTCDateTime, metadata
 from hkops.timeutil import utc_now
 
@@ -64,25 +65,24 @@ class Event:
     details: dict | None = field(default=None)
 
 
+#: From this many events on, records are written with the bulk writer (COPY on PostgreSQL).
+BULK = 100
+_COLUMNS = ("at", "actor", "entity", "subject", "action", "from_state", "to_state", "reason", "details")
+
+
 def record(conn: Connection, actor: str, events: Iterable[Event], at: datetime | None = None) -> int:
     """Write audit records for ``events`` in the caller's transaction; returns how many."""
     at = at or utc_now()
     rows = [
-        {
-            "at": at,
-            "actor": actor,
-            "entity": e.entity,
-            "subject": e.subject,
-            "action": e.action,
-            "from_state": e.from_state,
-            "to_state": e.to_state,
-            "reason": e.reason,
-            "details": json.dumps(e.details, ensure_ascii=False, sort_keys=True) if e.details else None,
-        }
+        (at, actor, e.entity, e.subject, e.action, e.from_state, e.to_state, e.reason,
+         json.dumps(e.details, ensure_ascii=False, sort_keys=True) if e.details else None)
         for e in events
     ]
-    if rows:
-        conn.execute(audit_log.insert(), rows)
+    if len(rows) >= BULK:
+        stored_at = audit_log.c.at.type.process_bind_param(at, conn.dialect)
+        bulk.insert_rows(conn, audit_log, _COLUMNS, ((stored_at, *row[1:]) for row in rows))
+    elif rows:
+        conn.execute(audit_log.insert(), [dict(zip(_COLUMNS, row)) for row in rows])
     return len(rows)
 
 
