@@ -14,11 +14,9 @@ from datetime import datetime
 from typing import Iterable
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
     Index,
-    Integer,
     String,
     Table,
     Text,

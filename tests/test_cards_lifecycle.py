@@ -4,7 +4,6 @@ loss and replacement, termination; pending commands when the HLR is away; reconc
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from hkops.audit import query as audit_query
 from hkops.cards import service as cards

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 
 from hkops import demo
-from hkops.audit import audit_log
 from hkops.cards import service as cards
 from hkops.cards.tables import sims
 from hkops.cli import main

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Optional
 
 import typer
 
 from hkops.cli.common import actor, echo, emit_json, store
-from hkops.errors import InvalidValue
 
 app = typer.Typer(help="SIM card lifecycle: pair, activate, suspend/resume, loss, replace, terminate.",
                   no_args_is_help=True)
 
-DEFAULT_HLR = "127.0.0.1:7500"
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")
 Hlr = typer.Option(None, "--hlr", help="The HLR's HOST:PORT (default $HKOPS_HLR or 127.0.0.1:7500).")
 
 
 def network(address: str | None):
     """A provisioning client for the HLR at ``address``; short retries so the CLI answers fast."""
-    from hkops.network import ProvisioningClient, TcpTransport
+    from hkops.network import connect
 
-    address = address or os.environ.get("HKOPS_HLR") or DEFAULT_HLR
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidValue("hlr", address, "must be HOST:PORT, e.g. 127.0.0.1:7500")
-    return ProvisioningClient(TcpTransport(host, int(port), connect_timeout=2), timeout=3, retries=2, backoff=0.2)
+    return connect(address, connect_timeout=2, timeout=3, retries=2, backoff=0.2)
 
 
 def report(card, as_json: bool) -> None:

@@ -11,6 +11,7 @@ Over TCP: ``serve(port, data_dir)`` in its own process (``hkops hlr serve``) and
 
 from hkops.network.client import (
     ProvisioningClient,
+    connect,
     SubscriberRecord,
     add_sub,
     mod_imsi,
@@ -33,7 +34,7 @@ __all__ = [
     "DEFAULT_PORT", "BackgroundServer", "BarringReason", "ConnectionLost", "Faults", "InProcessTransport",
     "ProvisioningClient", "ProvisioningError", "ProvisioningRefused", "ProvisioningUnavailable", "Reply",
     "ReplyTimeout", "ResultCode", "Simulator", "SubscriberRecord", "TcpTransport", "Transport", "TransportError",
-    "add_sub", "mod_imsi", "mod_odb", "new_req", "rmv_sub", "serve",
+    "add_sub", "connect", "mod_imsi", "mod_odb", "new_req", "rmv_sub", "serve",
 ]
 
 _SIMULATOR_NAMES = {"DEFAULT_PORT", "BackgroundServer", "Faults", "Simulator", "serve"}

@@ -313,3 +313,20 @@ class ProvisioningClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: Where the HLR listens unless $HKOPS_HLR or the caller says otherwise.
+DEFAULT_ADDRESS = "127.0.0.1:7500"
+
+
+def connect(address: str | None = None, *, connect_timeout: float = 2, timeout: float = 3, retries: int = 2,
+            backoff: float = 0.2) -> ProvisioningClient:
+    """A client for the HLR at ``address`` (HOST:PORT; default $HKOPS_HLR, else 127.0.0.1:7500) over TCP."""
+    from hkops.network.transport import TcpTransport
+
+    address = address or os.environ.get("HKOPS_HLR") or DEFAULT_ADDRESS
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidValue("hlr", address, "must be HOST:PORT, e.g. 127.0.0.1:7500")
+    return ProvisioningClient(TcpTransport(host, int(port), connect_timeout=connect_timeout), timeout=timeout,
+                              retries=retries, backoff=backoff)

@@ -10,7 +10,7 @@ import csv
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, update

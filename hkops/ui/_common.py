@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 import ipywidgets as widgets
 
 from hkops.errors import HkopsError
+from hkops.network.client import ProvisioningClient, connect
 from hkops.network.errors import ProvisioningError
 
 log = logging.getLogger("hkops.ui")
@@ -126,6 +127,24 @@ class GuardedConsole:
 
     def _confirm_rows(self) -> tuple:
         return (self.confirm_row,)
+
+    def refresh(self) -> None:
+        """Reload what the console shows (``_refresh``); a failure shows in the status line.
+        ``hkops.ui.show`` calls this when the page opens."""
+        self._guard(self._refresh)
+
+
+class UsesHlr:
+    """A console that talks to the HLR through ``self._network``: the client it was given, or
+    one made on first use for $HKOPS_HLR (short timeouts, so the page answers fast)."""
+
+    _network: ProvisioningClient | None = None
+
+    @property
+    def network(self) -> ProvisioningClient:
+        if self._network is None:
+            self._network = connect(connect_timeout=1, timeout=2, retries=1, backoff=0.1)
+        return self._network
 
 
 class ConfirmRow(widgets.VBox):

@@ -247,14 +247,8 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ reading
 
-    def refresh(self) -> None:
-        """Reload the pool statistics (charts) and the lists of regions, carriers and grades.
-
-        A failure shows in the status line (this is what ``hkops.ui.show`` calls).
-        """
-        self._guard(self._refresh)
-
     def _refresh(self) -> None:
+        """Reload the pool statistics (charts) and the lists of regions, carriers and grades."""
         with self.progress.busy("统计 Counting the pool", 2) as step:
             stats = service.stats(self.store)
             step()

@@ -9,7 +9,6 @@ the console's :class:`~hkops.network.ProvisioningClient`), the history is the au
 from __future__ import annotations
 
 import html
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,10 +30,9 @@ from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
-from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StatusLine, one_line, stylesheet
+from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StatusLine, UsesHlr, one_line, stylesheet
 
 #: Where the console looks for the HLR when it is given no client.
-DEFAULT_HLR = "127.0.0.1:7500"
 FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 110105********002X"
 
 #: Chinese names of the SIM card states.
@@ -112,17 +110,6 @@ class PendingMove:
     args: dict = field(default_factory=dict)
 
 
-def default_network() -> ProvisioningClient:
-    """A client for the HLR at $HKOPS_HLR (or 127.0.0.1:7500), with short timeouts so the page answers fast."""
-    from hkops.network import TcpTransport
-
-    address = os.environ.get("HKOPS_HLR") or DEFAULT_HLR
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidValue("HKOPS_HLR", address, "must be HOST:PORT, e.g. 127.0.0.1:7500")
-    return ProvisioningClient(TcpTransport(host, int(port), connect_timeout=1), timeout=2, retries=1, backoff=0.1)
-
-
 def _display(msisdn: str | None) -> str:
     return display_msisdn(msisdn) if msisdn else "—"
 
@@ -131,7 +118,7 @@ def _badge(state: str) -> str:
     return f"<span class='hkops-state hkops-sim-{html.escape(state)}'>{html.escape(SIM_LABELS.get(state, state))}</span>"
 
 
-class LifecycleConsole(GuardedConsole, widgets.VBox):
+class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
     """卡生命周期 Card lifecycle: find a card, see it, its history and HLR record; move it.
 
     The pieces are attributes so that tests can drive them: ``query``, ``find_button``,
@@ -258,13 +245,6 @@ class LifecycleConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ the network
 
-    @property
-    def network(self) -> ProvisioningClient:
-        """The HLR client (made on first use when the console was given none)."""
-        if self._network is None:
-            self._network = default_network()
-        return self._network
-
     def _timed(self, what: str, call, answered=lambda _result: True):
         """Run one HLR call, noting how long it took and whether the HLR answered (network panel).
 
@@ -309,11 +289,8 @@ class LifecycleConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ reading
 
-    def refresh(self) -> None:
-        """Reload the network panel and the shown card (this is what ``hkops.ui.show`` calls)."""
-        self._guard(self._refresh)
-
     def _refresh(self) -> None:
+        """Reload the network panel and the shown card."""
         with self.progress.busy("刷新 Refreshing", 2) as step:
             self._show_network(ping=True)
             step()

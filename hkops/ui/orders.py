@@ -35,6 +35,7 @@ from hkops.ui._common import (
     ConfirmRow,
     GuardedConsole,
     StatusLine,
+    UsesHlr,
     button,
     check_lines,
     choice,
@@ -45,7 +46,7 @@ from hkops.ui._common import (
     set_options,
     stylesheet,
 )
-from hkops.ui.lifecycle import default_network, timeline_table
+from hkops.ui.lifecycle import timeline_table
 
 AUTO = "自动分配 assign automatically"
 #: How many available numbers of the plan's carrier the number box offers.
@@ -108,7 +109,7 @@ class PendingMove:
     run: Callable[[], str]
 
 
-class OrdersConsole(GuardedConsole, widgets.VBox):
+class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
     """订单 Orders: intake with live checks and a quote, the pipeline, an order's detail and moves.
 
     The pieces are attributes so that tests can drive them: intake ``channel``, ``plan``,
@@ -250,23 +251,10 @@ class OrdersConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ the network
 
-    @property
-    def network(self) -> ProvisioningClient:
-        """The HLR client (made on first use when the console was given none)."""
-        if self._network is None:
-            self._network = default_network()
-        return self._network
-
     # ------------------------------------------------------------ reading
 
-    def refresh(self) -> None:
-        """Reload channels, plans, the pipeline and the open order.
-
-        A failure shows in the status line (this is what ``hkops.ui.show`` calls).
-        """
-        self._guard(self._refresh)
-
     def _refresh(self) -> None:
+        """Reload channels, plans, the pipeline and the open order."""
         with self.progress.busy("读取订单 Reading orders", 3) as step:
             self._load_choices()
             step()

@@ -221,14 +221,8 @@ class StockConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ reading
 
-    def refresh(self) -> None:
-        """Reload locations, products, on-hand figures, the chart, the ledger and the alerts.
-
-        A failure shows in the status line (this is what ``hkops.ui.show`` calls).
-        """
-        self._guard(self._refresh)
-
     def _refresh(self) -> None:
+        """Reload locations, products, on-hand figures, the chart, the ledger and the alerts."""
         with self.progress.busy("读取库存 Reading stock", 4) as step:
             self._load_choices()
             step()
