@@ -1,15 +1,19 @@
 """Imports every table module, so that ``metadata`` knows the whole schema."""
 
-from hkops import audit, carriers, settings  # noqa: F401
-from hkops.agents import tables as agent_tables  # noqa: F401
-from hkops.cards import tables as card_tables  # noqa: F401
-from hkops.catalogue import tables as catalogue_tables  # noqa: F401
-from hkops.numbers import tables as number_tables  # noqa: F401
-from hkops.orders import tables as order_tables  # noqa: F401
-from hkops.payments import tables as payment_tables  # noqa: F401
-from hkops.procurement import tables as procurement_tables  # noqa: F401
-from hkops.stock import tables as stock_tables  # noqa: F401
-from hkops.subscribers import tables as subscriber_tables  # noqa: F401
+from hkops import audit, carriers, settings
+from hkops.agents import tables as agent_tables
+from hkops.cards import tables as card_tables
+from hkops.catalogue import tables as catalogue_tables
+from hkops.numbers import tables as number_tables
+from hkops.orders import tables as order_tables
+from hkops.payments import tables as payment_tables
+from hkops.procurement import tables as procurement_tables
+from hkops.stock import tables as stock_tables
+from hkops.subscribers import tables as subscriber_tables
 from hkops.store.schema import metadata
+
+#: Imported for their tables only: importing a module is what puts its tables on ``metadata``.
+_TABLE_MODULES = (audit, carriers, settings, agent_tables, card_tables, catalogue_tables, number_tables, order_tables,
+                  payment_tables, procurement_tables, stock_tables, subscriber_tables)
 
 __all__ = ["metadata"]
