@@ -74,7 +74,7 @@ def _world(work: Path, name: str, count: int):
 
 
 def _request(n: int):
-    from hkops.orders.service import OrderRequest
+    from hkops.orders.intake import OrderRequest
 
     return OrderRequest(channel="direct", plan=PLAN, customer_name=f"客户{n}", resident_id=_resident_id(n),
                         contact="13900000000", ship_province="北京", ship_address="北京市朝阳区建国路 1 号")
@@ -82,13 +82,14 @@ def _request(n: int):
 
 def bench_orders(work: Path, count: int = COUNT) -> float:
     """create_orders then pay_orders, BATCH orders at a time; orders per second."""
+    from hkops.orders import intake
     from hkops.orders import service as orders
 
     store, keyring = _world(work, "orders.db", count)
     try:
         started = time.perf_counter()
         for first in range(0, count, BATCH):
-            placed = orders.create_orders(store, [_request(n) for n in range(first, min(first + BATCH, count))],
+            placed = intake.create_orders(store, [_request(n) for n in range(first, min(first + BATCH, count))],
                                           actor="bench", keyring=keyring)
             paid = orders.pay_orders(store, [(o.number, o.total_fen, "alipay", f"A{o.id}") for o in placed],
                                      actor="bench")
@@ -100,6 +101,7 @@ def bench_orders(work: Path, count: int = COUNT) -> float:
 
 def bench_single(work: Path, count: int = COUNT) -> float:
     """create_order + pay_order, one order at a time; orders per second."""
+    from hkops.orders import intake
     from hkops.orders import service as orders
 
     store, keyring = _world(work, "single.db", count)
@@ -107,7 +109,7 @@ def bench_single(work: Path, count: int = COUNT) -> float:
         started = time.perf_counter()
         for n in range(count):
             request = _request(n)
-            order = orders.create_order(store, channel=request.channel, plan=request.plan,
+            order = intake.create_order(store, channel=request.channel, plan=request.plan,
                                         customer_name=request.customer_name, resident_id=request.resident_id,
                                         contact=request.contact, ship_province=request.ship_province,
                                         ship_address=request.ship_address, actor="bench", keyring=keyring)

@@ -23,6 +23,7 @@ from hkops.catalogue import service as catalogue
 from hkops.errors import HkopsError
 from hkops.ids import make_iccid
 from hkops.network import ProvisioningClient
+from hkops.orders import intake
 from hkops.orders import service as orders
 from hkops.orders.tables import orders as orders_table
 from hkops.orders.tables import shipments
@@ -200,7 +201,7 @@ def take_orders(store: Store, rng: random.Random, count: int, hlr: ProvisioningC
         location = None if agent else ("WH-BJ" if carrier == "China Mobile" else "WH-GZ")
         born = (2009, 2012) if end == "rejected" else (1970, 2006)
         try:
-            order = orders.create_order(
+            order = intake.create_order(
                 store, channel=agent.code if agent else "direct", plan=plan, customer_name=f"演示客户{n + 1:05d}",
                 resident_id=resident_id(rng, born), contact=f"139{rng.randrange(10 ** 8):08d}",
                 ship_province=rng.choice(SHIP_TO[:10]) if end != "rejected" else rng.choice(SHIP_TO),
@@ -210,7 +211,7 @@ def take_orders(store: Store, rng: random.Random, count: int, hlr: ProvisioningC
             continue  # a sixth number for one person, no number left...: no order
         try:
             if end == "rejected":
-                orders.submit_order(store, order.number, actor=ACTOR)
+                intake.submit_order(store, order.number, actor=ACTOR)
             elif end != "draft":
                 _walk(store, rng, order, end, hlr)
         except HkopsError:

@@ -95,12 +95,12 @@ def distribution(world, tmp_path, monkeypatch):
 def place_order(db, n: int = 0, **values):
     """A direct order for customer ``n`` (resident ID ``rid(n)``) of the China Mobile plan,
     shipped to Beijing; ``values`` override any argument of create_order."""
-    from hkops.orders import service as orders
+    from hkops.orders import intake
 
     arguments = dict(channel="direct", plan=PLAN, customer_name=f"客户{n}", resident_id=rid(n),
                      contact="13900000000", ship_province="北京", ship_address="北京市朝阳区建国路 1 号",
                      actor="desk")
-    return orders.create_order(db, **(arguments | values))
+    return intake.create_order(db, **(arguments | values))
 
 
 def advance(db, number: str, to_state: str, *, network=None, actor: str = "desk"):

@@ -18,6 +18,7 @@ from hkops.cards.tables import sims
 from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValues, NotFound
 from hkops.network import ProvisioningClient, TcpTransport
 from hkops.numbers import service as numbers
+from hkops.orders import intake
 from hkops.orders import service as orders
 from hkops.orders.tables import orders as orders_table
 from hkops.payments import service as payments
@@ -193,15 +194,15 @@ def test_a_draft_is_checked_on_submission_and_rejected_with_its_reasons(distribu
     draft = place_order(db, 14, resident_id=rid(14, birth=birth_for_age(15)), submit=False)
     assert (draft.state, draft.msisdn, draft.total_fen) == ("draft", None, 0)
     with pytest.raises(InvalidValues, match="age 15"):
-        orders.submit_order(db, draft.number, actor="desk")
+        intake.submit_order(db, draft.number, actor="desk")
     rejected = orders.get_order(db, draft.number)
     assert rejected.state == "rejected" and "age 15" in rejected.reason
     assert order_events(db, draft.number)[1:] == [("submit", "draft", "verifying"), ("reject", "verifying", "rejected")]
     with pytest.raises(IllegalTransition, match="final"):
-        orders.submit_order(db, draft.number, actor="desk")
+        intake.submit_order(db, draft.number, actor="desk")
 
     good = place_order(db, 15, submit=False)
-    approved = orders.submit_order(db, good.number, actor="desk")
+    approved = intake.submit_order(db, good.number, actor="desk")
     assert approved.state == "approved" and approved.msisdn and approved.total_fen > 0
     assert numbers.get_number(db, approved.msisdn).holder == good.number
 

@@ -14,8 +14,9 @@ from distribution_world import (  # noqa: F401  (distribution is a fixture)
 from hkops.audit import audit_log
 from hkops.errors import InvalidValues
 from hkops.numbers import service as numbers
+from hkops.orders import intake
 from hkops.orders import service as orders
-from hkops.orders.service import OrderRequest
+from hkops.orders.intake import OrderRequest
 from hkops.orders.tables import orders as orders_table
 from hkops.payments import service as payments
 from hkops.stock import service as stock
@@ -53,7 +54,7 @@ def test_a_batch_with_bad_lines_lists_every_one_with_its_line_number_and_writes_
     before = snapshot(db)
 
     with pytest.raises(InvalidValues) as refused:
-        orders.create_orders(db, batch, actor="feed")
+        intake.create_orders(db, batch, actor="feed")
 
     by_line = {}
     for problem in refused.value.problems:
@@ -76,7 +77,7 @@ def test_a_good_batch_is_approved_with_distinct_numbers_and_a_retry_returns_the_
     batch += [request(6, channel="A3", client_order_id="a3-6"), request(1, client_order_id="feed-1b"),
               request(7, plan=PLAN_UNICOM, ship_province="广东", client_order_id="feed-7")]
 
-    placed = orders.create_orders(db, batch, actor="feed")
+    placed = intake.create_orders(db, batch, actor="feed")
 
     assert [o.state for o in placed] == ["approved"] * 8 and all(o.created for o in placed)
     assert len({o.msisdn for o in placed}) == 8 and len({o.number for o in placed}) == 8
@@ -93,14 +94,14 @@ def test_a_good_batch_is_approved_with_distinct_numbers_and_a_retry_returns_the_
     assert actions == ["create", "submit", "approve"] * 8
 
     before = snapshot(db)
-    again = orders.create_orders(db, batch, actor="feed")
+    again = intake.create_orders(db, batch, actor="feed")
     assert [(o.number, o.msisdn, o.created) for o in again] == [(o.number, o.msisdn, False) for o in placed]
     assert snapshot(db) == before
 
-    mixed = orders.create_orders(db, [batch[0], request(8, client_order_id="feed-8")], actor="feed")
+    mixed = intake.create_orders(db, [batch[0], request(8, client_order_id="feed-8")], actor="feed")
     assert [(o.number == placed[0].number, o.created) for o in mixed] == [(True, False), (False, True)]
     with pytest.raises(InvalidValues) as refused:
-        orders.create_orders(db, [batch[1], request(3, client_order_id="feed-3", ship_address="上海市 9 号")],
+        intake.create_orders(db, [batch[1], request(3, client_order_id="feed-3", ship_address="上海市 9 号")],
                              actor="feed")
     assert [(p.line, p.field) for p in refused.value.problems] == [(2, "client_order_id")]
     assert "another ship_address" in refused.value.problems[0].reason
@@ -108,7 +109,7 @@ def test_a_good_batch_is_approved_with_distinct_numbers_and_a_retry_returns_the_
 
 def test_paying_a_batch_allocates_distinct_cards_lowest_first(distribution):
     db = distribution.db
-    placed = orders.create_orders(db, [request(n) for n in range(1, 6)] + [request(6, channel="A3")], actor="feed")
+    placed = intake.create_orders(db, [request(n) for n in range(1, 6)] + [request(6, channel="A3")], actor="feed")
 
     paid = orders.pay_orders(db, [(o.number, o.total_fen, "alipay", f"ALI-{o.id}") for o in placed], actor="feed")
 
@@ -126,7 +127,7 @@ def test_paying_a_batch_allocates_distinct_cards_lowest_first(distribution):
 
 def test_a_payment_batch_with_bad_lines_lists_every_one_and_records_nothing(distribution):
     db = distribution.db
-    one, two = orders.create_orders(db, [request(1), request(2)], actor="feed")
+    one, two = intake.create_orders(db, [request(1), request(2)], actor="feed")
     before = snapshot(db)
     with pytest.raises(InvalidValues) as refused:
         orders.pay_orders(db, [(one.number, one.total_fen, "alipay", "A-1"),
@@ -143,7 +144,7 @@ def test_a_payment_batch_with_bad_lines_lists_every_one_and_records_nothing(dist
 def test_orders_the_stock_cannot_serve_are_paid_and_allocated_when_cards_arrive(distribution):
     db = distribution.db
     on_shelf = len(distribution.warehouse_iccids)
-    placed = orders.create_orders(db, [request(n) for n in range(1, on_shelf + 4)], actor="feed")
+    placed = intake.create_orders(db, [request(n) for n in range(1, on_shelf + 4)], actor="feed")
 
     paid = orders.pay_orders(db, [(o.number, o.total_fen, "wechat", f"WX-{o.id}") for o in placed], actor="feed")
 
@@ -173,7 +174,7 @@ def test_orders_the_stock_cannot_serve_are_paid_and_allocated_when_cards_arrive(
 
 def test_a_paid_order_waiting_for_stock_can_be_cancelled(distribution):
     db = distribution.db
-    placed = orders.create_orders(db, [request(n, channel="A2") for n in (1, 2)], actor="feed")
+    placed = intake.create_orders(db, [request(n, channel="A2") for n in (1, 2)], actor="feed")
     paid = orders.pay_orders(db, [(o.number, o.total_fen, "bank", f"B-{o.id}") for o in placed], actor="feed")
     assert [o.state for o in paid] == ["paid", "paid"]  # A2 holds no cards
 
@@ -188,14 +189,14 @@ def test_a_paid_order_waiting_for_stock_can_be_cancelled(distribution):
 def test_check_order_says_what_intake_would_without_writing(distribution):
     db = distribution.db
     before = snapshot(db)
-    good = orders.check_order(db, request(1))
+    good = intake.check_order(db, request(1))
     assert good.problems == [] and good.msisdn.startswith("1380013") and good.quote.total_fen >= 10_000
     assert (good.blacklisted, good.held) == (None, 0)
-    young = orders.check_order(db, request(2, resident_id=rid(2, birth=birth_for_age(15)), contact="12"))
+    young = intake.check_order(db, request(2, resident_id=rid(2, birth=birth_for_age(15)), contact="12"))
     assert {p.field for p in young.problems} == {"customer", "contact"}
     assert snapshot(db) == before
     placed = place_order(db, 3, client_order_id="web-3")
-    again = orders.check_order(db, request(3, client_order_id="web-3"))
+    again = intake.check_order(db, request(3, client_order_id="web-3"))
     assert [p.field for p in again.problems] == ["client_order_id"] and placed.number in str(again.problems[0])
 
 

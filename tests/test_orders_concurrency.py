@@ -14,6 +14,7 @@ from distribution_world import PRODUCT, WAREHOUSE, build_distribution, rid
 from hkops.audit import audit_log
 from hkops.cards.tables import sims
 from hkops.numbers.tables import numbers
+from hkops.orders import intake
 from hkops.orders import service as order_service
 from hkops.orders.tables import orders
 from hkops.payments.tables import payments
@@ -34,7 +35,7 @@ def take_orders(url: str, worker: int, start, results) -> None:
     store = Store(url)
     paid, errors = [], []
     start.wait(timeout=120)
-    requests = [order_service.OrderRequest(
+    requests = [intake.OrderRequest(
         channel="direct", plan="CM-58", customer_name=f"客户{person}",
         resident_id=rid(person % 1000, birth=f"19{70 + person // 1000}0307"), contact="13900000000",
         ship_province="Beijing", ship_address="北京市朝阳区建国路 1 号", client_order_id=f"W{worker}-{n}")
@@ -42,7 +43,7 @@ def take_orders(url: str, worker: int, start, results) -> None:
     size = BATCH if worker % 2 else 1
     for first in range(0, ORDERS_EACH, size):
         try:
-            placed = order_service.create_orders(store, requests[first:first + size], actor=f"worker-{worker}")
+            placed = intake.create_orders(store, requests[first:first + size], actor=f"worker-{worker}")
             settled = order_service.pay_orders(store, [(o.number, o.total_fen, "alipay", o.client_order_id)
                                                        for o in placed], actor=f"worker-{worker}")
             paid += [(o.number, o.msisdn, o.iccid, o.state) for o in settled]

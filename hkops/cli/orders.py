@@ -58,10 +58,11 @@ def create(
     as_json: bool = Json,
 ):
     """Take an order: checked and approved at once (the number reserved), or refused with every reason."""
-    from hkops.orders import service
+    from hkops.orders import intake
+    from hkops.orders.records import DIRECT
 
-    order = service.create_order(
-        store(), channel=agent or service.DIRECT, plan=plan, customer_name=name, resident_id=resident_id,
+    order = intake.create_order(
+        store(), channel=agent or DIRECT, plan=plan, customer_name=name, resident_id=resident_id,
         contact=contact, ship_province=province, ship_address=address, msisdn=msisdn, product=product,
         client_order_id=client_id, location=location, submit=not draft, actor=actor())
     report(order, as_json)
@@ -75,9 +76,9 @@ def import_file(
     as_json: bool = Json,
 ):
     """Take the orders of a file, one per line: every line or none (bad lines listed with their numbers)."""
-    from hkops.orders import service
+    from hkops.orders import intake
 
-    placed = service.import_orders(store(), path, actor=actor())
+    placed = intake.import_orders(store(), path, actor=actor())
     new = [o for o in placed if o.created]
     if as_json:
         emit_json({"created": len(new), "already_placed": len(placed) - len(new),
@@ -90,9 +91,9 @@ def import_file(
 @app.command()
 def submit(number: str, as_json: bool = Json):
     """Check a draft and approve it (or reject it with its reasons)."""
-    from hkops.orders import service
+    from hkops.orders import intake
 
-    report(service.submit_order(store(), number, actor=actor()), as_json)
+    report(intake.submit_order(store(), number, actor=actor()), as_json)
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The orders console (订单): take an order with live checks, follow the pipeline, move an order on.
 
-The widget only wires: intake is :func:`hkops.orders.service.create_order`, checked with
-:func:`hkops.orders.service.check_order` (intake's own checks, writing nothing) while the
+The widget only wires: intake is :func:`hkops.orders.intake.create_order`, checked with
+:func:`hkops.orders.intake.check_order` (intake's own checks, writing nothing) while the
 operator types, to show whether it would pass and what it would cost; the blacklist and
 一证五号 lines come from that check too, the resident ID, age and ship-to province lines
 from :mod:`hkops.ids` and :mod:`hkops.catalogue.service`. Every move on an order is a use case of
@@ -25,8 +25,10 @@ from hkops.ids import display_msisdn, mask_resident_id, parse_resident_id, resid
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.network import ProvisioningClient
 from hkops.numbers.search import SearchQuery, search
+from hkops.orders import intake
 from hkops.orders import service as orders
 from hkops.orders.model import MOVES, OrderState
+from hkops.orders.records import DIRECT, Order
 from hkops.store.engine import Store, get_store
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
 from hkops.timeutil import SHANGHAI, local, utc_now
@@ -131,7 +133,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.actor = actor or default_actor()
         self._network = network
         self.pending: PendingMove | None = None
-        self.order: orders.Order | None = None
+        self.order: Order | None = None
         self.state_shown: str | None = None
         self.intake_ok = False
         self._plans: dict[str, catalogue.Plan] = {}
@@ -142,7 +144,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.progress = Busy()
 
         # intake
-        self.channel = choice("渠道 Channel", [("直销 direct", orders.DIRECT)], "hkops-channel", "330px")
+        self.channel = choice("渠道 Channel", [("直销 direct", DIRECT)], "hkops-channel", "330px")
         self.plan = choice("套餐 Plan", [], "hkops-plan", "96%")
         self.number = field("号码 Number", AUTO, "hkops-number-choice", "330px", widgets.Combobox,
                             ensure_option=False)
@@ -266,7 +268,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.check_intake()
 
     def _load_choices(self) -> None:
-        channels = [("直销 direct", orders.DIRECT)] + [
+        channels = [("直销 direct", DIRECT)] + [
             (f"{'· ' * (a.level - 1)}{a.code} {a.name} (L{a.level}, price level {a.price_level})", a.code)
             for a in agents.agent_tree(self.store) if a.active]
         plans = [p for p in catalogue.all_plans(self.store) if p.active]
@@ -356,7 +358,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.checks.value = check_lines(lines)
         self.quote.value = quote_table(passed.msisdn, passed.quote) if passed is not None else ""
 
-    def _checks(self) -> tuple[list[tuple[str, bool | None, str]], orders.OrderCheck | None]:
+    def _checks(self) -> tuple[list[tuple[str, bool | None, str]], intake.OrderCheck | None]:
         """The check lines, and intake's check when the order can be placed."""
         values = self._intake_values()
         plan = self._plans.get(values["plan"])
@@ -383,7 +385,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             lines.append(("黑名单 Blacklist", None, "needs a valid resident ID"))
             lines.append(("一证五号 Numbers per person", None, "needs a valid resident ID and a plan"))
         else:
-            checked = orders.check_order(self.store, orders.OrderRequest(**values))
+            checked = intake.check_order(self.store, intake.OrderRequest(**values))
             lines += self._person_checks(checked, plan)
         name = "核验 Order check"
         if not all(passed for _, passed, _ in lines):
@@ -412,7 +414,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         return name, True, province
 
     @staticmethod
-    def _person_checks(checked: orders.OrderCheck, plan: catalogue.Plan) -> list[tuple[str, bool | None, str]]:
+    def _person_checks(checked: intake.OrderCheck, plan: catalogue.Plan) -> list[tuple[str, bool | None, str]]:
         if checked.held is None:  # intake did not look: the client order id names an order already
             return [("黑名单 Blacklist", None, "see the order check"),
                     ("一证五号 Numbers per person", None, "see the order check")]
@@ -429,7 +431,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 self.status.error("请先通过全部核验 Every check must pass before the order is placed.")
                 return
             with self.progress.busy("下单 Placing the order", 2) as step:
-                placed = orders.create_order(self.store, actor=self.actor, **self._intake_values())
+                placed = intake.create_order(self.store, actor=self.actor, **self._intake_values())
                 step()
                 self._clear_intake()
                 self.state_shown = placed.state
@@ -528,12 +530,12 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ moves
 
-    def _selected(self) -> orders.Order:
+    def _selected(self) -> Order:
         if self.order is None:
             raise InvalidValue("order", "", "pick an order from the pipeline first")
         return self.order
 
-    def _move(self, label: str, work: Callable[[orders.Order], orders.Order], after: Callable[[], None] | None = None):
+    def _move(self, label: str, work: Callable[[Order], Order], after: Callable[[], None] | None = None):
         """Run ``work`` on the selected order, then show it and the pipeline again."""
         def run():
             order = self._selected()
@@ -548,7 +550,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             self._done(label, order, moved)
         self._guard(run)
 
-    def _done(self, label: str, before: orders.Order, after: orders.Order) -> None:
+    def _done(self, label: str, before: Order, after: Order) -> None:
         change = f"{before.state} → {after.state}" if before.state != after.state else f"still {after.state}"
         self.status.ok(f"{label}: order {after.number} ({change}).")
 
