@@ -32,6 +32,7 @@ from hkops.numbers.model import (
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
+from hkops.textfiles import read_text
 from hkops.timeutil import parse_duration, utc_now
 
 S = NumberState
@@ -148,13 +149,7 @@ def reverse_digits(msisdns: np.ndarray) -> np.ndarray:
 
 def read_number_file(path: str | Path) -> list[tuple[int, str]]:
     """(line number, raw value) of each number in a CSV (``msisdn`` column) or TXT file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
-    lines = text.splitlines()
+    lines = read_text(path).splitlines()
     start = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
     rows = csv.reader(lines[start:])
     header = [name.strip().lower() for name in next(rows, [])]

@@ -19,7 +19,6 @@ the order number).
 
 from __future__ import annotations
 
-import csv
 import json
 import secrets
 from collections import Counter
@@ -65,6 +64,7 @@ from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
 from hkops.subscribers.tables import subscriber_numbers
+from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, utc_now
 
 O = OrderState
@@ -763,15 +763,7 @@ def read_order_file(path: str | Path) -> tuple[list[tuple[int, OrderRequest]], l
     ship_province, ship_address, and optionally channel (empty: direct), msisdn, product,
     client_order_id, location (empty: the default).
     """
-    try:
-        content = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
-    reader = csv.reader(content.splitlines())
-    rows = [(reader.line_num, [cell.strip() for cell in cells]) for cells in reader]
-    rows = [(line, cells) for line, cells in rows if any(cells)]
+    rows = csv_rows(path)
     if not rows:
         raise InvalidValue("file", str(path), "holds no orders")
     header_line, header = rows.pop(0)

@@ -8,7 +8,6 @@ compares what each order has netted with what it should have.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -25,6 +24,7 @@ from hkops.orders.model import OrderState
 from hkops.orders.tables import orders
 from hkops.payments.tables import payments
 from hkops.store.engine import Store, unit_of_work
+from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, as_utc, utc_now
 
 COLLECTION, REFUND = "collection", "refund"
@@ -301,15 +301,7 @@ def _parse_time(text: str) -> datetime:
 def read_payment_file(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The columns and the (line number, cells) of each line of a payment CSV: order,
     amount (yuan), method, reference, time; a header row naming them (any order) is optional."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
-    reader = csv.reader(text.splitlines())
-    rows = [(reader.line_num, [c.strip() for c in row]) for row in reader]
-    rows = [(line, cells) for line, cells in rows if any(cells)]
+    rows = csv_rows(path)
     columns = list(IMPORT_COLUMNS)
     if rows and sorted(c.lower() for c in rows[0][1]) == sorted(IMPORT_COLUMNS):
         columns = [c.lower() for c in rows.pop(0)[1]]

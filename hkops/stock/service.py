@@ -37,6 +37,7 @@ from hkops.stock.model import CUSTOMER, MISSING, SCRAP, VENDOR, VIRTUAL, Locatio
 from hkops.stock.tables import stock_counts, stock_locations, stock_minimums, stock_moves
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
+from hkops.textfiles import read_text
 from hkops.timeutil import SHANGHAI, utc_now
 
 Progress = Callable[[int], None]
@@ -237,10 +238,7 @@ def record_receipt(conn: Connection, batch_id: int, location: str, document: str
 def read_iccid_file(path: str | Path) -> list[str]:
     """ICCIDs from a text file, one a line (or the first column of a CSV); blank lines,
     ``#`` comments and an ``iccid`` header are skipped. Bad lines: InvalidFile listing each."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    lines = read_text(path).splitlines()
     result, problems = [], []
     for number, line in enumerate(lines, start=1):
         value = line.split(",")[0].strip().strip('"')
