@@ -128,6 +128,18 @@ class GuardedConsole:
     def _confirm_rows(self) -> tuple:
         return (self.confirm_row,)
 
+    #: What the operator is told to do first when Confirm is clicked with nothing pending.
+    nothing_pending = "choose a move first"
+
+    def _take_pending(self):
+        """The pending move, its question closed; None (and a message) when there is none."""
+        pending = self.pending
+        if pending is None:
+            self.status.error(f"没有待确认的操作 Nothing to confirm: {self.nothing_pending}.")
+            return None
+        self.cancel(quiet=True)
+        return pending
+
     def refresh(self) -> None:
         """Reload what the console shows (``_refresh``); a failure shows in the status line.
         ``hkops.ui.show`` calls this when the page opens."""

@@ -152,6 +152,8 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
     ``confirm_button``, ``cancel_button``, ``status``, ``progress``, ``charts``.
     """
 
+    nothing_pending = "choose Reserve, Allocate or Release first"
+
     def __init__(self, store: Store | None = None, actor: str | None = None):
         super().__init__()
         self.store = store or get_store()
@@ -358,11 +360,9 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
 
     def confirm(self) -> None:
         """Make the pending move, then refresh the row and the charts."""
-        pending = self.pending
+        pending = self._take_pending()
         if pending is None:
-            self.status.error("没有待确认的操作 Nothing to confirm: choose Reserve, Allocate or Release first.")
             return
-        self.cancel(quiet=True)
 
         def run():
             spec = ACTIONS[pending.action]

@@ -519,11 +519,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
 
     def confirm(self) -> None:
         """Make the pending move, then show the card, its history and the network panel again."""
-        pending = self.pending
+        pending = self._take_pending()
         if pending is None:
-            self.status.error("没有待确认的操作 Nothing to confirm: choose a move first.")
             return
-        self.cancel(quiet=True)
 
         def run():
             spec = ACTIONS[pending.action]

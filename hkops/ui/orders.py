@@ -644,11 +644,9 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
 
     def confirm(self) -> None:
         """Make the pending move, then show the order and the pipeline again."""
-        pending = self.pending
+        pending = self._take_pending()
         if pending is None:
-            self.status.error("没有待确认的操作 Nothing to confirm: choose a move first.")
             return
-        self.cancel(quiet=True)
 
         def run():
             before = orders.get_order(self.store, pending.number)

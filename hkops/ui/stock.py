@@ -99,6 +99,8 @@ class StockConsole(GuardedConsole, widgets.VBox):
     ``minimum_product``, ``minimum_value``, ``minimum_button``, ``status``, ``progress``.
     """
 
+    nothing_pending = "preview a move first"
+
     def __init__(self, store: Store | None = None, actor: str | None = None):
         super().__init__()
         self.store = store or get_store()
@@ -441,11 +443,9 @@ class StockConsole(GuardedConsole, widgets.VBox):
 
     def confirm(self) -> None:
         """Make the pending move, then show the figures again."""
-        pending = self.pending
+        pending = self._take_pending()
         if pending is None:
-            self.status.error("没有待确认的操作 Nothing to confirm: preview a move first.")
             return
-        self.cancel(quiet=True)
 
         def run():
             done = pending.run()
