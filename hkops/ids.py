@@ -133,7 +133,9 @@ class BlockInfo:
     city_zh: str
 
 
-def _split_region(en: str, zh: str) -> tuple[str, str, str, str]:
+def split_region(en: str, zh: str) -> tuple[str, str, str, str]:
+    """(province, city, province_zh, city_zh) from phonenumbers' "City, Province" and Chinese
+    geocoder texts; a municipality is its own province and city."""
     if en in ("", "China"):
         return "", "", "", ""
     if ", " not in en:
@@ -156,7 +158,7 @@ def block_info(prefix: str) -> BlockInfo:
     carrier = pn_carrier.name_for_number(number, "en")
     if not carrier:
         raise InvalidValue("block", prefix, "no carrier is known for this block")
-    province, city, province_zh, city_zh = _split_region(
+    province, city, province_zh, city_zh = split_region(
         geocoder.description_for_number(number, "en"),
         geocoder.description_for_number(number, "zh"),
     )

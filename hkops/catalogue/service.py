@@ -20,7 +20,7 @@ from hkops import audit, carriers
 from hkops.audit import Event
 from hkops.catalogue.tables import plan_prices, plans, sim_products
 from hkops.errors import Conflict, InvalidValue, InvalidValues, NotFound
-from hkops.ids import _split_region, parse_msisdn
+from hkops.ids import split_region, parse_msisdn
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
@@ -96,7 +96,7 @@ def _province_names() -> dict[str, str]:
     names: dict[str, str] = {}
     for prefix, text in GEOCODE_DATA.items():
         if prefix.startswith("861") and "en" in text:
-            province, _city, province_zh, _city_zh = _split_region(text["en"], text.get("zh", ""))
+            province, _city, province_zh, _city_zh = split_region(text["en"], text.get("zh", ""))
             if province and province_zh:
                 short = re.sub(r"(省|市|壮族自治区|回族自治区|维吾尔自治区|自治区)$", "", province_zh)
                 names.update({province.lower(): province, province_zh: province, short: province})
