@@ -97,6 +97,19 @@ def format_msisdn(msisdn: str) -> str:
     return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
 
 
+def parse_phone(value: object, field: str = "contact") -> str:
+    """A contact phone number (mobile or fixed line, China unless it says +CC) in E.164 form."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(field, value, "a contact phone number is required")
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        raise InvalidValue(field, value, "is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidValue(field, value, "is not a valid phone number")
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
 def display_msisdn(msisdn: str | int) -> str:
     """Display form of a number already known to be valid (from the pool): the same as
     :func:`format_msisdn` gives, without parsing it again. For hot paths such as search."""

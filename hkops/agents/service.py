@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-import phonenumbers
 from sqlalchemy import Connection, literal, select
 from sqlalchemy.orm import aliased
 
@@ -19,6 +18,7 @@ from hkops.agents.tables import agents
 from hkops.audit import Event
 from hkops.catalogue.service import MAX_PRICE_LEVEL, canonical_province, check_name
 from hkops.errors import Conflict, InvalidValue, NotFound
+from hkops.ids import parse_phone
 from hkops.stock import service as stock
 from hkops.stock.model import LocationKind
 from hkops.store.engine import Store, unit_of_work
@@ -75,17 +75,6 @@ def _code(value: str, field: str = "agent") -> str:
     return code
 
 
-def _phone(value: str) -> str:
-    """A contact phone number (mobile or fixed line, China by default) in E.164 form."""
-    try:
-        number = phonenumbers.parse(str(value), "CN")
-    except phonenumbers.NumberParseException:
-        raise InvalidValue("contact_phone", value, "is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidValue("contact_phone", value, "is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _load(conn: Connection, code_or_id: str | int, field: str = "agent", lock: bool = False) -> Agent:
     stmt = _select()
     if isinstance(code_or_id, int) and not isinstance(code_or_id, bool):
@@ -120,7 +109,7 @@ def add_agent(db: Store | Connection, code: str, name: str, *, parent: str | Non
         raise InvalidValue("price_level", price_level, f"must be a whole number from 0 to {MAX_PRICE_LEVEL}")
     province = canonical_province(province) if province else None
     contact_name = check_name(contact_name, "contact_name") if contact_name else None
-    contact_phone = _phone(contact_phone) if contact_phone else None
+    contact_phone = parse_phone(contact_phone, "contact_phone") if contact_phone else None
     with unit_of_work(db) as conn:
         above = _load(conn, parent, "parent", lock=True) if parent else None
         if above is not None and not above.active:

@@ -28,7 +28,6 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
-import phonenumbers
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -38,7 +37,7 @@ from hkops.audit import Event
 from hkops.catalogue import service as catalogue
 from hkops.catalogue.tables import plan_prices, sim_products
 from hkops.errors import Conflict, InvalidFile, InvalidValue, InvalidValues, NotFound
-from hkops.ids import parse_msisdn, parse_resident_id
+from hkops.ids import parse_msisdn, parse_phone, parse_resident_id
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.search import ranges_of
@@ -181,16 +180,6 @@ def _mask(rid: str) -> str:
     return rid[:6] + "*" * 8 + rid[-4:]
 
 
-def _contact(value: str) -> str:
-    try:
-        number = phonenumbers.parse(str(value or ""), "CN")
-    except phonenumbers.NumberParseException:
-        raise InvalidValue("contact", value, "is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidValue("contact", value, "is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _client_id(value: str | None) -> str | None:
     if value is None:
         return None
@@ -207,7 +196,7 @@ def _read_form(request: OrderRequest, line: int | None) -> _Item:
     item.client_order_id = item.attempt(_client_id, request.client_order_id)
     item.customer_name = item.attempt(check_text, request.customer_name, "customer_name", 64)
     item.rid = item.attempt(parse_resident_id, request.resident_id)
-    item.contact = item.attempt(_contact, request.contact)
+    item.contact = item.attempt(parse_phone, request.contact)
     item.province = item.attempt(catalogue.canonical_province, request.ship_province, "ship_province")
     item.address = item.attempt(check_text, request.ship_address, "ship_address", 200)
     if request.msisdn is not None:

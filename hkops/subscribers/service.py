@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Callable, Iterable, Sequence
 
-import phonenumbers
 from sqlalchemy import Connection, bindparam, func, select
 
 from hkops import audit, carriers
 from hkops.audit import Event
 from hkops.errors import Conflict, InvalidValue, NotFound
-from hkops.ids import parse_msisdn, parse_resident_id
+from hkops.ids import parse_msisdn, parse_phone, parse_resident_id
 from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
@@ -137,18 +136,6 @@ def _name(name: object) -> str:
     return text
 
 
-def _contact(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidValue("contact", value, "a contact phone number is required")
-    try:
-        number = phonenumbers.parse(value, "CN")
-    except phonenumbers.NumberParseException:
-        raise InvalidValue("contact", value, "is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidValue("contact", value, "is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def birth_date(rid: str) -> date:
     """The birth date in a resident ID already parsed (:func:`hkops.ids.parse_resident_id` checked it is real)."""
     return date(int(rid[6:10]), int(rid[10:12]), int(rid[12:14]))
@@ -217,7 +204,7 @@ def register(
     rid = parse_resident_id(resident_id)
     masked = _masked(rid)
     name = _name(name)
-    contact = _contact(contact)
+    contact = parse_phone(contact)
     address = " ".join(address.split()) or None if address is not None else None
     keyring = keyring or load_keyring()
     with unit_of_work(db) as conn:
