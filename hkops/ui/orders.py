@@ -251,8 +251,6 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self._show_order()
         self.refresh()
 
-    # ------------------------------------------------------------ the network
-
     # ------------------------------------------------------------ reading
 
     def _refresh(self) -> None:
