@@ -106,10 +106,10 @@ def stock_up(store: Store, rng: random.Random, *, extra_mobile_cards: int = 1_10
     keyring = load_keyring()
     with tempfile.TemporaryDirectory() as folder:
         received = {}
-        for po, product, count, serial in ((po_bj, "CM-TRIPLE", mobile, 0), (po_gz, "CU-TRIPLE", 1_200, 0),
-                                           (po_gz, "CT-TRIPLE", 1_250, 0)):
+        for po, product, count in ((po_bj, "CM-TRIPLE", mobile), (po_gz, "CU-TRIPLE", 1_200),
+                                   (po_gz, "CT-TRIPLE", 1_250)):
             path = Path(folder) / f"{po}-{product}.csv"
-            received[product] = _card_file(path, rng, product, count, serial)
+            received[product] = _card_file(path, rng, product, count)
             procurement.receive(store, po, path, product=product, actor=ACTOR, keyring=keyring)
     procurement.close(store, po_gz, actor=ACTOR, reason="vendor cannot deliver the rest this quarter")
 
@@ -163,11 +163,11 @@ def backdate_stock(store: Store, since_audit_id: int, days: float = DAYS + 5) ->
                              .values({c: bindparam(c) for c in columns}), rows)
 
 
-def _card_file(path: Path, rng: random.Random, product: str, count: int, serial: int) -> list[str]:
+def _card_file(path: Path, rng: random.Random, product: str, count: int) -> list[str]:
     """A vendor card file (pySim CSV) of ``count`` cards of ``product``; returns the ICCIDs."""
     _, _, _, issuer, mnc = next(p for p in PRODUCTS if p[0] == product)
     lines, iccids = ["iccid,imsi,ki,opc,pin1,puk1,pin2,puk2,adm1"], []
-    for n in range(serial, serial + count):
+    for n in range(count):
         iccid = make_iccid(f"8986{issuer}9{n:012d}")
         iccids.append(iccid)
         lines.append(f"{iccid},460{mnc}9{n:09d},{rng.getrandbits(128):032X},{rng.getrandbits(128):032X},"
