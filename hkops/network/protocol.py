@@ -146,8 +146,8 @@ Value = Union[str, int]
 
 
 @dataclass(frozen=True, slots=True)
-class AddSub:
-    """Create a subscriber: the ISDN served by the IMSI of a SIM with its keys."""
+class _KeyedSim:
+    """An ISDN served by the IMSI of a SIM with its keys (ADD SUB and MOD IMSI name the IMSI differently)."""
 
     isdn: str
     imsi: str
@@ -155,18 +155,34 @@ class AddSub:
     opc: str = field(repr=False)
     req: str
 
-    NAME = "ADD SUB"
+    IMSI_PARAM = "IMSI"
     MODIFIES = True
 
     def __post_init__(self):
         check_isdn(self.isdn)
-        check_imsi(self.imsi)
+        check_imsi(self.imsi, self.IMSI_PARAM)
         _set(self, "ki", check_key(self.ki, "KI"))
         _set(self, "opc", check_key(self.opc, "OPC"))
         check_req(self.req)
 
     def params(self) -> list[tuple[str, Value]]:
-        return [("ISDN", self.isdn), ("IMSI", self.imsi), ("KI", self.ki), ("OPC", self.opc), ("REQ", self.req)]
+        return [("ISDN", self.isdn), (self.IMSI_PARAM, self.imsi), ("KI", self.ki), ("OPC", self.opc),
+                ("REQ", self.req)]
+
+
+@dataclass(frozen=True, slots=True)
+class AddSub(_KeyedSim):
+    """Create a subscriber: the ISDN served by the IMSI of a SIM with its keys."""
+
+    NAME = "ADD SUB"
+
+
+@dataclass(frozen=True, slots=True)
+class ModImsi(_KeyedSim):
+    """Replacement SIM: point the ISDN at a new IMSI with new keys; the old IMSI is gone."""
+
+    NAME = "MOD IMSI"
+    IMSI_PARAM = "NEWIMSI"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,31 +215,6 @@ class ModOdb:
             out.append(("ODBRSN", self.reason))
         out.append(("REQ", self.req))
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class ModImsi:
-    """Replacement SIM: point the ISDN at a new IMSI with new keys; the old IMSI is gone."""
-
-    isdn: str
-    imsi: str
-    ki: str = field(repr=False)
-    opc: str = field(repr=False)
-    req: str
-
-    NAME = "MOD IMSI"
-    MODIFIES = True
-
-    def __post_init__(self):
-        check_isdn(self.isdn)
-        check_imsi(self.imsi, "NEWIMSI")
-        _set(self, "ki", check_key(self.ki, "KI"))
-        _set(self, "opc", check_key(self.opc, "OPC"))
-        check_req(self.req)
-
-    def params(self) -> list[tuple[str, Value]]:
-        return [("ISDN", self.isdn), ("NEWIMSI", self.imsi), ("KI", self.ki), ("OPC", self.opc),
-                ("REQ", self.req)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import ipywidgets as widgets
@@ -28,7 +29,6 @@ STATE_ZH = {
     "quarantined": "冷冻",
     "blocked": "锁定",
 }
-STATE_LABELS = {state: f"{zh} {state}" for state, zh in STATE_ZH.items()}
 STATE_COLOURS = {
     "planned": "#9ca3af",
     "available": "#16a34a",
@@ -39,6 +39,40 @@ STATE_COLOURS = {
     "quarantined": "#9333ea",
     "blocked": "#374151",
 }
+
+
+@dataclass(frozen=True)
+class StateBadges:
+    """Labels ("中文 state") and coloured badges for the states of one kind of thing."""
+
+    css_class: str  # hkops-state (numbers), hkops-sim, hkops-order
+    names_zh: dict[str, str]
+    colours: dict[str, str]
+
+    def label(self, state: str) -> str:
+        zh = self.names_zh.get(state)
+        return f"{zh} {state}" if zh else state
+
+    def badge(self, state: str) -> str:
+        return (f"<span class='hkops-state {self.css_class}-{html.escape(state)}'>"
+                f"{html.escape(self.label(state))}</span>")
+
+    def css(self) -> str:
+        return "".join(f".{self.css_class}-{s} {{ background: {c}; }}\n" for s, c in self.colours.items())
+
+
+NUMBER_BADGES = StateBadges("hkops-state", STATE_ZH, STATE_COLOURS)
+STATE_LABELS = {state: NUMBER_BADGES.label(state) for state in STATE_ZH}
+
+
+@dataclass(frozen=True)
+class PendingMove:
+    """A move waiting for the operator's confirmation: ``run`` makes it and says what it did;
+    ``subject`` is what it moves (an order number, a stock form)."""
+
+    subject: str
+    question: str
+    run: Callable[[], str]
 
 MAX_MESSAGE = 300
 
@@ -127,6 +161,13 @@ class GuardedConsole:
 
     def _confirm_rows(self) -> tuple:
         return (self.confirm_row,)
+
+    def _ask(self, pending, question: str, row: "ConfirmRow | None" = None) -> None:
+        """Hold ``pending`` until the operator confirms ``question`` in ``row`` (default: the confirm row)."""
+        self.cancel(quiet=True)
+        self.pending = pending
+        (row or self.confirm_row).ask(question)
+        self.status.info("请确认 Confirm or cancel the move below.")
 
     #: What the operator is told to do first when Confirm is clicked with nothing pending.
     nothing_pending = "choose a move first"
@@ -254,8 +295,7 @@ _STYLE = """
 
 def stylesheet() -> widgets.HTML:
     """The consoles' styles (put one in each console's children)."""
-    badges = "".join(f".hkops-state-{s} {{ background: {c}; }}\n" for s, c in STATE_COLOURS.items())
-    return widgets.HTML(f"<style>{_STYLE}{badges}</style>", layout=widgets.Layout(display="none"))
+    return widgets.HTML(f"<style>{_STYLE}{NUMBER_BADGES.css()}</style>", layout=widgets.Layout(display="none"))
 
 
 def field(description: str, placeholder: str = "", css: str = "", width: str = "260px",

@@ -25,6 +25,7 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
     ANY,
+    NUMBER_BADGES,
     STATE_COLOURS,
     STATE_LABELS,
     STATE_ZH,
@@ -324,7 +325,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
             self.detail.value = (
                 f"<div><b class='hkops-number'>{hit.display}</b> {html.escape(hit.province)} {html.escape(hit.city)}<br>"
                 f"{hit.grade} · ¥{hit.price} · 最低消费 min ¥{hit.min_monthly}/月 · 预存 prepay ¥{hit.prepay}<br>"
-                f"<span class='hkops-state hkops-state-{hit.state}'>{STATE_LABELS.get(hit.state, hit.state)}</span>"
+                f"{NUMBER_BADGES.badge(hit.state)}"
                 f"{held}{until}</div>"
             )
         self._show_results()
@@ -352,9 +353,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
                 question = f"分配 Allocate <b>{hit.display}</b> to <b>{html.escape(holder)}</b>? (now {now})"
             else:
                 question = f"释放 Release <b>{hit.display}</b> back to the pool? (now {html.escape(now)})"
-            self.pending = PendingMove(action, hit.msisdn, holder, question)
-            self.confirm_row.ask(question)
-            self.status.info("请确认 Confirm or cancel the move below.")
+            self._ask(PendingMove(action, hit.msisdn, holder, question), question)
 
         self._guard(run)
 

@@ -30,9 +30,8 @@ from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
-from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StatusLine, UsesHlr, one_line, stylesheet
+from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
 
-#: Where the console looks for the HLR when it is given no client.
 FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 110105********002X"
 
 #: Chinese names of the SIM card states.
@@ -48,7 +47,6 @@ SIM_ZH = {
     "faulty": "故障",
     "destroyed": "已销毁",
 }
-SIM_LABELS = {state: f"{zh} {state}" for state, zh in SIM_ZH.items()}
 SIM_COLOURS = {
     "in_stock": "#9ca3af",
     "allocated": "#0891b2",
@@ -61,22 +59,17 @@ SIM_COLOURS = {
     "faulty": "#a16207",
     "destroyed": "#1f2937",
 }
+SIM_BADGES = StateBadges("hkops-sim", SIM_ZH, SIM_COLOURS)
 SYNC_LABELS = {"none": "未开通 none", "pending": "待确认 pending", "synced": "已同步 synced"}
 REASON_LABELS = {"arrears": "欠费 arrears", "customer_request": "客户申请 customer request", "fraud": "涉诈 fraud"}
 
 _STYLE = """
 .hkops-lifecycle .hkops-find-row { gap: 4px 12px; }
-.hkops-lifecycle .hkops-panel { border: 1px solid #e5e7eb; border-radius: 4px; padding: 6px 10px; margin: 4px 0; }
-.hkops-lifecycle .hkops-panel h3 { margin: 0 0 6px; font-size: 15px; }
 .hkops-lifecycle .hkops-card-detail td { padding: 2px 12px 2px 0; }
 .hkops-lifecycle .hkops-hlr-down { color: #991b1b; font-weight: 600; }
 .hkops-lifecycle .hkops-hlr-up { color: #065f46; font-weight: 600; }
 .hkops-lifecycle .hkops-note { color: #6b7280; font-size: 12px; font-style: italic; }
 """
-
-
-def _sim_badges() -> str:
-    return "".join(f".hkops-sim-{s} {{ background: {c}; }}\n" for s, c in SIM_COLOURS.items())
 
 
 @dataclass(frozen=True)
@@ -112,10 +105,6 @@ class PendingMove:
 
 def _display(msisdn: str | None) -> str:
     return display_msisdn(msisdn) if msisdn else "—"
-
-
-def _badge(state: str) -> str:
-    return f"<span class='hkops-state hkops-sim-{html.escape(state)}'>{html.escape(SIM_LABELS.get(state, state))}</span>"
 
 
 class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
@@ -233,7 +222,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                              layout=widgets.Layout(flex="3 1 480px", min_width="0")).add_class("hkops-panel")
         row = dict(layout=widgets.Layout(flex_flow="row wrap", width="100%"))
         self.children = [
-            stylesheet(), widgets.HTML(f"<style>{_STYLE}{_sim_badges()}</style>", layout=widgets.Layout(display="none")),
+            stylesheet(), widgets.HTML(f"<style>{_STYLE}{SIM_BADGES.css()}</style>", layout=widgets.Layout(display="none")),
             title, find_row, self.progress, self.status,
             widgets.HBox([card_panel, actions], **row), widgets.HBox([history, hlr_panel], **row),
             widgets.HBox([usage, network], **row),
@@ -364,7 +353,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.found = list(found)
         self.matches.unobserve_all("value")
         self.matches.options = [("— 选择卡 pick a card —", None)] + [
-            (f"{_display(c.msisdn)} · SIM {c.iccid} · {SIM_LABELS.get(c.state, c.state)}", c.iccid) for c in found]
+            (f"{_display(c.msisdn)} · SIM {c.iccid} · {SIM_BADGES.label(c.state)}", c.iccid) for c in found]
         self.matches.value = found[0].iccid if len(found) == 1 else None
         self.matches.observe(lambda _change: self._pick(), names="value")
         self.matches.layout.display = "flex" if len(found) > 1 else "none"
@@ -432,7 +421,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                    if card.pending_action else "—")
         reason = f" · {html.escape(REASON_LABELS.get(card.suspend_reason, card.suspend_reason))}" if card.suspend_reason else ""
         rows = [
-            ("状态 State", _badge(card.state) + reason),
+            ("状态 State", SIM_BADGES.badge(card.state) + reason),
             ("号码 Number", f"<span class='hkops-number'>{_display(card.msisdn)}</span>"),
             ("ICCID", f"<span class='hkops-number'>{card.iccid}</span>"),
             ("IMSI", html.escape(card.imsi)),
@@ -511,9 +500,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 question = f"销户 Terminate {name}? The number goes into quarantine; this cannot be undone."
             else:
                 question = f"{spec.button} {name}?"
-            self.pending = PendingMove(action, card.iccid, question, args)
-            self.confirm_row.ask(question)
-            self.status.info("请确认 Confirm or cancel the move below.")
+            self._ask(PendingMove(action, card.iccid, question, args), question)
 
         self._guard(run)
 

@@ -12,7 +12,6 @@ Resident IDs are typed into a password field and shown masked only.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from typing import Callable
 
 import ipywidgets as widgets
@@ -36,6 +35,8 @@ from hkops.ui._common import (
     Busy,
     ConfirmRow,
     GuardedConsole,
+    PendingMove,
+    StateBadges,
     StatusLine,
     UsesHlr,
     button,
@@ -81,16 +82,7 @@ _STYLE = """
 """
 
 
-def _badges() -> str:
-    return "".join(f".hkops-order-{s} {{ background: {c}; }}\n" for s, c in ORDER_COLOURS.items())
-
-
-def order_label(state: str) -> str:
-    return f"{ORDER_ZH.get(state, state)} {state}"
-
-
-def _badge(state: str) -> str:
-    return f"<span class='hkops-state hkops-order-{html.escape(state)}'>{html.escape(order_label(state))}</span>"
+ORDER_BADGES = StateBadges("hkops-order", ORDER_ZH, ORDER_COLOURS)
 
 
 def _yuan_or_none(text: str, name: str) -> int | None:
@@ -100,15 +92,6 @@ def _yuan_or_none(text: str, name: str) -> int | None:
 
 def _kv(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
-
-
-@dataclass(frozen=True)
-class PendingMove:
-    """A move waiting for the operator's confirmation: ``run`` makes it and says what it did."""
-
-    number: str
-    question: str
-    run: Callable[[], str]
 
 
 class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
@@ -242,7 +225,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         moves.add_class("hkops-actions")
         history = panel("时间线 Timeline (newest first)", [self.timeline], "1 1 100%")
         self.children = [
-            stylesheet(), widgets.HTML(f"<style>{_STYLE}{_badges()}</style>", layout=widgets.Layout(display="none")),
+            stylesheet(), widgets.HTML(f"<style>{_STYLE}{ORDER_BADGES.css()}</style>", layout=widgets.Layout(display="none")),
             title, row([self.refresh_button]), self.progress, self.status,
             row([intake, verdict]), row([pipeline]), row([order, moves]), row([history]),
         ]
@@ -296,7 +279,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 self.stage_buttons[state] = stage
             self.stages.children = list(self.stage_buttons.values())
         for state, stage in self.stage_buttons.items():
-            stage.description = f"{order_label(state)} ({counts[state]:,})"
+            stage.description = f"{ORDER_BADGES.label(state)} ({counts[state]:,})"
             stage.button_style = "primary" if state == self.state_shown else ""
         if self.state_shown is not None:
             self._list(self.state_shown)
@@ -311,21 +294,21 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
     def _list(self, state: str) -> None:
         found = orders.list_orders(self.store, state=state, limit=LISTED)
         more = f" (the newest {LISTED})" if len(found) == LISTED else ""
-        self.listed.value = f"<div class='hkops-muted'>{html.escape(order_label(state))}: {len(found):,} order(s){more}</div>"
+        self.listed.value = f"<div class='hkops-muted'>{html.escape(ORDER_BADGES.label(state))}: {len(found):,} order(s){more}</div>"
         self.order_table.value = html_table(
             ["订单 Order", "下单 Placed", "渠道 Channel", "套餐 Plan", "号码 Number", "客户 Customer",
              "证件 ID", "省份 Province", "合计 Total", "状态 State"],
             [[f"<span class='hkops-number'>{o.number}</span>", local(o.created_at), html.escape(o.channel),
               html.escape(o.plan), display_msisdn(o.msisdn) if o.msisdn else "—", html.escape(o.customer_name),
-              html.escape(o.id_masked), html.escape(o.ship_province), format_yuan(o.total_fen), _badge(o.state)]
+              html.escape(o.id_masked), html.escape(o.ship_province), format_yuan(o.total_fen), ORDER_BADGES.badge(o.state)]
              for o in found],
             numeric={8}, row_attrs=[f"data-order='{o.number}'" for o in found],
             empty=f"没有{ORDER_ZH.get(state, '')}订单 No {state} orders.")
         keep = self.order.number if self.order else None
-        options = [(f"{o.number} · {o.customer_name} · {o.id_masked} · {order_label(o.state)}", o.number)
+        options = [(f"{o.number} · {o.customer_name} · {o.id_masked} · {ORDER_BADGES.label(o.state)}", o.number)
                    for o in found]
         if keep and keep not in {n for _, n in options}:
-            options.insert(0, (f"{keep} · {self.order.customer_name} · {order_label(self.order.state)}", keep))
+            options.insert(0, (f"{keep} · {self.order.customer_name} · {ORDER_BADGES.label(self.order.state)}", keep))
         self._quiet = True
         try:
             self.order_pick.options = [("— 选择订单 pick an order —", None)] + options
@@ -474,7 +457,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             try:
                 if number not in {value for _, value in self.order_pick.options}:
                     self.order_pick.options = list(self.order_pick.options) + [
-                        (f"{number} · {self.order.customer_name} · {order_label(self.order.state)}", number)]
+                        (f"{number} · {self.order.customer_name} · {ORDER_BADGES.label(self.order.state)}", number)]
                 self.order_pick.value = number
             finally:
                 self._quiet = False
@@ -494,7 +477,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         nexts = [action.replace("_", " ") for action, (starts, _) in MOVES.items()
                  if OrderState(o["state"]) in starts and action not in ("submit", "reject", "approve", "allocate")]
         rows = [
-            ("订单 Order", f"<span class='hkops-number'>{html.escape(o['number'])}</span> {_badge(o['state'])}"
+            ("订单 Order", f"<span class='hkops-number'>{html.escape(o['number'])}</span> {ORDER_BADGES.badge(o['state'])}"
                           + (f" <span class='hkops-muted'>{html.escape(o['reason'])}</span>" if o["reason"] else "")),
             ("渠道 Channel", f"{html.escape(o['channel'])} · chain {html.escape(chain)}"),
             ("套餐 Plan", f"{html.escape(o['plan'])} · SIM {html.escape(o['product'])} from "
@@ -611,7 +594,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 moved = orders.cancel_order(self.store, order.number, actor=self.actor, reason=reason)
                 self.cancel_reason.value = ""
                 return moved.number
-            self._ask(order.number, question, make)
+            self._ask(PendingMove(order.number, question, make), question)
         self._guard(run)
 
     def ask_return(self) -> None:
@@ -632,13 +615,9 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
                                             refund_fen=refund, network=self.network)
                 self.return_reason.value = self.return_refund.value = ""
                 return moved.number
-            self._ask(order.number, question, make)
+            self._ask(PendingMove(order.number, question, make), question)
         self._guard(run)
 
-    def _ask(self, number: str, question: str, run: Callable[[], str]) -> None:
-        self.pending = PendingMove(number, question, run)
-        self.confirm_row.ask(question)
-        self.status.info("请确认 Confirm or cancel the move below.")
 
     def confirm(self) -> None:
         """Make the pending move, then show the order and the pipeline again."""
@@ -647,11 +626,11 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             return
 
         def run():
-            before = orders.get_order(self.store, pending.number)
+            before = orders.get_order(self.store, pending.subject)
             with self.progress.busy("处理 Working", 2) as step:
                 pending.run()
                 step()
-                self._load(pending.number)
+                self._load(pending.subject)
                 self._show_pipeline()
                 step()
             self._done("已处理 Done", before, self.order)

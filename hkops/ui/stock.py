@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 import ipywidgets as widgets
@@ -31,6 +30,7 @@ from hkops.ui._common import (
     Busy,
     ConfirmRow,
     GuardedConsole,
+    PendingMove,
     StatusLine,
     button,
     choice,
@@ -58,15 +58,6 @@ _STYLE = """
 .hkops-stock .hkops-variances { max-height: 160px; overflow: auto; font-family: ui-monospace, Menlo, monospace;
                                 font-size: 12px; }
 """
-
-
-@dataclass(frozen=True)
-class PendingMove:
-    """A move waiting for the operator's confirmation: ``run`` makes it and says what it did."""
-
-    form: str
-    question: str
-    run: Callable[[], str]
 
 
 def parse_iccid_list(text: str) -> list[str]:
@@ -343,7 +334,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
                 return (f"已调拨 Transferred {done.count:,} card(s) {done.from_location} → {done.to_location}, "
                         f"document {done.document}.")
 
-            self._ask("transfer", question, make)
+            self._ask_in("transfer", question, make)
 
         self._guard(run)
 
@@ -370,7 +361,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
         if self.checked_count is not None:
             self.checked_count = None
             self.count_result.value = ""
-        if self.pending is not None and self.pending.form == "count":
+        if self.pending is not None and self.pending.subject == "count":
             self.cancel(quiet=True)
 
     def ask_count(self) -> None:
@@ -392,7 +383,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
                 return (f"已盘点 Count {done.number} at {done.location} recorded: {len(done.missing)} missing, "
                         f"{len(done.unexpected)} unexpected.")
 
-            self._ask("count", question, make)
+            self._ask_in("count", question, make)
 
         self._guard(run)
 
@@ -417,7 +408,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
                 self.scrap_iccids.value = ""
                 return f"已报废 Scrapped {done.count:,} card(s) at {done.from_location}, document {done.document}."
 
-            self._ask("scrap", question, make)
+            self._ask_in("scrap", question, make)
 
         self._guard(run)
 
@@ -435,11 +426,10 @@ class StockConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ confirming
 
-    def _ask(self, form: str, question: str, run: Callable[[], str]) -> None:
-        self.cancel(quiet=True)
-        self.pending = PendingMove(form, question, run)
-        {"transfer": self.transfer_confirm, "count": self.count_confirm, "scrap": self.scrap_confirm}[form].ask(question)
-        self.status.info("请确认 Confirm or cancel the move below.")
+    def _ask_in(self, form: str, question: str, run: Callable[[], str]) -> None:
+        """Hold a move of ``form`` (transfer, count, scrap) until confirmed in that form's row."""
+        row = {"transfer": self.transfer_confirm, "count": self.count_confirm, "scrap": self.scrap_confirm}[form]
+        self._ask(PendingMove(form, question, run), question, row)
 
     def confirm(self) -> None:
         """Make the pending move, then show the figures again."""
