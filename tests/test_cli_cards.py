@@ -31,7 +31,8 @@ def test_a_card_goes_pending_while_the_hlr_is_down_and_is_lost_and_replaced_once
     cards = make_cards(2)
     (tmp_path / "cards.csv").write_text(card_csv(cards), encoding="utf-8")
     down = 1
-    assert run(world, tmp_path, down, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile").returncode == 0
+    assert run(world, tmp_path, down, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile",
+               "--location", "WH-BJ").returncode == 0
     rid = make_rid()
     person = ok(run(world, tmp_path, down, "subscribers", "add", "--name", "王芳", "--id", rid,
                     "--contact", "13900000000", "--json"))
