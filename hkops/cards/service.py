@@ -634,6 +634,19 @@ def _refused(conn: Connection, row, error: str) -> None:
                                           f"HLR answered {error}", req=row.req)], now)
 
 
+def refused_move(db: Store | Connection, iccid: str) -> dict | None:
+    """The move the HLR refused for this card, while it waits for the operator (req, action,
+    the HLR's answer as ``last_error``, done_at); None when there is none."""
+    with db.read() if isinstance(db, Store) else unit_of_work(db) as conn:
+        card = _card(conn, parse_iccid(iccid), lock=False)
+        if card.network_sync != NetworkSync.FAILED:
+            return None
+        row = conn.execute(select(outbox.c.req, outbox.c.action, outbox.c.last_error, outbox.c.done_at)
+                           .where(outbox.c.iccid == card.iccid, outbox.c.state == "failed")
+                           .order_by(outbox.c.id.desc()).limit(1)).mappings().first()
+        return dict(row) if row else None
+
+
 def _failed_row(conn: Connection, card: Card):
     row = conn.execute(select(outbox).where(outbox.c.iccid == card.iccid, outbox.c.state == "failed")
                        .order_by(outbox.c.id.desc()).limit(1)).first()
