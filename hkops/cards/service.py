@@ -616,7 +616,7 @@ def _refused(conn: Connection, row, error: str) -> None:
     conn.execute(update(outbox).where(outbox.c.id == row.id).values(
         state="failed", attempts=outbox.c.attempts + 1, last_error=error, done_at=now))
     conn.execute(update(outbox).where(outbox.c.iccid == row.iccid, outbox.c.state == "pending").values(
-        state="failed", last_error=f"not applied: {row.req} was refused ({error})", done_at=now))
+        state="skipped", last_error=f"not applied: {row.req} was refused ({error})", done_at=now))
     card = _card(conn, row.iccid)
     values: dict = {"network_sync": NetworkSync.FAILED.value, "pending_action": None}
     if row.action in ("suspend", "report_loss") and row.before_state and card.state == MOVES[row.action].leads_to:
@@ -658,7 +658,8 @@ def _failed_row(conn: Connection, card: Card):
 def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
           reason: str | None = None, keyring: Keyring | None = None) -> Card:
     """Queue again the move the HLR refused for this card (a new request id; a move undone
-    by the refusal is made again, with the same checks); with ``network`` sent at once."""
+    by the refusal is made again, with the same checks); with ``network`` sent at once.
+    Returns the card (for a replacement, the new card, as :func:`replace` does)."""
     iccid = parse_iccid(iccid)
     with unit_of_work(db) as conn:
         card = _card(conn, iccid)
@@ -675,7 +676,7 @@ def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | No
             _record_request(conn, iccid, row.action, actor=actor, reason=why, suspend_reason=row.suspend_reason)
     if network is not None:
         sync(db, network, iccids=[iccid], keyring=keyring)
-    return get_card(db, iccid)
+    return get_card(db, row.other_iccid if row.action == "replace" else iccid)
 
 
 def abandon(db: Store, iccid: str, *, actor: str, reason: str) -> Card:

@@ -81,7 +81,8 @@ sims = Table(
 # "pending" and is sent again with the same request id (the HLR answers repeats without
 # applying them twice). Keys are not stored here: they are read from ``sims`` when sent.
 # States: pending, done, failed (refused by the HLR, waiting for the operator), retried (a
-# failed row sent again as a new row), given_up (the operator abandoned it), dropped
+# failed row sent again as a new row), given_up (the operator abandoned it), skipped (another
+# command of the same move was refused first), dropped
 # (a stale pending row whose card no longer needed it, removed by reconciliation).
 provisioning_outbox = Table(
     "provisioning_outbox",
