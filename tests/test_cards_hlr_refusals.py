@@ -225,3 +225,15 @@ def test_the_lifecycle_console_lists_refused_moves_and_retries_or_abandons_them(
     assert console.status.kind == "ok", console.status.text
     assert cards.get_card(shop, shop.iccids[0]).network_sync == "synced"
     assert "none 无" in console.refused_info.value and console.retry_button.disabled
+
+
+def test_a_move_the_hlr_refuses_from_the_console_says_so(shop, hlr):
+    active_card(shop, hlr)
+    forget(hlr[1])
+    console = lifecycle_console(shop, network=hlr[1], actor="tester")
+    console.query.value = N
+    console.find_button.click()
+    console.report_loss_button.click()
+    console.confirm_button.click()
+    assert console.status.kind == "error" and "refused" in console.status.text and "3001" in console.status.text
+    assert "Refused by the HLR" in console.detail.value and not console.abandon_button.disabled

@@ -26,6 +26,7 @@ from hkops.store import migrate
 from hkops.store.engine import Store
 from hkops.subscribers import service as subscribers
 from hkops.subscribers.tables import subscriber_numbers
+from test_cards_stock import ledger_agrees
 from test_subscribers import make_rid
 from test_vendor_files import card_csv, make_cards
 
@@ -49,7 +50,8 @@ class CardLifecycle(RuleBasedStateMachine):
         stock = make_cards(SIMS)
         path = f"{self.folder.name}/cards.csv"
         open(path, "w").write(card_csv(stock))
-        import_sim_file(self.store, path, carrier="China Mobile", actor="setup", keyring=self.keyring)
+        import_sim_file(self.store, path, carrier="China Mobile", actor="setup", keyring=self.keyring,
+                        location="WH-BJ")
         self.iccids = [c["iccid"] for c in stock]
         self.people = [subscribers.register(self.store, name=f"P{n}", resident_id=rid, contact="13900000000",
                                             actor="setup", keyring=self.keyring).id for n, rid in enumerate(PEOPLE)]
@@ -130,6 +132,12 @@ class CardLifecycle(RuleBasedStateMachine):
         assert all(count == 1 for _, count in live), live
         assert all(count == 1 for _, count in bound), bound
         assert audited >= self.moves
+
+    @invariant()
+    def on_hand_equals_the_ledger(self):
+        if not hasattr(self, "store"):
+            return
+        ledger_agrees(self.store)
 
     def check_hlr_equals_inventory(self):
         self.simulator.faults = Faults()

@@ -563,7 +563,11 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 self._show_network()
                 step()
             after = cards.get_card(self.store, pending.iccid).state
-            if card.pending_action:
+            refused = cards.refused_move(self.store, pending.iccid)
+            if refused is not None:
+                self.status.error(f"{spec.button}: the HLR refused it ({refused['last_error']}); SIM {pending.iccid} "
+                                  f"is {after}. Retry or abandon the refused move.")
+            elif card.pending_action:
                 self.status.info(f"{spec.button}: SIM {pending.iccid} ({before} → {card.state}) recorded; "
                                  f"waiting for the HLR to confirm '{card.pending_action}' "
                                  "(use Sync now when the HLR is back).")
