@@ -669,6 +669,7 @@ def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | No
         audit.record(conn, actor, [_event(card, f"{row.action}_retry", card.state, reason, req=row.req)])
         why = reason or row.reason
         if row.action == "replace":
+            target_state("replace", iccid, C(card.state))
             _record_replace(conn, card, row.other_iccid, actor=actor, reason=why)
         elif row.action == "terminate" and card.state == C.TERMINATED:
             _queue(conn, card, "terminate", _COMMANDS["terminate"], actor=actor, reason=why)
