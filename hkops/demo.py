@@ -137,8 +137,6 @@ def _sell_cards(store: Store, rng: random.Random, iccids: list[str], hlr: Provis
     """Cards from the warehouse paired with available China Mobile numbers (sales from before
     hkops took orders), activated, some suspended or lost."""
     from hkops.cards import service as cards_service
-    from hkops.stock import service as stock
-    from hkops.stock.model import CUSTOMER, MoveKind
     from hkops.subscribers import service as subscribers
 
     count = len(iccids)
@@ -154,9 +152,8 @@ def _sell_cards(store: Store, rng: random.Random, iccids: list[str], hlr: Provis
             .where(number_blocks.c.carrier == "China Mobile", numbers.c.state == S.AVAILABLE.value,
                    numbers.c.grade == "ORDINARY").limit(count)).scalars())
     sold = min(len(free), count)
+    # pairing hands the cards over: they leave WH-BJ for the customers through the stock ledger
     cards_service.pair_many(store, [(iccids[n], str(free[n]), people[n // 5]) for n in range(sold)], actor=ACTOR)
-    with store.write() as conn:
-        stock.move_units(conn, iccids[:sold], "WH-BJ", CUSTOMER, MoveKind.SALE, "DEMO-SALES", actor=ACTOR)
     cards_service.activate_many(store, iccids[:sold], actor=ACTOR, network=hlr)
     for iccid in rng.sample(iccids[:sold], sold // 20):
         cards_service.suspend(store, iccid, "arrears", actor=ACTOR, network=hlr)

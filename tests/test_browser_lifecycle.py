@@ -41,7 +41,7 @@ def shop(tmp_path_factory, hlr):
     demo.build(store, per_province=1, orders=200)
     stock = make_cards(2, start=500)
     (folder / "cards.csv").write_text(card_csv(stock), encoding="utf-8")
-    import_sim_file(store, folder / "cards.csv", carrier="China Mobile", actor="setup")
+    import_sim_file(store, folder / "cards.csv", carrier="China Mobile", actor="setup", location="WH-BJ")
     rid = make_rid()
     person = subscribers.register(store, name="王芳", resident_id=rid, contact="13900000000", actor="setup")
     client = ProvisioningClient(TcpTransport(*hlr.address))

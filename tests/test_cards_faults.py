@@ -33,7 +33,7 @@ def test_a_faulty_hlr_never_leaves_inventory_and_hlr_disagreeing_for_good(world,
     keyring = load_keyring()
     stock = make_cards(CARDS + 100)
     (tmp_path / "cards.csv").write_text(card_csv(stock), encoding="utf-8")
-    import_sim_file(world, tmp_path / "cards.csv", carrier="China Mobile", actor="t", keyring=keyring)
+    import_sim_file(world, tmp_path / "cards.csv", carrier="China Mobile", actor="t", keyring=keyring, location="WH-BJ")
     people = [subscribers.register(world, name=f"用户{n}", resident_id=make_rid(seq=f"{100 + n:03d}"),
                                    contact="13900000000", actor="t", keyring=keyring).id for n in range(CARDS // 5)]
     iccids = [c["iccid"] for c in stock]

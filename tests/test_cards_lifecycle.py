@@ -25,7 +25,7 @@ def shop(world, tmp_path, monkeypatch):
     monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
     path = tmp_path / "cards.csv"
     path.write_text(card_csv(make_cards(10)), encoding="utf-8")
-    import_sim_file(world, path, carrier="China Mobile", actor="tester")
+    import_sim_file(world, path, carrier="China Mobile", actor="tester", location="WH-BJ")
     person = subscribers.register(world, name="王芳", resident_id=RID, contact="13900000000", actor="tester")
     world.iccids = [c["iccid"] for c in make_cards(10)]
     world.imsis = [c["imsi"] for c in make_cards(10)]

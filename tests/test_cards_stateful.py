@@ -18,7 +18,8 @@ from hkops.cards import service as cards
 from hkops.cards.batches import import_sim_file
 from hkops.cards.tables import sims
 from hkops.errors import Conflict, IllegalTransition, NotFound
-from hkops.network import InProcessTransport, ProvisioningClient, Simulator
+from hkops.network import InProcessTransport, ProvisioningClient, Simulator, rmv_sub
+from hkops.network.protocol import format_command
 from hkops.network.simulator import Faults
 from hkops.numbers import service as numbers
 from hkops.security.crypto import load_keyring
@@ -26,6 +27,8 @@ from hkops.store import migrate
 from hkops.store.engine import Store
 from hkops.subscribers import service as subscribers
 from hkops.subscribers.tables import subscriber_numbers
+from test_cards_hlr_refusals import consistent
+from test_cards_stock import ledger_agrees
 from test_subscribers import make_rid
 from test_vendor_files import card_csv, make_cards
 
@@ -49,7 +52,8 @@ class CardLifecycle(RuleBasedStateMachine):
         stock = make_cards(SIMS)
         path = f"{self.folder.name}/cards.csv"
         open(path, "w").write(card_csv(stock))
-        import_sim_file(self.store, path, carrier="China Mobile", actor="setup", keyring=self.keyring)
+        import_sim_file(self.store, path, carrier="China Mobile", actor="setup", keyring=self.keyring,
+                        location="WH-BJ")
         self.iccids = [c["iccid"] for c in stock]
         self.people = [subscribers.register(self.store, name=f"P{n}", resident_id=rid, contact="13900000000",
                                             actor="setup", keyring=self.keyring).id for n, rid in enumerate(PEOPLE)]
@@ -111,6 +115,29 @@ class CardLifecycle(RuleBasedStateMachine):
         new = self._pick(data, ("in_stock",))
         self._try(cards.replace, old, new, PEOPLE[person], network=self.client, keyring=self.keyring)
 
+    @rule(data=st.data())
+    def the_hlr_loses_a_subscriber(self, data):
+        """The HLR forgets a live card's subscriber: its next moves are refused for good (3001)."""
+        with self.store.read() as conn:
+            live = sorted(str(m) for m in conn.execute(select(sims.c.msisdn).where(
+                sims.c.state.in_(["active", "suspended", "lost"]))).scalars())
+        if live:
+            forgotten = data.draw(st.sampled_from(live), label="forgotten")
+            self.simulator.registry.execute(format_command(rmv_sub(forgotten)))  # past the injected faults
+            self.simulator.commit()
+
+    @rule(data=st.data(), again=st.booleans())
+    def settle_a_refused_move(self, data, again):
+        with self.store.read() as conn:
+            failed = sorted(conn.execute(select(sims.c.iccid).where(sims.c.network_sync == "failed")).scalars())
+        if not failed:
+            return
+        iccid = data.draw(st.sampled_from(failed), label="refused")
+        if again:
+            self._try(cards.retry, iccid, network=self.client, keyring=self.keyring)
+        else:
+            self._try(cards.abandon, iccid, reason="operator gave it up")
+
     @rule()
     def sync(self):
         cards.sync(self.store, self.client, keyring=self.keyring)
@@ -131,8 +158,25 @@ class CardLifecycle(RuleBasedStateMachine):
         assert all(count == 1 for _, count in bound), bound
         assert audited >= self.moves
 
+    @invariant()
+    def on_hand_equals_the_ledger(self):
+        if not hasattr(self, "store"):
+            return
+        ledger_agrees(self.store)
+
+    @invariant()
+    def no_card_waits_without_a_command_and_numbers_agree_with_cards(self):
+        if not hasattr(self, "store"):
+            return
+        with self.store.read() as conn:
+            assert cards._bookkeeping(conn)[0] == []
+        consistent(self.store)
+
     def check_hlr_equals_inventory(self):
         self.simulator.faults = Faults()
+        for row in cards.pending(self.store):
+            if row["state"] == "failed":
+                cards.abandon(self.store, row["iccid"], actor="t", reason="settled before reconciling")
         cards.reconcile(self.store, self.client, fix=True, actor="t", keyring=self.keyring)
         assert cards.reconcile(self.store, self.client, actor="t", keyring=self.keyring) == []
         assert cards.pending(self.store) == []

@@ -31,7 +31,8 @@ def test_a_card_goes_pending_while_the_hlr_is_down_and_is_lost_and_replaced_once
     cards = make_cards(2)
     (tmp_path / "cards.csv").write_text(card_csv(cards), encoding="utf-8")
     down = 1
-    assert run(world, tmp_path, down, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile").returncode == 0
+    assert run(world, tmp_path, down, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile",
+               "--location", "WH-BJ").returncode == 0
     rid = make_rid()
     person = ok(run(world, tmp_path, down, "subscribers", "add", "--name", "王芳", "--id", rid,
                     "--contact", "13900000000", "--json"))
@@ -53,5 +54,41 @@ def test_a_card_goes_pending_while_the_hlr_is_down_and_is_lost_and_replaced_once
         assert ok(run(world, tmp_path, port, "hlr", "reconcile", "--json"))["differences"] == []
         refused = run(world, tmp_path, port, "cards", "lift-loss", old)
         assert refused.returncode == 2 and "final" in refused.stderr
+    finally:
+        stop(process)
+
+
+def test_a_suspension_the_hlr_refuses_shows_in_hlr_pending_and_is_abandoned_or_retried(world, tmp_path):
+    from hkops.network import ProvisioningClient, TcpTransport, rmv_sub
+
+    cards = make_cards(1)
+    (tmp_path / "cards.csv").write_text(card_csv(cards), encoding="utf-8")
+    iccid = cards[0]["iccid"]
+    process, port = start(tmp_path / "hlr")
+    try:
+        assert run(world, tmp_path, port, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile",
+                   "--location", "WH-BJ").returncode == 0
+        person = ok(run(world, tmp_path, port, "subscribers", "add", "--name", "王芳", "--id", make_rid(),
+                        "--contact", "13900000000", "--json"))
+        ok(run(world, tmp_path, port, "cards", "pair", iccid, N, "--subscriber", str(person["id"]), "--json"))
+        assert ok(run(world, tmp_path, port, "cards", "activate", iccid, "--json"))["state"] == "active"
+        ProvisioningClient(TcpTransport("127.0.0.1", port)).run_many([rmv_sub(N)])  # the HLR loses it
+
+        card = ok(run(world, tmp_path, port, "cards", "suspend", iccid, "--why", "arrears", "--json"))
+        assert (card["state"], card["network_sync"], card["pending_action"]) == ("active", "failed", None)
+        shown = run(world, tmp_path, port, "hlr", "pending")
+        assert "failed" in shown.stdout and "3001" in shown.stdout and "0 pending, 1 refused" in shown.stdout
+        assert ok(run(world, tmp_path, port, "hlr", "pending", "--json"))[0]["state"] == "failed"
+        refused = run(world, tmp_path, port, "hlr", "abandon", iccid)  # --reason is required
+        assert refused.returncode == 2
+
+        again = ok(run(world, tmp_path, port, "hlr", "retry", iccid, "--json"))  # still unknown to the HLR
+        assert again["network_sync"] == "failed"
+        assert ok(run(world, tmp_path, port, "hlr", "reconcile", "--fix", "--json"))["differences"]
+        done = ok(run(world, tmp_path, port, "hlr", "retry", iccid, "--json"))
+        assert (done["state"], done["network_sync"]) == ("suspended", "synced")
+        nothing = run(world, tmp_path, port, "hlr", "abandon", iccid, "--reason", "x")
+        assert nothing.returncode == 2 and "no move the HLR refused" in nothing.stderr
+        assert "0 pending, 0 refused" in run(world, tmp_path, port, "hlr", "pending").stdout
     finally:
         stop(process)

@@ -114,7 +114,8 @@ def test_the_sixth_number_for_one_id_and_carrier_is_refused_while_another_carrie
         assert service.count_numbers(conn, person.resident_id_hash, "中国移动") == 5
     with db.write() as conn, pytest.raises(Conflict) as caught:
         service.bind_number(conn, person.id, "13800138005", "China Mobile", "lifecycle")
-    assert str(caught.value) == "resident ID 110105********002X already holds 5 China Mobile numbers (一证五号)"
+    assert str(caught.value) == ("resident ID 110105********002X already holds 5 China Mobile numbers (bound or on open "
+                                 "orders); one person may hold at most 5 (一证五号)")
     with db.write() as conn:
         service.bind_number(conn, person.id, "18607550000", "China Unicom", "lifecycle")
         service.bind_number(conn, other.id, "13800138005", "China Mobile", "lifecycle")  # another person

@@ -37,6 +37,7 @@ class NetworkSync(StrEnum):
     NONE = "none"  # not provisioned, nothing to provision
     PENDING = "pending"  # a command is queued or being retried
     SYNCED = "synced"
+    FAILED = "failed"  # the HLR refused the last move; the operator retries or abandons it
 
 
 class SuspendReason(StrEnum):

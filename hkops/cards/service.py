@@ -6,6 +6,11 @@ with its own request id, so a repeat is never applied twice). Moves that take se
 away (suspend, report loss, terminate) change inventory at once; moves that give service
 (activate, resume, lift a loss, replace) take effect when the HLR confirms. Until then the
 card is visibly ``pending`` and ``hkops hlr sync`` (or the next move) sends it again.
+
+A definite refusal (a result code other than OK that is not the idempotent "ADD SUB of a
+subscriber the HLR has") ends the move visibly (:func:`_refused`): the card's
+``network_sync`` becomes ``failed`` with the HLR's reason kept on its outbox row, it no
+longer waits, and :func:`retry` or :func:`abandon` settle it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from hkops import audit
 from hkops.audit import Event
@@ -30,6 +35,7 @@ from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks
 from hkops.numbers.tables import numbers as numbers_table
 from hkops.security.crypto import Keyring, load_keyring
+from hkops.stock import service as stock
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
 from hkops.timeutil import utc_now
@@ -120,13 +126,17 @@ def _refuse_if_pending(card: Card, action: str) -> None:
 
 
 def _queue(conn: Connection, card: Card, action: str, command: str, *, actor: str, reason: str | None,
-           msisdn: str | None = None, other_iccid: str | None = None) -> None:
+           msisdn: str | None = None, other_iccid: str | None = None, before: Card | None = None,
+           suspend_reason: str | None = None) -> None:
+    """Write the HLR command of a move; ``before``: the card as it was before a move that
+    changed inventory at once (what a refusal restores)."""
     now = utc_now()
     count = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.iccid == card.iccid)).scalar()
     conn.execute(outbox.insert().values(
         req=f"{action[:6]}-{card.iccid}-{count + 1}", action=action, iccid=card.iccid,
         msisdn=int(msisdn or card.msisdn), other_iccid=other_iccid, command=command, state="pending",
-        actor=actor, reason=reason, created_at=now))
+        actor=actor, reason=reason, created_at=now, before_state=before.state if before else None,
+        before_suspend_reason=before.suspend_reason if before else None, suspend_reason=suspend_reason))
     _set(conn, card.iccid, network_sync=NetworkSync.PENDING.value, pending_action=action)
 
 
@@ -138,7 +148,11 @@ def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *,
     """Bind a SIM in stock to a number and a registered subscriber (开卡).
 
     The number must be of the SIM's carrier and available, reserved or assigned; an
-    available one is allocated to the subscriber. 一证五号 and the blacklist are checked.
+    available one is allocated to the subscriber. 一证五号 and the blacklist are checked
+    (:func:`hkops.subscribers.service.bind_number`). A card in stock on a shelf leaves it
+    for the customer through the stock ledger (:func:`hkops.stock.service.hand_over`); a
+    card allocated to an order leaves when the order ships; a card reserved for a pending
+    replacement is refused.
     """
     iccid, msisdn = parse_iccid(iccid), parse_msisdn(msisdn)
     with unit_of_work(db) as conn:
@@ -153,6 +167,7 @@ def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *,
                                                         sims.c.state.in_([s.value for s in LIVE]))).first()
         if taken:
             raise Conflict(f"cannot pair {msisdn} with SIM {iccid}: SIM {taken.iccid} already serves it")
+        _refuse_if_swapping(conn, [iccid])
         number = numbers.get_number(conn, msisdn)
         now = utc_now()
         if number.effective_state(now) in (NumberState.AVAILABLE, NumberState.RESERVED):
@@ -162,6 +177,8 @@ def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *,
             raise Conflict(f"cannot pair {msisdn}: it is {number.effective_state(now).value}; "
                            "pairing needs a number that is available, reserved or assigned")
         subscribers.bind_number(conn, subscriber.id, msisdn, card.carrier, actor)
+        if card.state == C.IN_STOCK:  # an order's allocated card leaves with the order when it ships
+            stock.hand_over(conn, [iccid], actor=actor, reason=f"paired with {msisdn}")
         _set(conn, iccid, state=to_state.value, msisdn=int(msisdn), subscriber_id=subscriber.id)
         audit.record(conn, actor, [_event(card, "pair", to_state.value, reason, msisdn=msisdn,
                                           subscriber=subscriber.id)])
@@ -208,10 +225,13 @@ def pair_many(db: Store | Connection, requests: list[tuple[str, str, int]], *, a
                 problems.append(InvalidValue("pairing", f"{iccid} {msisdn}", str(exc)))
         if problems:
             raise InvalidValues("pairing", problems)
+        _refuse_if_swapping(conn, [i for i, _, _ in parsed])
         now = utc_now()
         numbers.move_many(conn, sorted(to_allocate), NumberState.AVAILABLE, NumberState.ASSIGNED, "allocate",
                           actor=actor, reason="paired with a SIM", now=now, per_number=to_allocate)
         subscribers.bind_numbers(conn, [(sid, int(m), found[i].carrier) for i, m, sid in parsed], actor)
+        stock.hand_over(conn, [i for i, _, _ in parsed if found[i].state == C.IN_STOCK], actor=actor,
+                        reason=reason or "paired", now=now)
         conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
             state=C.PAIRED.value, msisdn=bindparam("m"), subscriber_id=bindparam("s"), changed_at=now),
             [{"i": i, "m": int(m), "s": sid} for i, m, sid in parsed])
@@ -330,7 +350,13 @@ def _record_request(conn: Connection, iccid: str, action: str, *, actor: str, re
         _apply_now(conn, card, action, to_state, actor=actor, reason=reason, suspend_reason=suspend_reason)
     else:
         audit.record(conn, actor, [_event(card, f"{action}_requested", card.state, reason)])
-    _queue(conn, card, action, _COMMANDS[action], actor=actor, reason=reason)
+    _queue(conn, card, action, _COMMANDS[action], actor=actor, reason=reason,
+           before=card if action not in ENABLING else None, suspend_reason=suspend_reason)
+
+
+def _number_move(conn: Connection, card: Card, number_action: str, *, actor: str, reason: str) -> None:
+    """The card's number makes ``number_action`` (hkops.numbers.service) on the card's behalf."""
+    getattr(numbers, number_action)(conn, card.msisdn, actor=actor, reason=reason)
 
 
 def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *, actor: str, reason: str | None,
@@ -349,7 +375,7 @@ def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *,
         values["state"] = to_state.value
         values.pop("suspend_reason")
     if number_action and card.msisdn:
-        getattr(numbers, number_action)(conn, card.msisdn, actor=actor, reason=f"SIM {card.iccid}: {action}")
+        _number_move(conn, card, number_action, actor=actor, reason=f"SIM {card.iccid}: {action}")
     if action == "terminate" and card.subscriber_id and card.msisdn:
         subscribers.unbind_number(conn, card.subscriber_id, card.msisdn, actor, reason="terminated")
     _set(conn, card.iccid, **values)
@@ -361,33 +387,60 @@ def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, acto
             keyring: Keyring | None = None) -> Card:
     """Replacement (补卡/换卡): a new SIM takes the number; the old one can never come back.
 
-    The holder's identity is checked again against ``resident_id``. The HLR points the
-    number at the new IMSI and keys (and lifts a loss barring); then the old card is
-    ``replaced`` and the new one takes over its service, with the swap time recorded.
+    The holder's identity is checked again against ``resident_id``. The new card must be in
+    stock on a shelf (a warehouse or agent location); it is reserved (``allocated``) for the
+    swap, linked through the outbox row, and carries no number yet, so one number never has
+    two live cards. The HLR points the number at the new IMSI and keys (and lifts a loss
+    barring); then, in one unit of work, the new card leaves stock for the customer, the old
+    card becomes ``replaced`` and the new one takes its number and service, with the swap time
+    recorded. The person's 一证五号 count does not change (same number).
     """
     old_iccid, new_iccid = parse_iccid(old_iccid), parse_iccid(new_iccid)
     with unit_of_work(db) as conn:
         old = _card(conn, old_iccid)
         target_state("replace", old_iccid, C(old.state))
         _refuse_if_pending(old, "replace")
-        new = _card(conn, new_iccid)
-        target_state("pair", new_iccid, C(new.state))
-        if new.carrier != old.carrier:
-            raise Conflict(f"cannot replace SIM {old_iccid} ({old.carrier}) with SIM {new_iccid} ({new.carrier})")
         holder = subscribers.find(conn, resident_id=resident_id, keyring=keyring)
         if not holder or holder[0].id != old.subscriber_id:
             raise Conflict(f"cannot replace SIM {old_iccid}: resident ID {mask_resident_id(resident_id.strip().upper())} "
                            "is not the card holder's")
-        _set(conn, new_iccid, state=C.PAIRED.value, msisdn=int(old.msisdn), subscriber_id=old.subscriber_id)
-        audit.record(conn, actor, [_event(new, "pair", C.PAIRED.value, f"replacement for SIM {old_iccid}",
-                                          msisdn=old.msisdn)])
-        audit.record(conn, actor, [_event(old, "replace_requested", old.state, reason, new_iccid=new_iccid)])
-        _queue(conn, old, "replace", "change_imsi", actor=actor, reason=reason, other_iccid=new_iccid)
-        if old.state == C.LOST:
-            _queue(conn, old, "replace", "unbar", actor=actor, reason=reason, other_iccid=new_iccid)
+        _record_replace(conn, old, new_iccid, actor=actor, reason=reason)
     if network is not None:
         sync(db, network, iccids=[old_iccid], keyring=keyring)
     return get_card(db, new_iccid)
+
+
+def _record_replace(conn: Connection, old: Card, new_iccid: str, *, actor: str, reason: str | None) -> None:
+    """Reserve the new card for the swap and queue the HLR commands of a replacement."""
+    new = _card(conn, new_iccid)
+    if new.state != C.IN_STOCK:
+        target_state("pair", new_iccid, C(new.state))  # says why a live or final card cannot be used
+        raise Conflict(f"cannot replace SIM {old.iccid} with SIM {new_iccid}: it is {new.state} (allocated to an "
+                       "order or another replacement); a replacement card must be in stock")
+    if new.carrier != old.carrier:
+        raise Conflict(f"cannot replace SIM {old.iccid} ({old.carrier}) with SIM {new_iccid} ({new.carrier})")
+    if new_iccid not in stock.shelf_of(conn, [new_iccid]):
+        where = conn.execute(select(sims.c.location).where(sims.c.iccid == new_iccid)).scalar()
+        raise Conflict(f"cannot replace SIM {old.iccid} with SIM {new_iccid}: it is not in stock at a location "
+                       f"({'at no location' if where is None else f'at {where}, a virtual location'}); "
+                       "receive or transfer it to a warehouse or agent location first")
+    subscribers.check_number_limit(conn, old.subscriber_id, old.carrier, msisdn=old.msisdn)
+    _set(conn, new_iccid, state=C.ALLOCATED.value)
+    audit.record(conn, actor, [_event(new, "allocate", C.ALLOCATED.value, f"replacement for SIM {old.iccid}",
+                                      msisdn=old.msisdn),
+                               _event(old, "replace_requested", old.state, reason, new_iccid=new_iccid)])
+    _queue(conn, old, "replace", "change_imsi", actor=actor, reason=reason, other_iccid=new_iccid)
+    if old.state == C.LOST:
+        _queue(conn, old, "replace", "unbar", actor=actor, reason=reason, other_iccid=new_iccid)
+
+
+def _refuse_if_swapping(conn: Connection, iccids: list[str]) -> None:
+    """Conflict when one of these cards is reserved for a replacement still waiting for the HLR."""
+    for chunk in _chunks(iccids):
+        row = conn.execute(select(outbox.c.other_iccid, outbox.c.iccid).where(
+            outbox.c.other_iccid.in_(chunk), outbox.c.state == "pending", outbox.c.action == "replace")).first()
+        if row is not None:
+            raise Conflict(f"SIM {row.other_iccid} is reserved to replace SIM {row.iccid}, which waits for the HLR")
 
 
 # ---------------------------------------------------------------- talking to the HLR
@@ -410,11 +463,14 @@ def _command(conn: Connection, row, keyring: Keyring | None):
 
 def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None = None,
          keyring: Keyring | None = None, limit: int = 10_000) -> SyncReport:
-    """Send pending HLR commands (all, or those of ``iccids``) and apply what the HLR confirms."""
+    """Send pending HLR commands (all, or those of ``iccids``) and apply what the HLR confirms;
+    a definite refusal ends its move (:func:`_refused`). Only commands of the move a card
+    waits for are sent (a stale row is :func:`reconcile`'s to drop)."""
     report = SyncReport()
     keyring = keyring or load_keyring()
     with db.read() as conn:
-        stmt = select(outbox).where(outbox.c.state == "pending").order_by(outbox.c.id).limit(limit)
+        stmt = (select(outbox).join(sims, and_(sims.c.iccid == outbox.c.iccid, sims.c.pending_action == outbox.c.action))
+                .where(outbox.c.state == "pending").order_by(outbox.c.id).limit(limit))
         if iccids is not None:
             stmt = stmt.where(outbox.c.iccid.in_(list(iccids)))
         rows = conn.execute(stmt).all()
@@ -432,10 +488,10 @@ def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None
         states = {}
         for chunk in _chunks([row.id for row in rows]):
             states.update(dict(conn.execute(select(outbox.c.id, outbox.c.state).where(outbox.c.id.in_(chunk))).all()))
-        activated = []
+        activated, ended = [], set()
         for row, reply in zip(rows, replies):
-            if states.get(row.id) != "pending":
-                continue  # another sync got there first
+            if states.get(row.id) != "pending" or row.iccid in ended:
+                continue  # another sync got there first, or the move was refused already
             if reply is not None and reply.code == 0 and row.action == "activate":
                 activated.append(row)
                 report.confirmed.append(row.iccid)
@@ -448,11 +504,8 @@ def sync(db: Store, network: ProvisioningClient, *, iccids: Iterable[str] | None
                 _confirm(conn, row)
                 report.confirmed.append(row.iccid)
             else:
-                conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-                    state="failed", attempts=outbox.c.attempts + 1, last_error=f"{reply.code} {reply.text}",
-                    done_at=utc_now()))
-                audit.record(conn, HLR_ACTOR, [Event("sim", row.iccid, f"{row.action}_refused", None, None,
-                                                     f"HLR answered {reply.code} {reply.text}")])
+                _refused(conn, row, f"{reply.code} {reply.text}")
+                ended.add(row.iccid)
                 report.failed.append(row.iccid)
         _confirm_activations(conn, activated)
     return report
@@ -509,12 +562,16 @@ def _confirm(conn: Connection, row) -> None:
         new = _card(conn, row.other_iccid)
         now = utc_now()
         keep = C.SUSPENDED if card.state == C.SUSPENDED else C.ACTIVE
+        stock.hand_over(conn, [new.iccid], actor=row.actor, reason=f"replacement for SIM {card.iccid}", now=now)
+        # The old card stops being live before the new one takes the number: never two live cards on one number.
         _set(conn, card.iccid, state=C.REPLACED.value, replaced_by=new.iccid, network_sync=NetworkSync.NONE.value,
              pending_action=None)
-        _set(conn, new.iccid, state=keep.value, activated_at=now, swapped_at=now, suspend_reason=card.suspend_reason,
+        _set(conn, new.iccid, state=keep.value, msisdn=int(card.msisdn), subscriber_id=card.subscriber_id,
+             activated_at=now, swapped_at=now, suspend_reason=card.suspend_reason,
              network_sync=NetworkSync.SYNCED.value)
         audit.record(conn, row.actor, [_event(card, "replace", C.REPLACED.value, row.reason, new_iccid=new.iccid),
-                                       _event(new, "take_over", keep.value, f"replaces SIM {card.iccid}")])
+                                       _event(new, "take_over", keep.value, f"replaces SIM {card.iccid}",
+                                              msisdn=card.msisdn, subscriber=card.subscriber_id)])
         return
     if row.action in ENABLING:
         _apply_now(conn, card, row.action, MOVES[row.action].leads_to, actor=row.actor, reason=row.reason)
@@ -523,12 +580,123 @@ def _confirm(conn: Connection, row) -> None:
 
 
 def pending(db: Store) -> list[dict]:
-    """HLR commands still waiting, oldest first."""
+    """HLR moves still waiting (``state`` pending) and moves the HLR refused that wait for the
+    operator (``state`` failed, ``last_error`` the HLR's reason: :func:`retry` or
+    :func:`abandon`), oldest first."""
     with db.read() as conn:
-        rows = conn.execute(select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,
-                                   outbox.c.last_error, outbox.c.created_at)
-                            .where(outbox.c.state == "pending").order_by(outbox.c.id)).mappings().all()
+        rows = conn.execute(
+            select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,
+                   outbox.c.last_error, outbox.c.created_at, outbox.c.state)
+            .join(sims, sims.c.iccid == outbox.c.iccid)
+            .where(or_(outbox.c.state == "pending",
+                       and_(outbox.c.state == "failed", sims.c.network_sync == NetworkSync.FAILED.value)))
+            .order_by(outbox.c.id)).mappings().all()
     return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------- refusals (the HLR said no)
+
+
+def _refused(conn: Connection, row, error: str) -> None:
+    """The HLR refused ``row`` for good: end its move visibly.
+
+    Every command still pending for the card is ended with it (a replacement of a lost card
+    has two). Moves that changed inventory at once go back to the card's state before the
+    move: a refused suspension makes card and number active again, a refused loss report
+    returns the card to active or suspended. A refused termination keeps the card terminated
+    (its number is quarantined and the binding ended; restoring them could give the number or
+    the person's 一证五号 slot away twice): every active or suspended number still has exactly one
+    live card and one subscriber; only the HLR may still hold the subscriber, which retrying
+    or ``hlr reconcile --fix`` removes. Enabling moves (activate, resume, lift a loss, replace)
+    changed nothing yet and simply stop waiting; a replacement card reserved for the swap goes
+    back in stock. In every case the card's ``network_sync`` becomes ``failed``, with the HLR's
+    answer on the outbox row, until the operator retries or abandons the move (audited).
+    """
+    now = utc_now()
+    conn.execute(update(outbox).where(outbox.c.id == row.id).values(
+        state="failed", attempts=outbox.c.attempts + 1, last_error=error, done_at=now))
+    conn.execute(update(outbox).where(outbox.c.iccid == row.iccid, outbox.c.state == "pending").values(
+        state="skipped", last_error=f"not applied: {row.req} was refused ({error})", done_at=now))
+    card = _card(conn, row.iccid)
+    values: dict = {"network_sync": NetworkSync.FAILED.value, "pending_action": None}
+    if row.action in ("suspend", "report_loss") and row.before_state and card.state == MOVES[row.action].leads_to:
+        if row.action == "suspend" and card.msisdn:
+            _number_move(conn, card, "resume", actor=HLR_ACTOR, reason=f"SIM {card.iccid}: suspension refused by the HLR")
+        values.update(state=row.before_state, suspend_reason=row.before_suspend_reason)
+    if row.action == "replace" and row.other_iccid:
+        new = _card(conn, row.other_iccid)
+        if new.state == C.ALLOCATED:
+            _set(conn, new.iccid, state=C.IN_STOCK.value)
+            audit.record(conn, HLR_ACTOR, [_event(new, "unallocate", C.IN_STOCK.value,
+                                                  f"replacement of SIM {card.iccid} refused by the HLR")], now)
+    _set(conn, card.iccid, **values)
+    audit.record(conn, HLR_ACTOR, [_event(card, f"{row.action}_refused", values.get("state", card.state),
+                                          f"HLR answered {error}", req=row.req)], now)
+
+
+def refused_move(db: Store | Connection, iccid: str) -> dict | None:
+    """The move the HLR refused for this card, while it waits for the operator (req, action,
+    the HLR's answer as ``last_error``, done_at); None when there is none."""
+    with db.read() if isinstance(db, Store) else unit_of_work(db) as conn:
+        card = _card(conn, parse_iccid(iccid), lock=False)
+        if card.network_sync != NetworkSync.FAILED:
+            return None
+        row = conn.execute(select(outbox.c.req, outbox.c.action, outbox.c.last_error, outbox.c.done_at)
+                           .where(outbox.c.iccid == card.iccid, outbox.c.state == "failed")
+                           .order_by(outbox.c.id.desc()).limit(1)).mappings().first()
+        return dict(row) if row else None
+
+
+def _failed_row(conn: Connection, card: Card):
+    row = conn.execute(select(outbox).where(outbox.c.iccid == card.iccid, outbox.c.state == "failed")
+                       .order_by(outbox.c.id.desc()).limit(1)).first()
+    if row is None or card.network_sync != NetworkSync.FAILED:
+        raise Conflict(f"SIM {card.iccid} has no move the HLR refused (it is {card.state}, HLR {card.network_sync})")
+    return row
+
+
+def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
+          reason: str | None = None, keyring: Keyring | None = None) -> Card:
+    """Queue again the move the HLR refused for this card (a new request id; a move undone
+    by the refusal is made again, with the same checks); with ``network`` sent at once.
+    Returns the card (for a replacement, the new card, as :func:`replace` does)."""
+    iccid = parse_iccid(iccid)
+    with unit_of_work(db) as conn:
+        card = _card(conn, iccid)
+        row = _failed_row(conn, card)
+        conn.execute(update(outbox).where(outbox.c.iccid == iccid, outbox.c.state == "failed")
+                     .values(state="retried"))
+        audit.record(conn, actor, [_event(card, f"{row.action}_retry", card.state, reason, req=row.req)])
+        why = reason or row.reason
+        if row.action == "replace":
+            target_state("replace", iccid, C(card.state))
+            _record_replace(conn, card, row.other_iccid, actor=actor, reason=why)
+        elif row.action == "terminate" and card.state == C.TERMINATED:
+            _queue(conn, card, "terminate", _COMMANDS["terminate"], actor=actor, reason=why)
+        else:
+            _record_request(conn, iccid, row.action, actor=actor, reason=why, suspend_reason=row.suspend_reason)
+    if network is not None:
+        sync(db, network, iccids=[iccid], keyring=keyring)
+    return get_card(db, row.other_iccid if row.action == "replace" else iccid)
+
+
+def abandon(db: Store, iccid: str, *, actor: str, reason: str) -> Card:
+    """Give up the move the HLR refused for this card: the card stays as it is now (audited
+    with ``reason``); ``hlr reconcile`` shows whatever the HLR still holds otherwise."""
+    iccid = parse_iccid(iccid)
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise InvalidValue("reason", reason, "say why the refused move is abandoned")
+    with unit_of_work(db) as conn:
+        card = _card(conn, iccid)
+        row = _failed_row(conn, card)
+        conn.execute(update(outbox).where(outbox.c.iccid == iccid, outbox.c.state == "failed")
+                     .values(state="given_up"))
+        in_hlr = card.state in (C.ACTIVE, C.SUSPENDED, C.LOST)
+        _set(conn, iccid, network_sync=(NetworkSync.SYNCED if in_hlr else NetworkSync.NONE).value)
+        audit.record(conn, actor, [_event(card, f"{row.action}_abandoned", card.state, reason, req=row.req,
+                                          hlr_answer=row.last_error)])
+    return get_card(db, iccid)
 
 
 # ---------------------------------------------------------------- reconciliation (数据稽核)
@@ -539,9 +707,55 @@ class Difference:
     """One way the HLR disagrees with inventory, and the command that repairs it."""
 
     msisdn: str
-    kind: str  # missing_in_hlr, unexpected_in_hlr, imsi_mismatch, barring_mismatch
+    # missing_in_hlr, unexpected_in_hlr, imsi_mismatch, barring_mismatch (the HLR disagrees);
+    # stale_command, card_without_command (inventory's own bookkeeping of pending moves)
+    kind: str
     inventory: str
     hlr: str
+
+
+_HLR_KINDS = frozenset({"missing_in_hlr", "unexpected_in_hlr", "imsi_mismatch", "barring_mismatch"})
+
+
+def _bookkeeping(conn: Connection) -> tuple[list[Difference], list, list]:
+    """Pending outbox rows no card waits for, and cards waiting with no pending row for their move."""
+    stale = conn.execute(
+        select(outbox.c.id, outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, sims.c.pending_action)
+        .select_from(outbox.outerjoin(sims, sims.c.iccid == outbox.c.iccid))
+        .where(outbox.c.state == "pending",
+               or_(sims.c.pending_action.is_(None), sims.c.pending_action != outbox.c.action))
+        .order_by(outbox.c.id)).all()
+    queued = select(outbox.c.id).where(outbox.c.iccid == sims.c.iccid, outbox.c.action == sims.c.pending_action,
+                                       outbox.c.state == "pending").exists()
+    stuck = conn.execute(
+        select(sims.c.iccid, sims.c.msisdn, sims.c.state, sims.c.pending_action, sims.c.network_sync)
+        .where(or_(sims.c.pending_action.is_not(None), sims.c.network_sync == NetworkSync.PENDING.value), ~queued)
+        .order_by(sims.c.iccid)).all()
+    found = [Difference(str(r.msisdn), "stale_command", f"SIM {r.iccid} waits for {r.pending_action or 'nothing'}",
+                        f"{r.action} {r.req} pending") for r in stale]
+    found += [Difference(str(r.msisdn or ""), "card_without_command",
+                         f"SIM {r.iccid} waits for {r.pending_action or 'the HLR'}", "no command queued")
+              for r in stuck]
+    return found, stale, stuck
+
+
+def _fix_bookkeeping(conn: Connection, stale: list, stuck: list, actor: str) -> None:
+    """Drop stale pending rows; a card waiting with nothing queued stops waiting (audited)."""
+    now = utc_now()
+    if stale:
+        conn.execute(update(outbox).where(outbox.c.id == bindparam("o")).values(
+            state="dropped", done_at=now, last_error="dropped by reconciliation: no card waits for it"),
+            [{"o": r.id} for r in stale])
+    if stuck:
+        live = {C.ACTIVE.value, C.SUSPENDED.value, C.LOST.value}
+        conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
+            pending_action=None, network_sync=bindparam("sync"), changed_at=now),
+            [{"i": r.iccid, "sync": (NetworkSync.SYNCED if r.state in live else NetworkSync.NONE).value}
+             for r in stuck])
+    audit.record(conn, actor, [Event("hlr", r.req, "drop_command", "pending", "dropped", "no card waits for it",
+                                     {"iccid": r.iccid, "action": r.action}) for r in stale]
+                 + [Event("sim", r.iccid, "stop_waiting", r.state, r.state, "no HLR command was queued for it",
+                          {"pending_action": r.pending_action}) for r in stuck], now)
 
 
 def _expected(conn: Connection) -> dict[str, tuple[str, bool, str]]:
@@ -555,8 +769,15 @@ def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, acto
               keyring: Keyring | None = None) -> list[Difference]:
     """Compare inventory with the HLR registry; with ``fix`` make the HLR match inventory.
 
-    Pending commands are sent first, so only real disagreements remain.
+    Inventory's own bookkeeping is checked first (pending outbox rows no card waits for,
+    cards waiting with no command queued; with ``fix`` the rows are dropped and the cards stop
+    waiting), then pending commands are sent, so only real disagreements remain. Moves the HLR
+    refused stay for the operator (:func:`retry`, :func:`abandon`).
     """
+    with db.write() if fix else db.read() as conn:
+        book, stale, stuck = _bookkeeping(conn)
+        if fix and book:
+            _fix_bookkeeping(conn, stale, stuck, actor)
     sync(db, network, keyring=keyring)
     with db.read() as conn:
         expected = _expected(conn)
@@ -575,6 +796,7 @@ def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, acto
                     for msisdn, record in sorted(actual.items()) if msisdn not in expected]
     if fix and differences:
         _repair(db, network, differences, expected, keyring or load_keyring())
+    differences = book + differences
     with db.write() as conn:
         audit.record(conn, actor, [Event("hlr", "registry", "reconcile", None, None,
                                          f"{len(differences)} difference(s){', repaired' if fix else ''}",

@@ -80,6 +80,10 @@ sims = Table(
 # belong to and sent after it commits; a command that gets no definite answer stays
 # "pending" and is sent again with the same request id (the HLR answers repeats without
 # applying them twice). Keys are not stored here: they are read from ``sims`` when sent.
+# States: pending, done, failed (refused by the HLR, waiting for the operator), retried (a
+# failed row sent again as a new row), given_up (the operator abandoned it), skipped (another
+# command of the same move was refused first), dropped
+# (a stale pending row whose card no longer needed it, removed by reconciliation).
 provisioning_outbox = Table(
     "provisioning_outbox",
     metadata,
@@ -97,6 +101,12 @@ provisioning_outbox = Table(
     Column("reason", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # What a refusal restores (hkops.cards.service: moves that change inventory at once):
+    # the card's state and suspend reason before the move; and the suspend reason the move
+    # asked for (so a retry asks the same).
+    Column("before_state", String(16)),
+    Column("before_suspend_reason", String(24)),
+    Column("suspend_reason", String(24)),
     Index(None, "state", "id"),
     Index(None, "iccid"),
 )

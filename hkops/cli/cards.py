@@ -28,6 +28,8 @@ def report(card, as_json: bool) -> None:
         emit_json(asdict(card))
         return
     pending = f", waiting for the HLR to confirm '{card.pending_action}'" if card.pending_action else ""
+    if card.network_sync == "failed":
+        pending = ", the HLR refused its last move (see hkops hlr pending; retry or abandon it)"
     echo(f"SIM {card.iccid}: {card.state}{pending} (number {card.msisdn or '-'}, HLR {card.network_sync})")
 
 

@@ -51,7 +51,7 @@ def sync(hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (defau
 
 @app.command()
 def pending(as_json: bool = typer.Option(False, "--json")):
-    """HLR commands still waiting for a definite answer."""
+    """HLR moves still waiting for a definite answer, and moves the HLR refused (with its reason)."""
     from hkops.cards import service
     from hkops.cli.common import emit_json, store
 
@@ -60,16 +60,42 @@ def pending(as_json: bool = typer.Option(False, "--json")):
         emit_json(rows)
         return
     for row in rows:
-        echo(f"{row['req']:<32} {row['action']:<12} SIM {row['iccid']} number {row['msisdn']} "
+        echo(f"{row['req']:<32} {row['action']:<12} {row['state']:<8} SIM {row['iccid']} number {row['msisdn']} "
              f"attempts {row['attempts']} {row['last_error'] or ''}")
-    echo(f"{len(rows)} pending")
+    failed = sum(1 for row in rows if row["state"] == "failed")
+    echo(f"{len(rows) - failed} pending, {failed} refused by the HLR"
+         + (" (hkops hlr retry ICCID, or hkops hlr abandon ICCID --reason ...)" if failed else ""))
 
 
 @app.command()
-def reconcile(fix: bool = typer.Option(False, "--fix", help="Make the HLR match inventory."),
+def retry(iccid: str, hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (default $HKOPS_HLR or 127.0.0.1:7500)."),
+          reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept in the audit trail)."),
+          as_json: bool = typer.Option(False, "--json")):
+    """Send again the move the HLR refused for this card."""
+    from hkops.cards import service
+    from hkops.cli.cards import network, report
+    from hkops.cli.common import actor, store
+
+    report(service.retry(store(), iccid, actor=actor(), network=network(hlr), reason=reason), as_json)
+
+
+@app.command()
+def abandon(iccid: str, reason: str = typer.Option(..., "--reason", help="Why the refused move is given up."),
+            as_json: bool = typer.Option(False, "--json")):
+    """Give up the move the HLR refused for this card; the card stays as it is now."""
+    from hkops.cards import service
+    from hkops.cli.cards import report
+    from hkops.cli.common import actor, store
+
+    report(service.abandon(store(), iccid, actor=actor(), reason=reason), as_json)
+
+
+@app.command()
+def reconcile(fix: bool = typer.Option(False, "--fix", help="Make the HLR match inventory; drop stale commands, free stuck cards."),
               hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (default $HKOPS_HLR or 127.0.0.1:7500)."),
               as_json: bool = typer.Option(False, "--json")):
-    """Compare inventory with the HLR registry (数据稽核) and report, or repair, each difference."""
+    """Compare inventory with the HLR registry (数据稽核) and report, or repair, each difference
+    (the HLR's records, and inventory's own pending-move bookkeeping)."""
     from dataclasses import asdict
 
     from hkops.cards import service

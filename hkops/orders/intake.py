@@ -361,27 +361,8 @@ def _differences(row, item: _Item) -> list[str]:
 
 
 def _lock_people(conn: Connection, digests: list[str]) -> None:
-    """Serialise intakes of the same people on PostgreSQL (SQLite writers are serial already),
-    so that two concurrent orders cannot both pass 一证五号; taken in one order, so no deadlock."""
-    if digests and conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('hkops-person-' || k)) "
-                          "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": sorted(digests)})
-
-
-_OPEN_ORDERS = (select(orders.c.resident_id_hash, orders.c.carrier, func.count())
-                .where(orders.c.resident_id_hash.in_(bindparam("digests", expanding=True)),
-                       orders.c.state.in_([s.value for s in OPEN]),
-                       ~exists().where(subscriber_numbers.c.msisdn == orders.c.msisdn,
-                                       subscriber_numbers.c.until.is_(None)))
-                .group_by(orders.c.resident_id_hash, orders.c.carrier))
-
-
-def _open_orders(conn: Connection, digests: list[str]) -> dict[tuple[str, str], int]:
-    """Open orders per (lookup hash, carrier) whose number is not bound to the person yet."""
-    held: dict[tuple[str, str], int] = {}
-    for chunk in chunks(digests):
-        held.update({(h, c): n for h, c, n in conn.execute(_OPEN_ORDERS, {"digests": chunk})})
-    return held
+    """The 一证五号 lock of these people (:func:`hkops.subscribers.service.lock_people`)."""
+    subscribers.lock_people(conn, digests)
 
 
 def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) -> None:
@@ -397,7 +378,7 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
         _lock_people(conn, digests)
     listed = subscribers.blacklisted(conn, digests)
     people = subscribers.registered(conn, digests)
-    bound, waiting = subscribers.count_numbers_many(conn, digests), _open_orders(conn, digests)
+    held = subscribers.count_numbers_many(conn, digests)
     earlier: Counter = Counter()
     named: dict[str, _Item] = {}
     for item in todo:
@@ -420,7 +401,7 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
                 item.refuse("customer_name", item.customer_name, f"resident ID {masked} has another name on line "
                                                                  f"{same.line}")
         key = (item.digest, plan.carrier)
-        item.held = bound.get(key, 0) + waiting.get(key, 0) + earlier[key]
+        item.held = held.get(key, 0) + earlier[key]
         if item.held >= NUMBERS_PER_CARRIER:
             batch = ", counting earlier lines" if earlier[key] else ""
             item.refuse("resident_id", masked, f"already holds {item.held} {plan.carrier} numbers (bound or on open "

@@ -467,6 +467,40 @@ def take_back_unit(conn: Connection, iccid: str, to_location: str, order_number:
                                      {"order": order_number, "from": CUSTOMER, "to": to_location})], now)
 
 
+# ---------------------------------------------------------------- cards handed over at the counter
+
+
+def shelf_of(conn: Connection, iccids: list[str]) -> dict[str, str]:
+    """The stock location (warehouse or agent, not virtual) of each of these cards that is on
+    a shelf; cards at no location or at a virtual one (sold, scrapped, missing) are left out."""
+    virtual = set(_virtual_codes(conn))
+    found: dict[str, str] = {}
+    for clause in matching(conn, sims.c.iccid, _normalise(iccids)[0]):
+        found.update({r.iccid: r.location for r in conn.execute(select(sims.c.iccid, sims.c.location).where(clause))
+                      if r.location is not None and r.location not in virtual})
+    return found
+
+
+def hand_over(conn: Connection, iccids: list[str], *, actor: str, reason: str | None = None,
+              now: datetime | None = None) -> list[str]:
+    """Cards given to a customer at the counter (a walk-in pairing, a replacement card) leave
+    their stock location for CUSTOMER (ledger kind sale), one document SL000001... per
+    location, set-wise, in the caller's transaction. Cards not on a shelf (:func:`shelf_of`)
+    never entered the ledger or left it already and are left as they are. Returns the documents."""
+    now = now or utc_now()
+    by_place: dict[str, list[str]] = {}
+    for iccid, place in shelf_of(conn, iccids).items():
+        by_place.setdefault(place, []).append(iccid)
+    documents = []
+    for place, cards in sorted(by_place.items()):
+        document = next_number(conn, "SL")
+        move_units(conn, cards, place, CUSTOMER, MoveKind.SALE, document, actor=actor, now=now,
+                   source=f"hand-over at {place}")
+        audit.record(conn, actor, [_document_event(document, "hand_over", reason, place, CUSTOMER, cards)], now)
+        documents.append(document)
+    return documents
+
+
 # ---------------------------------------------------------------- documents
 
 

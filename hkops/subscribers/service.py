@@ -13,10 +13,11 @@ import hmac
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import date, datetime
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from hkops import audit, carriers
 from hkops.audit import Event
@@ -161,11 +162,6 @@ _BLACKLISTED = select(id_blacklist.c.resident_id_hash, id_blacklist.c.reason).wh
     id_blacklist.c.resident_id_hash.in_(_HASHES))
 _REGISTERED = select(*_COLUMNS).where(subscribers.c.resident_id_hash.in_(_HASHES))
 _REGISTERED_LOCKED = _REGISTERED.with_for_update()
-_HELD = (select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, func.count())
-         .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
-         .where(subscribers.c.resident_id_hash.in_(_HASHES), subscriber_numbers.c.until.is_(None))
-         .group_by(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier))
-
 
 def blacklisted(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
     """The blacklist reason of each lookup hash that is on the blacklist."""
@@ -357,51 +353,106 @@ def is_blacklisted(db: Store | Connection, resident_id: str, *, keyring: Keyring
 
 
 # ---------------------------------------------------------------- 一证五号
+#
+# One count and one lock for every path that gives a person a number (order intake, pairing,
+# bulk pairing, replacement, reclaim). A person's numbers of a carrier are the DISTINCT
+# numbers of their live bindings and of their open orders; the lock is a PostgreSQL advisory
+# lock per lookup hash, taken before counting (SQLite writers are serial already).
+
+
+def lock_people(conn: Connection, hashes: Iterable[str]) -> None:
+    """Take the 一证五号 lock of these people (by lookup hash) until the end of the
+    transaction, in one order so two callers never deadlock. Every path that gives a person
+    a number takes it before :func:`numbers_held` (PostgreSQL; SQLite's writers are serial)."""
+    keys = sorted(set(hashes))
+    if keys and conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('hkops-person-' || k)) "
+                          "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": keys})
+
+
+@cache
+def _held_statements():
+    from hkops.orders.model import OPEN
+    from hkops.orders.tables import orders
+
+    bound = (select(subscribers.c.resident_id_hash, subscriber_numbers.c.carrier, subscriber_numbers.c.msisdn)
+             .select_from(subscriber_numbers.join(subscribers, subscribers.c.id == subscriber_numbers.c.subscriber_id))
+             .where(subscribers.c.resident_id_hash.in_(_HASHES), subscriber_numbers.c.until.is_(None)))
+    ordered = (select(orders.c.resident_id_hash, orders.c.carrier, orders.c.msisdn, orders.c.id)
+               .where(orders.c.resident_id_hash.in_(_HASHES), orders.c.state.in_([s.value for s in OPEN])))
+    return bound, ordered
+
+
+def numbers_held(conn: Connection, hashes: Iterable[str]) -> dict[tuple[str, str], set]:
+    """The distinct numbers each person holds per (lookup hash, carrier): live bindings and
+    numbers of open orders (an open order without a number yet counts as one, ``"order-<id>"``).
+    Call :func:`lock_people` first when the answer decides a write."""
+    bound, ordered = _held_statements()
+    held: dict[tuple[str, str], set] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        for digest, carrier, msisdn in conn.execute(bound, {"hashes": chunk}):
+            held.setdefault((digest, carriers.canonical_name(carrier)), set()).add(int(msisdn))
+        for digest, carrier, msisdn, order_id in conn.execute(ordered, {"hashes": chunk}):
+            held.setdefault((digest, carriers.canonical_name(carrier)), set()).add(
+                int(msisdn) if msisdn is not None else f"order-{order_id}")
+    return held
 
 
 def count_numbers(conn: Connection, resident_id_hash: str, carrier: str) -> int:
-    """Live (not unbound) numbers of ``carrier`` held by the person with this lookup hash."""
+    """Numbers of ``carrier`` the person with this lookup hash holds (:func:`numbers_held`)."""
     return count_numbers_many(conn, [resident_id_hash]).get((resident_id_hash, carriers.canonical_name(carrier)), 0)
 
 
 def count_numbers_many(conn: Connection, hashes: Iterable[str]) -> dict[tuple[str, str], int]:
-    """Live numbers held per (lookup hash, carrier), for the people with these hashes (those holding any)."""
-    held: dict[tuple[str, str], int] = {}
-    for chunk in _chunks(sorted(set(hashes))):
-        held.update({(h, c): n for h, c, n in conn.execute(_HELD, {"hashes": chunk})})
-    return held
+    """Numbers held per (lookup hash, carrier), bound or on open orders, for the people with
+    these hashes (those holding any)."""
+    return {key: len(found) for key, found in numbers_held(conn, hashes).items()}
 
 
 def _locked_subscriber(conn: Connection, subscriber_id: int):
-    """The subscriber row, locked until the end of the transaction (PostgreSQL; SQLite's
-    write transactions are serial already), so two binds cannot both pass the limit."""
-    row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id).with_for_update()).first()
+    """The subscriber row, with the 一证五号 lock of the person taken (:func:`lock_people`)."""
+    row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id)).first()
     if row is None:
         raise NotFound(f"subscriber {subscriber_id} does not exist")
+    lock_people(conn, [row.resident_id_hash])
     return row
+
+
+def _too_many(masked: str, held: int, carrier: str) -> Conflict:
+    return Conflict(f"resident ID {masked} already holds {held} {carrier} numbers (bound or on open orders); "
+                    f"one person may hold at most {NUMBERS_PER_CARRIER} (一证五号)")
 
 
 def check_number_limit(
     conn: Connection,
     subscriber_id: int,
     carrier: str,
-    active_count_fn: Callable[[Connection, str, str], int] = count_numbers,
+    active_count_fn: Callable[[Connection, str, str], int] | None = None,
+    *,
+    msisdn: str | int | None = None,
 ) -> int:
-    """Raise :class:`Conflict` if the subscriber already holds 5 live numbers of ``carrier``
-    (一证五号); else return how many they hold. ``active_count_fn(conn, resident_id_hash,
-    carrier)`` counts them (default :func:`count_numbers`)."""
+    """Take the person's 一证五号 lock and raise :class:`Conflict` if giving them a number of
+    ``carrier`` would make more than 5; else return how many they hold now. ``msisdn``: the
+    number to give, which does not count again when they hold it already (a replacement, the
+    number of their own open order). ``active_count_fn(conn, resident_id_hash, carrier)``
+    overrides the count (default: :func:`numbers_held`)."""
     carrier = carriers.canonical_name(carrier)
     row = _locked_subscriber(conn, subscriber_id)
-    held = active_count_fn(conn, row.resident_id_hash, carrier)
-    if held >= NUMBERS_PER_CARRIER:
-        raise Conflict(f"resident ID {row.id_masked} already holds {held} {carrier} numbers (一证五号)")
-    return held
+    if active_count_fn is not None:
+        held = active_count_fn(conn, row.resident_id_hash, carrier)
+        if held >= NUMBERS_PER_CARRIER:
+            raise _too_many(row.id_masked, held, carrier)
+        return held
+    found = numbers_held(conn, [row.resident_id_hash]).get((row.resident_id_hash, carrier), set())
+    if (msisdn is None or int(msisdn) not in found) and len(found) >= NUMBERS_PER_CARRIER:
+        raise _too_many(row.id_masked, len(found), carrier)
+    return len(found)
 
 
 def bind_number(conn: Connection, subscriber_id: int, msisdn: str | int, carrier: str, actor: str) -> int:
     """Bind a number to a subscriber (called by the card lifecycle, in its transaction).
-    Refused for a blacklisted ID, a number already bound, or a sixth live number for one
-    person and carrier. Returns the link id."""
+    Refused for a blacklisted ID, a number already bound, or a sixth number for one person
+    and carrier (:func:`check_number_limit`). Returns the link id."""
     number = parse_msisdn(msisdn)
     carrier = carriers.canonical_name(carrier)
     row = _locked_subscriber(conn, subscriber_id)
@@ -411,7 +462,7 @@ def bind_number(conn: Connection, subscriber_id: int, msisdn: str | int, carrier
         subscriber_numbers.c.msisdn == int(number), subscriber_numbers.c.until.is_(None))).scalar()
     if holder is not None:
         raise Conflict(f"number {number} is already bound to subscriber {holder}")
-    check_number_limit(conn, subscriber_id, carrier)
+    check_number_limit(conn, subscriber_id, carrier, msisdn=number)
     now = utc_now()
     link_id = conn.execute(subscriber_numbers.insert().values(
         subscriber_id=subscriber_id, msisdn=int(number), carrier=carrier, since=now)).inserted_primary_key[0]
@@ -422,20 +473,22 @@ def bind_number(conn: Connection, subscriber_id: int, msisdn: str | int, carrier
 
 def bind_numbers(conn: Connection, bindings: list[tuple[int, int, str]], actor: str) -> None:
     """:func:`bind_number` for many (subscriber id, msisdn, carrier) at once, with the same
-    refusals; a refusal binds none. For bulk pairing."""
+    refusals and the same lock and count (earlier bindings of the call counting); a refusal
+    binds none. For bulk pairing."""
     if not bindings:
         return
     ids = sorted({sid for sid, _, _ in bindings})
     people = {}
     for chunk in _chunks(ids):
         rows = conn.execute(select(subscribers.c.id, subscribers.c.resident_id_hash, subscribers.c.id_masked)
-                            .where(subscribers.c.id.in_(chunk)).with_for_update()).all()
+                            .where(subscribers.c.id.in_(chunk))).all()
         people.update({r.id: r for r in rows})
     missing = [sid for sid in ids if sid not in people]
     if missing:
         raise NotFound(f"subscriber {missing[0]} does not exist")
     hashes = {p.resident_id_hash for p in people.values()}
-    listed, held, bound = blacklisted(conn, hashes), count_numbers_many(conn, hashes), {}
+    lock_people(conn, hashes)
+    listed, held, bound = blacklisted(conn, hashes), numbers_held(conn, hashes), {}
     for chunk in _chunks([int(m) for _, m, _ in bindings]):
         bound.update(dict(conn.execute(select(subscriber_numbers.c.msisdn, subscriber_numbers.c.subscriber_id)
                                        .where(subscriber_numbers.c.msisdn.in_(chunk),
@@ -447,10 +500,10 @@ def bind_numbers(conn: Connection, bindings: list[tuple[int, int, str]], actor: 
             raise Conflict(f"resident ID {person.id_masked} is blacklisted; no number can be bound to it")
         if int(msisdn) in bound:
             raise Conflict(f"number {msisdn} is already bound to subscriber {bound[int(msisdn)]}")
-        key = (person.resident_id_hash, carrier)
-        if held.get(key, 0) >= NUMBERS_PER_CARRIER:
-            raise Conflict(f"resident ID {person.id_masked} already holds {held[key]} {carrier} numbers (一证五号)")
-        held[key] = held.get(key, 0) + 1
+        mine = held.setdefault((person.resident_id_hash, carrier), set())
+        if int(msisdn) not in mine and len(mine) >= NUMBERS_PER_CARRIER:
+            raise _too_many(person.id_masked, len(mine), carrier)
+        mine.add(int(msisdn))
         bound[int(msisdn)] = sid
         rows.append({"subscriber_id": sid, "msisdn": int(msisdn), "carrier": carrier, "since": now})
         events.append(Event("subscriber", str(sid), "bind_number", None, "bound",

@@ -60,7 +60,8 @@ SIM_COLOURS = {
     "destroyed": "#1f2937",
 }
 SIM_BADGES = StateBadges("hkops-sim", SIM_ZH, SIM_COLOURS)
-SYNC_LABELS = {"none": "未开通 none", "pending": "待确认 pending", "synced": "已同步 synced"}
+SYNC_LABELS = {"none": "未开通 none", "pending": "待确认 pending", "synced": "已同步 synced",
+               "failed": "被拒 refused by the HLR"}
 REASON_LABELS = {"arrears": "欠费 arrears", "customer_request": "客户申请 customer request", "fraud": "涉诈 fraud"}
 
 _STYLE = """
@@ -115,7 +116,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
     ``resident_id``, ``suspend_button``, ``resume_button``, ``report_loss_button``,
     ``lift_loss_button``, ``replace_button``, ``terminate_button``, ``confirm_row``,
     ``confirm_button``, ``cancel_button``, ``pending_info``, ``sync_button``,
-    ``reconcile_button``, ``reconcile_info``, ``hlr_status``, ``latency``, ``status``, ``progress``.
+    ``reconcile_button``, ``reconcile_info``, ``hlr_status``, ``latency``, ``status``, ``progress``,
+    ``refused_info`` (moves the HLR refused), ``retry_button``, ``abandon_reason``, ``abandon_button``
+    (for the found card's refused move).
     """
 
     def __init__(self, store: Store | None = None, network: ProvisioningClient | None = None,
@@ -162,6 +165,14 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                                     layout=widgets.Layout(width="auto")).add_class(f"hkops-{name.replace('_', '-')}")
             button.on_click(lambda _b, name=name: self.ask(name))
             setattr(self, f"{name}_button", button)
+        self.retry_button = widgets.Button(description="重发 Retry", icon="repeat", button_style="warning",
+                                           tooltip="Send the move the HLR refused again",
+                                           layout=widgets.Layout(width="auto")).add_class("hkops-retry")
+        self.abandon_reason = text("放弃原因 Reason", "why the refused move is given up", "hkops-abandon-reason",
+                                   "300px")
+        self.abandon_button = widgets.Button(description="放弃 Abandon", icon="times",
+                                             tooltip="Give the refused move up; the card stays as it is",
+                                             layout=widgets.Layout(width="auto")).add_class("hkops-abandon")
         self.confirm_row = ConfirmRow()
         self.confirm_text = self.confirm_row.text
         self.confirm_button, self.cancel_button = self.confirm_row.confirm_button, self.confirm_row.cancel_button
@@ -169,6 +180,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         # the network
         self.hlr_status = widgets.HTML().add_class("hkops-hlr-status")
         self.pending_info = widgets.HTML().add_class("hkops-pending-info")
+        self.refused_info = widgets.HTML().add_class("hkops-refused-info")
         self.sync_button = widgets.Button(description="立即同步 Sync now", icon="upload",
                                           layout=widgets.Layout(width="auto")).add_class("hkops-sync")
         self.reconcile_button = widgets.Button(description="稽核 Reconcile", icon="balance-scale",
@@ -186,6 +198,8 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.sync_button.on_click(lambda _b: self.sync())
         self.reconcile_button.on_click(lambda _b: self.reconcile())
+        self.retry_button.on_click(lambda _b: self.retry())
+        self.abandon_button.on_click(lambda _b: self.abandon())
 
         title = widgets.HTML("<h2 class='hkops-title'>卡生命周期 <span>Card lifecycle</span></h2>")
         find_row = widgets.HBox([self.query, self.find_button, self.refresh_button],
@@ -196,7 +210,10 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         actions = widgets.VBox(
             [widgets.HTML("<h3>操作 Action</h3>"), self.suspend_reason, buttons,
              widgets.HTML("<div class='hkops-muted'>补换卡 Replacement: the new SIM and the holder's resident ID</div>"),
-             self.new_iccid, self.resident_id, self.replace_button, self.confirm_row],
+             self.new_iccid, self.resident_id, self.replace_button, self.confirm_row,
+             widgets.HTML("<div class='hkops-muted'>HLR 拒绝的操作 A move the HLR refused: retry or abandon</div>"),
+             widgets.HBox([self.retry_button, self.abandon_reason, self.abandon_button],
+                          layout=widgets.Layout(flex_flow="row wrap")).add_class("hkops-buttons")],
             layout=widgets.Layout(flex="2 1 320px", min_width="300px"),
         ).add_class("hkops-panel").add_class("hkops-actions")
         card_panel = widgets.VBox([widgets.HTML("<h3>卡 Card</h3>"), self.matches, self.detail],
@@ -206,7 +223,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         hlr_panel = widgets.VBox([widgets.HTML("<h3>HLR 记录 HLR record</h3>"), self.hlr],
                                  layout=widgets.Layout(flex="2 1 300px", min_width="0")).add_class("hkops-panel")
         network = widgets.VBox(
-            [widgets.HTML("<h3>网络 Network</h3>"), self.hlr_status, self.pending_info,
+            [widgets.HTML("<h3>网络 Network</h3>"), self.hlr_status, self.pending_info, self.refused_info,
              widgets.HBox([self.sync_button, self.reconcile_button],
                           layout=widgets.Layout(flex_flow="row wrap")).add_class("hkops-buttons"),
              self.reconcile_info, self.latency],
@@ -296,7 +313,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
             except (ProvisioningError, OSError, InvalidValue) as error:
                 self.hlr_status.value = (f"<div class='hkops-hlr-down'>HLR 不可达 HLR unreachable</div>"
                                          f"<div class='hkops-muted'>{html.escape(one_line(error))}</div>")
-        waiting = cards.pending(self.store)
+        listed = cards.pending(self.store)
+        waiting = [row for row in listed if row["state"] == "pending"]
+        self.refused_info.value = refused_table([row for row in listed if row["state"] == "failed"])
         oldest = f" · oldest {local(waiting[0]['created_at'])}" if waiting else ""
         link = cards.command_stats(self.store)
         self.pending_info.value = (f"<div>待发送 HLR 指令 Pending HLR commands: <b>{len(waiting)}</b>{oldest}</div>"
@@ -405,6 +424,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
     def _show_card(self) -> None:
         self._show_usage()
         card = self.card
+        refused = cards.refused_move(self.store, card.iccid) if card is not None else None
+        for button in (self.retry_button, self.abandon_button):
+            button.disabled = refused is None
         if card is None:
             self.detail.value = "<div class='hkops-empty'>未选择卡 No card: find one by MSISDN, ICCID or masked resident ID.</div>"
             self.timeline.value = "<div class='hkops-muted'>—</div>"
@@ -431,6 +453,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
             ("待确认 Pending action", pending),
             ("开通 Activated", local(card.activated_at) or "—"),
         ]
+        if refused is not None:
+            rows.append(("HLR 拒绝 Refused by the HLR", f"<b>{html.escape(refused['action'])}</b> · "
+                                                      f"{html.escape(refused['last_error'] or '')} · retry or abandon"))
         if card.replaced_by:
             rows.append(("补换为 Replaced by", html.escape(card.replaced_by)))
         if card.swapped_at:
@@ -538,13 +563,53 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 self._show_network()
                 step()
             after = cards.get_card(self.store, pending.iccid).state
-            if card.pending_action:
+            refused = cards.refused_move(self.store, pending.iccid)
+            if refused is not None:
+                self.status.error(f"{spec.button}: the HLR refused it ({refused['last_error']}); SIM {pending.iccid} "
+                                  f"is {after}. Retry or abandon the refused move.")
+            elif card.pending_action:
                 self.status.info(f"{spec.button}: SIM {pending.iccid} ({before} → {card.state}) recorded; "
                                  f"waiting for the HLR to confirm '{card.pending_action}' "
                                  "(use Sync now when the HLR is back).")
             else:
                 new = f", now SIM {card.iccid} serves {_display(card.msisdn)}" if pending.action == "replace" else ""
                 self.status.ok(f"{spec.done}: SIM {pending.iccid} ({before} → {after}){new}; HLR {card.network_sync}.")
+
+        self._guard(run)
+
+    def retry(self) -> None:
+        """Send the found card's refused move to the HLR again."""
+        def run():
+            card = self.card
+            if card is None:
+                self.status.error("请先查找卡 Find a card first.")
+                return
+            card = self._timed("retry", lambda: cards.retry(self.store, card.iccid, actor=self.actor,
+                                                            network=self.network), lambda c: not c.pending_action)
+            self._load(card.iccid)
+            self._show_network()
+            if card.network_sync == "failed":
+                self.status.error(f"重发 Retry: the HLR refused SIM {card.iccid}'s move again "
+                                  f"({(cards.refused_move(self.store, card.iccid) or {}).get('last_error') or ''}).")
+            elif card.pending_action:
+                self.status.info(f"重发 Retry: SIM {card.iccid} waits for the HLR to confirm '{card.pending_action}'.")
+            else:
+                self.status.ok(f"重发 Retry: the HLR confirmed; SIM {card.iccid} is {card.state}.")
+
+        self._guard(run)
+
+    def abandon(self) -> None:
+        """Give up the found card's refused move, with the reason typed."""
+        def run():
+            card = self.card
+            if card is None:
+                self.status.error("请先查找卡 Find a card first.")
+                return
+            card = cards.abandon(self.store, card.iccid, actor=self.actor, reason=self.abandon_reason.value)
+            self.abandon_reason.value = ""
+            self._load(card.iccid)
+            self._show_network()
+            self.status.ok(f"已放弃 Abandoned: SIM {card.iccid} stays {card.state}; HLR {card.network_sync}.")
 
         self._guard(run)
 
@@ -613,6 +678,18 @@ def timeline_table(records: list[dict]) -> str:
         )
     return (f"<div class='hkops-table-wrap'><table class='hkops-table'><thead>{head}</thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def refused_table(rows: list[dict]) -> str:
+    """Moves the HLR refused (outbox rows, :func:`hkops.cards.service.pending`) with its answer."""
+    if not rows:
+        return "<div class='hkops-muted'>HLR 拒绝 Refused moves: none 无</div>"
+    body = "".join(f"<tr data-iccid='{html.escape(r['iccid'])}'><td class='hkops-number'>{html.escape(r['iccid'])}</td>"
+                   f"<td>{_display(str(r['msisdn']))}</td><td><b>{html.escape(r['action'])}</b></td>"
+                   f"<td>{html.escape(r['last_error'] or '')}</td></tr>" for r in rows)
+    return (f"<div>HLR 拒绝 Refused moves: <b>{len(rows)}</b> (find the card, then retry or abandon)</div>"
+            "<div class='hkops-table-wrap'><table class='hkops-table'><thead><tr><th>ICCID</th><th>号码 Number</th>"
+            f"<th>动作 Move</th><th>HLR 回复 HLR answer</th></tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def lifecycle_console(store: Store | None = None, network: ProvisioningClient | None = None,

@@ -16,8 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('provisioning_outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('before_state', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('before_suspend_reason', sa.String(length=24), nullable=True))
+        batch_op.add_column(sa.Column('suspend_reason', sa.String(length=24), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('provisioning_outbox', schema=None) as batch_op:
+        batch_op.drop_column('suspend_reason')
+        batch_op.drop_column('before_suspend_reason')
+        batch_op.drop_column('before_state')
