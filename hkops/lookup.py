@@ -16,7 +16,7 @@ from sqlalchemy import Connection, or_, select
 from hkops.agents.tables import agents
 from hkops.cards.tables import sim_batches, sims
 from hkops.errors import InvalidValue, NotFound
-from hkops.ids import parse_resident_id
+from hkops.ids import mask_id_text, parse_resident_id
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.orders.tables import orders, shipments
 from hkops.payments.tables import payments
@@ -28,8 +28,14 @@ from hkops.subscribers.tables import subscriber_numbers, subscribers
 ORDER_LIMIT = 20
 
 _ORDER_COLUMNS = [c for c in orders.c if c.name not in ("resident_id_enc", "resident_id_hash")]
-_SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact",
+_SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact",
                                                    "created_at")]
+
+
+def looks_like_resident_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a resident ID (17 digits and a check character)."""
+    text = re.sub(r"[\s-]", "", value or "").upper()
+    return len(text) == 18 and text[:17].isdigit() and text[17] in "0123456789X"
 
 
 def classify(value: str) -> tuple[str, str]:
@@ -51,11 +57,8 @@ def classify(value: str) -> tuple[str, str]:
             return "iccid", digits
         if len(digits) == 15:
             return "imsi", digits
-    if len(digits) == 18 and digits[:17].isdigit():
-        try:
-            return "resident_id", parse_resident_id(digits)
-        except InvalidValue:
-            pass
+    if looks_like_resident_id(digits):
+        return "resident_id", parse_resident_id(digits)  # a mistyped one is refused, masked
     match = re.fullmatch(r"[Ss](?:ubscriber[: ]?)?(\d+)", text)
     if match:
         return "subscriber", match.group(1)
@@ -123,7 +126,8 @@ def _lookup(conn: Connection, value: str) -> dict:
             iccids |= set(conn.execute(select(sims.c.iccid).where(sims.c.msisdn.in_(msisdns))).scalars())
 
     result = {
-        "query": value,
+        # A resident ID asked for is echoed only masked.
+        "query": mask_id_text(key) if kind == "resident_id" else value,
         "kind": kind,
         "numbers": _numbers(conn, msisdns),
         "cards": _cards(conn, iccids),

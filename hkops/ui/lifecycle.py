@@ -32,7 +32,7 @@ from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
 from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
 
-FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 110105********002X"
+FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 11***************X"
 
 #: Chinese names of the SIM card states.
 SIM_ZH = {
