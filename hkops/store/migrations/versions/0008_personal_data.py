@@ -75,7 +75,7 @@ def downgrade() -> None:
         batch_op.add_column(sa.Column('birth_date', sa.Date(), nullable=True))
     subscribers = sa.table("subscribers", sa.column("birth_year", sa.Integer), sa.column("birth_date", sa.Date))
     conn = op.get_bind()
-    years = conn.execute(sa.select(sa.distinct(subscribers.c.birth_year))).scalars().all()
+    years = conn.execute(sa.select(subscribers.c.birth_year).distinct()).scalars().all()
     for year in years:  # one UPDATE per distinct year, not per row
         conn.execute(subscribers.update().where(subscribers.c.birth_year == year)
                      .values(birth_date=sa.literal(datetime.date(year, 1, 1), sa.Date)))
