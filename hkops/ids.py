@@ -313,6 +313,13 @@ def mask_id_text(text: str) -> str:
     return text[:MASK_HEAD] + "*" * (len(text) - MASK_HEAD - MASK_TAIL) + text[-MASK_TAIL:]
 
 
+def looks_like_resident_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a resident ID (17 digits and a check character), valid
+    or not: such text is shown only masked."""
+    text = re.sub(r"[\s-]", "", str(value or "")).upper()
+    return len(text) == 18 and text[:17].isdigit() and text[17] in DIGITS + "X"
+
+
 def parse_resident_id(value: str, field: str = "resident_id") -> str:
     """Return an 18-character resident ID, upper-case; errors show it masked."""
     text = _text(value, field, mask_id_text(str(value)), seps=" ").upper()

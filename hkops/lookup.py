@@ -16,7 +16,7 @@ from sqlalchemy import Connection, or_, select
 from hkops.agents.tables import agents
 from hkops.cards.tables import sim_batches, sims
 from hkops.errors import InvalidValue, NotFound
-from hkops.ids import mask_id_text, parse_resident_id
+from hkops.ids import looks_like_resident_id, mask_id_text, parse_resident_id
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.orders.tables import orders, shipments
 from hkops.payments.tables import payments
@@ -30,12 +30,6 @@ ORDER_LIMIT = 20
 _ORDER_COLUMNS = [c for c in orders.c if c.name not in ("resident_id_enc", "resident_id_hash")]
 _SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact",
                                                    "created_at")]
-
-
-def looks_like_resident_id(value: str) -> bool:
-    """Whether ``value`` has the shape of a resident ID (17 digits and a check character)."""
-    text = re.sub(r"[\s-]", "", value or "").upper()
-    return len(text) == 18 and text[:17].isdigit() and text[17] in "0123456789X"
 
 
 def classify(value: str) -> tuple[str, str]:

@@ -214,6 +214,20 @@ def test_no_output_lets_anyone_rebuild_a_resident_id(distribution, cli, hlr):
         desk_console.find_button.click()
         assert desk_console.card is not None, query
         seen.append(shown(desk_console))
+    desk_console.query.value = APPROVED  # a whole ID typed into the search box: not echoed back
+    desk_console.find_button.click()
+    assert "No SIM card" in desk_console.status.text and masked(APPROVED) in desk_console.status.text
+    seen.append(shown(desk_console))
+    desk_console.query.value = PAIRED  # ...and it finds the person's card
+    desk_console.find_button.click()
+    assert desk_console.card.msisdn == PAIRED_NUMBER
+    seen.append(shown(desk_console))
+    desk_console.query.value = PAIRED[:17] + ("0" if PAIRED[17] != "0" else "1")  # mistyped
+    desk_console.find_button.click()
+    assert desk_console.status.kind == "error" and masked(PAIRED)[:17] in desk_console.status.text
+    seen.append(shown(desk_console))
+    desk_console.query.value = PAIRED_NUMBER
+    desk_console.find_button.click()
     desk_console.new_iccid.value = distribution.warehouse_iccids[-2]
     desk_console.resident_id.value = PAIRED
     desk_console.replace_button.click()
