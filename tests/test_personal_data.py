@@ -18,10 +18,14 @@ status 2 and a hint to use ``--id -``; ``--id -``, ``--id-file`` and ``hkops loo
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import sys
 import uuid
 from collections import Counter
 from datetime import date, timedelta
+from select import select as readable
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -307,6 +311,38 @@ def test_the_id_is_read_from_a_file_or_standard_input_and_never_echoed(cli, dist
     assert "more than 256 characters" in err
     err = refused(cli("subscribers", "show", "--id-file", str(tmp_path / "missing.txt")))
     assert "--id-file" in err and "cannot be read" in err
+
+
+def test_without_an_id_option_the_cli_asks_for_it_on_the_terminal_and_does_not_echo_the_typing(db, tmp_path,
+                                                                                               monkeypatch):
+    monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    monkeypatch.delenv("HKOPS_SECRET_KEY", raising=False)
+    env = {**os.environ, "HKOPS_DATABASE_URL": db.url}
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: hkops on a terminal of its own
+        os.execve(sys.executable, [sys.executable, "-m", "hkops", "subscribers", "add", "--name", "孙三",
+                                   "--contact", "13900000003", "--json"], env)
+    screen = b""
+    while b"Resident ID" not in screen:
+        ready, _, _ = readable([terminal], [], [], 120)
+        assert ready, screen
+        screen += os.read(terminal, 4096)
+    os.write(terminal, PAIRED.encode() + b"\n")
+    while True:
+        ready, _, _ = readable([terminal], [], [], 120)
+        assert ready, screen
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child has ended and closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    _, status = os.waitpid(pid, 0)
+    text = screen.decode()
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert masked(PAIRED) in text and PAIRED not in text and PAIRED[:6] not in text
+    assert [p.name for p in subscribers.find(db, resident_id=PAIRED)] == ["孙三"]
 
 
 # ---------------------------------------------------------------- migration 0008

@@ -178,7 +178,7 @@ def lookup(
     from hkops.ids import looks_like_resident_id, mask_id_text
 
     if value.strip() == "-":
-        value = read_resident_id("-", option="hkops lookup")
+        value = read_resident_id("-")
     elif looks_like_resident_id(value):
         raise InvalidValue("value", mask_id_text(value), "a resident ID is never taken on the command line "
                            "(ps and shell history keep it): use `hkops lookup -` and give it on standard input")

@@ -86,8 +86,9 @@ def read_resident_id(value: str | None, path: Path | None = None, *, option: str
                      required: bool = True) -> str | None:
     """The resident ID an ``--id``/``--id-file`` pair names, never taken from the command line
     (``ps`` and shell history would keep it): ``--id -`` reads standard input, ``--id-file PATH``
-    a file, and with neither it is asked for with hidden typing (None instead when not
-    ``required``). Any other ``--id`` value is refused, shown masked (exit status 2)."""
+    a file, and with neither it is asked for with hidden typing, or read from standard input
+    when that is not a terminal (None instead when not ``required``). Any other ``--id`` value
+    is refused, shown masked (exit status 2)."""
     from hkops.errors import InvalidValue
     from hkops.ids import mask_id_text
 
@@ -98,7 +99,8 @@ def read_resident_id(value: str | None, path: Path | None = None, *, option: str
                            f"or leave {option} out to be asked for it")
     if value is not None and path is not None:
         raise InvalidValue(f"{option}-file", str(path), f"give either `{option} -` or `{option}-file`, not both")
-    if value is not None:
+    if path is None and (value is not None or required and not sys.stdin.isatty()):
+        # Piped input needs no prompt (getpass would warn that it cannot hide the typing).
         text = _first_line(sys.stdin.read(ID_MAX_CHARS + 1), "<standard input>")
         source = "standard input"
     elif path is not None:
