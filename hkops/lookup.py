@@ -52,7 +52,10 @@ def classify(value: str) -> tuple[str, str]:
         if len(digits) == 15:
             return "imsi", digits
     if looks_like_resident_id(digits):
-        return "resident_id", parse_resident_id(digits)  # a mistyped one is refused, masked
+        try:
+            return "resident_id", parse_resident_id(digits)
+        except InvalidValue:
+            pass  # a client's order id, or a mistyped ID: never echoed in clear (see _lookup)
     match = re.fullmatch(r"[Ss](?:ubscriber[: ]?)?(\d+)", text)
     if match:
         return "subscriber", match.group(1)
@@ -102,7 +105,8 @@ def _lookup(conn: Connection, value: str) -> dict:
     found_orders = [dict(r) for r in conn.execute(
         select(*_ORDER_COLUMNS).where(order_filter).order_by(orders.c.id.desc()).limit(ORDER_LIMIT)).mappings()]
     if kind == "order" and not found_orders:
-        raise NotFound(f"nothing known as {value!r}: not a number, card, order, subscriber or agent")
+        shown = mask_id_text(value) if looks_like_resident_id(value) else value
+        raise NotFound(f"nothing known as {shown!r}: not a number, card, order, subscriber or agent")
     if kind != "agent":
         for order in found_orders:
             msisdns |= {order["msisdn"]} - {None}

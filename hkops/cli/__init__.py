@@ -175,11 +175,11 @@ def lookup(
     give `-` and type it on standard input."""
     from hkops import lookup as lookup_module
     from hkops.cli.common import read_resident_id
-    from hkops.ids import looks_like_resident_id, mask_id_text
+    from hkops.ids import mask_id_text
 
     if value.strip() == "-":
         value = read_resident_id("-")
-    elif looks_like_resident_id(value):
+    elif lookup_module.classify(value)[0] == "resident_id":
         raise InvalidValue("value", mask_id_text(value), "a resident ID is never taken on the command line "
                            "(ps and shell history keep it): use `hkops lookup -` and give it on standard input")
     found = lookup_module.lookup(store(), value)
