@@ -16,7 +16,7 @@ from sqlalchemy import Connection, or_, select
 from hkops.agents.tables import agents
 from hkops.cards.tables import sim_batches, sims
 from hkops.errors import InvalidValue, NotFound
-from hkops.ids import parse_resident_id
+from hkops.ids import looks_like_resident_id, mask_id_text, parse_resident_id
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.orders.tables import orders, shipments
 from hkops.payments.tables import payments
@@ -28,7 +28,7 @@ from hkops.subscribers.tables import subscriber_numbers, subscribers
 ORDER_LIMIT = 20
 
 _ORDER_COLUMNS = [c for c in orders.c if c.name not in ("resident_id_enc", "resident_id_hash")]
-_SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact",
+_SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact",
                                                    "created_at")]
 
 
@@ -51,11 +51,11 @@ def classify(value: str) -> tuple[str, str]:
             return "iccid", digits
         if len(digits) == 15:
             return "imsi", digits
-    if len(digits) == 18 and digits[:17].isdigit():
+    if looks_like_resident_id(digits):
         try:
             return "resident_id", parse_resident_id(digits)
         except InvalidValue:
-            pass
+            pass  # a client's order id, or a mistyped ID: never echoed in clear (see _lookup)
     match = re.fullmatch(r"[Ss](?:ubscriber[: ]?)?(\d+)", text)
     if match:
         return "subscriber", match.group(1)
@@ -105,7 +105,8 @@ def _lookup(conn: Connection, value: str) -> dict:
     found_orders = [dict(r) for r in conn.execute(
         select(*_ORDER_COLUMNS).where(order_filter).order_by(orders.c.id.desc()).limit(ORDER_LIMIT)).mappings()]
     if kind == "order" and not found_orders:
-        raise NotFound(f"nothing known as {value!r}: not a number, card, order, subscriber or agent")
+        shown = mask_id_text(value) if looks_like_resident_id(value) else value
+        raise NotFound(f"nothing known as {shown!r}: not a number, card, order, subscriber or agent")
     if kind != "agent":
         for order in found_orders:
             msisdns |= {order["msisdn"]} - {None}
@@ -123,7 +124,8 @@ def _lookup(conn: Connection, value: str) -> dict:
             iccids |= set(conn.execute(select(sims.c.iccid).where(sims.c.msisdn.in_(msisdns))).scalars())
 
     result = {
-        "query": value,
+        # A resident ID asked for is echoed only masked.
+        "query": mask_id_text(key) if kind == "resident_id" else value,
         "kind": kind,
         "numbers": _numbers(conn, msisdns),
         "cards": _cards(conn, iccids),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta
 
@@ -153,15 +154,17 @@ def search_patterns(draw, samples: list[str] | None = None) -> str:
 
 @pytest.fixture
 def hkops_cli(monkeypatch, capsys):
-    """Run ``hkops ...`` in this process against a test database: (exit status, stdout, stderr)."""
+    """Run ``hkops ...`` in this process against a test database: (exit status, stdout, stderr);
+    ``stdin`` is what the command reads from standard input (``--id -``)."""
     from hkops.cli import main
     from hkops.store import engine
 
     used = []
 
-    def run(db, *args, actor: str = "cli-user") -> tuple[int, str, str]:
+    def run(db, *args, actor: str = "cli-user", stdin: str = "") -> tuple[int, str, str]:
         monkeypatch.setenv("HKOPS_DATABASE_URL", db.url)
         monkeypatch.setenv("HKOPS_ACTOR", actor)
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
         used.append(db.url)
         capsys.readouterr()
         with pytest.raises(SystemExit) as stopped:

@@ -21,7 +21,7 @@ CUSTOMER = ("--plan", PLAN, "--name", "王芳", "--contact", "13900000000", "--p
 def cli(distribution, hkops_cli, hlr, monkeypatch):
     """``hkops ...`` in this process on the distribution world; --hlr reaches the in-process simulator."""
     monkeypatch.setattr("hkops.cli.orders.network", lambda address: hlr[1])
-    return lambda *args: hkops_cli(distribution.db, *args)
+    return lambda *args, stdin="": hkops_cli(distribution.db, *args, stdin=stdin)
 
 
 def ok(result) -> dict | list:
@@ -31,12 +31,13 @@ def ok(result) -> dict | list:
 
 
 def test_an_order_from_the_command_line_all_the_way_to_completed(cli, distribution):
-    order = ok(cli("orders", "create", *CUSTOMER, "--id", rid(1), "--agent", "A3", "--client-id", "A3-7", "--json"))
+    order = ok(cli("orders", "create", *CUSTOMER, "--id", "-", "--agent", "A3", "--client-id", "A3-7", "--json",
+                   stdin=rid(1)))
     assert (order["state"], order["channel"], order["location"]) == ("approved", "A3", "AG-A3")
     assert order["total_fen"] == 8_000 + order["vanity_fee_fen"] and order["total"] == f"{order['total_fen'] / 100:.2f}"
     number = order["number"]
-    assert ok(cli("orders", "create", *CUSTOMER, "--id", rid(1), "--agent", "A3", "--client-id", "A3-7",
-                  "--json"))["number"] == number
+    assert ok(cli("orders", "create", *CUSTOMER, "--id", "-", "--agent", "A3", "--client-id", "A3-7",
+                  "--json", stdin=rid(1)))["number"] == number
     assert ok(cli("orders", "pay", number, "--amount", "30", "--method", "wechat", "--reference", "wx1",
                   "--json"))["state"] == "approved"
     rest = f"{(order['total_fen'] - 3_000) / 100:.2f}"
@@ -51,7 +52,7 @@ def test_an_order_from_the_command_line_all_the_way_to_completed(cli, distributi
     assert status == 0 and f"order {number}: completed" in out and f"¥{order['total']}" in out
 
     shown = ok(cli("orders", "show", number, "--json"))
-    assert shown["order"]["id_masked"] == rid(1)[:6] + "********" + rid(1)[-4:]
+    assert shown["order"]["id_masked"] == rid(1)[:2] + "*" * 15 + rid(1)[-1:]
     assert rid(1) not in json.dumps(shown) and "resident_id_enc" not in json.dumps(shown)
     assert [p["amount_fen"] for p in shown["payments"]] == [3_000, order["total_fen"] - 3_000]
     status, text, _ = cli("orders", "show", number)
@@ -67,7 +68,7 @@ def test_refusals_exit_2_with_every_reason_and_change_nothing(cli, distribution)
     db = distribution.db
     before = snapshot(db)
     status, out, err = cli("orders", "create", *CUSTOMER[:-4], "--province", "新疆", "--address", "乌鲁木齐",
-                           "--id", rid(2, birth=birth_for_age(15)))
+                           "--id", "-", stdin=rid(2, birth=birth_for_age(15)))
     assert status == 2 and out == ""
     assert err.startswith("hkops: error: order: 2 bad value(s); nothing applied\n")
     assert "age 15 is outside plan CM-58's limits 16–60" in err and "does not ship to Xinjiang" in err
@@ -76,7 +77,7 @@ def test_refusals_exit_2_with_every_reason_and_change_nothing(cli, distribution)
                      "order SO00000099 does not exist")
     assert snapshot(db) == before
 
-    number = ok(cli("orders", "create", *CUSTOMER, "--id", rid(3), "--json"))["number"]
+    number = ok(cli("orders", "create", *CUSTOMER, "--id", "-", "--json", stdin=rid(3)))["number"]
     before = snapshot(db)
     one_line_refusal(cli("orders", "pay", number, "--amount", "1.001", "--method", "cash", "--reference", "x"),
                      "more than two decimal places")
@@ -89,7 +90,7 @@ def test_refusals_exit_2_with_every_reason_and_change_nothing(cli, distribution)
 
 
 def test_a_draft_submitted_later_and_a_payment_statement_import(cli, distribution, tmp_path):
-    draft = ok(cli("orders", "create", *CUSTOMER, "--id", rid(4), "--draft", "--json"))
+    draft = ok(cli("orders", "create", *CUSTOMER, "--id", "-", "--draft", "--json", stdin=rid(4)))
     assert draft["state"] == "draft"
     approved = ok(cli("orders", "submit", draft["number"], "--json"))
     assert approved["state"] == "approved"
@@ -109,7 +110,7 @@ def test_a_draft_submitted_later_and_a_payment_statement_import(cli, distributio
 def test_a_paid_order_waits_for_stock_and_orders_allocate_picks_its_card_when_one_arrives(cli, distribution):
     from hkops.stock import service as stock
 
-    order = ok(cli("orders", "create", *CUSTOMER, "--id", rid(5), "--agent", "A2", "--json"))  # A2 holds no cards
+    order = ok(cli("orders", "create", *CUSTOMER, "--id", "-", "--agent", "A2", "--json", stdin=rid(5)))  # A2: no cards
     paid = ok(cli("orders", "pay", order["number"], "--amount", order["total"], "--method", "cash", "--reference",
                   "c5", "--json"))
     assert (paid["state"], paid["iccid"]) == ("paid", None)

@@ -166,13 +166,22 @@ def _start_hlr(data_dir):
 @app.command()
 def lookup(
     value: str = typer.Argument(..., help="An MSISDN, ICCID, IMSI, order number or client order id, "
-                                          "resident ID, subscriber (S123) or agent code."),
+                                          "subscriber (S123) or agent code; `-` reads the value (a resident "
+                                          "ID) from standard input."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """The whole chain around VALUE: number, card, subscriber (masked), orders, agent chain,
-    shipment, payments and stock moves."""
+    shipment, payments and stock moves. A resident ID is never taken on the command line:
+    give `-` and type it on standard input."""
     from hkops import lookup as lookup_module
+    from hkops.cli.common import read_resident_id
+    from hkops.ids import mask_id_text
 
+    if value.strip() == "-":
+        value = read_resident_id("-")
+    elif lookup_module.classify(value)[0] == "resident_id":
+        raise InvalidValue("value", mask_id_text(value), "a resident ID is never taken on the command line "
+                           "(ps and shell history keep it): use `hkops lookup -` and give it on standard input")
     found = lookup_module.lookup(store(), value)
     if as_json:
         emit_json(found)

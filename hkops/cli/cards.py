@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from hkops.cli.common import actor, echo, emit_json, store
+from hkops.cli.common import ID_FILE_HELP, ID_HELP, actor, echo, emit_json, read_resident_id, store
 
 app = typer.Typer(help="SIM card lifecycle: pair, activate, suspend/resume, loss, replace, terminate.",
                   no_args_is_help=True)
@@ -70,11 +71,13 @@ def suspend(iccid: str, why: str = typer.Option(..., "--why", help="arrears, cus
 
 
 @app.command()
-def replace(old: str, new: str, resident_id: str = typer.Option(..., "--id", help="The holder's resident ID."),
+def replace(old: str, new: str, resident_id: Optional[str] = typer.Option(None, "--id", help=ID_HELP),
+            id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
             hlr: Optional[str] = Hlr, reason: Optional[str] = Reason, as_json: bool = typer.Option(False, "--json")):
     """Replace a card (new SIM, same number); the old card can never come back."""
     from hkops.cards import service
 
+    resident_id = read_resident_id(resident_id, id_file)
     report(service.replace(store(), old, new, resident_id, actor=actor(), network=network(hlr), reason=reason),
            as_json)
 

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from hkops.cli.cards import Hlr, network
-from hkops.cli.common import actor, echo, emit_json, store
+from hkops.cli.common import ID_FILE_HELP, ID_HELP, actor, echo, emit_json, read_resident_id, store
 from hkops.ids import display_msisdn
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.timeutil import local
@@ -44,7 +44,8 @@ def report(order, as_json: bool) -> None:
 def create(
     plan: str = typer.Option(..., "--plan", help="Plan code."),
     name: str = typer.Option(..., "--name", help="The customer's real name."),
-    resident_id: str = typer.Option(..., "--id", help="The customer's resident ID (stored encrypted)."),
+    resident_id: Optional[str] = typer.Option(None, "--id", help=ID_HELP),
+    id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
     contact: str = typer.Option(..., "--contact", help="The customer's phone number."),
     province: str = typer.Option(..., "--province", help="Ship-to province (北京, Beijing...)."),
     address: str = typer.Option(..., "--address", help="Ship-to address."),
@@ -62,6 +63,7 @@ def create(
     from hkops.orders import intake
     from hkops.orders.records import DIRECT
 
+    resident_id = read_resident_id(resident_id, id_file)
     order = intake.create_order(
         store(), channel=agent or DIRECT, plan=plan, customer_name=name, resident_id=resident_id,
         contact=contact, ship_province=province, ship_address=address, msisdn=msisdn, product=product,

@@ -1,16 +1,18 @@
 """``hkops subscribers ...``: real-name registration (实名制) and the resident-ID blacklist.
 
-Resident IDs are shown masked only (``110105********002X``); a bad one exits with status 2
-naming the field, the masked value and the reason.
+Resident IDs are shown masked only (``11***************X``); a bad one exits with status 2
+naming the field, the masked value and the reason. They are never taken on the command line:
+``--id -`` reads standard input, ``--id-file PATH`` a file, and without either hkops asks.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from hkops.cli.common import actor, echo, emit_json, store
+from hkops.cli.common import ID_FILE_HELP, ID_HELP, actor, echo, emit_json, read_resident_id, store
 from hkops.errors import InvalidValue, NotFound
 
 app = typer.Typer(help="Real-name subscribers (实名制) and the resident-ID blacklist.", no_args_is_help=True)
@@ -26,7 +28,7 @@ def _show(subscriber, as_json: bool, numbers: list[dict] | None = None) -> None:
         emit_json(data)
         return
     echo(f"subscriber {subscriber.id}: {subscriber.name}, resident ID {subscriber.id_masked}, "
-         f"{subscriber.gender}, born {subscriber.birth_date.year}, contact {subscriber.contact}")
+         f"{subscriber.gender}, born {subscriber.birth_year}, contact {subscriber.contact}")
     for n in numbers or []:
         echo(f"  {n['msisdn']}  {n['carrier']}")
 
@@ -34,7 +36,8 @@ def _show(subscriber, as_json: bool, numbers: list[dict] | None = None) -> None:
 @app.command("add")
 def add(
     name: str = typer.Option(..., "--name", help="The person's name as on the ID card."),
-    resident_id: str = typer.Option(..., "--id", help="Resident ID (居民身份证号), 18 characters."),
+    resident_id: Optional[str] = typer.Option(None, "--id", help=ID_HELP),
+    id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
     contact: str = typer.Option(..., "--contact", help="Contact phone number."),
     address: Optional[str] = typer.Option(None, "--address"),
     as_json: bool = typer.Option(False, "--json"),
@@ -42,6 +45,7 @@ def add(
     """Register a person (the same ID again shows the subscriber already registered)."""
     from hkops.subscribers import service
 
+    resident_id = read_resident_id(resident_id, id_file)
     subscriber = service.register(store(), name=name, resident_id=resident_id, contact=contact,
                                   address=address, actor=actor())
     if as_json:
@@ -54,15 +58,17 @@ def add(
 
 @app.command("show")
 def show(
-    resident_id: Optional[str] = typer.Option(None, "--id", help="Resident ID."),
+    resident_id: Optional[str] = typer.Option(None, "--id", help="Resident ID: `-` reads it from standard input."),
+    id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
     subscriber_id: Optional[int] = typer.Option(None, "--subscriber", help="Subscriber id."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show one subscriber (resident ID masked) and their live numbers."""
     from hkops.subscribers import service
 
+    resident_id = read_resident_id(resident_id, id_file, required=False)
     if (resident_id is None) == (subscriber_id is None):
-        raise InvalidValue("show", "", "give exactly one of --id or --subscriber")
+        raise InvalidValue("show", "", "give exactly one of --id - (or --id-file) or --subscriber")
     db = store()
     found = service.find(db, resident_id=resident_id, subscriber_id=subscriber_id)
     if not found:
@@ -75,23 +81,25 @@ def show(
 
 @blacklist_app.command("add")
 def blacklist_add(
-    resident_id: str = typer.Argument(..., metavar="RID", help="Resident ID."),
     reason: str = typer.Option(..., "--reason"),
+    resident_id: Optional[str] = typer.Option(None, "--id", help=ID_HELP),
+    id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
 ):
     """Put a resident ID on the blacklist."""
     from hkops.subscribers import service
 
-    masked = service.blacklist_add(store(), resident_id, reason, actor())
+    masked = service.blacklist_add(store(), read_resident_id(resident_id, id_file), reason, actor())
     echo(f"resident ID {masked} blacklisted")
 
 
 @blacklist_app.command("remove")
 def blacklist_remove(
-    resident_id: str = typer.Argument(..., metavar="RID", help="Resident ID."),
     reason: Optional[str] = typer.Option(None, "--reason"),
+    resident_id: Optional[str] = typer.Option(None, "--id", help=ID_HELP),
+    id_file: Optional[Path] = typer.Option(None, "--id-file", help=ID_FILE_HELP),
 ):
     """Take a resident ID off the blacklist."""
     from hkops.subscribers import service
 
-    masked = service.blacklist_remove(store(), resident_id, actor(), reason=reason)
+    masked = service.blacklist_remove(store(), read_resident_id(resident_id, id_file), actor(), reason=reason)
     echo(f"resident ID {masked} is no longer blacklisted")

@@ -37,7 +37,7 @@ from hkops.audit import Event
 from hkops.catalogue import service as catalogue
 from hkops.catalogue.tables import plan_prices, sim_products
 from hkops.errors import Conflict, InvalidFile, InvalidValue, InvalidValues, NotFound
-from hkops.ids import parse_msisdn, parse_phone, parse_resident_id
+from hkops.ids import mask_id_text, parse_msisdn, parse_phone, parse_resident_id
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.search import ranges_of
@@ -177,7 +177,7 @@ class _Item:
 
 def _mask(rid: str) -> str:
     """:func:`hkops.ids.mask_resident_id` of an ID already parsed."""
-    return rid[:6] + "*" * 8 + rid[-4:]
+    return mask_id_text(rid)
 
 
 def _client_id(value: str | None) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, func, select, text
 from hkops import audit, carriers
 from hkops.audit import Event
 from hkops.errors import Conflict, InvalidValue, NotFound
-from hkops.ids import parse_msisdn, parse_phone, parse_resident_id
+from hkops.ids import mask_id_text, parse_msisdn, parse_phone, parse_resident_id
 from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
@@ -42,7 +42,8 @@ class Subscriber:
     id: int
     name: str
     id_masked: str
-    birth_date: date
+    #: Only the year: with the month and day beside the mask, the ID could be rebuilt.
+    birth_year: int
     gender: str
     contact: str
     address: str | None
@@ -55,18 +56,18 @@ class Subscriber:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "id", "name", "id_masked", "birth_date", "gender", "contact", "address", "created_at", "created_by")}
+            "id", "name", "id_masked", "birth_year", "gender", "contact", "address", "created_at", "created_by")}
 
 
 def _subscriber(row, created: bool = True) -> Subscriber:
-    return Subscriber(id=row.id, name=row.name, id_masked=row.id_masked, birth_date=row.birth_date,
+    return Subscriber(id=row.id, name=row.name, id_masked=row.id_masked, birth_year=row.birth_year,
                       gender=row.gender, contact=row.contact, address=row.address, created_at=row.created_at,
                       created_by=row.created_by, resident_id_hash=row.resident_id_hash, created=created)
 
 
-_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_date", "gender", "contact", "address",
+_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact", "address",
                                        "created_at", "created_by", "resident_id_hash")]
-_SHOWN = ("name", "id_masked", "birth_date", "gender", "contact", "address", "resident_id_hash")
+_SHOWN = ("name", "id_masked", "birth_year", "gender", "contact", "address", "resident_id_hash")
 # Rows inserted together come back matched by their unique hash: one multi-row INSERT ... RETURNING
 # (asking for parameter order instead makes SQLite insert them one by one).
 _INSERT_RETURNING_ID = subscribers.insert().returning(subscribers.c.resident_id_hash, subscribers.c.id)
@@ -144,7 +145,7 @@ def birth_date(rid: str) -> date:
 
 def _masked(rid: str) -> str:
     """:func:`hkops.ids.mask_resident_id` of an ID already parsed."""
-    return rid[:6] + "*" * 8 + rid[-4:]
+    return mask_id_text(rid)
 
 
 def _blacklist_reason(conn: Connection, digest: str) -> str | None:
@@ -237,7 +238,7 @@ def add_subscribers(conn: Connection, people: Sequence[NewSubscriber], *, actor:
         return []
     now = now or utc_now()
     rows = [dict(name=p.name, resident_id_enc="", resident_id_hash=p.resident_id_hash,
-                 id_masked=_masked(p.resident_id), birth_date=birth_date(p.resident_id),
+                 id_masked=_masked(p.resident_id), birth_year=int(p.resident_id[6:10]),
                  gender="male" if int(p.resident_id[16]) % 2 else "female", contact=p.contact, address=p.address,
                  created_at=now, created_by=actor) for p in people]
     made = dict(conn.execute(_INSERT_RETURNING_ID, rows).all())
@@ -261,7 +262,8 @@ def find(
     keyring: Keyring | None = None,
 ) -> list[Subscriber]:
     """Subscribers matching exactly one criterion: the resident ID (0 or 1), a masked ID
-    such as ``110105********002X`` (several people may share one), or the subscriber id."""
+    such as ``11***************X`` (many people share one; an older, wider mask such as
+    ``110105********002X`` is narrowed to it), or the subscriber id."""
     given = [c for c in (resident_id, masked, subscriber_id) if c is not None]
     if len(given) != 1:
         raise InvalidValue("find", f"{len(given)} criteria", "give exactly one of resident_id, masked, subscriber_id")
@@ -275,8 +277,8 @@ def find(
         elif masked is not None:
             text = masked.strip().upper()
             if len(text) != 18:
-                raise InvalidValue("masked", masked, "a masked ID is 18 characters, like 110105********002X")
-            query = query.where(subscribers.c.id_masked == text)
+                raise InvalidValue("masked", mask_id_text(text), "a masked ID is 18 characters, like 11***************X")
+            query = query.where(subscribers.c.id_masked == mask_id_text(text))
         else:
             query = query.where(subscribers.c.id == int(subscriber_id))
         return [_subscriber(row) for row in conn.execute(query)]

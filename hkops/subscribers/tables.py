@@ -6,7 +6,9 @@ The clear resident ID is never stored. Each subscriber row holds:
 * ``resident_id_hash``: HMAC-SHA256 of the normalised ID (18 characters, upper-case) under
   the *lookup key*, so a person is found again, duplicates are refused and 一证五号 is
   counted without decrypting anything;
-* ``id_masked``: the screen form ``110105********002X``.
+* ``id_masked``: the screen form ``11***************X`` (:func:`hkops.ids.mask_id_text`);
+* ``birth_year``: all the checks keep of the birth date. Month and day are not stored: beside
+  a mask they would let anyone rebuild the ID (intake reads them from the clear ID it is given).
 
 The lookup key is 32 random bytes made on first use and kept in ``subscriber_keys``,
 itself encrypted with the keyring (envelope encryption). It is listed in
@@ -18,7 +20,7 @@ an 18-character ID would be brute-forced in hours: the ID space is ~10^11).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, ForeignKey, Index, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from hkops.security.crypto import SealedColumn
 from hkops.store.schema import BigKey, UTCDateTime, metadata
@@ -32,7 +34,7 @@ subscribers = Table(
     Column("resident_id_enc", Text, nullable=False),
     Column("resident_id_hash", String(64), nullable=False, unique=True),
     Column("id_masked", String(18), nullable=False),
-    Column("birth_date", Date, nullable=False),
+    Column("birth_year", Integer, nullable=False),
     Column("gender", String(6), nullable=False),
     # E.164 form, e.g. +8613800138000.
     Column("contact", String(16), nullable=False),

@@ -22,7 +22,7 @@ from hkops.cards import service as cards
 from hkops.cards.model import MOVES, SimState, SuspendReason
 from hkops.cards.service import Card
 from hkops.errors import InvalidValue, NotFound
-from hkops.ids import display_msisdn, mask_resident_id
+from hkops.ids import display_msisdn, looks_like_resident_id, mask_id_text
 from hkops.network import ProvisioningClient
 from hkops.network.errors import ProvisioningError
 from hkops.store.engine import Store, get_store
@@ -32,7 +32,9 @@ from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.ui import charts
 from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
 
-FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 110105********002X"
+FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 11***************X"
+#: At most this many cards are listed for a masked resident ID (many people share one mask).
+MASK_MATCHES = 50
 
 #: Chinese names of the SIM card states.
 SIM_ZH = {
@@ -331,7 +333,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self._show_latency()
 
     def find(self) -> None:
-        """Find the card(s) the search box names: an MSISDN, an ICCID or a masked resident ID."""
+        """Find the card(s) the search box names: an MSISDN, an ICCID, a resident ID or a masked one."""
         def run():
             value = self.query.value.strip()
             self.cancel(quiet=True)
@@ -343,18 +345,24 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                 step()
             self._set_found(found)
             if not found:
-                self.status.info(f"没有找到卡 No SIM card found for {value}.")
+                shown = mask_id_text(value) if looks_like_resident_id(value) else value
+                self.status.info(f"没有找到卡 No SIM card found for {shown}.")
             elif len(found) == 1:
                 self.status.ok(f"找到 Found SIM {found[0].iccid} ({found[0].state}).")
+            elif len(found) >= MASK_MATCHES and "*" in value:
+                self.status.ok(f"找到至少 {len(found)} 张卡 Found the first {len(found)} SIM cards of people with this "
+                               "mask; pick one, or find by number or ICCID.")
             else:
                 self.status.ok(f"找到 {len(found)} 张卡 Found {len(found)} SIM cards; pick one.")
 
         self._guard(run)
 
     def _find(self, value: str) -> list[Card]:
-        if "*" in value:
+        if "*" in value or looks_like_resident_id(value):
             found: dict[str, Card] = {}
-            for person in subscribers.find(self.store, masked=value):
+            people = (subscribers.find(self.store, masked=value) if "*" in value
+                      else subscribers.find(self.store, resident_id=value))  # errors show it masked
+            for person in people:
                 for bound in subscribers.numbers_of(self.store, person.id, live_only=False):
                     try:
                         card = cards.get_card(self.store, bound["msisdn"])
@@ -362,7 +370,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                         continue
                     if card.subscriber_id == person.id:
                         found.setdefault(card.iccid, card)
-            return list(found.values())
+                if len(found) >= MASK_MATCHES:  # a mask fits many people: it narrows, it does not pick
+                    break
+            return list(found.values())[:MASK_MATCHES]
         try:
             return [cards.get_card(self.store, value)]
         except NotFound:
@@ -515,10 +525,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                     self.status.error("请填写新卡 ICCID 和证件号 Type the new ICCID and the holder's resident ID first.")
                     return
                 args = {"new": new, "resident_id": rid}
-                try:
-                    shown = mask_resident_id(rid.upper())
-                except InvalidValue:
-                    shown = "(as typed)"
+                shown = mask_id_text(rid)
                 question = (f"补换卡 Replace {name} with new SIM <b>{html.escape(new)}</b>, holder's ID "
                             f"{html.escape(shown)}? The old card can never come back.")
             elif action == "terminate":
