@@ -9,20 +9,9 @@ from typing import Optional
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from typer.core import TyperGroup
+
 from hkops import audit as audit_module
-from hkops.cli import numbers as numbers_cli
-from hkops.cli import cards as cards_cli
-from hkops.cli import hlr as hlr_cli
-from hkops.cli import keys as keys_cli
-from hkops.cli import sims as sims_cli
-from hkops.cli import subscribers as subscribers_cli
-from hkops.cli import usage as usage_cli
-from hkops.cli import agents as agents_cli
-from hkops.cli import catalogue as catalogue_cli
-from hkops.cli import orders as orders_cli
-from hkops.cli import payments as payments_cli
-from hkops.cli import po as po_cli
-from hkops.cli import stock as stock_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
@@ -31,21 +20,44 @@ try:
 except ImportError:
     from click.exceptions import ClickException
 
-app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.",
+#: Sub-command groups: name -> module under hkops.cli holding its ``app``. A group's module (and
+#: what it imports) is loaded only when one of its commands runs, so that every command starts fast.
+LAZY_GROUPS = {
+    "numbers": "numbers",
+    "usage": "usage",
+    "hlr": "hlr",
+    "sims": "sims",
+    "cards": "cards",
+    "subscribers": "subscribers",
+    "keys": "keys",
+    "catalogue": "catalogue",
+    "po": "po",
+    "stock": "stock",
+    "agents": "agents",
+    "orders": "orders",
+    "payments": "payments",
+}
+
+
+class _LazyGroups(TyperGroup):
+    """The top-level ``hkops`` group: imports a sub-command group's module when it is asked for."""
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return names + [name for name in LAZY_GROUPS if name not in names]
+
+    def get_command(self, ctx, name):
+        if name in LAZY_GROUPS and name not in self.commands:
+            import importlib
+
+            group = typer.main.get_group(importlib.import_module(f"hkops.cli.{LAZY_GROUPS[name]}").app)
+            group.name = name
+            self.commands[name] = group
+        return super().get_command(ctx, name)
+
+
+app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-app.add_typer(numbers_cli.app, name="numbers")
-app.add_typer(usage_cli.app, name="usage")
-app.add_typer(hlr_cli.app, name="hlr")
-app.add_typer(sims_cli.app, name="sims")
-app.add_typer(cards_cli.app, name="cards")
-app.add_typer(subscribers_cli.app, name="subscribers")
-app.add_typer(keys_cli.app, name="keys")
-app.add_typer(catalogue_cli.app, name="catalogue")
-app.add_typer(po_cli.app, name="po")
-app.add_typer(stock_cli.app, name="stock")
-app.add_typer(agents_cli.app, name="agents")
-app.add_typer(orders_cli.app, name="orders")
-app.add_typer(payments_cli.app, name="payments")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)

@@ -19,8 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-#: notebooks/consoles of the source tree (hkops is installed editable from it).
-CONSOLES_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "consoles"
+from hkops.config import shipped_path
+
+#: The consoles' notebooks: notebooks/consoles of the checkout, or the installed package's copy.
+CONSOLES_DIR = shipped_path("notebooks/consoles")
 CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
 CONFIG_FILE = CONFIG_DIR / "voila.json"
 
