@@ -122,14 +122,9 @@ def _check_columns(source: str, names: list[str], line: int) -> None:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
+    from hkops.textfiles import read_text  # the one reader of handed-in files, with its size limits
+
+    return read_text(path)
 
 
 def _layout(lines: list[str], source: str) -> tuple[str, int, list[str], dict[str, str] | str]:
