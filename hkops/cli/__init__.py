@@ -129,7 +129,7 @@ def serve(
     from hkops import demo as demo_module
     from hkops.config import DATA_DIR
     from hkops.numbers import service
-    from hkops.ui.serving import voila_command
+    from hkops.ui.serving import stop_processes, voila_command
 
     db = store()
     if service.stats(db)["blocks"] == 0:
@@ -141,20 +141,21 @@ def serve(
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops serve as Ctrl+C does
     hlr = _start_hlr(DATA_DIR / "hlr")
-    echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
-    sys.stdout.flush()
-    voila = subprocess.Popen(voila_command(port))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    voila = None
     try:
+        echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
+        sys.stdout.flush()
+        # its own session: Ctrl+C reaches serve alone, which stops Voilà, its kernels and the HLR
+        voila = subprocess.Popen(voila_command(port), start_new_session=True)
         voila.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for child in (voila, hlr):
-            if child is not None and child.poll() is None:
-                child.terminate()
-                child.wait(timeout=30)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_processes([voila, hlr])
 
 
 def _start_hlr(data_dir):

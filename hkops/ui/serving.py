@@ -88,6 +88,41 @@ def show(console) -> None:
     display(console)
 
 
+#: Seconds the processes ``hkops serve`` started get to stop on their own before they are killed.
+STOP_GRACE_S = 10.0
+
+
+def stop_processes(processes, grace: float = STOP_GRACE_S) -> None:
+    """End ``processes`` (Popen objects; None is skipped) and every process they started.
+
+    Each gets SIGTERM, so that Voilà shuts its kernels down and the HLR simulator closes its
+    journal; whatever of them or their descendants (Voilà's kernels run in sessions of their
+    own, out of reach of a process-group signal) still runs after ``grace`` seconds is killed.
+    """
+    import psutil
+
+    started = [process for process in processes if process is not None]
+    family = []
+    for process in started:
+        try:
+            parent = psutil.Process(process.pid)
+            family += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for straggler in alive:
+        try:
+            straggler.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for process in started:
+        process.poll()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     import socket
@@ -100,7 +135,7 @@ def free_port() -> int:
 class VoilaServer:
     """Voilà serving the consoles in a subprocess, as ``hkops serve`` runs it (for tests and benchmarks).
 
-    Use as a context manager; the process group is terminated on exit.
+    Use as a context manager; Voilà and its kernels are stopped on exit.
     """
 
     def __init__(self, database_url: str, *, root: str | Path | None = None, port: int | None = None,
@@ -165,19 +200,8 @@ class VoilaServer:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def stop(self) -> None:
-        import signal
-        import subprocess
-
         if self.process and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(timeout=5)
+            stop_processes([self.process], grace=15)
         if self._log:
             self._log.close()
             self._log = None
