@@ -27,14 +27,14 @@ CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
 CONFIG_FILE = CONFIG_DIR / "voila.json"
 
 
-def voila_config() -> dict:
+def voila_config(path: str | Path = CONFIG_FILE) -> dict:
     """The Voilà configuration the consoles are served with."""
-    return json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def preheated_notebooks() -> dict[str, int]:
+def preheated_notebooks(config_file: str | Path = CONFIG_FILE) -> dict[str, int]:
     """Notebook (relative to the served folder) -> kernels kept warm for it."""
-    pools = voila_config().get("VoilaKernelManager", {}).get("kernel_pools_config", {})
+    pools = voila_config(config_file).get("VoilaKernelManager", {}).get("kernel_pools_config", {})
     return {name: spec.get("pool_size", 0) for name, spec in pools.items() if name != "default"}
 
 
@@ -45,8 +45,10 @@ def plotly_bundle_dir() -> Path:
     return Path(find_spec("plotly").origin).parent / "package_data"
 
 
-def voila_command(port: int, *, root: str | Path | None = None, ip: str | None = None) -> list[str]:
-    """The argv that serves the consoles (``root``, default notebooks/consoles) on ``port``.
+def voila_command(port: int, *, root: str | Path | None = None, ip: str | None = None,
+                  config_dir: str | Path | None = None) -> list[str]:
+    """The argv that serves the consoles (``root``, default notebooks/consoles) on ``port``
+    (``config_dir``: a folder with another voila.json, for benchmarks).
 
     The database is the one ``HKOPS_DATABASE_URL`` names when the command starts: kernels
     inherit Voilà's environment.
@@ -55,7 +57,7 @@ def voila_command(port: int, *, root: str | Path | None = None, ip: str | None =
         sys.executable, "-m", "voila", str(Path(root) if root else CONSOLES_DIR),
         f"--port={int(port)}",
         "--no-browser",
-        f"--Voila.config_file_paths={CONFIG_DIR}",
+        f"--Voila.config_file_paths={config_dir or CONFIG_DIR}",
         # plotly's widget code, fetched once per page by the consoles' charts (hkops.ui.charts)
         f"--VoilaConfiguration.extra_labextensions_path={plotly_bundle_dir()}",
     ]
@@ -139,8 +141,9 @@ class VoilaServer:
     """
 
     def __init__(self, database_url: str, *, root: str | Path | None = None, port: int | None = None,
-                 log_path: str | Path | None = None):
+                 log_path: str | Path | None = None, config_dir: str | Path | None = None):
         self.database_url = database_url
+        self.config_dir = config_dir
         self.root = Path(root) if root else CONSOLES_DIR
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -163,7 +166,7 @@ class VoilaServer:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="hkops-voila-", suffix=".log")[1])
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(voila_command(self.port, root=self.root), env=env, stdout=self._log,
+        self.process = subprocess.Popen(voila_command(self.port, root=self.root, config_dir=self.config_dir), env=env, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -185,7 +188,8 @@ class VoilaServer:
         """Wait until every preheated notebook's kernel pool has been started."""
         import time
 
-        wanted = [name for name, size in preheated_notebooks().items() if size and (self.root / name).exists()]
+        pools = preheated_notebooks(Path(self.config_dir) / "voila.json" if self.config_dir else CONFIG_FILE)
+        wanted = [name for name, size in pools.items() if size and (self.root / name).exists()]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log()
