@@ -42,6 +42,18 @@ def test_each_command_group_loads_without_heavy_libraries(group):
     assert _heavy_after(body) == [], f"hkops {group} imports heavy libraries at start"
 
 
+#: The modules behind the commands of the business folders (not ``hkops usage``, whose commands
+#: are the pandas/DuckDB work, nor the consoles).
+SERVICES = ("hkops.lookup", "hkops.orders.service", "hkops.orders.intake", "hkops.cards.service",
+            "hkops.cards.batches", "hkops.stock.service", "hkops.subscribers.service", "hkops.payments.service",
+            "hkops.procurement.service", "hkops.agents.service", "hkops.catalogue.service", "hkops.numbers.search",
+            "hkops.demo", "hkops.store.engine")
+
+
+def test_the_services_commands_call_import_no_heavy_library():
+    assert _heavy_after("\n".join(f"import {module}" for module in SERVICES)) == []
+
+
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_showing_a_number_imports_no_heavy_library_and_no_alembic(world):
     body = ("from hkops.cli import main\n"
