@@ -1,6 +1,6 @@
 """Commands start fast: the ``hkops`` entry point and a command of each group import none of
-the heavy libraries (pandas, plotly, numpy, phonenumbers' geocoder, Alembic on a current
-database); they load in the functions that use them. Checked on sys.modules in a fresh
+the heavy libraries (pandas, plotly, numpy, phonenumbers' geocoder, the PostgreSQL driver on
+SQLite, Alembic on a current database); they load in the functions that use them. Checked on sys.modules in a fresh
 interpreter, not timed (the timing is ``python -m bench cli``)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from hkops.cli import LAZY_GROUPS
 
-HEAVY = ("pandas", "plotly", "numpy", "phonenumbers.geocoder", "phonenumbers.carrier", "pyarrow", "duckdb")
+HEAVY = ("pandas", "plotly", "numpy", "phonenumbers.geocoder", "phonenumbers.geodata", "phonenumbers.carrier",
+         "pyarrow", "duckdb", "psycopg")
 
 _PROBE = """
 import json, sys

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
-
 from typer.core import TyperGroup
 
 from hkops import audit as audit_module
