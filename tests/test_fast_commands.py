@@ -69,3 +69,6 @@ def test_sub_command_groups_are_listed_and_run_from_the_top_level_help():
     assert done.returncode == 0, done.stderr
     assert all(f" {group} " in done.stdout for group in LAZY_GROUPS)
     assert "Number resources" in done.stdout and "Sales orders" in done.stdout
+    mistyped = subprocess.run([sys.executable, "-m", "hkops", "numbrs", "show"], capture_output=True, text=True,
+                              timeout=120)
+    assert mistyped.returncode == 2 and "Did you mean 'numbers'?" in mistyped.stderr

@@ -15,9 +15,9 @@ from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
 try:
-    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import ClickException, UsageError
 except ImportError:
-    from click.exceptions import ClickException
+    from click.exceptions import ClickException, UsageError
 
 #: Sub-command groups: name -> module under hkops.cli holding its ``app``. A group's module (and
 #: what it imports) is loaded only when one of its commands runs, so that every command starts fast.
@@ -53,6 +53,17 @@ class _LazyGroups(TyperGroup):
             group.name = name
             self.commands[name] = group
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:  # suggest the groups not loaded yet too ("Did you mean 'numbers'?")
+            from difflib import get_close_matches
+
+            close = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if close and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, close))}?"
+            raise
 
 
 app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
