@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
-from phonenumbers import carrier as pn_carrier
-from phonenumbers import geocoder
 from stdnum import imsi as std_imsi
 from stdnum import luhn
 from stdnum.cn import ric
@@ -167,6 +165,9 @@ def split_region(en: str, zh: str) -> tuple[str, str, str, str]:
 
 def block_info(prefix: str) -> BlockInfo:
     """Carrier and province/city of a block, from phonenumbers' carrier and geocoder data."""
+    from phonenumbers import carrier as pn_carrier  # large data tables: loaded only when needed
+    from phonenumbers import geocoder
+
     prefix = parse_block_prefix(prefix)
     number = phonenumbers.parse(prefix + "0000", "CN")
     carrier = pn_carrier.name_for_number(number, "en")

@@ -1,20 +1,68 @@
 """Reading the text files people hand to hkops (CSV, or one value a line): UTF-8 with or
-without a byte-order mark, line numbers kept for the error messages."""
+without a byte-order mark, line numbers kept for the error messages.
+
+Files are read in chunks and refused, before anything is imported, when they pass one of
+these limits (so that ``/dev/zero`` or a runaway export stops at once):
+
+- :data:`MAX_FILE_BYTES`: 256 MiB (about 20 million numbers or 1.5 million card lines);
+- :data:`MAX_LINES`: 5,000,000 lines;
+- :data:`MAX_LINE_BYTES`: 8 KiB in one line (a card line is about 150 bytes).
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from hkops.errors import InvalidValue
 
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_LINES = 5_000_000
+MAX_LINE_BYTES = 8 * 1024
+_CHUNK = 1024 * 1024
+
+
+def _too_big(path: str | Path) -> InvalidValue:
+    return InvalidValue("file", str(path), f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the most hkops "
+                                           "reads in one file; split it")
+
+
+def _read_bounded(path: str | Path) -> bytes:
+    """The file's bytes, read in chunks and checked against the limits as they come."""
+    chunks: list[bytes] = []
+    size = lines = line_bytes = 0  # line_bytes: length of the line still open at the chunk's end
+    with open(path, "rb") as stream:
+        if os.path.isfile(path) and os.fstat(stream.fileno()).st_size > MAX_FILE_BYTES:
+            raise _too_big(path)
+        while chunk := stream.read(_CHUNK):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise _too_big(path)
+            pieces = chunk.split(b"\n")
+            lengths = [line_bytes + len(pieces[0])] + [len(piece) for piece in pieces[1:]]
+            for index, length in enumerate(lengths):
+                if length > MAX_LINE_BYTES:
+                    raise InvalidValue("file", str(path), f"a line is longer than {MAX_LINE_BYTES:,} bytes",
+                                       line=lines + index + 1)
+            lines += len(pieces) - 1
+            line_bytes = lengths[-1]
+            if lines > MAX_LINES:
+                raise InvalidValue("file", str(path), f"has more than {MAX_LINES:,} lines, the most hkops reads "
+                                                      "in one file; split it")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
 
 def read_text(path: str | Path) -> str:
-    """The file's text; InvalidValue naming the file when it cannot be read or is not UTF-8."""
+    """The file's text; InvalidValue naming the file when it cannot be read, is not UTF-8 or
+    passes the limits above (and the line, for an over-long one)."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        data = _read_bounded(path)
     except OSError as exc:
         raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidValue("file", str(path), "is not UTF-8 text") from None
 

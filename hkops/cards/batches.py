@@ -15,7 +15,6 @@ from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
-import psycopg.errors
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
@@ -178,7 +177,7 @@ def import_sim_file(
                 {"carrier": carrier, "vendor": vendor, "count": len(cards), "layout": cards.layout,
                  "first_iccid": cards.iccid[0], "last_iccid": cards.iccid[-1]},
             )], now)
-    except (IntegrityError, psycopg.errors.IntegrityError):
+    except (IntegrityError, _psycopg_integrity_error()):
         raise Conflict(f"{path}: another import received some of these cards (or batch {name!r}) meanwhile; "
                        "nothing imported, run the import again to see which") from None
     return BatchSummary(
@@ -207,3 +206,10 @@ def card_secrets(db: Store | Connection, iccid: str, *, keyring: Keyring | None 
         extra = json.loads(keyring.decrypt(row.extra_enc, f"sims.extra:{iccid}"))
         result.update({name: Secret(value) for name, value in extra.items()})
     return result
+
+
+def _psycopg_integrity_error() -> type:
+    """psycopg's IntegrityError, imported only once an import has failed (commands start without it)."""
+    import psycopg.errors
+
+    return psycopg.errors.IntegrityError

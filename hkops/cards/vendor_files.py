@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-
 from hkops import ids
 from hkops.errors import InvalidFile, InvalidValue
 from hkops.ids import HIDDEN
@@ -122,14 +120,9 @@ def _check_columns(source: str, names: list[str], line: int) -> None:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
+    from hkops.textfiles import read_text  # the one reader of handed-in files, with its size limits
+
+    return read_text(path)
 
 
 def _layout(lines: list[str], source: str) -> tuple[str, int, list[str], dict[str, str] | str]:
@@ -172,6 +165,8 @@ def _rows(layout: str, lines: list[str], start: int, delimiter: str) -> Iterator
 
 def _luhn_ok(values: list[str]) -> np.ndarray:
     """Luhn check of digit strings (all 19 or 20 long), vectorised."""
+    import numpy as np  # imported where used, so that commands start fast
+
     ok = np.zeros(len(values), dtype=bool)
     lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
     for length in (19, 20):
@@ -207,6 +202,8 @@ class _Checker:
 
 
 def _check_iccids(values: list[str], carrier: str | None, check: _Checker) -> None:
+    import numpy as np
+
     fast = [bool(_ICCID(v)) for v in values]
     candidates = [i for i, ok in enumerate(fast) if ok]
     luhn = _luhn_ok([values[i] for i in candidates])

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cache
 
-from phonenumbers.geodata import GEOCODE_DATA
 from sqlalchemy import Connection, select
 
 from hkops import audit, carriers
@@ -93,6 +92,8 @@ class Quote:
 @cache
 def _province_names() -> dict[str, str]:
     """Every accepted spelling of a province (English, Chinese full and short) to its English name."""
+    from phonenumbers.geodata import GEOCODE_DATA  # large: loaded only when a province is checked
+
     names: dict[str, str] = {}
     for prefix, text in GEOCODE_DATA.items():
         if prefix.startswith("861") and "en" in text:

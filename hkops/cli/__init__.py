@@ -8,44 +8,66 @@ from typing import Optional
 
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
+from typer.core import TyperGroup
 
 from hkops import audit as audit_module
-from hkops.cli import numbers as numbers_cli
-from hkops.cli import cards as cards_cli
-from hkops.cli import hlr as hlr_cli
-from hkops.cli import keys as keys_cli
-from hkops.cli import sims as sims_cli
-from hkops.cli import subscribers as subscribers_cli
-from hkops.cli import usage as usage_cli
-from hkops.cli import agents as agents_cli
-from hkops.cli import catalogue as catalogue_cli
-from hkops.cli import orders as orders_cli
-from hkops.cli import payments as payments_cli
-from hkops.cli import po as po_cli
-from hkops.cli import stock as stock_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
 try:
-    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import ClickException, UsageError
 except ImportError:
-    from click.exceptions import ClickException
+    from click.exceptions import ClickException, UsageError
 
-app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.",
+#: Sub-command groups: name -> module under hkops.cli holding its ``app``. A group's module (and
+#: what it imports) is loaded only when one of its commands runs, so that every command starts fast.
+LAZY_GROUPS = {
+    "numbers": "numbers",
+    "usage": "usage",
+    "hlr": "hlr",
+    "sims": "sims",
+    "cards": "cards",
+    "subscribers": "subscribers",
+    "keys": "keys",
+    "catalogue": "catalogue",
+    "po": "po",
+    "stock": "stock",
+    "agents": "agents",
+    "orders": "orders",
+    "payments": "payments",
+}
+
+
+class _LazyGroups(TyperGroup):
+    """The top-level ``hkops`` group: imports a sub-command group's module when it is asked for."""
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return names + [name for name in LAZY_GROUPS if name not in names]
+
+    def get_command(self, ctx, name):
+        if name in LAZY_GROUPS and name not in self.commands:
+            import importlib
+
+            group = typer.main.get_group(importlib.import_module(f"hkops.cli.{LAZY_GROUPS[name]}").app)
+            group.name = name
+            self.commands[name] = group
+        return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:  # suggest the groups not loaded yet too ("Did you mean 'numbers'?")
+            from difflib import get_close_matches
+
+            close = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if close and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, close))}?"
+            raise
+
+
+app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-app.add_typer(numbers_cli.app, name="numbers")
-app.add_typer(usage_cli.app, name="usage")
-app.add_typer(hlr_cli.app, name="hlr")
-app.add_typer(sims_cli.app, name="sims")
-app.add_typer(cards_cli.app, name="cards")
-app.add_typer(subscribers_cli.app, name="subscribers")
-app.add_typer(keys_cli.app, name="keys")
-app.add_typer(catalogue_cli.app, name="catalogue")
-app.add_typer(po_cli.app, name="po")
-app.add_typer(stock_cli.app, name="stock")
-app.add_typer(agents_cli.app, name="agents")
-app.add_typer(orders_cli.app, name="orders")
-app.add_typer(payments_cli.app, name="payments")
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
@@ -117,7 +139,7 @@ def serve(
     from hkops import demo as demo_module
     from hkops.config import DATA_DIR
     from hkops.numbers import service
-    from hkops.ui.serving import voila_command
+    from hkops.ui.serving import stop_processes, voila_command
 
     db = store()
     if service.stats(db)["blocks"] == 0:
@@ -129,20 +151,21 @@ def serve(
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops serve as Ctrl+C does
     hlr = _start_hlr(DATA_DIR / "hlr")
-    echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
-    sys.stdout.flush()
-    voila = subprocess.Popen(voila_command(port))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    voila = None
     try:
+        echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
+        sys.stdout.flush()
+        # its own session: Ctrl+C reaches serve alone, which stops Voilà, its kernels and the HLR
+        voila = subprocess.Popen(voila_command(port), start_new_session=True)
         voila.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for child in (voila, hlr):
-            if child is not None and child.poll() is None:
-                child.terminate()
-                child.wait(timeout=30)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_processes([voila, hlr])
 
 
 def _start_hlr(data_dir):

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Iterator
 
 import typer
-from tqdm import tqdm
 
 from hkops.audit import default_actor
 from hkops.store.engine import Store, get_store
@@ -56,8 +55,10 @@ def emit_json(data) -> None:
 
 
 @contextmanager
-def progress(total: int | None, unit: str, desc: str) -> Iterator[tqdm]:
+def progress(total: int | None, unit: str, desc: str) -> Iterator["tqdm"]:
     """A progress bar on stderr when it is a terminal (stdout stays clean for --json)."""
+    from tqdm import tqdm
+
     with tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, unit_scale=True, mininterval=0.3, disable=None) as bar:
         yield bar
 

@@ -39,11 +39,12 @@ Re-generating a day replaces its partition. Ids are ``day_number << 32 | sequenc
 (day_number = days since 1970-01-01), so they are unique across runs over different
 days. Repeated strings are dictionary-encoded; money is integer fen.
 
-Calibration (DOMAIN.md section 7): data per active card about 18.6 GiB per 30 days,
-outgoing voice about 100 minutes per 30 days, SMS small, 52% of cards on 5G, per-card
-activity lognormal (the top tenth of users carry about half the data), an evening
-peak and a pre-dawn trough, weekday/weekend rhythm, provincial differences. The
-figures are illustrative, loosely after MIIT's published statistics; the tariff
+Calibration (DOMAIN.md section 7): data per active card 17.82 GiB per 30 days and
+outgoing voice 101.2 minutes per 30 days (MIIT's national figures for April 2024), SMS
+small, 52% of cards on 5G, per-card activity lognormal (the top tenth of users carry
+about half the data), an evening peak and a pre-dawn trough, weekday/weekend rhythm,
+provincial data use after what MIIT publishes of it (``_PROVINCE_DOU_GB``: the sources
+and what is a placeholder are named there). The rhythms are illustrative; the tariff
 (``TARIFF``) is an illustrative pay-as-you-go rate card giving an ARPU near ¥50.
 """
 
@@ -83,10 +84,14 @@ US_PER_DAY = 24 * US_PER_HOUR
 SHANGHAI_OFFSET_US = 8 * US_PER_HOUR  # Asia/Shanghai has no daylight saving time
 
 # --- calibration ---------------------------------------------------------------------
-#: Data per active card per 30 days (GiB); MIIT DOU 18.15 (June 2024) .. 19.11 (Nov 2024).
-DOU_GIB = 18.6
-#: Outgoing voice minutes per card per 30 days (MIIT, Jan-May 2024).
-VOICE_MO_MINUTES = 100.0
+# Source of the national means and the provincial data figures: MIIT (工业和信息化部),
+# 《2024年1—4月份通信业经济运行情况》, published May 2024, unless a line says otherwise.
+#: Data per active card per 30 days (GiB): April 2024 DOU (户均移动互联网接入流量) 17.82 GB/户·月.
+DOU_GIB = 17.82
+#: Outgoing voice minutes per card per 30 days: 移动电话去话通话时长 7,089亿 minutes in January to
+#: April 2024, over 17.515亿 subscriptions on average (17.44亿 at the end of 2023, 17.59亿 at the end
+#: of April): 7089 / 4 / 17.515 = 101.2 minutes a month.
+VOICE_MO_MINUTES = 101.2
 #: Mean call length (s), lognormal sigma.
 CALL_MEAN_S, CALL_SIGMA = 120.0, 1.0
 #: Mean records per active card per day, by type (voice_mt follows voice_mo; data records are partial CDRs).
@@ -142,20 +147,31 @@ _WEEK = np.array([
 ])
 _WEEK = _WEEK / _WEEK.mean(axis=1, keepdims=True)
 
-#: Provincial factors (data, voice), illustrative: western provinces use more data per
-#: user, the eastern seaboard more voice. Normalised to mean 1 over the 31 provinces.
-_PROVINCES = {
-    "北京": (0.85, 1.20), "天津": (0.90, 1.05), "河北": (0.95, 1.00), "山西": (0.95, 0.95),
-    "内蒙古": (1.00, 0.95), "辽宁": (0.85, 1.00), "吉林": (0.85, 0.95), "黑龙江": (0.80, 0.95),
-    "上海": (0.85, 1.20), "江苏": (0.90, 1.10), "浙江": (0.95, 1.15), "安徽": (1.00, 1.00),
-    "福建": (1.00, 1.05), "江西": (1.05, 0.95), "山东": (0.95, 1.05), "河南": (0.95, 1.00),
-    "湖北": (1.00, 1.00), "湖南": (1.05, 1.00), "广东": (1.05, 1.15), "广西": (1.10, 0.95),
-    "海南": (1.05, 1.00), "重庆": (1.10, 1.00), "四川": (1.15, 0.95), "贵州": (1.15, 0.90),
-    "云南": (1.25, 0.90), "西藏": (1.35, 0.80), "陕西": (1.00, 1.00), "甘肃": (1.10, 0.90),
-    "青海": (1.20, 0.85), "宁夏": (1.10, 0.90), "新疆": (1.05, 0.90),
+#: Data per subscription per month (DOU, GB) by province, after MIIT. MIIT publishes the value of
+#: every province only as a chart (图: 各省户均移动互联网接入流量); its text names, and only these are
+#: sourced here:
+#: - April 2024 (national 17.82): 西藏、青海、宁夏、海南、新疆、云南、湖南、贵州 above 20 GB/户·月,
+#:   the highest less the lowest province 15.6 GB/户·月; 西藏 the highest (also in every monthly
+#:   report naming a top province: May 2020, June 2020, October 2021);
+#: - October 2021 (《2021年1—10月份通信业经济运行情况》): 黑龙江、上海、河北 the three lowest;
+#: - December 2023 (《2023年通信业统计公报》): DOU by region, west 19.91, central 19.54,
+#:   east 18.63 (19.91 − 1.28), northeast 14.86 (19.91 − 5.05) GB/户·月.
+#: Provinces the text does not name take their region's December 2023 figure; the seven named above
+#: 20 GB take 20.5, the three lowest 12.0 and 西藏 12.0 + 15.6. These placeholders keep the sourced
+#: ordering; they are not MIIT's provincial values, which the published text does not give.
+_PROVINCE_DOU_GB = {
+    # east (东部)
+    "北京": 18.63, "天津": 18.63, "河北": 12.0, "上海": 12.0, "江苏": 18.63, "浙江": 18.63, "福建": 18.63,
+    "山东": 18.63, "广东": 18.63, "海南": 20.5,
+    # central (中部)
+    "山西": 19.54, "安徽": 19.54, "江西": 19.54, "河南": 19.54, "湖北": 19.54, "湖南": 20.5,
+    # west (西部)
+    "内蒙古": 19.91, "广西": 19.91, "重庆": 19.91, "四川": 19.91, "贵州": 20.5, "云南": 20.5, "西藏": 27.6,
+    "陕西": 19.91, "甘肃": 19.91, "青海": 20.5, "宁夏": 20.5, "新疆": 20.5,
+    # northeast (东北)
+    "辽宁": 14.86, "吉林": 14.86, "黑龙江": 12.0,
 }
-_P_DATA = np.mean([v[0] for v in _PROVINCES.values()])
-_P_VOICE = np.mean([v[1] for v in _PROVINCES.values()])
+#: MIIT's text gives no provincial figure for voice minutes: every province makes the national mean.
 
 RECORD_SCHEMA = pa.schema([
     ("record_id", pa.int64()),
@@ -215,11 +231,36 @@ class UsageSummary:
         return out
 
 
-def _province_factors(province: str) -> tuple[float, float]:
-    for key, (d, v) in _PROVINCES.items():
+def _province_dou(province: str) -> float | None:
+    for key, dou in _PROVINCE_DOU_GB.items():
         if province.startswith(key):
-            return d / _P_DATA, v / _P_VOICE
-    return 1.0, 1.0
+            return dou
+    return None
+
+
+def _national_dou() -> float:
+    """The provinces' DOU weighted by their share of cards (``DEMO_WEIGHTS``), as MIIT's national
+    figure is the provinces' weighted by their subscriptions."""
+    weighted = [(DEMO_WEIGHTS[name], _province_dou(name)) for name in DEMO_WEIGHTS]
+    return sum(w * d for w, d in weighted) / sum(w for w, _ in weighted)
+
+
+def _province_factors(province: str) -> tuple[float, float]:
+    """(data, voice) of a province relative to the national mean."""
+    dou = _province_dou(province)
+    return (dou / _national_dou() if dou else 1.0), 1.0
+
+
+def _capped_lognormal_mean(sigma: float, cap: float) -> float:
+    """E[min(X, cap)] for X lognormal with mean 1: dividing by it keeps the capped multipliers
+    mean at 1 (the cap alone would take about 1% off the data use)."""
+    from math import erf, log, sqrt
+
+    def phi(x: float) -> float:
+        return (1 + erf(x / sqrt(2))) / 2
+
+    above = (log(cap) + sigma * sigma / 2) / sigma  # X > cap  <=>  Z > above
+    return phi(above - sigma) + cap * (1 - phi(above))
 
 
 def _stable_code(text: str) -> int:
@@ -293,9 +334,9 @@ def _population(frame: pd.DataFrame, rng: np.random.Generator) -> _Population:
     rho = ACTIVITY_CORRELATION
 
     def lognormal(kind: str) -> np.ndarray:
-        sigma = ACTIVITY_SIGMA[kind]
+        sigma, cap = ACTIVITY_SIGMA[kind], ACTIVITY_CAP[kind]
         z = rho * z_common + np.sqrt(1 - rho * rho) * rng.standard_normal(n)
-        return np.minimum(np.exp(sigma * z - sigma * sigma / 2), ACTIVITY_CAP[kind])
+        return np.minimum(np.exp(sigma * z - sigma * sigma / 2), cap) / _capped_lognormal_mean(sigma, cap)
 
     m_data, m_voice, m_sms = lognormal("data"), lognormal("voice"), lognormal("sms")
     pf = np.array([_province_factors(p) for p in prov_uniques]).reshape(-1, 2)

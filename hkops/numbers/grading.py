@@ -13,19 +13,21 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from hkops.config import DATA_DIR
+from hkops.config import DATA_DIR, shipped_path
 from hkops.errors import InvalidValue
 from hkops.money import yuan_to_fen
 
 DIGITS = 11
-_POWERS = 10 ** np.arange(DIGITS - 1, -1, -1, dtype=np.int64)
 
 
 def default_rules_path() -> Path:
-    """``HKOPS_GRADING_RULES`` or data/grading_rules.toml."""
-    return Path(os.environ.get("HKOPS_GRADING_RULES", DATA_DIR / "grading_rules.toml"))
+    """``HKOPS_GRADING_RULES``, else grading_rules.toml in the data folder when the operator keeps
+    one there, else the rules hkops ships (data/grading_rules.toml of the checkout)."""
+    configured = os.environ.get("HKOPS_GRADING_RULES")
+    if configured:
+        return Path(configured)
+    own = DATA_DIR / "grading_rules.toml"
+    return own if own.is_file() else shipped_path("data/grading_rules.toml")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class RuleSet:
 
     def grade(self, msisdns: np.ndarray) -> np.ndarray:
         """Index into ``rules`` of each number's grade (int64 array of msisdns in)."""
+        import numpy as np  # imported where used, so that commands start fast
+
         msisdns = np.asarray(msisdns, dtype=np.int64)
         tail = self.tail_digits
         if tail is not None and tail <= _TABLE_MAX_DIGITS:
@@ -77,7 +81,9 @@ class RuleSet:
         return self._grade_each(msisdns)
 
     def _grade_each(self, msisdns: np.ndarray) -> np.ndarray:
-        digits = (msisdns[:, None] // _POWERS) % 10
+        import numpy as np
+
+        digits = (msisdns[:, None] // 10 ** np.arange(DIGITS - 1, -1, -1, dtype=np.int64)) % 10
         result = np.full(len(msisdns), -1, dtype=np.int16)
         text: list[str] | None = None
         for index, rule in enumerate(self.rules):
@@ -103,6 +109,8 @@ class RuleSet:
         return result
 
     def grade_one(self, msisdn: str) -> GradeRule:
+        import numpy as np
+
         return self.rules[int(self.grade(np.array([int(msisdn)]))[0])]
 
 
@@ -112,6 +120,8 @@ _tables: dict[tuple[str, int], np.ndarray] = {}
 
 def _tail_table(rules: RuleSet, tail: int) -> np.ndarray:
     """Grade of every possible tail of ``tail`` digits, computed once per rule set."""
+    import numpy as np
+
     key = (rules.digest or str(id(rules)), tail)
     if key not in _tables:
         _tables[key] = rules._grade_each(np.arange(10**tail, dtype=np.int64))
@@ -119,6 +129,8 @@ def _tail_table(rules: RuleSet, tail: int) -> np.ndarray:
 
 
 def _tail_matches(digits: np.ndarray, pattern: str) -> np.ndarray:
+    import numpy as np
+
     tail = digits[:, DIGITS - len(pattern):]
     first_position: dict[str, int] = {}
     hit = np.ones(len(digits), dtype=bool)
@@ -133,6 +145,8 @@ def _tail_matches(digits: np.ndarray, pattern: str) -> np.ndarray:
 
 
 def _sequence_matches(digits: np.ndarray, length: int) -> np.ndarray:
+    import numpy as np
+
     steps = np.diff(digits[:, DIGITS - length:], axis=1)
     return (steps == 1).all(axis=1) | (steps == -1).all(axis=1)
 

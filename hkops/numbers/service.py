@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, update
 
 from hkops import audit, carriers, settings
@@ -62,6 +61,8 @@ def add_blocks(
     With ``empty`` only the blocks are registered; their numbers come later by import.
     All prefixes are checked before anything is written: a bad one refuses them all.
     """
+    import numpy as np
+
     if not prefixes:
         raise InvalidValue("block", "", "give at least one 7-digit block prefix")
     with unit_of_work(db) as conn:
@@ -128,6 +129,8 @@ def add_blocks(
 
 def _insert_numbers(conn: Connection, msisdns: np.ndarray, state: NumberState, rules: RuleSet) -> None:
     """Grade and insert numbers in bulk (the fast path behind blocks and imports)."""
+    import numpy as np
+
     grade_index = rules.grade(msisdns)
     names = np.array([r.grade for r in rules.rules], dtype=object)[grade_index]
     levels = np.array([r.level for r in rules.rules])[grade_index]
@@ -139,6 +142,8 @@ def _insert_numbers(conn: Connection, msisdns: np.ndarray, state: NumberState, r
 
 def reverse_digits(msisdns: np.ndarray) -> np.ndarray:
     """The 11 digits of each number read backwards, as an integer (for tail searches)."""
+    import numpy as np
+
     values = np.asarray(msisdns, dtype=np.int64).copy()
     result = np.zeros_like(values)
     for _ in range(11):
@@ -169,6 +174,8 @@ def import_numbers(
     progress: Progress | None = None,
 ) -> int:
     """Import numbers from a file into their (existing) blocks; all lines or none."""
+    import numpy as np
+
     entries = read_number_file(path)
     if not entries:
         raise InvalidValue("file", str(path), "holds no numbers")
@@ -273,6 +280,8 @@ def regrade(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Grade every number again with ``rules``; returns how many changed per new grade."""
+    import numpy as np
+
     rules = rules or load_rules()
     changed: dict[str, int] = {}
     with unit_of_work(db) as conn:

@@ -19,20 +19,22 @@ import os
 import sys
 from pathlib import Path
 
-#: notebooks/consoles of the source tree (hkops is installed editable from it).
-CONSOLES_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "consoles"
+from hkops.config import shipped_path
+
+#: The consoles' notebooks: notebooks/consoles of the checkout, or the installed package's copy.
+CONSOLES_DIR = shipped_path("notebooks/consoles")
 CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
 CONFIG_FILE = CONFIG_DIR / "voila.json"
 
 
-def voila_config() -> dict:
+def voila_config(path: str | Path = CONFIG_FILE) -> dict:
     """The Voilà configuration the consoles are served with."""
-    return json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def preheated_notebooks() -> dict[str, int]:
+def preheated_notebooks(config_file: str | Path = CONFIG_FILE) -> dict[str, int]:
     """Notebook (relative to the served folder) -> kernels kept warm for it."""
-    pools = voila_config().get("VoilaKernelManager", {}).get("kernel_pools_config", {})
+    pools = voila_config(config_file).get("VoilaKernelManager", {}).get("kernel_pools_config", {})
     return {name: spec.get("pool_size", 0) for name, spec in pools.items() if name != "default"}
 
 
@@ -43,8 +45,10 @@ def plotly_bundle_dir() -> Path:
     return Path(find_spec("plotly").origin).parent / "package_data"
 
 
-def voila_command(port: int, *, root: str | Path | None = None, ip: str | None = None) -> list[str]:
-    """The argv that serves the consoles (``root``, default notebooks/consoles) on ``port``.
+def voila_command(port: int, *, root: str | Path | None = None, ip: str | None = None,
+                  config_dir: str | Path | None = None) -> list[str]:
+    """The argv that serves the consoles (``root``, default notebooks/consoles) on ``port``
+    (``config_dir``: a folder with another voila.json, for benchmarks).
 
     The database is the one ``HKOPS_DATABASE_URL`` names when the command starts: kernels
     inherit Voilà's environment.
@@ -53,7 +57,7 @@ def voila_command(port: int, *, root: str | Path | None = None, ip: str | None =
         sys.executable, "-m", "voila", str(Path(root) if root else CONSOLES_DIR),
         f"--port={int(port)}",
         "--no-browser",
-        f"--Voila.config_file_paths={CONFIG_DIR}",
+        f"--Voila.config_file_paths={config_dir or CONFIG_DIR}",
         # plotly's widget code, fetched once per page by the consoles' charts (hkops.ui.charts)
         f"--VoilaConfiguration.extra_labextensions_path={plotly_bundle_dir()}",
     ]
@@ -86,6 +90,41 @@ def show(console) -> None:
     display(console)
 
 
+#: Seconds the processes ``hkops serve`` started get to stop on their own before they are killed.
+STOP_GRACE_S = 10.0
+
+
+def stop_processes(processes, grace: float = STOP_GRACE_S) -> None:
+    """End ``processes`` (Popen objects; None is skipped) and every process they started.
+
+    Each gets SIGTERM, so that Voilà shuts its kernels down and the HLR simulator closes its
+    journal; whatever of them or their descendants (Voilà's kernels run in sessions of their
+    own, out of reach of a process-group signal) still runs after ``grace`` seconds is killed.
+    """
+    import psutil
+
+    started = [process for process in processes if process is not None]
+    family = []
+    for process in started:
+        try:
+            parent = psutil.Process(process.pid)
+            family += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for straggler in alive:
+        try:
+            straggler.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for process in started:
+        process.poll()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     import socket
@@ -98,12 +137,13 @@ def free_port() -> int:
 class VoilaServer:
     """Voilà serving the consoles in a subprocess, as ``hkops serve`` runs it (for tests and benchmarks).
 
-    Use as a context manager; the process group is terminated on exit.
+    Use as a context manager; Voilà and its kernels are stopped on exit.
     """
 
     def __init__(self, database_url: str, *, root: str | Path | None = None, port: int | None = None,
-                 log_path: str | Path | None = None):
+                 log_path: str | Path | None = None, config_dir: str | Path | None = None):
         self.database_url = database_url
+        self.config_dir = config_dir
         self.root = Path(root) if root else CONSOLES_DIR
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -126,7 +166,7 @@ class VoilaServer:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="hkops-voila-", suffix=".log")[1])
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(voila_command(self.port, root=self.root), env=env, stdout=self._log,
+        self.process = subprocess.Popen(voila_command(self.port, root=self.root, config_dir=self.config_dir), env=env, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -148,7 +188,8 @@ class VoilaServer:
         """Wait until every preheated notebook's kernel pool has been started."""
         import time
 
-        wanted = [name for name, size in preheated_notebooks().items() if size and (self.root / name).exists()]
+        pools = preheated_notebooks(Path(self.config_dir) / "voila.json" if self.config_dir else CONFIG_FILE)
+        wanted = [name for name, size in pools.items() if size and (self.root / name).exists()]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log()
@@ -163,19 +204,8 @@ class VoilaServer:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def stop(self) -> None:
-        import signal
-        import subprocess
-
         if self.process and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(timeout=5)
+            stop_processes([self.process], grace=15)
         if self._log:
             self._log.close()
             self._log = None
