@@ -23,6 +23,7 @@ from hkops.cli import orders as orders_cli
 from hkops.cli import payments as payments_cli
 from hkops.cli import po as po_cli
 from hkops.cli import stock as stock_cli
+from hkops.cli import check as check_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
@@ -46,6 +47,7 @@ app.add_typer(stock_cli.app, name="stock")
 app.add_typer(agents_cli.app, name="agents")
 app.add_typer(orders_cli.app, name="orders")
 app.add_typer(payments_cli.app, name="payments")
+app.command("check")(check_cli.check)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
@@ -85,19 +87,20 @@ def demo(
     per_province: int = typer.Option(2, "--blocks-per-province", min=1, max=20),
     fresh: bool = typer.Option(False, "--fresh", help="Empty the database first (deletes all its data)."),
     orders: int = typer.Option(3_000, "--orders", min=0, max=100_000, help="Sales orders to place."),
+    cards: int = typer.Option(3_000, "--cards", min=0, max=100_000, help="SIM cards sold before hkops took orders."),
 ):
-    """Build the reproducible demo world into the configured database."""
+    """Build the reproducible demo world into the configured database (its HLR registry in
+    the database's own folder, see ``hkops.network.registry.folder_for``)."""
     from hkops import demo as demo_module
-
-    from hkops.config import DATA_DIR
+    from hkops.network.registry import folder_for
 
     db = store()
     if fresh:
-        demo_module.empty(db, DATA_DIR / "hlr")
+        demo_module.empty(db, folder_for(db))
     with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "demo numbers") as bar, \
             progress(orders, "orders", "demo orders") as order_bar:
         summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update, orders=orders,
-                                    hlr_dir=DATA_DIR / "hlr", order_progress=order_bar.update)
+                                    cards=cards, hlr_dir=folder_for(db), order_progress=order_bar.update)
     echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
     echo(f"{sum(summary.orders_by_state.values())} orders: "
@@ -115,7 +118,7 @@ def serve(
     import subprocess
 
     from hkops import demo as demo_module
-    from hkops.config import DATA_DIR
+    from hkops.network.registry import folder_for
     from hkops.numbers import service
     from hkops.ui.serving import voila_command
 
@@ -124,12 +127,12 @@ def serve(
         echo("empty database: building the demo world first")
         with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "demo numbers") as bar, \
                 progress(3_000, "orders", "demo orders") as order_bar:
-            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=DATA_DIR / "hlr",
+            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=folder_for(db),
                               order_progress=order_bar.update)
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
-    hlr = _start_hlr(DATA_DIR / "hlr")
+    hlr = _start_hlr(folder_for(db))
     echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")
     sys.stdout.flush()
     voila = subprocess.Popen(voila_command(port))
