@@ -344,3 +344,21 @@ def test_a_demo_into_a_database_that_holds_numbers_is_refused_and_changes_nothin
     with world.read() as conn:
         assert conn.execute(select(func.count()).select_from(numbers)).scalar() == before
     assert world.hlr_dir.is_dir()
+
+
+def test_check_runs_on_both_databases(db, tmp_path, monkeypatch):
+    """The same checks (grouped queries, CTEs, IS DISTINCT FROM, EXISTS) on SQLite and PostgreSQL."""
+    monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    demo.build(db, per_province=1, cards=40, orders=30, hlr_dir=tmp_path / "hlr")
+    network = ProvisioningClient(InProcessTransport(Simulator(tmp_path / "hlr")))
+    report = check.run(db, network=network)
+    assert report.violations == [] and len(report.checked) == len(check.CHECKS)
+    with db.write() as conn:
+        injected = [inject(conn) for inject in (_number_in_service_without_sim, _two_sims, _location_drift,
+                                                _sixth_number, _underpaid, _ledger_broken)]
+    found = check.run(db, network=network).violations
+    for kind, ids in injected:
+        assert any(v.kind == kind and all(v.as_dict().get(k) == value for k, value in ids.items()) for v in found), kind
+    report = check.run(db, network=network, fix=True, actor="tester")
+    assert "card_location_differs_from_ledger" in {v.kind for v in report.fixed}
+    assert {v.kind for v in report.violations} >= {"number_without_sim", "number_with_several_sims"}
