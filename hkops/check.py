@@ -12,9 +12,10 @@ listing it in :data:`CHECKS`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import Connection, String, and_, cast, exists, func, literal, or_, select, union, union_all
 
@@ -412,9 +413,23 @@ CHECKS: list[Check] = [
 ]
 
 
+@contextmanager
+def _snapshot(db: Store) -> Iterator[Connection]:
+    """One read transaction that sees one moment for every check (REPEATABLE READ on
+    PostgreSQL; a SQLite read transaction is a snapshot already)."""
+    if db.is_sqlite:
+        with db.read() as conn:
+            yield conn
+        return
+    with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with conn.begin() as tx:
+            yield conn
+            tx.rollback()
+
+
 def _find(db: Store, checks: list[Check], context: Context) -> tuple[list[Violation], list[str], dict[str, str]]:
     found, checked, not_checked = [], [], {}
-    with db.read() as conn:
+    with _snapshot(db) as conn:
         for check in checks:
             if check.needs_hlr and context.network is None:
                 not_checked[check.name] = "not checked: no HLR answers and no registry folder was given"

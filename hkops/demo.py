@@ -105,6 +105,10 @@ def build(
             raise Conflict("the database already holds number blocks; the demo needs an empty database "
                            "(hkops demo --fresh empties it first)")
     simulator = Simulator(hlr_dir)
+    if simulator.registry.subscribers:
+        simulator.close()
+        raise Conflict(f"the HLR registry in {hlr_dir} already holds {len(simulator.registry.subscribers)} "
+                       "subscriber(s); the demo needs an empty one (hkops demo --fresh clears the database's own)")
     try:
         prefixes = choose_blocks(seed, per_province)
         with store.write() as conn:
@@ -194,7 +198,8 @@ def _spread_states(conn, rng: random.Random) -> None:
     ended = cut["quarantined"] + cut["recyclable"]
     cool_off = {m: now + timedelta(days=90 - rng.randrange(1, 80)) for m in cut["quarantined"]}
     cool_off |= {m: now - timedelta(days=1) for m in cut["recyclable"]}
-    move(ended, S.AVAILABLE, S.ASSIGNED, "allocate", "sold before hkops", per_number={m: {"holder": holders[m]} for m in ended})
+    move(ended, S.AVAILABLE, S.ASSIGNED, "allocate", "sold before hkops",
+         per_number={m: {"holder": holders[m]} for m in ended})
     move(ended, S.ASSIGNED, S.QUARANTINED, "terminate", "customer closed the account before hkops",
          values={"holder": None},
          per_number={m: {"last_holder": holders[m], "quarantine_until": cool_off[m]} for m in ended})

@@ -16,6 +16,7 @@ from hkops.audit import audit_log
 from hkops.cards import service as cards
 from hkops.cards.tables import provisioning_outbox, sims
 from hkops.cli import main
+from hkops.errors import Conflict
 from hkops.network import InProcessTransport, ProvisioningClient, Simulator, connect
 from hkops.network import rmv_sub
 from hkops.network.registry import folder_for
@@ -362,3 +363,13 @@ def test_check_runs_on_both_databases(db, tmp_path, monkeypatch):
     report = check.run(db, network=network, fix=True, actor="tester")
     assert "card_location_differs_from_ledger" in {v.kind for v in report.fixed}
     assert {v.kind for v in report.violations} >= {"number_without_sim", "number_with_several_sims"}
+
+
+def test_a_demo_refuses_a_registry_that_already_holds_subscribers(world, tmp_path):
+    empty_db = Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(Conflict, match="already holds"):
+        demo.build(empty_db, per_province=1, cards=10, orders=0, hlr_dir=world.hlr_dir)
+    with empty_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(numbers)).scalar() == 0
+    empty_db.dispose()
+    assert world.hlr_dir.is_dir()  # someone else's registry is never removed
