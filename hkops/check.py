@@ -24,6 +24,7 @@ from hkops.cards.tables import sim_batches, sims
 from hkops.numbers.tables import numbers
 from hkops.orders.model import OPEN
 from hkops.orders.tables import orders
+from hkops.stock.model import VIRTUAL
 from hkops.stock.tables import stock_locations, stock_moves
 from hkops.store.engine import Store
 from hkops.subscribers.tables import subscriber_numbers, subscribers
@@ -225,7 +226,8 @@ def stock_places(conn: Connection, context: Context) -> list[Violation]:
                            .order_by(stock_moves.c.iccid)).scalars().all()
     found += [Violation("ledger_card_unknown", f"the ledger moves SIM {i}, which is not in the inventory",
                         {"iccid": i}) for i in unknown]
-    virtual = select(stock_locations.c.code).where(stock_locations.c.kind == "virtual")
+    virtual = union(select(stock_locations.c.code).where(stock_locations.c.kind == "virtual"),
+                    *(select(literal(code)) for code in sorted(VIRTUAL)))
     moves = union_all(select(stock_moves.c.iccid, stock_moves.c.to_location.label("location"), literal(1).label("d")),
                       select(stock_moves.c.iccid, stock_moves.c.from_location, literal(-1))).subquery()
     balance = (select(moves.c.iccid, moves.c.location, func.sum(moves.c.d).label("n"))
