@@ -18,7 +18,7 @@ from hkops.cards.tables import provisioning_outbox, sims
 from hkops.cli import main
 from hkops.errors import Conflict
 from hkops.network import InProcessTransport, ProvisioningClient, Simulator, connect
-from hkops.network import rmv_sub
+from hkops.network import BarringReason, add_sub, mod_odb, rmv_sub
 from hkops.network.registry import folder_for
 from hkops.network.simulator import BackgroundServer
 from hkops.numbers.tables import numbers
@@ -200,6 +200,20 @@ def test_check_finds_a_number_the_hlr_lost(world, capsys):
     assert status == 1
     assert [(v["kind"], v["msisdn"], v["iccid"]) for v in report["violations"]] == \
         [("hlr_missing", str(card.msisdn), card.iccid)]
+
+
+def test_check_finds_the_hlr_barring_a_number_in_service_and_serving_one_nobody_has(world, capsys):
+    with world.read() as conn:
+        card = _active_card(conn)
+        free = conn.execute(select(numbers.c.msisdn).where(numbers.c.state == "available").limit(1)).scalar()
+    with Simulator(world.hlr_dir) as simulator:
+        ProvisioningClient(InProcessTransport(simulator)).run_many([
+            mod_odb(str(card.msisdn), True, BarringReason.FRAUD),
+            add_sub(str(free), "460009999999999", "0" * 32, "1" * 32)])
+    status, report = run_check(capsys, "--registry", str(world.hlr_dir))
+    assert status == 1
+    assert sorted((v["kind"], v["msisdn"]) for v in report["violations"]) == \
+        [("hlr_barring_differs", str(card.msisdn)), ("hlr_unexpected", str(free))]
 
 
 def test_fix_repairs_a_drifted_location_through_the_stock_ledger_audited(world, capsys):
