@@ -1,5 +1,6 @@
 """A reproducible demo world: real number blocks of the three main carriers, graded
-numbers in every lifecycle state, built from a seed.
+numbers in every lifecycle state, built from a seed. Numbers in service come only from
+sales with cards and subscribers, so ``hkops check`` finds nothing to report.
 
 Demo holders are made-up customer and agent ids (C000123, AG-GD-01); later parts of
 hkops (cards, orders, agents) grow this world further.
@@ -83,7 +84,7 @@ def build(
     seed: int = 7,
     per_province: int = 2,
     progress: Callable[[int], None] | None = None,
-    cards: int = 1_000,
+    cards: int = 3_000,
     orders: int = 3_000,
     hlr_dir: str | Path | None = None,
     order_progress: Callable[[int], None] | None = None,
@@ -103,23 +104,35 @@ def build(
         if conn.execute(select(number_blocks.c.prefix).limit(1)).first():
             raise Conflict("the database already holds number blocks; the demo needs an empty database "
                            "(hkops demo --fresh empties it first)")
-    prefixes = choose_blocks(seed, per_province)
-    with store.write() as conn:
-        carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
-        numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
-        _spread_states(conn, random.Random(seed), prefixes)
-    from hkops import demo_distribution
+    simulator = Simulator(hlr_dir)
+    if simulator.registry.subscribers:
+        simulator.close()
+        raise Conflict(f"the HLR registry in {hlr_dir} already holds {len(simulator.registry.subscribers)} "
+                       "subscriber(s); the demo needs an empty one (hkops demo --fresh clears the database's own)")
+    try:
+        prefixes = choose_blocks(seed, per_province)
+        with store.write() as conn:
+            carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
+            numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
+            _spread_states(conn, random.Random(seed))
+        from hkops import demo_distribution
 
-    orders_by_state: dict[str, int] = {}
-    hlr = ProvisioningClient(InProcessTransport(Simulator(hlr_dir)))
-    with store.read() as conn:
-        audited_before = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
-    stocked = demo_distribution.stock_up(store, random.Random(seed), extra_mobile_cards=cards + cards // 10)
-    if cards:
-        _sell_cards(store, random.Random(seed), stocked[:cards], hlr)
-    demo_distribution.backdate_stock(store, audited_before)
-    if orders:
-        orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr, progress=order_progress)
+        orders_by_state: dict[str, int] = {}
+        hlr = ProvisioningClient(InProcessTransport(simulator))
+        with store.read() as conn:
+            audited_before = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
+        stocked = demo_distribution.stock_up(store, random.Random(seed), extra_mobile_cards=cards + cards // 10)
+        if cards:
+            _sell_cards(store, random.Random(seed), stocked[:cards], hlr)
+        demo_distribution.backdate_stock(store, audited_before)
+        if orders:
+            orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr,
+                                                            progress=order_progress)
+    except BaseException:
+        simulator.close()
+        empty(store, hlr_dir)  # a demo that fails leaves nothing half-built
+        raise
+    simulator.close()
     stats = numbers_service.stats(store)
     return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
 
@@ -162,31 +175,29 @@ def _sell_cards(store: Store, rng: random.Random, iccids: list[str], hlr: Provis
             cards_service.report_loss(store, iccid, actor=ACTOR, network=hlr)
 
 
-def _spread_states(conn, rng: random.Random, prefixes: list[str]) -> None:
-    """Walk a share of numbers through the lifecycle so every state has residents."""
+def _spread_states(conn, rng: random.Random) -> None:
+    """Walk a share of numbers through the states a number reaches without a card:
+    reserved (some past their time), blocked, and quarantined (a sale ended before hkops;
+    some already past their cool-off). Numbers in service come only from sales with cards."""
     now = utc_now()
     all_numbers = sorted(conn.execute(select(numbers.c.msisdn)).scalars())
     rng.shuffle(all_numbers)
     regions = {b.prefix: b.province_zh for b in conn.execute(select(number_blocks))}
-    total = len(all_numbers)
-    cut = iter_cuts(all_numbers, {"active": 0.10, "assigned": 0.04, "suspended": 0.01, "quarantined": 0.015,
-                                  "recyclable": 0.005, "reserved": 0.01, "expired": 0.003, "blocked": 0.004,
-                                  "planned": 0.0})
-    holders = {m: _holder(rng, regions[m // 10_000], i) for i, m in enumerate(all_numbers[: total // 5])}
+    cut = iter_cuts(all_numbers, {"quarantined": 0.015, "recyclable": 0.005, "reserved": 0.01, "expired": 0.003,
+                                  "blocked": 0.004})
+    held = cut["quarantined"] + cut["recyclable"] + cut["reserved"] + cut["expired"]
+    holders = {m: _holder(rng, regions[m // 10_000], i) for i, m in enumerate(held)}
 
     def move(group, from_state, to_state, action, reason, values=None, per_number=None):
         numbers_service.move_many(conn, group, from_state, to_state, action, actor=ACTOR, reason=reason,
                                   values=values, per_number=per_number, now=now)
 
-    in_use = cut["active"] + cut["suspended"] + cut["quarantined"] + cut["recyclable"]
-    sold = cut["assigned"] + in_use
-    move(sold, S.AVAILABLE, S.ASSIGNED, "allocate", "demo sale", per_number={m: {"holder": holders[m]} for m in sold})
-    move(in_use, S.ASSIGNED, S.ACTIVE, "activate", "SIM activated")
-    move(cut["suspended"], S.ACTIVE, S.SUSPENDED, "suspend", "arrears")
     ended = cut["quarantined"] + cut["recyclable"]
     cool_off = {m: now + timedelta(days=90 - rng.randrange(1, 80)) for m in cut["quarantined"]}
     cool_off |= {m: now - timedelta(days=1) for m in cut["recyclable"]}
-    move(ended, S.ACTIVE, S.QUARANTINED, "terminate", "customer closed the account",
+    move(ended, S.AVAILABLE, S.ASSIGNED, "allocate", "sold before hkops",
+         per_number={m: {"holder": holders[m]} for m in ended})
+    move(ended, S.ASSIGNED, S.QUARANTINED, "terminate", "customer closed the account before hkops",
          values={"holder": None},
          per_number={m: {"last_holder": holders[m], "quarantine_until": cool_off[m]} for m in ended})
     waiting = cut["reserved"] + cut["expired"]

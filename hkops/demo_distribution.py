@@ -62,9 +62,10 @@ SHIP_TO = ["北京", "上海", "广东", "江苏", "浙江", "四川", "湖北",
 COURIERS = ["SF", "JD", "EMS", "ZTO", "YTO"]
 
 #: Target shares of orders by the state they end in, and how many days ago such orders
-#: were placed (older orders got further).
+#: were placed (older orders got further; approved orders are not paid yet, so they are
+#: less than a day old, as unpaid orders do not last longer).
 ENDS = [
-    ("draft", 0.02, (0, 3)), ("rejected", 0.02, (0, 60)), ("approved", 0.05, (0, 4)),
+    ("draft", 0.02, (0, 3)), ("rejected", 0.02, (0, 60)), ("approved", 0.05, (0, 0.9)),
     ("allocated", 0.07, (0, 5)), ("shipped", 0.07, (1, 8)), ("delivered", 0.06, (2, 15)),
     ("activated", 0.12, (3, 40)), ("first_topup", 0.12, (5, 60)), ("completed", 0.37, (10, DAYS)),
     ("cancelled", 0.07, (0, DAYS)), ("returned", 0.03, (15, DAYS)),

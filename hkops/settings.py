@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Column, Connection, String, Table, Text, select
 
 from hkops.errors import InvalidValue
@@ -19,6 +21,8 @@ DEFAULTS: dict[str, str] = {
     "quarantine_days": "90",
     "reservation_ttl": "30m",
     "grading_rules_digest": "",
+    # The name of this database's own HLR registry folder (hkops.network.registry.folder_for).
+    "hlr_registry": "",
 }
 
 
@@ -39,6 +43,8 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
     before = get(conn, key)
     if key == "quarantine_days" and (not str(value).isdigit() or int(value) > 3650):
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
+    if key == "hlr_registry" and not re.fullmatch(r"[0-9a-z][0-9a-z-]{0,31}", str(value)):
+        raise InvalidValue("hlr_registry", value, "must be 1 to 32 lower-case letters, digits or dashes")
     if key == "reservation_ttl":
         from hkops.timeutil import parse_duration
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select
 
-from hkops import carriers
+from hkops import carriers, check
 from hkops.audit import audit_log
 from hkops.cards import service as cards
 from hkops.cards.batches import import_sim_file
@@ -63,6 +63,9 @@ class CardLifecycle(RuleBasedStateMachine):
 
     def teardown(self):
         if hasattr(self, "store"):
+            self.check_hlr_equals_inventory()
+            report = check.run(self.store, network=self.client)  # hkops check: the whole world agrees
+            assert report.clean, report.violations[:5]
             self.store.dispose()
             self.folder.cleanup()
             if self.saved_key_file is None:

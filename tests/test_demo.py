@@ -67,6 +67,19 @@ def test_demo_stock_agrees_with_its_ledger_and_the_hlr_with_inventory(world):
     assert cards.reconcile(world, network, actor="tester") == []
 
 
+def test_the_demo_world_passes_hkops_check_and_sells_every_number_in_service_with_a_card(world):
+    from hkops import check
+    from hkops.numbers.tables import numbers
+
+    network = ProvisioningClient(InProcessTransport(Simulator(world.hlr_dir)))
+    report = check.run(world, network=network)
+    assert report.violations == [] and report.not_checked == {}
+    with world.read() as conn:
+        in_service = conn.execute(select(func.count()).where(numbers.c.state.in_(["active", "suspended"]))).scalar()
+        live = conn.execute(select(func.count()).where(sims.c.state.in_(["active", "suspended", "lost"]))).scalar()
+    assert in_service == live > 200
+
+
 def test_demo_payments_reconcile_except_the_unpaid_approved_orders(world):
     report = payments.reconcile(world)
     assert report.overpaid == [] and report.underpaid == []

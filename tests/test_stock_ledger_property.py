@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select
 
-from hkops import carriers
+from hkops import carriers, check
 from hkops.cards.tables import sims
 from hkops.catalogue.service import add_product
 from hkops.errors import Conflict, InvalidValues
@@ -53,6 +53,8 @@ class StockLedger(RuleBasedStateMachine):
 
     def teardown(self):
         if hasattr(self, "store"):
+            report = check.run(self.store)  # hkops check finds the whole world consistent
+            assert report.clean, report.violations[:5]
             self.store.dispose()
             self.folder.cleanup()
             if self.saved_key_file is None:

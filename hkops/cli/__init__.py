@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.core import TyperGroup
 
 from hkops import audit as audit_module
+from hkops.cli import check as check_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
@@ -68,6 +69,7 @@ class _LazyGroups(TyperGroup):
 
 app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.command("check")(check_cli.check)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
@@ -107,19 +109,20 @@ def demo(
     per_province: int = typer.Option(2, "--blocks-per-province", min=1, max=20),
     fresh: bool = typer.Option(False, "--fresh", help="Empty the database first (deletes all its data)."),
     orders: int = typer.Option(3_000, "--orders", min=0, max=100_000, help="Sales orders to place."),
+    cards: int = typer.Option(3_000, "--cards", min=0, max=100_000, help="SIM cards sold before hkops took orders."),
 ):
-    """Build the reproducible demo world into the configured database."""
+    """Build the reproducible demo world into the configured database (its HLR registry in
+    the database's own folder, see ``hkops.network.registry.folder_for``)."""
     from hkops import demo as demo_module
-
-    from hkops.config import DATA_DIR
+    from hkops.network.registry import folder_for
 
     db = store()
     if fresh:
-        demo_module.empty(db, DATA_DIR / "hlr")
+        demo_module.empty(db, folder_for(db))
     with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "demo numbers") as bar, \
             progress(orders, "orders", "demo orders") as order_bar:
         summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update, orders=orders,
-                                    hlr_dir=DATA_DIR / "hlr", order_progress=order_bar.update)
+                                    cards=cards, hlr_dir=folder_for(db), order_progress=order_bar.update)
     echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
     echo(f"{sum(summary.orders_by_state.values())} orders: "
@@ -137,7 +140,7 @@ def serve(
     import subprocess
 
     from hkops import demo as demo_module
-    from hkops.config import DATA_DIR
+    from hkops.network.registry import folder_for
     from hkops.numbers import service
     from hkops.ui.serving import stop_processes, voila_command
 
@@ -146,13 +149,13 @@ def serve(
         echo("empty database: building the demo world first")
         with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "demo numbers") as bar, \
                 progress(3_000, "orders", "demo orders") as order_bar:
-            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=DATA_DIR / "hlr",
+            demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=folder_for(db),
                               order_progress=order_bar.update)
     changed = service.regrade_if_rules_changed(db, actor=actor())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops serve as Ctrl+C does
-    hlr = _start_hlr(DATA_DIR / "hlr")
+    hlr = _start_hlr(folder_for(db))
     voila = None
     try:
         echo(f"consoles at http://localhost:{port}/voila/render/index.ipynb  (Ctrl+C stops)")

@@ -345,3 +345,29 @@ class Registry:
             os.close(dir_fd)
         self._journal = _open_private(self.data_dir / JOURNAL, "w")  # truncates: all of it is in the snapshot
         self._journal_lines = 0
+
+
+def folder_for(db) -> Path:
+    """The HLR registry folder that belongs to the database of store ``db``:
+    ``<data dir>/hlr/<id>``, the id made on first use and kept in the database's settings
+    (``hlr_registry``), so two databases never share a registry and a new database starts
+    with an empty one. The demo, ``hkops serve``'s simulator and ``hkops hlr serve`` use it."""
+    import secrets
+
+    from sqlalchemy.exc import IntegrityError
+
+    from hkops import config, settings
+
+    with db.read() as conn:
+        name = settings.get(conn, "hlr_registry")
+    if not name:
+        try:
+            with db.write() as conn:
+                name = settings.get(conn, "hlr_registry")
+                if not name:
+                    name = secrets.token_hex(6)
+                    settings.set_value(conn, "hlr_registry", name)
+        except IntegrityError:  # another process named it first
+            with db.read() as conn:
+                name = settings.get(conn, "hlr_registry")
+    return Path(config.DATA_DIR) / "hlr" / name

@@ -760,3 +760,26 @@ def low_stock(db: Store | Connection, *, days: int = 30, today: date | None = No
         if suggested > 0:
             alerts.append(Alert(row.location, row.product, have, row.minimum, recent, suggested))
     return alerts
+
+
+def restore_locations(db: Store | Connection, iccids: list[str], *, actor: str, reason: str) -> int:
+    """Put ``sims.location`` of these cards back where the ledger's last move took them
+    (``hkops check --fix``: the ledger is the record, the location column follows it).
+    Cards with no ledger row are left alone. Audited per card; returns how many moved."""
+    now = utc_now()
+    with unit_of_work(db) as conn:
+        drifted = []
+        for chunk in _chunks(sorted(set(iccids))):
+            last = (select(stock_moves.c.iccid, func.max(stock_moves.c.id).label("id"))
+                    .where(stock_moves.c.iccid.in_(chunk)).group_by(stock_moves.c.iccid).subquery())
+            drifted += conn.execute(
+                select(sims.c.iccid, sims.c.location, stock_moves.c.to_location)
+                .join(last, last.c.iccid == sims.c.iccid).join(stock_moves, stock_moves.c.id == last.c.id)
+                .where(sims.c.location.is_distinct_from(stock_moves.c.to_location))).all()
+        if not drifted:
+            return 0
+        conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(location=bindparam("l"), changed_at=now),
+                     [{"i": r.iccid, "l": r.to_location} for r in drifted])
+        audit.record(conn, actor, [Event("sim", r.iccid, "relocate", r.location, r.to_location, reason)
+                                   for r in drifted], now)
+    return len(drifted)
