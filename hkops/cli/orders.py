@@ -250,6 +250,36 @@ def show(number: str, as_json: bool = Json):
              f"{item['from_state'] or '-'} -> {item['to_state'] or '-'}  {item['reason'] or ''}")
 
 
+@app.command()
+def expire(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="ISO date-time to expire as of (Asia/Shanghai unless "
+                                                            "it names a zone; default: now)."),
+    as_json: bool = Json,
+):
+    """Expire approved orders left unpaid longer than the setting order_payment_ttl (default 24h):
+    their numbers go back to the pool."""
+    from datetime import datetime
+
+    from hkops.errors import InvalidValue
+    from hkops.orders import service
+    from hkops.timeutil import SHANGHAI
+
+    now = None
+    if as_of:
+        try:
+            now = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise InvalidValue("as-of", as_of, "must be an ISO date or date-time such as 2026-11-01T08:00") from None
+        now = now if now.tzinfo else now.replace(tzinfo=SHANGHAI)
+    expired = service.expire_unpaid(store(), actor=actor(), now=now)
+    if as_json:
+        emit_json(expired)
+        return
+    for number in expired:
+        echo(f"order {number}: expired unpaid, its number released")
+    echo(f"{len(expired)} order(s) expired")
+
+
 @app.command("list")
 def list_orders(
     state: Optional[str] = typer.Option(None, "--state"),
