@@ -34,7 +34,8 @@ def report(order, as_json: bool) -> None:
         return
     number = display_msisdn(order.msisdn) if order.msisdn else "-"
     card = f", SIM {order.iccid}" if order.iccid else ""
-    reason = f" ({order.reason})" if order.reason and order.state in ("rejected", "cancelled", "returned") else ""
+    reason = (f" ({order.reason})" if order.reason and order.state in ("rejected", "cancelled", "returned", "expired")
+              else "")
     retried = "" if order.created else " (taken before under this client order id; nothing new was written)"
     echo(f"order {order.number}: {order.state}{reason}; {order.plan} for {order.customer_name} ({order.id_masked}), "
          f"number {number}{card}, total {format_yuan(order.total_fen)}{retried}")

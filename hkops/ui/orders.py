@@ -477,7 +477,8 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             f"{html.escape(card['iccid'])} ({html.escape(card['state'])}"
             + (f", HLR pending {html.escape(card['pending_action'])}" if card["pending_action"] else "") + ")")
         nexts = [action.replace("_", " ") for action, (starts, _) in MOVES.items()
-                 if OrderState(o["state"]) in starts and action not in ("submit", "reject", "approve", "allocate", "expire")]
+                 if OrderState(o["state"]) in starts
+                 and action not in ("submit", "reject", "approve", "allocate", "expire")]
         rows = [
             ("订单 Order", f"<span class='hkops-number'>{html.escape(o['number'])}</span> {ORDER_BADGES.badge(o['state'])}"
                           + (f" <span class='hkops-muted'>{html.escape(o['reason'])}</span>" if o["reason"] else "")),
