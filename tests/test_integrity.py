@@ -199,6 +199,11 @@ def test_the_command_line_refuses_with_exit_2_naming_the_order(distribution, hko
     one_line_refusal(hkops_cli(db, "numbers", "release", paid.msisdn), paid.number, "allocated")
     one_line_refusal(hkops_cli(db, "numbers", "terminate", paid.msisdn), paid.number)
     assert snapshot(db) == before
+    approved = place_order(db, 3)
+    before = snapshot(db)
+    one_line_refusal(hkops_cli(db, "numbers", "block", approved.msisdn, "--reason", "regulator"), approved.number,
+                     "approved")
+    assert snapshot(db) == before
 
     late = place_order(db, 2, now=utc_now() - timedelta(days=2))
     as_of = (utc_now() + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M")  # Asia/Shanghai wall clock
