@@ -98,6 +98,26 @@ def test_a_quarantined_number_goes_back_to_its_last_holder_only_within_one_id_fi
             lambda: numbers.reclaim(db, mine[0], holder, actor="desk"))
 
 
+def test_the_set_wise_number_use_cases_for_cards_allocate_and_activate_all_or_none(distribution):
+    db = distribution.db
+    first, second = (int(m) for m in numbers.allocate_batch(db, 2, "spare", actor="ops"))
+    with db.write() as conn:
+        numbers.release_for_orders(conn, {first: "spare", second: "spare"}, actor="ops", now=utc_now(),
+                                   reason="not an order's")
+    assert {numbers.get_number(db, str(m)).state for m in (first, second)} == {"available"}
+    with db.write() as conn:
+        numbers.allocate_to_holders(conn, {first: "S1", second: "S2"}, actor="ops", now=utc_now())
+        numbers.activate_many(conn, [first, second], actor="ops", now=utc_now(), reason="SIM activated")
+    assert [(numbers.get_number(db, str(m)).state, numbers.get_number(db, str(m)).holder) for m in (first, second)] == [
+        ("active", "S1"), ("active", "S2")]
+
+    def again():
+        with db.write() as conn:
+            numbers.allocate_to_holders(conn, {first: "S3"}, actor="ops", now=utc_now())
+
+    refused(db, Conflict, "no longer available", again)
+
+
 # ---------------------------------------------------------------- the database backs it
 
 

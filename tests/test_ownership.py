@@ -177,8 +177,8 @@ def test_consoles_and_the_command_line_import_no_tables():
 #: Modules that still move numbers with the raw ``move_many`` instead of a use case of hkops/numbers:
 #: module -> what should replace it.
 RAW_NUMBER_MOVES = {
-    # pair_many allocates and _confirm_activations activates numbers set-wise; hkops/numbers/service.py
-    # should offer allocate_to/activate_many use cases for hkops/cards/ to call (owner: cards + numbers).
+    # pair_many allocates and _confirm_activations activates numbers with move_many; they should call
+    # hkops.numbers.service.allocate_to_holders and activate_many instead (owner to fix: cards).
     "cards/service.py": "cards",
     # The demo world's number histories (item 8 replaces them by real sales).
     "demo.py": "demo",

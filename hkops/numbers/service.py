@@ -865,6 +865,23 @@ def release_for_orders(conn: Connection, held: dict[int, str], *, actor: str, no
     return done
 
 
+# ---------------------------------------------------------------- numbers for cards (set-wise)
+
+
+def allocate_to_holders(conn: Connection, held: dict[int, str], *, actor: str, now: datetime,
+                        reason: str | None = None) -> list[str]:
+    """Allocate available numbers to their holders (number -> holder, e.g. ``S<subscriber id>``
+    when SIMs are paired with them): all or none, set-wise."""
+    return move_many(conn, sorted(held), S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason, now=now,
+                     per_number={m: {"holder": holder} for m, holder in held.items()})
+
+
+def activate_many(conn: Connection, msisdns: list[int], *, actor: str, now: datetime,
+                  reason: str | None = None) -> list[str]:
+    """Assigned numbers become active (their SIMs were activated): all or none, set-wise."""
+    return move_many(conn, list(msisdns), S.ASSIGNED, S.ACTIVE, "activate", actor=actor, reason=reason, now=now)
+
+
 # ---------------------------------------------------------------- statistics
 
 
