@@ -20,6 +20,8 @@ settings_table = Table(
 DEFAULTS: dict[str, str] = {
     "quarantine_days": "90",
     "reservation_ttl": "30m",
+    # How long an approved order may stay unpaid before it expires (hkops.orders.service.expire_unpaid).
+    "order_payment_ttl": "24h",
     "grading_rules_digest": "",
     # The name of this database's own HLR registry folder (hkops.network.registry.folder_for).
     "hlr_registry": "",
@@ -45,10 +47,10 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
     if key == "hlr_registry" and not re.fullmatch(r"[0-9a-z][0-9a-z-]{0,31}", str(value)):
         raise InvalidValue("hlr_registry", value, "must be 1 to 32 lower-case letters, digits or dashes")
-    if key == "reservation_ttl":
+    if key in ("reservation_ttl", "order_payment_ttl"):
         from hkops.timeutil import parse_duration
 
-        parse_duration(value, "reservation_ttl")
+        parse_duration(value, key)
     updated = conn.execute(
         settings_table.update().where(settings_table.c.key == key).values(value=str(value))
     ).rowcount
@@ -58,6 +60,13 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
         from hkops.audit import Event, record
 
         record(conn, actor, [Event("setting", key, "set", before, str(value), reason)])
+
+
+def order_payment_ttl(conn: Connection):
+    """How long an approved order may stay unpaid (a timedelta) before it expires."""
+    from hkops.timeutil import parse_duration
+
+    return parse_duration(get(conn, "order_payment_ttl"), "order_payment_ttl")
 
 
 def quarantine_days(conn: Connection) -> int:

@@ -261,3 +261,18 @@ def test_the_index_links_to_the_orders_console():
     from hkops.ui import index
 
     assert "href='orders.ipynb'" in index().children[1].value
+
+
+def test_expired_orders_have_their_own_stage_and_offer_no_move(console, distribution):
+    from datetime import timedelta
+
+    from hkops.timeutil import utc_now
+
+    late = place_order(distribution.db, 14, now=utc_now() - timedelta(days=2))
+    orders.expire_unpaid(distribution.db, actor="desk")
+    console.refresh_button.click()
+    assert console.stage_buttons["expired"].description == "已过期 expired (1)"
+    console.stage_buttons["expired"].click()
+    assert f"data-order='{late.number}'" in console.order_table.value
+    open_order(console, late.number)
+    assert "expired" in console.detail.value and "unpaid for more than 24h" in console.detail.value

@@ -36,7 +36,7 @@ def orders_frame(db: Store) -> pd.DataFrame:
     frame["top_agent"] = [chain[-1]["code"] if chain else "direct" for chain in chains]
     frame["total_yuan"] = frame["total_fen"] / 100  # for charts only; money stays fen in the database
     frame["state"] = pd.Categorical(frame["state"], [s.value for s in PIPELINE] + ["rejected", "cancelled",
-                                                                                   "returned"])
+                                                                                   "returned", "expired"])
     return frame.drop(columns=["created_at", "agent_chain"])
 
 

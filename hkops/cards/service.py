@@ -227,8 +227,8 @@ def pair_many(db: Store | Connection, requests: list[tuple[str, str, int]], *, a
             raise InvalidValues("pairing", problems)
         _refuse_if_swapping(conn, [i for i, _, _ in parsed])
         now = utc_now()
-        numbers.move_many(conn, sorted(to_allocate), NumberState.AVAILABLE, NumberState.ASSIGNED, "allocate",
-                          actor=actor, reason="paired with a SIM", now=now, per_number=to_allocate)
+        numbers.allocate_to_holders(conn, {m: v["holder"] for m, v in to_allocate.items()}, actor=actor, now=now,
+                                    reason="paired with a SIM")
         subscribers.bind_numbers(conn, [(sid, int(m), found[i].carrier) for i, m, sid in parsed], actor)
         stock.hand_over(conn, [i for i, _, _ in parsed if found[i].state == C.IN_STOCK], actor=actor,
                         reason=reason or "paired", now=now)
@@ -356,7 +356,8 @@ def _record_request(conn: Connection, iccid: str, action: str, *, actor: str, re
 
 def _number_move(conn: Connection, card: Card, number_action: str, *, actor: str, reason: str) -> None:
     """The card's number makes ``number_action`` (hkops.numbers.service) on the card's behalf."""
-    getattr(numbers, number_action)(conn, card.msisdn, actor=actor, reason=reason)
+    on_behalf = {"card": card.iccid} if number_action in ("release", "block", "terminate") else {}
+    getattr(numbers, number_action)(conn, card.msisdn, actor=actor, reason=reason, **on_behalf)
 
 
 def _apply_now(conn: Connection, card: Card, action: str, to_state: SimState, *, actor: str, reason: str | None,
@@ -536,8 +537,7 @@ def _confirm_activations(conn: Connection, rows: list) -> None:
     for row in rows:
         by_actor.setdefault(row.actor, []).append(row)
     for actor, group in by_actor.items():
-        numbers.move_many(conn, [r.msisdn for r in group], NumberState.ASSIGNED, NumberState.ACTIVE, "activate",
-                          actor=actor, reason="SIM activated", now=now)
+        numbers.activate_many(conn, [r.msisdn for r in group], actor=actor, now=now, reason="SIM activated")
         audit.record(conn, actor, [_event(found[r.iccid], "activate", C.ACTIVE.value, r.reason) for r in group], now)
     conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(
         state=C.ACTIVE.value, activated_at=now, network_sync=NetworkSync.SYNCED.value, pending_action=None,

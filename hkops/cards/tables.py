@@ -7,7 +7,7 @@ secret fields of a batch header.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text, text
 
 from hkops.cards.model import SimState
 from hkops.security.crypto import SealedColumn
@@ -15,6 +15,8 @@ from hkops.store.schema import BigKey, UTCDateTime, metadata
 
 #: The state of a card as received (states: hkops.cards.model.SimState).
 IN_STOCK = SimState.IN_STOCK.value
+#: A card in one of these states serves its number (hkops.cards.service.LIVE): at most one per number.
+_LIVE_NUMBER = text("state IN ('paired', 'active', 'suspended', 'lost')")
 
 sim_batches = Table(
     "sim_batches",
@@ -74,6 +76,7 @@ sims = Table(
     Index(None, "msisdn"),
     Index(None, "network_sync"),
     Index(None, "location", "state", "iccid"),
+    Index("uq_sims_live_msisdn", "msisdn", unique=True, sqlite_where=_LIVE_NUMBER, postgresql_where=_LIVE_NUMBER),
 )
 
 # Commands for the HLR, written in the same transaction as the inventory change they

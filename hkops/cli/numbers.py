@@ -144,7 +144,42 @@ def _simple(action: str, help_text: str):
 _simple("release", "Give a reserved or assigned number back to the pool.")
 _simple("block", "Hold a number out of sale (fraud, regulator).")
 _simple("unblock", "Lift a block; the number returns to the state it was in.")
-_simple("terminate", "End a number's use; it goes into quarantine (cool-off).")
+
+
+@app.command()
+def terminate(
+    msisdn: str,
+    hlr: Optional[str] = typer.Option(None, "--hlr", help="The HLR's HOST:PORT (default $HKOPS_HLR or "
+                                                          "127.0.0.1:7500), for a number in service."),
+    reason: Optional[str] = Reason,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """End a number's use; it goes into quarantine (cool-off). A number a live SIM serves ends
+    with its card: HLR record, card, subscriber binding and number together."""
+    from hkops.cards import service as cards
+    from hkops.cards.model import SimState
+    from hkops.cli.cards import network
+    from hkops.errors import NotFound
+
+    db = store()
+    try:
+        card = cards.get_card(db, msisdn)
+    except NotFound:
+        card = None
+    if card is None or card.state not in (SimState.PAIRED, SimState.ACTIVE, SimState.SUSPENDED, SimState.LOST):
+        _report(service.terminate(db, msisdn, actor=actor(), reason=reason), as_json)
+        return
+    ended = cards.terminate(db, card.iccid, actor=actor(), network=network(hlr), reason=reason)
+    number = service.get_number(db, msisdn)
+    if as_json:
+        emit_json({"msisdn": number.msisdn, "to_state": number.state.value, "card": ended.iccid,
+                   "card_state": ended.state, "network_sync": ended.network_sync,
+                   "pending_action": ended.pending_action})
+        return
+    waiting = (f"; the HLR has not confirmed yet ('{ended.pending_action}' pending: hkops hlr sync)"
+               if ended.pending_action else "; HLR record removed")
+    echo(f"{format_msisdn(number.msisdn)} was in service on SIM {ended.iccid}: terminated through the card "
+         f"(card {ended.state}, subscriber binding ended, number {number.state.value}){waiting}")
 
 
 @app.command()
@@ -218,13 +253,9 @@ def stats(as_json: bool = typer.Option(False, "--json")):
 def regrade(rules: Optional[str] = typer.Option(None, "--rules", help="Rule file (default data/grading_rules.toml).")):
     """Grade every number again after the rules changed."""
     from hkops.numbers.grading import load_rules
-    from hkops.numbers.tables import number_blocks
-    from sqlalchemy import func, select
 
     db = store()
     rule_set = load_rules(rules)
-    with db.read() as conn:
-        blocks = conn.execute(select(func.count()).select_from(number_blocks)).scalar()
-    with progress(blocks, "blocks", "re-grading") as bar:
+    with progress(service.count_blocks(db), "blocks", "re-grading") as bar:
         changed = service.regrade(db, actor=actor(), rules=rule_set, progress=bar.update)
     echo(f"{sum(changed.values())} number(s) changed grade" + (": " + ", ".join(f"{k} {v}" for k, v in changed.items()) if changed else ""))

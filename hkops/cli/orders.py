@@ -34,7 +34,8 @@ def report(order, as_json: bool) -> None:
         return
     number = display_msisdn(order.msisdn) if order.msisdn else "-"
     card = f", SIM {order.iccid}" if order.iccid else ""
-    reason = f" ({order.reason})" if order.reason and order.state in ("rejected", "cancelled", "returned") else ""
+    reason = (f" ({order.reason})" if order.reason and order.state in ("rejected", "cancelled", "returned", "expired")
+              else "")
     retried = "" if order.created else " (taken before under this client order id; nothing new was written)"
     echo(f"order {order.number}: {order.state}{reason}; {order.plan} for {order.customer_name} ({order.id_masked}), "
          f"number {number}{card}, total {format_yuan(order.total_fen)}{retried}")
@@ -250,6 +251,36 @@ def show(number: str, as_json: bool = Json):
     for item in detail["timeline"]:
         echo(f"  {local(item['at'])}  {item['actor']:<10} {item['entity']:<8} {item['action']:<18} "
              f"{item['from_state'] or '-'} -> {item['to_state'] or '-'}  {item['reason'] or ''}")
+
+
+@app.command()
+def expire(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="ISO date-time to expire as of (Asia/Shanghai unless "
+                                                            "it names a zone; default: now)."),
+    as_json: bool = Json,
+):
+    """Expire approved orders left unpaid longer than the setting order_payment_ttl (default 24h):
+    their numbers go back to the pool."""
+    from datetime import datetime
+
+    from hkops.errors import InvalidValue
+    from hkops.orders import service
+    from hkops.timeutil import SHANGHAI
+
+    now = None
+    if as_of:
+        try:
+            now = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise InvalidValue("as-of", as_of, "must be an ISO date or date-time such as 2026-11-01T08:00") from None
+        now = now if now.tzinfo else now.replace(tzinfo=SHANGHAI)
+    expired = service.expire_unpaid(store(), actor=actor(), now=now)
+    if as_json:
+        emit_json(expired)
+        return
+    for number in expired:
+        echo(f"order {number}: expired unpaid, its number released")
+    echo(f"{len(expired)} order(s) expired")
 
 
 @app.command("list")

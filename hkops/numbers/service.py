@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,6 +30,7 @@ from hkops.numbers.model import (
     target_state,
 )
 from hkops.numbers.tables import number_blocks, number_grades, numbers
+from hkops.orders.model import OPEN as OPEN_ORDERS
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import read_text
@@ -39,6 +41,10 @@ BLOCK_SIZE = 10_000
 #: Who is recorded for changes no person made (a reservation lapsing).
 SYSTEM_ACTOR = "system"
 Progress = Callable[[int], None]
+#: Moves that take a number away from whoever holds it: refused while an open order or a live SIM binds it.
+GUARDED = frozenset({"release", "block", "terminate"})
+#: SIM states in which a card serves its number (hkops.cards.model; spelled here to keep numbers free of cards).
+LIVE_SIM_STATES = ("paired", "active", "suspended", "lost")
 
 _INSERT_COLUMNS = ("msisdn", "rev", "state", "grade", "level", "price_fen")
 
@@ -316,6 +322,19 @@ def regrade(
     return changed
 
 
+def count_blocks(db: Store | Connection) -> int:
+    """How many blocks the pool has."""
+    with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
+        return conn.execute(select(func.count()).select_from(number_blocks)).scalar()
+
+
+def grade_labels(db: Store | Connection) -> list[tuple[str, str]]:
+    """(grade, label) of every grade, in the rules' order."""
+    with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
+        return [tuple(row) for row in conn.execute(select(number_grades.c.grade, number_grades.c.label)
+                                                   .order_by(number_grades.c.position))]
+
+
 def regrade_if_rules_changed(db: Store, *, actor: str, progress: Progress | None = None) -> dict[str, int] | None:
     """Re-grade when the rule file differs from the one that graded the pool."""
     rules = load_rules()
@@ -384,11 +403,16 @@ def _move(
     reason: str | None,
     holder: str | None = None,
     changes: Callable[[NumberRecord, datetime, Connection], dict] | None = None,
+    order: str | None = None,
+    card: str | None = None,
 ) -> Move:
     msisdn = parse_msisdn(msisdn)
     with unit_of_work(db) as conn:
         now = utc_now()
         number = _load(conn, msisdn, lock=True)
+        if action in GUARDED:
+            refuse_if_bound(conn, [int(msisdn)], action, orders={int(msisdn): order} if order else None,
+                            cards={int(msisdn): card} if card else None)
         check_reservation(action, number, holder, now)
         to_state = target_state(action, number, now)
         check_holder(action, number, holder, now)
@@ -424,9 +448,11 @@ def allocate(db, msisdn: str, holder: str, *, actor: str, reason: str | None = N
                  changes=lambda n, now, c: {"holder": holder, "reserved_until": None})
 
 
-def release(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
-    """Give a reserved or assigned number back to the pool."""
-    return _move(db, msisdn, "release", actor=actor, reason=reason,
+def release(db, msisdn: str, *, actor: str, reason: str | None = None, order: str | None = None,
+            card: str | None = None) -> Move:
+    """Give a reserved or assigned number back to the pool. Refused while an open order or a live
+    SIM binds it, unless the call is made on behalf of that ``order`` (number) or ``card`` (ICCID)."""
+    return _move(db, msisdn, "release", actor=actor, reason=reason, order=order, card=card,
                  changes=lambda n, now, c: {"holder": None, "reserved_until": None})
 
 
@@ -445,9 +471,11 @@ def resume(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     return _move(db, msisdn, "resume", actor=actor, reason=reason)
 
 
-def block(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
-    """Hold a number out of sale (fraud, regulator); unblock returns it to where it was."""
-    return _move(db, msisdn, "block", actor=actor, reason=reason,
+def block(db, msisdn: str, *, actor: str, reason: str | None = None, order: str | None = None,
+          card: str | None = None) -> Move:
+    """Hold a number out of sale (fraud, regulator); unblock returns it to where it was. Refused
+    while an open order or a live SIM binds it (but ``order``/``card``, on whose behalf it is done)."""
+    return _move(db, msisdn, "block", actor=actor, reason=reason, order=order, card=card,
                  changes=lambda n, now, c: {"blocked_from": n.effective_state(now).value,
                                             "holder": n.holder if n.effective_state(now) in HELD else None})
 
@@ -457,22 +485,35 @@ def unblock(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     return _move(db, msisdn, "unblock", actor=actor, reason=reason, changes=lambda n, now, c: {"blocked_from": None})
 
 
-def terminate(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
-    """End a number's use: it goes into quarantine for the configured cool-off days."""
+def terminate(db, msisdn: str, *, actor: str, reason: str | None = None, order: str | None = None,
+              card: str | None = None) -> Move:
+    """End a number's use: it goes into quarantine for the configured cool-off days. Refused while
+    an open order or a live SIM binds it, unless done on behalf of that ``order`` or ``card``
+    (the card's termination passes its ICCID: HLR, card, binding and number move together)."""
 
     def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
         days = settings.quarantine_days(conn)
         return {"holder": None, "last_holder": number.holder, "reserved_until": None,
                 "quarantine_until": now + timedelta(days=days)}
 
-    return _move(db, msisdn, "terminate", actor=actor, reason=reason, changes=changes)
+    return _move(db, msisdn, "terminate", actor=actor, reason=reason, order=order, card=card, changes=changes)
 
 
 def reclaim(db, msisdn: str, holder: str, *, actor: str, reason: str | None = None) -> Move:
-    """The last holder takes the number back during quarantine."""
+    """The last holder takes the number back during quarantine. A subscriber holder
+    (``S<id>``) must have room under 一证五号 for one more number of its carrier."""
     holder = _holder(holder)
-    return _move(db, msisdn, "reclaim", actor=actor, reason=reason, holder=holder,
-                 changes=lambda n, now, c: {"holder": holder, "quarantine_until": None})
+
+    def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
+        if holder.startswith("S") and holder[1:].isdigit():
+            from hkops.subscribers import service as subscribers
+
+            carrier = conn.execute(select(number_blocks.c.carrier).where(
+                number_blocks.c.prefix == int(number.msisdn) // BLOCK_SIZE)).scalar()
+            subscribers.check_number_limit(conn, int(holder[1:]), carrier)
+        return {"holder": holder, "quarantine_until": None}
+
+    return _move(db, msisdn, "reclaim", actor=actor, reason=reason, holder=holder, changes=changes)
 
 
 def recycle(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
@@ -516,18 +557,24 @@ def move_many(
     values: dict | None = None,
     per_number: dict[int, dict] | None = None,
     holder: str | None = None,
+    orders: dict[int, str] | None = None,
+    cards: dict[int, str] | None = None,
 ) -> list[str]:
     """Move many numbers that are all in ``from_state`` at once, auditing each one.
 
     ``values`` are set on every number, ``per_number`` adds values for single numbers.
     A number found in another state makes the whole move fail (the caller's
-    transaction then rolls back).
+    transaction then rolls back). Release, block and terminate are refused (nothing moves)
+    for numbers an open order or a live SIM binds, except the order (``orders``: number ->
+    order number) or card (``cards``: number -> ICCID) on whose behalf each is moved.
     """
     allowed, _ = TRANSITIONS[action]
     if from_state not in allowed:
         raise IllegalTransition(f"cannot {action} numbers that are {from_state.value}")
     if not msisdns:
         return []
+    if action in GUARDED:
+        refuse_if_bound(conn, msisdns, action, orders=orders, cards=cards)
     values = dict(values or {})
     per_number = per_number or {}
     columns = sorted(set(values) | {k for v in per_number.values() for k in v})
@@ -550,6 +597,50 @@ def move_many(
         for m in msisdns
     ), now)
     return [str(m) for m in msisdns]
+
+
+def bindings(conn: Connection, msisdns: list[int], *, orders: dict[int, str] | None = None,
+             cards: dict[int, str] | None = None) -> dict[int, str]:
+    """What binds each of these numbers (those bound only): "order SO... (paid)" for an open
+    order, "SIM 8986... (active)" for a live card, leaving out the order (``orders``: number ->
+    order number) or card (``cards``: number -> ICCID) named for it and that order's card and
+    that card's order (one sale). Reads the orders' and cards' tables; a handful of queries."""
+    from hkops.cards.tables import sims
+    from hkops.orders.tables import orders as orders_table
+
+    orders, cards = orders or {}, cards or {}
+    found: dict[int, str] = {}
+    open_states = sorted(s.value for s in OPEN_ORDERS)
+    for start in range(0, len(msisdns), 900):
+        chunk = [int(m) for m in msisdns[start:start + 900]]
+        for row in conn.execute(select(orders_table.c.msisdn, orders_table.c.number, orders_table.c.state,
+                                       orders_table.c.iccid)
+                                .where(orders_table.c.msisdn.in_(chunk), orders_table.c.state.in_(open_states))):
+            if row.number != orders.get(row.msisdn) and (row.iccid is None or row.iccid != cards.get(row.msisdn)):
+                found.setdefault(row.msisdn, f"order {row.number} ({row.state})")
+        mine = {m: orders[m] for m in chunk if m in orders}
+        order_cards = dict(conn.execute(select(orders_table.c.number, orders_table.c.iccid)
+                                        .where(orders_table.c.number.in_(sorted(set(mine.values())))))
+                           .all()) if mine else {}
+        for row in conn.execute(select(sims.c.msisdn, sims.c.iccid, sims.c.state)
+                                .where(sims.c.msisdn.in_(chunk), sims.c.state.in_(LIVE_SIM_STATES))):
+            if row.iccid != cards.get(row.msisdn) and row.iccid != order_cards.get(mine.get(row.msisdn)):
+                found.setdefault(row.msisdn, f"SIM {row.iccid} ({row.state})")
+    return found
+
+
+def refuse_if_bound(conn: Connection, msisdns: list[int], action: str, *, orders: dict[int, str] | None = None,
+                    cards: dict[int, str] | None = None) -> None:
+    """:class:`Conflict` naming the order or card if any of these numbers is bound (see :func:`bindings`)."""
+    bound = bindings(conn, msisdns, orders=orders, cards=cards)
+    if not bound:
+        return
+    hint = {"terminate": "; a number in service ends with its card (hkops cards terminate ICCID)",
+            "release": "; cancel the order (or terminate the card) instead",
+            "block": "; cancel the order (or terminate the card) first"}.get(action, "")
+    listed = ", ".join(f"{m} is bound to {what}" for m, what in sorted(bound.items())[:5])
+    more = f" (and {len(bound) - 5} more)" if len(bound) > 5 else ""
+    raise Conflict(f"cannot {action}: {listed}{more}{hint}; nothing changed")
 
 
 def _holder(holder: str) -> str:
@@ -636,6 +727,168 @@ def _grades(conn: Connection, grade: str) -> list[str]:
             raise InvalidValue("grade", g, f"unknown grade; known: {', '.join(known)}")
         result.append(by_upper[g.upper()])
     return result
+
+
+# ---------------------------------------------------------------- numbers for orders (set-wise)
+
+_NUMBER_FEES = (numbers.c.price_fen, number_grades.c.prepay_fen, number_grades.c.min_monthly_fen)
+_WITH_GRADE = numbers.outerjoin(number_grades, number_grades.c.grade == numbers.c.grade)
+_ASKED = (select(numbers, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
+          .select_from(_WITH_GRADE.outerjoin(number_blocks, number_blocks.c.prefix == numbers.c.msisdn // BLOCK_SIZE))
+          .where(numbers.c.msisdn.in_(bindparam("numbers", expanding=True))))
+_ASKED_LOCKED = _ASKED.with_for_update(of=numbers)
+_CARRIER_BLOCKS = (select(number_blocks.c.prefix, number_blocks.c.province, number_blocks.c.carrier)
+                   .where(number_blocks.c.carrier.in_(bindparam("carriers", expanding=True)))
+                   .order_by(number_blocks.c.prefix))
+
+
+def numbers_with_fees(conn: Connection, msisdns: list[int], *, lock: bool = False) -> dict[int, dict]:
+    """The pool rows of these numbers (those in the pool), each with its block's carrier
+    (``block_carrier``) and its grade's ``prepay_fen`` and ``min_monthly_fen``; locked for the
+    transaction on PostgreSQL with ``lock``. One query per 900 numbers."""
+    stmt = _ASKED_LOCKED if lock and conn.dialect.name == "postgresql" else _ASKED
+    found: dict[int, dict] = {}
+    for start in range(0, len(msisdns), 900):
+        chunk = sorted(msisdns)[start:start + 900]
+        found.update({row["msisdn"]: dict(row) for row in conn.execute(stmt, {"numbers": chunk}).mappings()})
+    return found
+
+
+def pick_plain_numbers(conn: Connection, wanted: list[tuple[str, str | None]], *, taken: set[int],
+                       lock: bool = False) -> list:
+    """For each (carrier, province) asked, the first available plain number of the carrier, in
+    the province's blocks when it has any there, else anywhere; None where none is left. Rows
+    carry ``msisdn``, ``state``, ``price_fen``, ``prepay_fen`` and ``min_monthly_fen``. Numbers
+    in ``taken`` are skipped (and the picked ones added to it). One query per carrier and
+    province; with ``lock`` on PostgreSQL the rows are locked, skipping those others hold.
+    Nothing is written: :func:`hold_for_orders` reserves them."""
+    picked: list = [None] * len(wanted)
+    if not wanted:
+        return picked
+    carriers_ = sorted({carrier for carrier, _ in wanted})
+    blocks = conn.execute(_CARRIER_BLOCKS, {"carriers": carriers_}).all()
+    grades = tuple(plain_grades(conn))
+    lock = lock and conn.dialect.name == "postgresql"
+    for carrier in carriers_:
+        mine = [i for i, (c, _) in enumerate(wanted) if c == carrier]
+        everywhere = tuple(b.prefix for b in blocks if b.carrier == carrier)
+        for province in dict.fromkeys(wanted[i][1] for i in mine):
+            nearby = tuple(b.prefix for b in blocks if b.carrier == carrier and b.province == province)
+            if nearby and nearby != everywhere:
+                _hand_out(conn, [i for i in mine if wanted[i][1] == province], picked, nearby, grades, taken, lock)
+        _hand_out(conn, [i for i in mine if picked[i] is None], picked, everywhere, grades, taken, lock)
+    return picked
+
+
+def _hand_out(conn: Connection, positions: list[int], picked: list, prefixes: tuple[int, ...],
+              grades: tuple[str, ...], taken: set[int], lock: bool) -> None:
+    if not (positions and prefixes and grades):
+        return
+    rows = conn.execute(_free_numbers(prefixes, grades, lock), {"wanted": len(positions) + len(taken)}).all()
+    free = (row for row in rows if row.msisdn not in taken)
+    for position, row in zip(positions, free):
+        picked[position] = row
+        taken.add(row.msisdn)
+
+
+@lru_cache(maxsize=256)
+def _free_numbers(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool):
+    """The statement taking the first available numbers of these grades in these blocks (built once per shape)."""
+    from hkops.numbers.search import ranges_of
+
+    stmt = (select(numbers.c.msisdn, numbers.c.state, *_NUMBER_FEES).select_from(_WITH_GRADE)
+            .where(numbers.c.state == S.AVAILABLE.value, numbers.c.grade.in_(grades), or_(*ranges_of(list(prefixes))))
+            .order_by(numbers.c.msisdn).limit(bindparam("wanted")))
+    return stmt.with_for_update(of=numbers, skip_locked=True) if lock else stmt
+
+
+_STATES = (select(numbers.c.msisdn, numbers.c.state, numbers.c.holder, numbers.c.reserved_until)
+           .where(numbers.c.msisdn.in_(bindparam("numbers", expanding=True))))
+
+
+def _states(conn: Connection, msisdns: list[int], *, lock: bool = False) -> dict[int, object]:
+    stmt = _STATES.with_for_update() if lock and conn.dialect.name == "postgresql" else _STATES
+    found = {}
+    for start in range(0, len(msisdns), 900):
+        found.update({r.msisdn: r for r in conn.execute(stmt, {"numbers": sorted(msisdns)[start:start + 900]})})
+    return found
+
+
+def hold_for_orders(conn: Connection, held: dict[int, str], *, actor: str, now: datetime, until: datetime,
+                    reason: str = "held for its order") -> list[str]:
+    """Reserve each number for its order (number -> order number) until ``until``: all or none,
+    set-wise. An expired reservation of someone else ends first (audited as the system's)."""
+    if not held:
+        return []
+    rows = _states(conn, list(held))
+    lapsed = [m for m in held if m in rows and rows[m].state == S.RESERVED.value
+              and rows[m].reserved_until is not None and rows[m].reserved_until <= now]
+    move_many(conn, lapsed, S.RESERVED, S.AVAILABLE, "expire", actor=SYSTEM_ACTOR, reason="reservation expired",
+              now=now, values={"holder": None, "reserved_until": None})
+    return move_many(conn, sorted(held), S.AVAILABLE, S.RESERVED, "reserve", actor=actor, reason=reason, now=now,
+                     values={"reserved_until": until}, per_number={m: {"holder": order} for m, order in held.items()})
+
+
+def assign_to_orders(conn: Connection, held: dict[int, str], *, actor: str, now: datetime,
+                     reason: str = "its order is paid") -> list[str]:
+    """Assign each number to its order (number -> order number): it must be reserved for that
+    order, or available. All or none (:class:`Conflict` naming the number and order), set-wise."""
+    if not held:
+        return []
+    rows = _states(conn, list(held), lock=True)
+    moves: dict[NumberState, dict[int, dict]] = {S.RESERVED: {}, S.AVAILABLE: {}}
+    for msisdn, order in sorted(held.items()):
+        number = rows.get(msisdn)
+        if number is not None and number.state == S.RESERVED.value and number.holder == order:
+            moves[S.RESERVED][msisdn] = {"holder": order}
+        elif number is not None and number.state == S.AVAILABLE.value:
+            moves[S.AVAILABLE][msisdn] = {"holder": order}
+        else:
+            state = f"{number.state} (held by {number.holder})" if number is not None else "not in the pool"
+            raise Conflict(f"cannot assign number {msisdn} to order {order}: it is {state}")
+    done: list[str] = []
+    for from_state, per_number in moves.items():
+        done += move_many(conn, list(per_number), from_state, S.ASSIGNED, "allocate", actor=actor, reason=reason,
+                          now=now, values={"reserved_until": None}, per_number=per_number)
+    return done
+
+
+def release_for_orders(conn: Connection, held: dict[int, str], *, actor: str, now: datetime,
+                       reason: str) -> list[str]:
+    """Give back to the pool the numbers that these orders (number -> order number) still hold
+    (reserved or assigned to them), on their behalf, set-wise; numbers no longer theirs are left
+    alone. Returns the numbers released."""
+    if not held:
+        return []
+    rows = _states(conn, list(held), lock=True)
+    moves: dict[NumberState, list[int]] = {S.RESERVED: [], S.ASSIGNED: []}
+    for msisdn, order in held.items():
+        number = rows.get(msisdn)
+        if number is not None and number.holder == order and number.state in (S.RESERVED.value, S.ASSIGNED.value):
+            moves[S(number.state)].append(msisdn)
+    done: list[str] = []
+    for from_state, msisdns in moves.items():
+        done += move_many(conn, sorted(msisdns), from_state, S.AVAILABLE, "release", actor=actor, reason=reason,
+                          now=now, values={"holder": None, "reserved_until": None},
+                          orders={m: held[m] for m in msisdns})
+    return done
+
+
+# ---------------------------------------------------------------- numbers for cards (set-wise)
+
+
+def allocate_to_holders(conn: Connection, held: dict[int, str], *, actor: str, now: datetime,
+                        reason: str | None = None) -> list[str]:
+    """Allocate available numbers to their holders (number -> holder, e.g. ``S<subscriber id>``
+    when SIMs are paired with them): all or none, set-wise."""
+    return move_many(conn, sorted(held), S.AVAILABLE, S.ASSIGNED, "allocate", actor=actor, reason=reason, now=now,
+                     per_number={m: {"holder": holder} for m, holder in held.items()})
+
+
+def activate_many(conn: Connection, msisdns: list[int], *, actor: str, now: datetime,
+                  reason: str | None = None) -> list[str]:
+    """Assigned numbers become active (their SIMs were activated): all or none, set-wise."""
+    return move_many(conn, list(msisdns), S.ASSIGNED, S.ACTIVE, "activate", actor=actor, reason=reason, now=now)
 
 
 # ---------------------------------------------------------------- statistics

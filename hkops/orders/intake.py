@@ -24,11 +24,10 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Connection, bindparam, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from hkops import audit
@@ -40,10 +39,6 @@ from hkops.errors import Conflict, InvalidFile, InvalidValue, InvalidValues, Not
 from hkops.ids import mask_id_text, parse_msisdn, parse_phone, parse_resident_id
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
-from hkops.numbers.search import ranges_of
-from hkops.numbers.service import BLOCK_SIZE
-from hkops.numbers.tables import number_blocks, number_grades
-from hkops.numbers.tables import numbers as numbers_table
 from hkops.orders.model import OPEN, OrderState, order_target
 from hkops.orders.records import (
     DIRECT,
@@ -67,7 +62,8 @@ from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, utc_now
 
 O = OrderState
-#: An approved order holds its number until it is paid (then assigned) or cancelled.
+#: An approved order holds its number until it is paid (then assigned), cancelled, or expires unpaid after the
+#: setting order_payment_ttl (hkops.orders.service.expire_unpaid releases it then).
 NUMBER_HOLD = timedelta(days=3650)
 _SEALED_CONTEXT = "orders.resident_id:{}"
 
@@ -412,17 +408,9 @@ def _verify(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) 
     _quote(conn, todo)
 
 
-_NUMBER_FEES = (numbers_table.c.price_fen, number_grades.c.prepay_fen, number_grades.c.min_monthly_fen)
-_WITH_GRADE = numbers_table.outerjoin(number_grades, number_grades.c.grade == numbers_table.c.grade)
-_ASKED = (select(numbers_table, number_blocks.c.carrier.label("block_carrier"), *_NUMBER_FEES[1:])
-          .select_from(_WITH_GRADE.outerjoin(number_blocks,
-                                             number_blocks.c.prefix == numbers_table.c.msisdn // BLOCK_SIZE))
-          .where(numbers_table.c.msisdn.in_(bindparam("numbers", expanding=True))))
-_ASKED_LOCKED = _ASKED.with_for_update(of=numbers_table)
-
-
 def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock: bool) -> None:
-    """The numbers asked for, checked in one query (locked on PostgreSQL); the others picked from the pool."""
+    """The numbers asked for, checked in one query (locked on PostgreSQL); the others picked from
+    the pool by :func:`hkops.numbers.service.pick_plain_numbers`."""
     asked: dict[int, _Item] = {}
     for item in items:
         if item.wanted is None:
@@ -431,10 +419,7 @@ def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock
             item.refuse("msisdn", item.wanted, f"is asked for by line {asked[int(item.wanted)].line} too")
         else:
             asked[int(item.wanted)] = item
-    stmt = _ASKED_LOCKED if lock and conn.dialect.name == "postgresql" else _ASKED
-    found = {}
-    for chunk in chunks(sorted(asked)):
-        found.update({row["msisdn"]: row for row in conn.execute(stmt, {"numbers": chunk}).mappings()})
+    found = numbers.numbers_with_fees(conn, list(asked), lock=lock)
     for msisdn, item in asked.items():
         row = found.get(msisdn)
         if row is None:
@@ -446,56 +431,14 @@ def _choose_numbers(conn: Connection, items: list[_Item], now: datetime, *, lock
             item.refuse("msisdn", item.wanted, f"is {state.value}{held}, not available")
         else:
             item.msisdn, item.number_row = item.wanted, SimpleNamespace(**row)
-    _pick_numbers(conn, [i for i in items if i.wanted is None], set(asked), lock=lock)
-
-
-_CARRIER_BLOCKS = (select(number_blocks.c.prefix, number_blocks.c.province, number_blocks.c.carrier)
-                   .where(number_blocks.c.carrier.in_(bindparam("carriers", expanding=True)))
-                   .order_by(number_blocks.c.prefix))
-
-
-def _pick_numbers(conn: Connection, items: list[_Item], taken: set[int], *, lock: bool) -> None:
-    """The first available plain numbers of each request's carrier, in the ship-to province's
-    blocks when it has any there: one query per carrier and province (locked, skipping numbers
-    other intakes hold, on PostgreSQL)."""
-    if not items:
-        return
-    carriers_ = sorted({i.plan.carrier for i in items})
-    blocks = conn.execute(_CARRIER_BLOCKS, {"carriers": carriers_}).all()
-    grades = tuple(numbers.plain_grades(conn))
-    lock = lock and conn.dialect.name == "postgresql"
-    for carrier in carriers_:
-        mine = [i for i in items if i.plan.carrier == carrier]
-        everywhere = tuple(b.prefix for b in blocks if b.carrier == carrier)
-        for province in dict.fromkeys(i.province for i in mine):
-            nearby = tuple(b.prefix for b in blocks if b.carrier == carrier and b.province == province)
-            if nearby and nearby != everywhere:
-                _hand_out(conn, [i for i in mine if i.province == province], nearby, grades, taken, lock)
-        _hand_out(conn, [i for i in mine if i.msisdn is None], everywhere, grades, taken, lock)
-        for item in mine:
-            if item.msisdn is None:
-                item.refuse("msisdn", "", f"no plain {carrier} number is available")
-
-
-def _hand_out(conn: Connection, items: list[_Item], prefixes: tuple[int, ...], grades: tuple[str, ...],
-              taken: set[int], lock: bool) -> None:
-    if not (items and prefixes and grades):
-        return
-    rows = conn.execute(_free_numbers(prefixes, grades, lock), {"wanted": len(items) + len(taken)}).all()
-    free = (row for row in rows if row.msisdn not in taken)
-    for item, row in zip(items, free):
-        item.msisdn, item.number_row = str(row.msisdn), row
-        taken.add(row.msisdn)
-
-
-@lru_cache(maxsize=256)
-def _free_numbers(prefixes: tuple[int, ...], grades: tuple[str, ...], lock: bool):
-    """The statement taking the first available numbers of these grades in these blocks (built once per shape)."""
-    stmt = (select(numbers_table.c.msisdn, numbers_table.c.state, *_NUMBER_FEES).select_from(_WITH_GRADE)
-            .where(numbers_table.c.state == NumberState.AVAILABLE.value, numbers_table.c.grade.in_(grades),
-                   or_(*ranges_of(list(prefixes))))
-            .order_by(numbers_table.c.msisdn).limit(bindparam("wanted")))
-    return stmt.with_for_update(of=numbers_table, skip_locked=True) if lock else stmt
+    rest = [i for i in items if i.wanted is None]
+    picked = numbers.pick_plain_numbers(conn, [(i.plan.carrier, i.province) for i in rest], taken=set(asked),
+                                        lock=lock)
+    for item, row in zip(rest, picked):
+        if row is None:
+            item.refuse("msisdn", "", f"no plain {item.plan.carrier} number is available")
+        else:
+            item.msisdn, item.number_row = str(row.msisdn), row
 
 
 _PRICES = select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen).where(
@@ -619,14 +562,8 @@ def _register(conn: Connection, items: list[_Item], *, actor: str, now: datetime
 
 def _hold_numbers(conn: Connection, held: list[tuple[_Item, str]], *, actor: str, now: datetime) -> None:
     """Reserve each approved order's number for it (an expired reservation of someone else ends first)."""
-    expired = [int(item.msisdn) for item, _ in held if item.number_row.state == NumberState.RESERVED.value]
-    numbers.move_many(conn, expired, NumberState.RESERVED, NumberState.AVAILABLE, "expire",
-                      actor=numbers.SYSTEM_ACTOR, reason="reservation expired", now=now,
-                      values={"holder": None, "reserved_until": None})
-    numbers.move_many(conn, [int(item.msisdn) for item, _ in held], NumberState.AVAILABLE, NumberState.RESERVED,
-                      "reserve", actor=actor, reason="held for its order", now=now,
-                      values={"reserved_until": now + NUMBER_HOLD},
-                      per_number={int(item.msisdn): {"holder": number} for item, number in held})
+    numbers.hold_for_orders(conn, {int(item.msisdn): number for item, number in held}, actor=actor, now=now,
+                            until=now + NUMBER_HOLD)
 
 
 def _write(conn: Connection, items: list[_Item], *, actor: str, now: datetime, keyring: Keyring) -> list[Order]:
@@ -660,11 +597,20 @@ def _write(conn: Connection, items: list[_Item], *, actor: str, now: datetime, k
     return [item.retry or next(made) for item in items]
 
 
+def _expire_unpaid(conn: Connection, now: datetime) -> None:
+    """Expire unpaid approved orders first (their numbers and 一证五号 slots are free again)."""
+    from hkops.orders.service import expire_unpaid
+
+    expire_unpaid(conn, actor=numbers.SYSTEM_ACTOR, now=now)
+
+
 def create_orders(db: Store | Connection, requests: list[OrderRequest], *, actor: str, now: datetime | None = None,
                   keyring: Keyring | None = None, source: str = "orders") -> list[Order]:
     """Take many orders at once, all or none; returns them in the order asked.
 
-    Every request is checked as :func:`create_order` checks one, set-wise (a handful of
+    Unpaid approved orders past the setting order_payment_ttl expire first
+    (:func:`hkops.orders.service.expire_unpaid`). Every request is checked as
+    :func:`create_order` checks one, set-wise (a handful of
     queries for the whole batch), and 一证五号 counts the batch's earlier requests too. Any
     bad request: :class:`InvalidValues` lists every problem, each with ``line`` = the
     request's position (from 1) when there are several, and nothing is written. A request
@@ -679,6 +625,7 @@ def create_orders(db: Store | Connection, requests: list[OrderRequest], *, actor
     for attempt in range(2):
         try:
             with unit_of_work(db) as conn:
+                _expire_unpaid(conn, now)
                 items = _check(conn, requests, lines, keyring=keyring, now=now, write=True)
                 conflicts = [i.conflict for i in items if i.conflict]
                 if lines == [None] and conflicts and not items[0].problems:
@@ -766,6 +713,7 @@ def import_orders(db: Store | Connection, path: str | Path, *, actor: str, keyri
     now = now or utc_now()
     keyring = keyring or load_keyring()
     with unit_of_work(db) as conn:
+        _expire_unpaid(conn, now)
         items = _check(conn, [r for _, r in entries], [line for line, _ in entries], keyring=keyring, now=now,
                        write=True)
         problems = sorted(problems + _problems(items), key=lambda p: p.line or 0)

@@ -23,13 +23,15 @@ class OrderState(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     RETURNED = "returned"
+    #: Approved but never paid within the setting order_payment_ttl: the number went back to the pool.
+    EXPIRED = "expired"
 
 
 O = OrderState
 #: The happy path, in order.
 PIPELINE = (O.DRAFT, O.VERIFYING, O.APPROVED, O.PAID, O.ALLOCATED, O.SHIPPED, O.DELIVERED, O.ACTIVATED,
             O.FIRST_TOPUP, O.COMPLETED)
-TERMINAL = frozenset({O.REJECTED, O.COMPLETED, O.CANCELLED, O.RETURNED})
+TERMINAL = frozenset({O.REJECTED, O.COMPLETED, O.CANCELLED, O.RETURNED, O.EXPIRED})
 #: Orders in these states hold (or are about to hold) a number for their customer that is
 #: not yet bound to them by pairing, so they count towards 一证五号.
 OPEN = frozenset({O.VERIFYING, O.APPROVED, O.PAID, O.ALLOCATED, O.SHIPPED, O.DELIVERED})
@@ -51,6 +53,7 @@ MOVES: dict[str, tuple[frozenset[OrderState], OrderState]] = {
     "complete": (frozenset({O.FIRST_TOPUP}), O.COMPLETED),
     "cancel": (CANCELLABLE, O.CANCELLED),
     "return": (RETURNABLE, O.RETURNED),
+    "expire": (frozenset({O.APPROVED}), O.EXPIRED),
 }
 
 
@@ -62,9 +65,13 @@ def order_target(action: str, number: str, current: OrderState) -> OrderState:
         if action == "cancel" and current in RETURNABLE:
             raise IllegalTransition(f"cannot cancel order {number}: it is {current.value}; an activated card "
                                     "goes back through return (which terminates it), not cancellation")
+        if current == O.EXPIRED:
+            raise IllegalTransition(f"cannot {word} order {number}: it expired unpaid (setting order_payment_ttl) "
+                                    "and its number went back to the pool; place a new order")
         if current in TERMINAL:
             raise IllegalTransition(f"cannot {word} order {number}: it is {current.value}, which is final")
-        allowed = ", ".join(s.value for s in PIPELINE + (O.CANCELLED, O.RETURNED, O.REJECTED) if s in starts)
+        allowed = ", ".join(s.value for s in PIPELINE + (O.CANCELLED, O.RETURNED, O.REJECTED, O.EXPIRED)
+                            if s in starts)
         raise IllegalTransition(f"cannot {word} order {number}: it is {current.value}; {word} needs an order "
                                 f"that is {allowed}")
     return leads_to

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from hkops import audit
+from hkops import audit, settings
 from hkops.audit import Event, audit_log
 from hkops.cards import service as cards
 from hkops.cards.model import SimState
@@ -33,7 +33,6 @@ from hkops.money import format_yuan
 from hkops.network import ProvisioningClient
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
-from hkops.numbers.tables import numbers as numbers_table
 from hkops.orders.model import PIPELINE, OrderState, ShipmentState, order_target, shipment_target
 from hkops.orders.records import (
     Order,
@@ -50,7 +49,7 @@ from hkops.payments import service as payments
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
-from hkops.timeutil import utc_now
+from hkops.timeutil import as_utc, utc_now
 
 O = OrderState
 
@@ -73,29 +72,9 @@ _PAID = (update(orders).where(orders.c.id == bindparam("order_id"))
          .values(state=O.PAID.value, changed_at=bindparam("now")))
 
 
-_HOLDERS = (select(numbers_table.c.msisdn, numbers_table.c.state, numbers_table.c.holder)
-            .where(numbers_table.c.msisdn.in_(bindparam("numbers", expanding=True))).with_for_update())
-
-
 def _assign_numbers(conn: Connection, rows: list, *, actor: str, now: datetime) -> None:
     """The numbers the orders hold become assigned to them (one check, one move for all)."""
-    held = {}
-    for chunk in chunks(sorted({row.msisdn for row in rows})):
-        held.update({r.msisdn: r for r in conn.execute(_HOLDERS, {"numbers": chunk})})
-    moves: dict[NumberState, dict[int, dict]] = {NumberState.RESERVED: {}, NumberState.AVAILABLE: {}}
-    for row in rows:
-        number = held.get(row.msisdn)
-        if number is not None and number.state == NumberState.RESERVED.value and number.holder == row.number:
-            moves[NumberState.RESERVED][row.msisdn] = {"holder": row.number}
-        elif number is not None and number.state == NumberState.AVAILABLE.value:
-            moves[NumberState.AVAILABLE][row.msisdn] = {"holder": row.number}
-        else:
-            state = f"{number.state} (held by {number.holder})" if number is not None else "not in the pool"
-            raise Conflict(f"cannot assign number {row.msisdn} to order {row.number}: it is {state}")
-    for from_state, per_number in moves.items():
-        numbers.move_many(conn, list(per_number), from_state, NumberState.ASSIGNED, "allocate", actor=actor,
-                          reason="its order is paid", now=now, values={"reserved_until": None},
-                          per_number=per_number)
+    numbers.assign_to_orders(conn, {row.msisdn: row.number for row in rows}, actor=actor, now=now)
 
 
 def _settle(conn: Connection, rows: list, *, actor: str, now: datetime) -> dict[str, dict]:
@@ -267,6 +246,39 @@ def pay_order(db: Store | Connection, number: str, amount_fen: int, *, method: s
     returns the order as it is; a fully paid order refuses more money. An order that costs
     nothing is settled with an amount of 0 (nothing enters the ledger)."""
     return pay_orders(db, [(number, amount_fen, method, reference)], actor=actor, note=note)[0]
+
+
+# ---------------------------------------------------------------- expiry of unpaid orders
+
+_DUE = (select(orders.c.id, orders.c.number, orders.c.state, orders.c.msisdn, orders.c.created_at)
+        .where(orders.c.state == O.APPROVED.value, orders.c.created_at <= bindparam("cutoff")).order_by(orders.c.id))
+_EXPIRED = (update(orders).where(orders.c.id == bindparam("order_id"), orders.c.state == O.APPROVED.value)
+            .values(state=O.EXPIRED.value, reason=bindparam("why"), changed_at=bindparam("now")))
+
+
+def expire_unpaid(db: Store | Connection, *, actor: str, now: datetime | None = None) -> list[str]:
+    """Expire the approved orders placed more than the setting ``order_payment_ttl`` (default 24h)
+    before ``now`` and not paid in full: each becomes ``expired`` (final), its number goes back to
+    the pool (released on its behalf, so its 一证五号 slot is free again) and what it netted is
+    refunded; all audited. Set-wise; returns the expired orders' numbers, oldest first."""
+    now = as_utc(now) if now else utc_now()
+    with unit_of_work(db) as conn:
+        ttl = settings.order_payment_ttl(conn)
+        stmt = _DUE.with_for_update(of=orders, skip_locked=True) if conn.dialect.name == "postgresql" else _DUE
+        rows = conn.execute(stmt, {"cutoff": now - ttl}).all()
+        if not rows:
+            return []
+        why = f"unpaid for more than {settings.get(conn, 'order_payment_ttl')} (setting order_payment_ttl)"
+        conn.execute(_EXPIRED, [{"order_id": row.id, "why": why, "now": now} for row in rows])
+        released = set(numbers.release_for_orders(conn, {row.msisdn: row.number for row in rows if row.msisdn},
+                                                  actor=actor, now=now, reason="its order expired unpaid"))
+        nets = payments.balances(conn, [row.id for row in rows])
+        refunded = {row.number: _refund_all(conn, row, "expire", actor=actor) for row in rows if nets.get(row.id)}
+        audit.record(conn, actor, [order_event(row.number, "expire", O.APPROVED.value, O.EXPIRED.value, why,
+                                               number_released=str(row.msisdn) if str(row.msisdn) in released
+                                               else None, refunded_fen=refunded.get(row.number))
+                                   for row in rows], now)
+        return [row.number for row in rows]
 
 
 # ---------------------------------------------------------------- shipping and delivery
@@ -476,7 +488,8 @@ def cancel_order(db: Store | Connection, number: str, *, actor: str, reason: str
         if row.msisdn and row.state != O.DRAFT.value:
             held = numbers.get_number(conn, str(row.msisdn))
             if held.effective_state(now) in (NumberState.RESERVED, NumberState.ASSIGNED) and held.holder == row.number:
-                numbers.release(conn, str(row.msisdn), actor=actor, reason=f"order {row.number} cancelled")
+                numbers.release(conn, str(row.msisdn), actor=actor, reason=f"order {row.number} cancelled",
+                                order=row.number)
                 done["number_released"] = str(row.msisdn)
         done["refunded_fen"] = _refund_all(conn, row, "cancel", actor=actor) or None
         events.append(_move(conn, row, "cancel", actor=actor, now=now, reason=reason, values={"reason": reason},
@@ -549,7 +562,8 @@ def order_detail(db: Store | Connection, number: str) -> dict:
         if parcel else None,
         "payments": [p.as_dict() for p in reversed(ledger)],
         "paid_fen": net,
-        "due_fen": row.total_fen - net if row.state not in (O.CANCELLED.value, O.RETURNED.value) else 0,
+        "due_fen": row.total_fen - net if row.state not in (O.CANCELLED.value, O.RETURNED.value, O.EXPIRED.value)
+        else 0,
         "card": {"iccid": card.iccid, "state": card.state, "network_sync": card.network_sync,
                  "pending_action": card.pending_action} if card else None,
         "timeline": [{**dict(r), "details": json.loads(r["details"]) if r["details"] else None} for r in timeline],
@@ -574,8 +588,8 @@ def list_orders(db: Store | Connection, *, state: str | None = None, agent: str 
 
 
 def pipeline_counts(db: Store | Connection) -> dict[str, int]:
-    """Orders per state, along the pipeline then rejected, cancelled, returned."""
+    """Orders per state, along the pipeline then rejected, cancelled, returned, expired."""
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
         found = dict(conn.execute(select(orders.c.state, func.count()).group_by(orders.c.state)).all())
-    order = list(PIPELINE) + [O.REJECTED, O.CANCELLED, O.RETURNED]
+    order = list(PIPELINE) + [O.REJECTED, O.CANCELLED, O.RETURNED, O.EXPIRED]
     return {state.value: found.get(state.value, 0) for state in order}

@@ -34,7 +34,7 @@ O = OrderState
 #: Orders that should have been paid in full.
 SHOULD_BE_PAID = frozenset({O.PAID, O.ALLOCATED, O.SHIPPED, O.DELIVERED, O.ACTIVATED, O.FIRST_TOPUP, O.COMPLETED})
 #: Orders that should net to nothing (every collection refunded).
-SHOULD_NET_ZERO = frozenset({O.DRAFT, O.VERIFYING, O.REJECTED, O.CANCELLED, O.RETURNED})
+SHOULD_NET_ZERO = frozenset({O.DRAFT, O.VERIFYING, O.REJECTED, O.CANCELLED, O.RETURNED, O.EXPIRED})
 
 
 @dataclass(frozen=True)

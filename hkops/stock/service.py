@@ -131,6 +131,13 @@ def ensure_virtual_locations(conn: Connection) -> None:
         conn.execute(stock_locations.insert(), rows)
 
 
+def list_locations(db: Store | Connection) -> list:
+    """Every location (rows with code, name, kind), by code."""
+    with _read(db) as conn:
+        return conn.execute(select(stock_locations.c.code, stock_locations.c.name, stock_locations.c.kind)
+                            .order_by(stock_locations.c.code)).all()
+
+
 def _code(code: str) -> str:
     value = (code or "").strip().upper()
     if not value or len(value) > 32 or not all(c.isalnum() or c in "-_" for c in value):

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from sqlalchemy import select
 
 from hkops import carriers, settings
 from hkops.audit import default_actor
@@ -20,7 +19,6 @@ from hkops.numbers import service
 from hkops.ids import display_msisdn
 from hkops.numbers.model import NumberState
 from hkops.numbers.search import MAX_LIMIT, Hit, SearchQuery, search
-from hkops.numbers.tables import number_grades
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
@@ -263,9 +261,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
         self.stats = stats
 
     def _grade_options(self) -> list[tuple[str, str]]:
-        with self.store.read() as conn:
-            rows = conn.execute(select(number_grades.c.grade, number_grades.c.label)
-                                .order_by(number_grades.c.position)).all()
+        rows = service.grade_labels(self.store)
         return [(f"{grade} · {label}", grade) for grade, label in rows]
 
     @staticmethod

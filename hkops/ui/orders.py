@@ -60,11 +60,13 @@ ORDER_ZH = {
     "draft": "草稿", "verifying": "审核中", "rejected": "已拒绝", "approved": "已审核", "paid": "已付款",
     "allocated": "已配货", "shipped": "已发货", "delivered": "已签收", "activated": "已激活",
     "first_topup": "已首充", "completed": "已完成", "cancelled": "已取消", "returned": "已退货",
+    "expired": "已过期",
 }
 ORDER_COLOURS = {
     "draft": "#9ca3af", "verifying": "#f59e0b", "rejected": "#991b1b", "approved": "#0891b2", "paid": "#0d9488",
     "allocated": "#2563eb", "shipped": "#7c3aed", "delivered": "#4f46e5", "activated": "#16a34a",
     "first_topup": "#15803d", "completed": "#065f46", "cancelled": "#6b7280", "returned": "#b45309",
+    "expired": "#78716c",
 }
 SHIPMENT_ZH = {"created": "已揽件 created", "in_transit": "运输中 in transit", "delivered": "已签收 delivered",
                "exception": "异常 exception", "returned": "已退回 returned"}
@@ -475,7 +477,8 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
             f"{html.escape(card['iccid'])} ({html.escape(card['state'])}"
             + (f", HLR pending {html.escape(card['pending_action'])}" if card["pending_action"] else "") + ")")
         nexts = [action.replace("_", " ") for action, (starts, _) in MOVES.items()
-                 if OrderState(o["state"]) in starts and action not in ("submit", "reject", "approve", "allocate")]
+                 if OrderState(o["state"]) in starts
+                 and action not in ("submit", "reject", "approve", "allocate", "expire")]
         rows = [
             ("订单 Order", f"<span class='hkops-number'>{html.escape(o['number'])}</span> {ORDER_BADGES.badge(o['state'])}"
                           + (f" <span class='hkops-muted'>{html.escape(o['reason'])}</span>" if o["reason"] else "")),

@@ -14,14 +14,12 @@ from typing import Callable
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from sqlalchemy import select
 
 from hkops.audit import default_actor
 from hkops.catalogue import service as catalogue
 from hkops.errors import InvalidValue
 from hkops.stock import service as stock
 from hkops.stock.model import LocationKind
-from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui import charts
@@ -229,8 +227,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def _load_choices(self) -> None:
         with self.store.read() as conn:
             stock.ensure_virtual_locations(conn)
-            rows = conn.execute(select(stock_locations.c.code, stock_locations.c.name, stock_locations.c.kind)
-                                .order_by(stock_locations.c.code)).all()
+            rows = stock.list_locations(conn)
         rows = sorted(rows, key=lambda r: (r.kind != LocationKind.WAREHOUSE.value, r.code))  # warehouses first
         held = [(f"{r.code} · {r.name}", r.code) for r in rows if r.kind != LocationKind.VIRTUAL.value]
         everywhere = held + [(f"{r.code} · {r.name}", r.code) for r in rows if r.kind == LocationKind.VIRTUAL.value]

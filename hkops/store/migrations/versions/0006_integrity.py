@@ -14,10 +14,21 @@ down_revision = '0005'
 branch_labels = None
 depends_on = None
 
+#: (index, table, condition): at most one open order, one live SIM, one live holder per number.
+_INDEXES = (
+    ("uq_orders_open_msisdn", "orders",
+     "msisdn IS NOT NULL AND state IN ('verifying', 'approved', 'paid', 'allocated', 'shipped', 'delivered')"),
+    ("uq_sims_live_msisdn", "sims", "state IN ('paired', 'active', 'suspended', 'lost')"),
+    ("uq_subscriber_numbers_live_msisdn", "subscriber_numbers", "until IS NULL"),
+)
+
 
 def upgrade() -> None:
-    pass
+    for name, table, condition in _INDEXES:
+        op.create_index(name, table, ["msisdn"], unique=True, sqlite_where=sa.text(condition),
+                        postgresql_where=sa.text(condition))
 
 
 def downgrade() -> None:
-    pass
+    for name, table, _ in reversed(_INDEXES):
+        op.drop_index(name, table_name=table)
