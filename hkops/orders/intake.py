@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, exists, func, select, text, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hkops import audit
@@ -39,7 +39,7 @@ from hkops.errors import Conflict, InvalidFile, InvalidValue, InvalidValues, Not
 from hkops.ids import mask_id_text, parse_msisdn, parse_phone, parse_resident_id
 from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
-from hkops.orders.model import OPEN, OrderState, order_target
+from hkops.orders.model import OrderState, order_target
 from hkops.orders.records import (
     DIRECT,
     Order,
@@ -57,7 +57,6 @@ from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
-from hkops.subscribers.tables import subscriber_numbers
 from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, utc_now
 

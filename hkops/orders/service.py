@@ -38,7 +38,6 @@ from hkops.orders.records import (
     Order,
     check_channel,
     check_text,
-    chunks,
     load_order_row,
     load_order_rows,
     order_event,

@@ -17,7 +17,7 @@ from functools import cache
 from datetime import date, datetime
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import Connection, bindparam, select, text
 
 from hkops import audit, carriers
 from hkops.audit import Event
