@@ -19,7 +19,10 @@ DEFAULTS: dict[str, str] = {
     "quarantine_days": "90",
     "reservation_ttl": "30m",
     "grading_rules_digest": "",
+    "audit_database_id": "",
 }
+#: Settings hkops keeps itself; a person cannot set them (the audit identity starts the chain).
+INTERNAL = {"audit_database_id"}
 
 
 def get(conn: Connection, key: str) -> str:
@@ -37,6 +40,8 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
     (the digest of the grading rules) is not.
     """
     before = get(conn, key)
+    if actor is not None and key in INTERNAL:
+        raise InvalidValue("setting", key, "is kept by hkops itself and cannot be set")
     if key == "quarantine_days" and (not str(value).isdigit() or int(value) > 3650):
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
     if key == "reservation_ttl":
