@@ -19,7 +19,7 @@ the triggers.
 from __future__ import annotations
 
 import getpass
-import hmac
+import hashlib
 import json
 import os
 import secrets
@@ -149,14 +149,46 @@ def _iso(at) -> str:
     return at.isoformat(timespec="microseconds")
 
 
+def _compact_json():
+    """A function giving compact JSON, non-ASCII kept as is: the C encoder made once when
+    there is one (four times faster than ``json.dumps`` per call), else ``json``'s own."""
+    from json.encoder import c_make_encoder, encode_basestring
+
+    if c_make_encoder is None:
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def refuse(value):
+        raise TypeError(f"{type(value).__name__} in an audit record")
+
+    chunks = c_make_encoder(None, refuse, encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode = _compact_json()
+
+
 def canonical(id, at, actor, entity, subject, action, from_state, to_state, reason, details) -> bytes:
     """The bytes a record's hash covers: its fields as compact JSON, in a fixed order."""
-    return json.dumps([id, _iso(at), actor, entity, subject, action, from_state, to_state, reason, details],
-                      ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode([id, _iso(at), actor, entity, subject, action, from_state, to_state, reason, details]).encode()
+
+
+_pads: dict[bytes, tuple] = {}
 
 
 def _link(key: bytes, prev_hash: str, body: bytes) -> str:
-    return hmac.digest(key, prev_hash.encode("ascii") + body, "sha256").hex()
+    """HMAC-SHA256(key, prev_hash + body) in hex: RFC 2104 on hashlib, with the key's inner
+    and outer pads hashed once per key and copied for each record (twice as fast as ``hmac``)."""
+    pads = _pads.get(key)
+    if pads is None:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        pads = _pads[key] = (hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+                             hashlib.sha256(bytes(b ^ 0x5C for b in block)))
+    inner = pads[0].copy()
+    inner.update(prev_hash.encode("ascii"))
+    inner.update(body)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def genesis(key: bytes, identity: str) -> str:
@@ -424,6 +456,19 @@ _SELECT_ALL = ("SELECT id, at, actor, entity, subject, action, from_state, to_st
                "prev_hash, hash FROM audit_log ORDER BY id")
 
 
+def _stream(conn: Connection, sql: str, size: int = 20_000) -> Iterator[list[tuple]]:
+    """The rows of ``sql`` in parts of ``size``, as plain tuples straight from the driver (a
+    server-side cursor on PostgreSQL), inside ``conn``'s transaction."""
+    raw = conn.connection.driver_connection
+    cursor = raw.cursor(name="hkops_audit_stream") if conn.dialect.name == "postgresql" else raw.cursor()
+    try:
+        cursor.execute(sql)
+        while part := cursor.fetchmany(size):
+            yield part
+    finally:
+        cursor.close()
+
+
 def verify(db, checkpoint_files: Iterable[str | Path] = ()) -> Verdict:
     """Check the whole chain, streaming the records in id order, against the key and the
     given checkpoints. Names the first bad record and what is wrong with it.
@@ -433,7 +478,7 @@ def verify(db, checkpoint_files: Iterable[str | Path] = ()) -> Verdict:
     """
     key = load_key()
     points = [read_checkpoint(p) for p in checkpoint_files]
-    dumps, digest, iso = json.dumps, hmac.digest, _iso
+    encode, iso, link = _encode, _iso, _link
     with db.read() as conn:
         identity = database_id(conn)
         for point in points:
@@ -450,17 +495,17 @@ def verify(db, checkpoint_files: Iterable[str | Path] = ()) -> Verdict:
         bad = count = 0
         last_id = last_hash = None
         expected = genesis(key, identity) if identity else None
-        stream = conn.execution_options(stream_results=True).exec_driver_sql(_SELECT_ALL)
-        for part in stream.partitions(20_000):
+        for part in _stream(conn, _SELECT_ALL):
             for (id_, at, actor, entity, subject, action, from_state, to_state, reason, details,
                  prev_hash, stored) in part:
-                body = dumps([id_, iso(at), actor, entity, subject, action, from_state, to_state, reason, details],
-                             ensure_ascii=False, separators=(",", ":")).encode()
+                # SQLite keeps times as text, "2026-11-29 18:08:10.451084": canonical with a "T".
+                at = at[:10] + "T" + at[11:] if type(at) is str and len(at) == 26 else iso(at)
+                body = encode([id_, at, actor, entity, subject, action, from_state, to_state, reason, details]).encode()
                 count += 1
                 wrong = None
                 if prev_hash is None or stored is None:
                     wrong = f"record {id_} is not chained (no hash): written without the chain, or forged"
-                elif stored != digest(key, prev_hash.encode("ascii") + body, "sha256").hex():
+                elif stored != link(key, prev_hash, body):
                     wrong = (f"record {id_} does not match its hash: it was changed after it was written, "
                              "or forged without the key")
                 elif prev_hash != expected:
