@@ -238,8 +238,9 @@ def record(conn: Connection, actor: str, events: Iterable[Event], at: datetime |
     key = load_key()
     last_id, prev = _head(conn, key)
     chained = []
+    at_text = _iso(at)  # canonical() for each record, with the time they share formatted once
     for n, row in enumerate(rows, start=last_id + 1):
-        digest = _link(key, prev, canonical(n, *row))
+        digest = _link(key, prev, _encode([n, at_text, *row[1:]]).encode())
         chained.append((n, *row, prev, digest))
         prev = digest
     if len(rows) >= BULK:
