@@ -378,8 +378,9 @@ def query(
     until: datetime | None = None,
     limit: int = 100,
 ) -> list[dict]:
-    """Audit records, newest first, filtered by any of the arguments."""
-    stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    """Audit records (without their chain hashes), newest first, filtered by any of the arguments."""
+    stmt = select(*(c for c in audit_log.c if c.name not in ("prev_hash", "hash"))) \
+        .order_by(audit_log.c.id.desc()).limit(limit)
     for column, value in (
         (audit_log.c.subject, subject),
         (audit_log.c.actor, actor),

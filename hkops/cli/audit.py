@@ -48,9 +48,6 @@ def _list(subject, actor_name, action, entity, since, until, limit, as_json) -> 
         rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, entity=entity,
                                   since=moment("since", since), until=moment("until", until), limit=limit)
     if as_json:
-        for row in rows:
-            row.pop("prev_hash", None)
-            row.pop("hash", None)
         emit_json(rows)
         return
     for r in rows:
