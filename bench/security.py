@@ -4,6 +4,9 @@
   records on a SQLite file (streamed in id order, each record's HMAC recomputed, every
   link checked). The chain is built first with the bulk writer (``audit.record`` in
   batches of 100,000 events, hashes computed in one loop per batch): ``audit_build_1m_s``.
+  ``audit_verify_1m_s_pg`` and ``audit_build_1m_s_pg``: the same on PostgreSQL (COPY for the
+  writes, a server-side cursor for verify), in a database made for it next to
+  ``HKOPS_BENCH_POSTGRES_URL``'s and dropped after.
 - ``orders_per_s_chain`` and ``orders_per_s_no_chain``: the work of ``orders_per_s`` in
   ``bench/orders.py`` (create_orders + pay_orders, 500 orders at a time, audit included),
   7,000 orders on one fresh SQLite file after a warm-up batch, the chain switched on and off
@@ -26,13 +29,13 @@ BATCH = 100_000
 ORDERS = 7_000  # a block holds about 8,400 plain numbers
 
 
-def build_chain(work: Path, records: int = RECORDS):
-    """A SQLite database holding ``records`` chained audit records; (store, seconds)."""
+def build_chain(url: str, records: int = RECORDS):
+    """The database at ``url`` migrated and holding ``records`` chained audit records; (store, seconds)."""
     from hkops import audit
     from hkops.store import migrate
     from hkops.store.engine import Store
 
-    store = Store(f"sqlite:///{work / 'audit.db'}")
+    store = Store(url)
     migrate.upgrade(store)
     started = time.perf_counter()
     for first in range(0, records, BATCH):
@@ -43,11 +46,11 @@ def build_chain(work: Path, records: int = RECORDS):
     return store, time.perf_counter() - started
 
 
-def bench_verify(work: Path, records: int = RECORDS) -> tuple[float, float]:
-    """(seconds to build, seconds to verify) a chain of ``records`` records."""
+def bench_verify(url: str, records: int = RECORDS) -> tuple[float, float]:
+    """(seconds to build, seconds to verify) a chain of ``records`` records in the database at ``url``."""
     from hkops import audit
 
-    store, built = build_chain(work, records)
+    store, built = build_chain(url, records)
     try:
         started = time.perf_counter()
         verdict = audit.verify(store)
@@ -92,6 +95,27 @@ def bench_orders_chain(work: Path) -> tuple[float, float]:
     return median(rates[True]), median(rates[False])
 
 
+def _on_postgres(bench):
+    """``bench(url)`` on a new PostgreSQL database next to ``HKOPS_BENCH_POSTGRES_URL``'s, dropped after."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    url = os.environ.get("HKOPS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    name = f"hkops_bench_audit_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT",
+                          connect_args={"connect_timeout": 3})
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        return bench(url.rsplit("/", 1)[0] + "/" + name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def run(log=None) -> dict:
     import os
 
@@ -100,8 +124,14 @@ def run(log=None) -> dict:
         work = Path(folder)
         os.environ.setdefault("HKOPS_AUDIT_KEY_FILE", str(work / "audit.key"))
         say(f"{RECORDS:,} chained audit records: build with the bulk writer, then verify")
-        built, verified = bench_verify(work)
+        built, verified = bench_verify(f"sqlite:///{work / 'audit.db'}")
         result = {"audit_verify_1m_s": round(verified, 2), "audit_build_1m_s": round(built, 2)}
+        say("the same on PostgreSQL (a database made for it and dropped)")
+        try:
+            built, verified = _on_postgres(bench_verify)
+            result.update(audit_verify_1m_s_pg=round(verified, 2), audit_build_1m_s_pg=round(built, 2))
+        except Exception as exc:  # report, do not hide, a missing server
+            result.update(audit_verify_1m_s_pg=None, audit_pg_error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         say("orders_per_s with and without the audit chain")
         chain, no_chain = bench_orders_chain(work)
         result["orders_per_s_chain"] = round(chain, 1)

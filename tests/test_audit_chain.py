@@ -300,3 +300,15 @@ def test_migration_0009_chains_the_records_written_before_it(at_0008):
     assert verdict.intact and verdict.count == 7
     done = direct(db, "DELETE FROM audit_log WHERE id = 1")
     assert done.returncode != 0 and "append-only" in done.stderr
+
+
+def test_emptying_the_demo_database_clears_the_trail_and_keeps_its_guards(db):
+    from hkops import demo
+
+    write(db, 3)
+    demo.empty(db)
+    assert rows(db) == []
+    write(db, 2)
+    assert audit.verify(db).intact
+    done = direct(db, "DELETE FROM audit_log")
+    assert done.returncode != 0 and "append-only" in done.stderr and len(rows(db)) == 2
