@@ -312,3 +312,18 @@ def test_emptying_the_demo_database_clears_the_trail_and_keeps_its_guards(db):
     assert audit.verify(db).intact
     done = direct(db, "DELETE FROM audit_log")
     assert done.returncode != 0 and "append-only" in done.stderr and len(rows(db)) == 2
+
+
+def test_the_demo_world_re_timed_over_past_days_verifies(tmp_path, monkeypatch):
+    from hkops import demo
+
+    monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    store = Store(f"sqlite:///{tmp_path / 'demo.db'}")
+    try:
+        demo.build(store, per_province=1, cards=20, orders=40, hlr_dir=tmp_path / "hlr")
+        verdict = audit.verify(store)
+        with store.read() as conn:
+            oldest = conn.execute(select(audit_log.c.at).order_by(audit_log.c.at).limit(1)).scalar()
+        assert verdict.intact and verdict.count > 1000 and oldest < audit.utc_now() - timedelta(days=30)
+    finally:
+        store.dispose()
