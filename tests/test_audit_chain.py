@@ -327,3 +327,14 @@ def test_the_demo_world_re_timed_over_past_days_verifies(tmp_path, monkeypatch):
         assert verdict.intact and verdict.count > 1000 and oldest < audit.utc_now() - timedelta(days=30)
     finally:
         store.dispose()
+
+
+def test_the_audit_identity_cannot_be_set_by_hand(db, hkops_cli):
+    write(db, 1)
+    with db.read() as conn:
+        identity = audit.database_id(conn)
+    status, out, err = hkops_cli(db, "settings", "set", "audit_database_id", "0123456789abcdef")
+    assert status == 2 and out == "" and "audit_database_id" in err and "kept by hkops itself" in err
+    with db.read() as conn:
+        assert audit.database_id(conn) == identity
+    assert audit.verify(db).intact
