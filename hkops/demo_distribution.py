@@ -17,8 +17,8 @@ from typing import Callable
 
 from sqlalchemy import bindparam, select, update
 
-from hkops.agents import service as agents
 from hkops import audit
+from hkops.agents import service as agents
 from hkops.audit import audit_log
 from hkops.catalogue import service as catalogue
 from hkops.errors import HkopsError

@@ -102,6 +102,8 @@ def verify(
     verdict = audit_module.verify(store(), files)
     if as_json:
         emit_json(verdict.as_dict())
+    elif verdict.intact and not verdict.count:
+        echo("audit trail empty: nothing to verify")
     elif verdict.intact:
         echo(f"audit trail intact: {verdict.count} records, last {verdict.last_id}; "
              f"{len(verdict.checkpoints)} checkpoint(s) agree")
