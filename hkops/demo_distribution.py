@@ -17,6 +17,7 @@ from typing import Callable
 
 from sqlalchemy import bindparam, select, update
 
+from hkops import audit
 from hkops.agents import service as agents
 from hkops.audit import audit_log
 from hkops.catalogue import service as catalogue
@@ -151,12 +152,12 @@ def backdate_stock(store: Store, since_audit_id: int, days: float = DAYS + 5) ->
     records after ``since_audit_id``) ``days`` back, so cards arrive before they are sold."""
     shift = timedelta(days=days)
     with store.write() as conn:
-        for table, key, columns in ((stock_moves, "id", ("at",)), (audit_log, "id", ("at",)),
+        audit.retime(conn, {row.id: row.at - shift for row in conn.execute(
+            select(audit_log.c.id, audit_log.c.at).where(audit_log.c.id > since_audit_id))})
+        for table, key, columns in ((stock_moves, "id", ("at",)),
                                     (purchase_orders, "id", ("created_at", "changed_at")),
                                     (po_receipts, "id", ("at",)), (sim_batches, "id", ("received_at",))):
             query = select(table.c[key], *(table.c[c] for c in columns))
-            if table is audit_log:
-                query = query.where(audit_log.c.id > since_audit_id)
             rows = [{"k": row[0], **{c: row[n + 1] - shift for n, c in enumerate(columns)}}
                     for row in conn.execute(query)]
             if rows:
@@ -294,7 +295,7 @@ def _backdate(store: Store, rng: random.Random, placed: list[tuple[str, float]])
             latest[move.iccid] = when
         if not placed:
             return
-        conn.execute(update(audit_log).where(audit_log.c.id == bindparam("i")).values(at=bindparam("t")), audit_rows)
+        audit.retime(conn, {row["i"]: row["t"] for row in audit_rows})
         conn.execute(update(orders_table).where(orders_table.c.id == bindparam("i"))
                      .values(created_at=bindparam("c"), changed_at=bindparam("t")), order_rows)
         conn.execute(update(shipments).where(shipments.c.order_id == bindparam("i"))

@@ -25,7 +25,10 @@ DEFAULTS: dict[str, str] = {
     "grading_rules_digest": "",
     # The name of this database's own HLR registry folder (hkops.network.registry.folder_for).
     "hlr_registry": "",
+    "audit_database_id": "",
 }
+#: Settings hkops keeps itself; a person cannot set them (the audit identity starts the chain).
+INTERNAL = {"audit_database_id"}
 
 
 def get(conn: Connection, key: str) -> str:
@@ -43,6 +46,8 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
     (the digest of the grading rules) is not.
     """
     before = get(conn, key)
+    if actor is not None and key in INTERNAL:
+        raise InvalidValue("setting", key, "is kept by hkops itself and cannot be set")
     if key == "quarantine_days" and (not str(value).isdigit() or int(value) > 3650):
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
     if key == "hlr_registry" and not re.fullmatch(r"[0-9a-z][0-9a-z-]{0,31}", str(value)):

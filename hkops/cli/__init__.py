@@ -10,7 +10,6 @@ import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.core import TyperGroup
 
-from hkops import audit as audit_module
 from hkops.cli import check as check_cli
 from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
@@ -36,6 +35,7 @@ LAZY_GROUPS = {
     "agents": "agents",
     "orders": "orders",
     "payments": "payments",
+    "audit": "audit",
 }
 
 
@@ -213,45 +213,6 @@ def lookup(
         emit_json(found)
     else:
         echo(lookup_module.format_lookup(found))
-
-
-@app.command()
-def audit(
-    subject: Optional[str] = typer.Option(None, "--subject", help="A number, block or other subject."),
-    actor_name: Optional[str] = typer.Option(None, "--by", help="Only this actor's records."),
-    action: Optional[str] = typer.Option(None, "--action"),
-    entity: Optional[str] = typer.Option(None, "--entity", help="number, block, setting, carrier, grading."),
-    since: Optional[str] = typer.Option(None, "--since", help="ISO date/time (Asia/Shanghai), e.g. 2026-11-01."),
-    until: Optional[str] = typer.Option(None, "--until", help="ISO date/time (Asia/Shanghai), exclusive."),
-    limit: int = typer.Option(100, "--limit", min=1, max=100_000),
-    as_json: bool = typer.Option(False, "--json"),
-):
-    """List audit records, newest first."""
-    from datetime import datetime
-
-    from hkops.ids import parse_msisdn
-    from hkops.timeutil import SHANGHAI, local
-
-    def moment(field: str, value: str | None):
-        if not value:
-            return None
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidValue(field, value, "must be an ISO date or date-time such as 2026-11-01 or 2026-11-01T08:00") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=SHANGHAI)
-
-    if subject and subject.replace(" ", "").lstrip("+").isdigit() and len(subject.replace(" ", "")) >= 11:
-        subject = parse_msisdn(subject)
-    with store().read() as conn:
-        rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, entity=entity,
-                                  since=moment("since", since), until=moment("until", until), limit=limit)
-    if as_json:
-        emit_json(rows)
-        return
-    for r in rows:
-        echo(f"{local(r['at'])}  {r['actor']:<10} {r['entity']:<7} {r['subject']:<12} {r['action']:<10} "
-             f"{r['from_state'] or '-'} -> {r['to_state'] or '-'}  {r['reason'] or ''}")
 
 
 @settings_app.command("show")
