@@ -44,6 +44,7 @@ from sqlalchemy import (
 from hkops.errors import HkopsError, InvalidValue
 from hkops.store import bulk
 from hkops.store.schema import BigKey, UTCDateTime, metadata
+from hkops.store.engine import WRITE_LOCK_KEY
 from hkops.timeutil import utc_now
 
 audit_log = Table(
@@ -97,8 +98,10 @@ KEY_FILE_ENV = "HKOPS_AUDIT_KEY_FILE"
 CHECKPOINT_DIR_ENV = "HKOPS_AUDIT_CHECKPOINT_DIR"
 #: The setting holding this database's identity (random, made with the first record).
 IDENTITY_SETTING = "audit_database_id"
-#: pg_advisory_xact_lock key that serialises audit writers on PostgreSQL ("hkopsaud").
-LOCK_KEY = 0x686B6F7073617564
+#: pg_advisory_xact_lock key that serialises audit writers on PostgreSQL: the one every write
+#: transaction of :class:`~hkops.store.engine.Store` takes first (taken again here, re-entrantly,
+#: for connections opened elsewhere).
+LOCK_KEY = WRITE_LOCK_KEY
 CHECKPOINT_FORMAT = "hkops-audit-checkpoint/1"
 
 

@@ -89,7 +89,15 @@ def _number_without_subscriber(conn):
     return "number_without_subscriber", {"msisdn": str(card.msisdn)}
 
 
+def _drop_guard(conn, index: str) -> None:
+    """The database refuses this violation since migration 0006; check still finds it where the index
+    was dropped (a restored old dump, a hand-made fix). Only for the per-test SQLite copies."""
+    assert conn.dialect.name == "sqlite"
+    conn.exec_driver_sql(f"DROP INDEX {index}")
+
+
 def _two_sims(conn):
+    _drop_guard(conn, "uq_sims_live_msisdn")
     card = _active_card(conn)
     spare = conn.execute(select(sims.c.iccid).where(sims.c.state == "in_stock").limit(1)).scalar()
     conn.execute(update(sims).where(sims.c.iccid == spare).values(state="paired", msisdn=card.msisdn,
@@ -98,6 +106,7 @@ def _two_sims(conn):
 
 
 def _two_subscribers(conn):
+    _drop_guard(conn, "uq_subscriber_numbers_live_msisdn")
     card = _active_card(conn)
     other = conn.execute(select(subscriber_numbers.c.subscriber_id)
                          .where(subscriber_numbers.c.subscriber_id != card.subscriber_id).limit(1)).scalar()
@@ -136,6 +145,7 @@ def _ledger_unknown_card(conn):
 
 
 def _number_in_two_open_orders(conn):
+    _drop_guard(conn, "uq_orders_open_msisdn")
     first, second = conn.execute(select(orders.c.number, orders.c.msisdn).where(
         orders.c.state.in_(["allocated", "shipped", "delivered"]), orders.c.msisdn.is_not(None))
         .order_by(orders.c.number).limit(2)).all()
@@ -369,14 +379,14 @@ def test_check_runs_on_both_databases(db, tmp_path, monkeypatch):
     report = check.run(db, network=network)
     assert report.violations == [] and len(report.checked) == len(check.CHECKS)
     with db.write() as conn:
-        injected = [inject(conn) for inject in (_number_in_service_without_sim, _two_sims, _location_drift,
+        injected = [inject(conn) for inject in (_number_in_service_without_sim, _location_drift,
                                                 _sixth_number, _underpaid, _ledger_broken)]
     found = check.run(db, network=network).violations
     for kind, ids in injected:
         assert any(v.kind == kind and all(v.as_dict().get(k) == value for k, value in ids.items()) for v in found), kind
     report = check.run(db, network=network, fix=True, actor="tester")
     assert "card_location_differs_from_ledger" in {v.kind for v in report.fixed}
-    assert {v.kind for v in report.violations} >= {"number_without_sim", "number_with_several_sims"}
+    assert "number_without_sim" in {v.kind for v in report.violations}
 
 
 def test_a_demo_refuses_a_registry_that_already_holds_subscribers(world, tmp_path):

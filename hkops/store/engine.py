@@ -17,6 +17,10 @@ SQLITE_BUSY_TIMEOUT_MS = 120_000
 SQLITE_CACHE_KIB = 65_536
 SQLITE_MMAP_BYTES = 4 << 30
 _WRITE = "hkops_write"
+#: pg_advisory_xact_lock key every PostgreSQL write transaction takes first ("hkopsaud"): writers are
+#: serialised as SQLite's BEGIN IMMEDIATE serialises them, so the audit chain has one order, and no
+#: writer can hold a row or person lock while waiting for the audit chain (which would deadlock).
+WRITE_LOCK_KEY = 0x686B6F7073617564
 #: What every hkops SQLite connection is set to (the numbers benchmark's tuned anchor uses the same).
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -71,6 +75,8 @@ class Store:
         """A transaction that commits when the block ends and rolls back on error."""
         with self.engine.connect().execution_options(**{_WRITE: True}) as conn:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
                 yield conn
 
     @contextmanager
