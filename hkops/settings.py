@@ -19,6 +19,8 @@ DEFAULTS: dict[str, str] = {
     "quarantine_days": "90",
     "reservation_ttl": "30m",
     "grading_rules_digest": "",
+    "login_max_failures": "5",
+    "login_lockout": "15m",
 }
 
 
@@ -39,10 +41,12 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
     before = get(conn, key)
     if key == "quarantine_days" and (not str(value).isdigit() or int(value) > 3650):
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
-    if key == "reservation_ttl":
+    if key == "login_max_failures" and (not str(value).isdigit() or not 1 <= int(value) <= 100):
+        raise InvalidValue("login_max_failures", value, "must be a whole number of failed logins from 1 to 100")
+    if key in ("reservation_ttl", "login_lockout"):
         from hkops.timeutil import parse_duration
 
-        parse_duration(value, "reservation_ttl")
+        parse_duration(value, key)
     updated = conn.execute(
         settings_table.update().where(settings_table.c.key == key).values(value=str(value))
     ).rowcount

@@ -23,7 +23,8 @@ from hkops.cli import orders as orders_cli
 from hkops.cli import payments as payments_cli
 from hkops.cli import po as po_cli
 from hkops.cli import stock as stock_cli
-from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
+from hkops.cli import users as users_cli
+from hkops.cli.common import actor, echo, emit_json, progress, reset_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
 try:
@@ -46,6 +47,10 @@ app.add_typer(stock_cli.app, name="stock")
 app.add_typer(agents_cli.app, name="agents")
 app.add_typer(orders_cli.app, name="orders")
 app.add_typer(payments_cli.app, name="payments")
+app.add_typer(users_cli.app, name="users")
+app.command("login")(users_cli.login)
+app.command("logout")(users_cli.logout)
+app.command("whoami")(users_cli.whoami)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
@@ -55,8 +60,9 @@ app.add_typer(carriers_app, name="carriers")
 
 
 @app.callback()
-def _global(actor_name: Optional[str] = typer.Option(None, "--actor", help="Who acts (for the audit trail).")):
-    set_actor(actor_name)
+def _global():
+    # Who acts is found out afresh for each command: HKOPS_TOKEN or the `hkops login` session.
+    reset_actor()
 
 
 @db_app.command("upgrade")
@@ -257,8 +263,27 @@ def carriers_list():
         echo("\n".join(carriers.configured(conn)) or "no carriers configured (hkops carriers add ...)")
 
 
+def _refused_option(args: list[str]) -> str | None:
+    """Why an argument is refused outright: a password on the command line, or ``--actor``."""
+    for arg in args:
+        if arg == "--":
+            break
+        option = str(arg).split("=", 1)[0]
+        if option.startswith("--pass") and option != "--password-stdin":
+            return (f"{option} is refused: a password is never given on the command line (the process list and "
+                    "the shell history would show it); leave it out to be asked, or pipe it in with --password-stdin")
+        if option == "--actor":
+            return ("--actor no longer decides who acts: hkops acts as the user logged in with hkops login, "
+                    "or the user of the API token in HKOPS_TOKEN")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
+    refused = _refused_option(sys.argv[1:] if argv is None else argv)
+    if refused:
+        print(f"hkops: error: {refused}", file=sys.stderr)
+        sys.exit(2)
     try:
         status = app(args=argv, prog_name="hkops", standalone_mode=False)
     except InvalidValues as exc:
