@@ -121,6 +121,9 @@ def build(
     if orders:
         orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr, progress=order_progress)
     stats = numbers_service.stats(store)
+    from hkops.security import users
+
+    users.add_demo_users(store)
     return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
 
 

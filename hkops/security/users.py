@@ -522,13 +522,17 @@ def demo_password(name: str) -> str:
 
 def add_demo_users(store: Store, actor: str = "demo") -> list[str]:
     """One user per role of the demo (see :data:`DEMO_ROLES`), plus agent users for the first
-    level-1 and level-2 agents of the demo tree (named after the agent code in lower case).
+    level-1 agent of the demo tree and the first level-2 agent below it (named after the agent
+    code in lower case, e.g. ``a-east`` and ``a-east-1``).
     Users that exist already are left alone. Returns the names added."""
     from hkops.agents.tables import agents
 
     with store.read() as conn:
-        level1, level2 = (conn.execute(select(agents.c.code).where(agents.c.level == level, agents.c.active.is_(True))
-                                       .order_by(agents.c.code).limit(1)).scalar() for level in (1, 2))
+        first = conn.execute(select(agents.c.id, agents.c.code).where(agents.c.level == 1)
+                             .order_by(agents.c.code).limit(1)).first()
+        below = first and conn.execute(select(agents.c.code).where(agents.c.parent_id == first.id)
+                                       .order_by(agents.c.code).limit(1)).scalar()
+        level1, level2 = (first.code if first else None), below
         existing = set(conn.execute(select(users.c.name)).scalars())
     wanted = [(name, role, None) for name, role in DEMO_ROLES.items()]
     wanted += [(code.lower(), AGENT_ROLE, code) for code in (level1, level2) if code]
