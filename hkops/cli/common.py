@@ -38,7 +38,9 @@ def actor() -> str:
     a trusted plain ``str`` (``HKOPS_ACTOR`` or the OS user, a label only); once any user
     exists, a command without a valid token or session stops with exit status 2.
     """
-    return _who(store())
+    # Not store(): commands call actor() inside their write transaction, where migrating again
+    # (or a first look-up that writes last_seen) would wait for that very transaction.
+    return _who(get_store())
 
 
 def store(*, login: bool = True) -> Store:
