@@ -67,6 +67,7 @@ def login(cli, db, name="root", password=PASSWORD):
 def test_a_fresh_database_is_run_by_the_installer_and_the_first_user_must_be_an_admin(db, cli):
     status, out, _ = cli(db, "whoami", "--json")
     assert status == 0 and json.loads(out)["via"] == "installer"
+    refused(login(cli, db), "no users yet", "hkops users add NAME --role admin")
     refused(cli(db, "users", "add", "olga", "--role", "ops", "--password-stdin", stdin=PASSWORD + "\n"),
             "the first user must be an admin (--role admin)")
     assert not users.any_user(db)

@@ -199,6 +199,8 @@ def test_forged_and_truncated_tokens_are_refused(staffed):
         with pytest.raises(users.TokenRefused, match=message):
             users.principal_for_token(staffed, bad)
     assert users.principal_for_token(staffed, token) == "olga"
+    with pytest.raises(users.TokenRefused, match="no such session"):
+        users.principal_for_token(staffed, token, kinds=("console",))  # a CLI session is no console cookie
 
 
 def test_an_api_token_is_stored_hashed_listed_by_prefix_and_revocable(staffed):

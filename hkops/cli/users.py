@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from hkops.cli.common import actor, echo, emit_json, forget_session, save_session, store
-from hkops.errors import InvalidValue
+from hkops.errors import InvalidValue, NotFound
 from hkops.timeutil import local
 
 app = typer.Typer(help="Users, roles and API tokens (who may use hkops, and for what).", no_args_is_help=True)
@@ -180,6 +180,9 @@ def login(
 
     db = store(login=False)
     lifetime = parse_duration(ttl, "for")
+    if not users.any_user(db):
+        raise NotFound("this database has no users yet, so there is nothing to log in to: "
+                       "add the first admin with hkops users add NAME --role admin")
     name = name or typer.prompt("User")
     password = read_password(password_stdin, confirm=False)
     principal = users.authenticate(db, name, password)

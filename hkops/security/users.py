@@ -414,9 +414,13 @@ def issue_token(db: Store, name: str, *, actor: str, expires: str | timedelta = 
     return token, info
 
 
-def principal_for_token(db: Store, token: str, *, now: datetime | None = None) -> Principal:
+def principal_for_token(db: Store, token: str, *, kinds: tuple[str, ...] | None = None,
+                        now: datetime | None = None) -> Principal:
     """The principal behind a session or API token, or :class:`TokenRefused` if the token is
-    malformed or unknown (forged, truncated), expired, revoked, or its user is disabled."""
+    malformed or unknown (forged, truncated), expired, revoked, or its user is disabled.
+
+    ``kinds`` limits what is accepted (a console's cookie: ``("console",)``); default: any.
+    Call it outside a write transaction: it notes ``last_seen`` (at most once a minute)."""
     now = now or utc_now()
     token = str(token or "").strip()
     if len(token) != TOKEN_LENGTH or token[:4] not in set(_TOKEN_START.values()):
@@ -426,7 +430,7 @@ def principal_for_token(db: Store, token: str, *, now: datetime | None = None) -
                            .join(users, users.c.id == user_tokens.c.user_id)
                            .where(user_tokens.c.token_hash == _digest(token))).first()
     what = "API token" if token.startswith(_TOKEN_START[API]) else "session"
-    if row is None:
+    if row is None or (kinds is not None and row.kind not in kinds):
         raise TokenRefused(f"token refused: no such {what} (unknown, mistyped or forged)")
     if row.revoked_at is not None:
         raise TokenRefused(f"token refused: the {what} {row.prefix}… of {row.name} was revoked at "
