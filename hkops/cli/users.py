@@ -14,7 +14,7 @@ import typer
 
 from hkops.cli.common import actor, echo, emit_json, forget_session, save_session, store
 from hkops.errors import InvalidValue, NotFound
-from hkops.timeutil import local
+from hkops.timeutil import local, utc_now
 
 app = typer.Typer(help="Users, roles and API tokens (who may use hkops, and for what).", no_args_is_help=True)
 
@@ -36,7 +36,7 @@ def read_password(from_stdin: bool, *, confirm: bool, prompt: str = "Password") 
 def _user_line(user) -> str:
     agent = f", agent {user.agent}" if user.agent else ""
     state = "  (disabled)" if user.disabled else ""
-    locked = f"  (locked until {local(user.locked_until)})" if user.locked_until else ""
+    locked = f"  (locked until {local(user.locked_until)})" if user.locked_until and user.locked_until > utc_now() else ""
     return f"{user.name:<16} {','.join(user.roles)}{agent}{state}{locked}"
 
 
@@ -176,7 +176,7 @@ def login(
 ):
     """Log in: asks for the password and keeps a session token in an owner-only file."""
     from hkops.security import users
-    from hkops.timeutil import parse_duration, utc_now
+    from hkops.timeutil import parse_duration
 
     db = store(login=False)
     lifetime = parse_duration(ttl, "for")
