@@ -134,6 +134,9 @@ def build(
         raise
     simulator.close()
     stats = numbers_service.stats(store)
+    from hkops.security import users
+
+    users.add_demo_users(store)
     return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
 
 

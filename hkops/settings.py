@@ -26,6 +26,8 @@ DEFAULTS: dict[str, str] = {
     # The name of this database's own HLR registry folder (hkops.network.registry.folder_for).
     "hlr_registry": "",
     "audit_database_id": "",
+    "login_max_failures": "5",
+    "login_lockout": "15m",
 }
 #: Settings hkops keeps itself; a person cannot set them (the audit identity starts the chain).
 INTERNAL = {"audit_database_id"}
@@ -52,7 +54,9 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
         raise InvalidValue("quarantine_days", value, "must be a whole number of days from 0 to 3650")
     if key == "hlr_registry" and not re.fullmatch(r"[0-9a-z][0-9a-z-]{0,31}", str(value)):
         raise InvalidValue("hlr_registry", value, "must be 1 to 32 lower-case letters, digits or dashes")
-    if key in ("reservation_ttl", "order_payment_ttl"):
+    if key == "login_max_failures" and (not str(value).isdigit() or not 1 <= int(value) <= 100):
+        raise InvalidValue("login_max_failures", value, "must be a whole number of failed logins from 1 to 100")
+    if key in ("reservation_ttl", "order_payment_ttl", "login_lockout"):
         from hkops.timeutil import parse_duration
 
         parse_duration(value, key)

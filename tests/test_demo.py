@@ -19,6 +19,7 @@ from hkops.lookup import classify, format_lookup, lookup
 from hkops.network import InProcessTransport, ProvisioningClient, Simulator
 from hkops.orders.tables import orders
 from hkops.payments import service as payments
+from hkops.security import users
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_moves
 from hkops.store.engine import Store
@@ -32,6 +33,8 @@ def world(tmp_path_factory):
     patch.setenv("HKOPS_SECRET_KEY_FILE", str(folder / "secret.key"))
     store = Store(f"sqlite:///{folder / 'demo.db'}")
     summary = demo.build(store, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr")
+    # The demo has users, so the CLI needs a login: an admin's API token, as a script would have.
+    patch.setenv("HKOPS_TOKEN", users.issue_token(store, "admin", actor="tester")[0])
     store.summary, store.hlr_dir, store.url_text = summary, folder / "hlr", f"sqlite:///{folder / 'demo.db'}"
     yield store
     store.dispose()

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.core import TyperGroup
 
 from hkops.cli import check as check_cli
-from hkops.cli.common import actor, echo, emit_json, progress, set_actor, store
+from hkops.cli import users as users_cli
+from hkops.cli.common import actor, echo, emit_json, progress, reset_actor, store
 from hkops.errors import HkopsError, InvalidValue, InvalidValues
 
 try:
@@ -36,6 +37,7 @@ LAZY_GROUPS = {
     "orders": "orders",
     "payments": "payments",
     "audit": "audit",
+    "users": "users",
 }
 
 
@@ -70,6 +72,12 @@ class _LazyGroups(TyperGroup):
 app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command("check")(check_cli.check)
+
+
+# Logging in is every user's first command: its module is light, so these load with the CLI.
+app.command("login")(users_cli.login)
+app.command("logout")(users_cli.logout)
+app.command("whoami")(users_cli.whoami)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
@@ -79,8 +87,9 @@ app.add_typer(carriers_app, name="carriers")
 
 
 @app.callback()
-def _global(actor_name: Optional[str] = typer.Option(None, "--actor", help="Who acts (for the audit trail).")):
-    set_actor(actor_name)
+def _global():
+    # Who acts is found out afresh for each command: HKOPS_TOKEN or the `hkops login` session.
+    reset_actor()
 
 
 @db_app.command("upgrade")
@@ -127,6 +136,8 @@ def demo(
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
     echo(f"{sum(summary.orders_by_state.values())} orders: "
          + ", ".join(f"{k} {v}" for k, v in summary.orders_by_state.items() if v))
+    echo("demo users, each with the password demo-NAME (hkops login admin, password demo-admin): admin, ops, "
+         "warehouse, sales, finance, analyst, auditor, and the agent users a-east (level 1) and a-east-1 (level 2)")
 
 
 @app.command()
@@ -144,14 +155,18 @@ def serve(
     from hkops.numbers import service
     from hkops.ui.serving import stop_processes, voila_command
 
-    db = store()
+    # The server runs as the machine's operator, who holds the data folder and its key file
+    # anyway (README, Security); the people using the consoles log in there.
+    import getpass
+
+    db = store(login=False)
     if service.stats(db)["blocks"] == 0:
         echo("empty database: building the demo world first")
         with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "demo numbers") as bar, \
                 progress(3_000, "orders", "demo orders") as order_bar:
             demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=folder_for(db),
                               order_progress=order_bar.update)
-    changed = service.regrade_if_rules_changed(db, actor=actor())
+    changed = service.regrade_if_rules_changed(db, actor=getpass.getuser())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops serve as Ctrl+C does
@@ -253,8 +268,27 @@ def carriers_list():
         echo("\n".join(carriers.configured(conn)) or "no carriers configured (hkops carriers add ...)")
 
 
+def _refused_option(args: list[str]) -> str | None:
+    """Why an argument is refused outright: a password on the command line, or ``--actor``."""
+    for arg in args:
+        if arg == "--":
+            break
+        option = str(arg).split("=", 1)[0]
+        if option.startswith("--pass") and option != "--password-stdin":
+            return (f"{option} is refused: a password is never given on the command line (the process list and "
+                    "the shell history would show it); leave it out to be asked, or pipe it in with --password-stdin")
+        if option == "--actor":
+            return ("--actor no longer decides who acts: hkops acts as the user logged in with hkops login, "
+                    "or the user of the API token in HKOPS_TOKEN")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
+    refused = _refused_option(sys.argv[1:] if argv is None else argv)
+    if refused:
+        print(f"hkops: error: {refused}", file=sys.stderr)
+        sys.exit(2)
     try:
         status = app(args=argv, prog_name="hkops", standalone_mode=False)
     except InvalidValues as exc:
