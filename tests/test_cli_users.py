@@ -4,7 +4,6 @@ token, ``HKOPS_ACTOR`` and ``--actor`` decide nothing, and passwords never come 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -28,8 +27,7 @@ def cli(hkops_cli, monkeypatch, tmp_path):
     monkeypatch.delenv("HKOPS_TOKEN", raising=False)
 
     def run(db, *args, stdin: str = "", actor: str = "cli-user"):
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        return hkops_cli(db, *args, actor=actor)
+        return hkops_cli(db, *args, actor=actor, stdin=stdin)
 
     run.session_file = tmp_path / "config" / "session.json"
     return run

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
