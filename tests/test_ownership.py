@@ -20,12 +20,6 @@ ROOT = Path(hkops.__file__).parent
 EXEMPT = ("store/",)
 #: Writes outside the owner still to be moved to the owner's service, as (module, table): owner to fix.
 ALLOWED: dict[tuple[str, str], str] = {
-    # The stock ledger moves cards between places and picks them for orders by writing sims.location/state
-    # itself; hkops/cards/ should own those writes (a set-wise "place cards" function) and stock call it.
-    ("stock/service.py", "sims"): "cards",
-    # Receiving against a purchase order stamps the batch with its product and PO; hkops/cards/ should
-    # take them when the batch is received (or offer a function to set them).
-    ("procurement/service.py", "sim_batches"): "cards",
     # The demo backdates what it made through the services (orders, shipments, payments, stock moves);
     # each owner should offer the backdating, or the demo should place things at their time.
     ("demo_distribution.py", "orders"): "orders",

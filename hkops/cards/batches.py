@@ -106,6 +106,8 @@ def import_sim_file(
     keyring: Keyring | None = None,
     progress: Progress | None = None,
     document: str | None = None,
+    product: str | None = None,
+    purchase_order: str | None = None,
 ) -> BatchSummary:
     """Receive a vendor card-data file as a batch of cards ``in_stock``; all cards or none.
 
@@ -116,7 +118,8 @@ def import_sim_file(
     ``vendor`` defaults to a Vendor/Manufacturer/Supplier header field of a .out file.
     Cards received at a ``location`` enter the stock ledger as a receipt from VENDOR under
     ``document`` (default: the batch name); a location not known yet is registered as a
-    warehouse (hkops.stock.service.receiving_location).
+    warehouse (hkops.stock.service.receiving_location). ``product`` and ``purchase_order``
+    name the catalogue product and the PO the batch is received against (hkops.procurement).
     """
     path = Path(path)
     carrier = carriers.canonical_name(carrier)
@@ -158,7 +161,8 @@ def import_sim_file(
             batch_id = conn.execute(sim_batches.insert().values(
                 name=name, carrier=carrier, vendor=vendor, source_file=path.name[:255], layout=cards.layout,
                 quantity=len(cards), header=json.dumps(cards.header, ensure_ascii=False, sort_keys=True) if cards.header else None,
-                header_enc=header_enc, received_at=now, received_by=actor,
+                header_enc=header_enc, received_at=now, received_by=actor, product=product,
+                purchase_order=purchase_order,
             )).inserted_primary_key[0]
             columns = [cards.iccid, cards.imsi, repeat(batch_id), repeat(IN_STOCK), repeat(location)]
             columns += [sealed.get(SIM_SECRET_COLUMNS[f], repeat(None)) for f in SECRET_FIELDS]

@@ -322,7 +322,8 @@ def receive(db: Store | Connection, po_number: str, path: str | Path, *, product
         carrier = conn.execute(select(sim_products.c.carrier).where(sim_products.c.code == line.product)).scalar()
         vendor = conn.execute(select(vendors.c.name).where(vendors.c.code == po.vendor)).scalar()
         summary = import_sim_file(conn, path, carrier=carrier, actor=actor, batch_name=batch_name, vendor=vendor,
-                                  location=po.warehouse, keyring=keyring, progress=progress, document=po.number)
+                                  location=po.warehouse, keyring=keyring, progress=progress, document=po.number,
+                                  product=line.product, purchase_order=po.number)
         expected = max(0, line.quantity - line.received)
         over = max(0, summary.quantity - expected)
         if over and not accept_over:
@@ -333,8 +334,6 @@ def receive(db: Store | Connection, po_number: str, path: str | Path, *, product
         ordered = sum(row.quantity for row in lines)
         landed = landed_unit_cost(line.unit_cost_fen, po.extra_cost_fen, ordered)
         now = utc_now()
-        conn.execute(update(sim_batches).where(sim_batches.c.id == summary.id)
-                     .values(product=line.product, purchase_order=po.number))
         conn.execute(update(purchase_order_lines).where(purchase_order_lines.c.id == line.id)
                      .values(received=line.received + summary.quantity))
         conn.execute(po_receipts.insert().values(

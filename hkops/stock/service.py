@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from sqlalchemy import (Connection, String, any_, bindparam, column, delete, func, literal, or_, select, table, text,
-                        union_all, update)
+                        union_all)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hkops import audit
 from hkops.audit import Event, audit_log
+from hkops.cards import placement
 from hkops.cards.model import SimState, target_state
 from hkops.cards.tables import sim_batches, sims
 from hkops.catalogue.tables import sim_products
@@ -328,8 +329,7 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
                          repeat(actor), repeat(_db_time(conn, now))))
     done = 0
     for clause in chosen:
-        moved = conn.execute(update(sims).where(clause, sims.c.location == from_location)
-                             .values(location=to_location, changed_at=now)).rowcount
+        moved = placement.relocate(conn, clause, from_location, to_location, now)
         done += moved
         if progress:
             progress(moved)
@@ -399,7 +399,7 @@ def pick_units(conn: Connection, location: str, product: str, order_numbers: lis
             break
         found = list(conn.execute(candidates, {"location": location, "product": product, "wanted": wanted}).scalars())
         for chunk in _chunks(found):
-            taken += conn.execute(_TAKE_CARDS, {"iccids": chunk, "at_location": location, "now": now}).scalars()
+            taken += placement.allocate_in_stock(conn, chunk, location, now)
         if len(found) < wanted:
             break  # nothing more in stock
     taken.sort()
@@ -407,11 +407,6 @@ def pick_units(conn: Connection, location: str, product: str, order_numbers: lis
                                      {"order": order, "location": location, "product": product})
                                for iccid, order in zip(taken, order_numbers)], now)
     return taken
-
-
-_TAKE_CARDS = (update(sims).where(sims.c.iccid.in_(bindparam("iccids", expanding=True)), sims.c.state == IN_STOCK,
-                                  sims.c.location == bindparam("at_location"))
-               .values(state=ALLOCATED, changed_at=bindparam("now")).returning(sims.c.iccid))
 
 
 @cache
@@ -436,9 +431,7 @@ def unpick_unit(conn: Connection, iccid: str, order_number: str, *, actor: str, 
     """An allocated card goes back to in_stock where it is (the order no longer needs it)."""
     now = now or utc_now()
     card = _card_row(conn, iccid)
-    taken = conn.execute(update(sims).where(sims.c.iccid == card.iccid, sims.c.state == ALLOCATED)
-                         .values(state=IN_STOCK, changed_at=now)).rowcount
-    if taken != 1:
+    if not placement.unallocate(conn, card.iccid, now):
         raise IllegalTransition(f"cannot put SIM {card.iccid} back in stock for order {order_number}: "
                                 f"it is {card.state}; only an allocated card can go back")
     audit.record(conn, actor, [Event("sim", card.iccid, "unallocate", ALLOCATED, IN_STOCK, None,
@@ -469,7 +462,7 @@ def take_back_unit(conn: Connection, iccid: str, to_location: str, order_number:
     to_location = _stock_location(conn, to_location, "to")
     move_units(conn, [card.iccid], CUSTOMER, to_location, MoveKind.RETURN, order_number, actor=actor, now=now,
                check_states={ALLOCATED, IN_STOCK}, source=f"return of order {order_number}")
-    conn.execute(update(sims).where(sims.c.iccid == card.iccid).values(state=IN_STOCK, changed_at=now))
+    placement.back_in_stock(conn, card.iccid, now)
     audit.record(conn, actor, [Event("sim", card.iccid, "take_back", card.state, IN_STOCK, None,
                                      {"order": order_number, "from": CUSTOMER, "to": to_location})], now)
 
@@ -609,7 +602,7 @@ def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: st
         move_units(conn, cards, location, SCRAP, MoveKind.SCRAP, document, actor=actor, now=now,
                    source=f"scrap at {location}")
         for clause in matching(conn, sims.c.iccid, cards):
-            conn.execute(update(sims).where(clause).values(state=SimState.DESTROYED.value, changed_at=now))
+            placement.destroy(conn, clause, now)
         events = [_document_event(document, "scrap", reason, location, SCRAP, cards)]
         for iccid in cards:
             events += [Event("sim", iccid, "mark_faulty", states[iccid], SimState.FAULTY.value, reason, {"document": document}),
@@ -653,7 +646,7 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
         for place, cards in sorted(by_place.items()):
             if place == VENDOR:
                 for clause in matching(conn, sims.c.iccid, cards):
-                    conn.execute(update(sims).where(clause, sims.c.location.is_(None)).values(location=VENDOR))
+                    placement.place_unlocated(conn, clause, VENDOR)
             move_units(conn, cards, place, location, MoveKind.COUNT, number, actor=actor, now=now,
                        source=f"count {number}")
         conn.execute(stock_counts.insert().values(
@@ -785,8 +778,7 @@ def restore_locations(db: Store | Connection, iccids: list[str], *, actor: str, 
                 .where(sims.c.location.is_distinct_from(stock_moves.c.to_location))).all()
         if not drifted:
             return 0
-        conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(location=bindparam("l"), changed_at=now),
-                     [{"i": r.iccid, "l": r.to_location} for r in drifted])
+        placement.set_locations(conn, {r.iccid: r.to_location for r in drifted}, now)
         audit.record(conn, actor, [Event("sim", r.iccid, "relocate", r.location, r.to_location, reason)
                                    for r in drifted], now)
     return len(drifted)
