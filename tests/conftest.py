@@ -3,7 +3,6 @@ PostgreSQL. In CI (CI=true) an unreachable PostgreSQL fails the run instead of s
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 
@@ -14,21 +13,7 @@ from hkops import carriers
 from hkops.store import migrate
 from hkops.store.engine import Store
 from hkops.store.tables import metadata
-
-POSTGRES_ADMIN_URL = os.environ.get("HKOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _postgres_reachable() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any failure to connect means "not reachable"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-
+from postgres import IN_CI, POSTGRES_ADMIN_URL, postgres_reachable as _postgres_reachable
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):

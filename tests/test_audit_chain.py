@@ -23,7 +23,7 @@ from hkops.store import migrate
 from hkops.store.engine import Store
 from strategies import hkops_cli  # noqa: F401
 
-from conftest import POSTGRES_ADMIN_URL
+from postgres import POSTGRES_ADMIN_URL
 
 
 @pytest.fixture(autouse=True)

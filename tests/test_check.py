@@ -21,6 +21,7 @@ from hkops.network import InProcessTransport, ProvisioningClient, Simulator, con
 from hkops.network import BarringReason, add_sub, mod_odb, rmv_sub
 from hkops.network.registry import folder_for
 from hkops.network.simulator import BackgroundServer
+from hkops.security import users
 from hkops.numbers.tables import numbers
 from hkops.orders.tables import orders
 from hkops.payments.tables import payments
@@ -39,6 +40,7 @@ def template(tmp_path_factory):
     patch.setenv("HKOPS_SECRET_KEY_FILE", str(folder / "secret.key"))
     store = Store(f"sqlite:///{folder / 'demo.db'}")
     demo.build(store, per_province=1, cards=200, orders=150, hlr_dir=folder / "hlr")
+    (folder / "token").write_text(users.issue_token(store, "admin", actor="tester")[0])
     with store.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     store.dispose()
@@ -54,6 +56,7 @@ def world(template, tmp_path, monkeypatch):
     monkeypatch.setenv("HKOPS_SECRET_KEY_FILE", str(template / "secret.key"))
     monkeypatch.setenv("HKOPS_DATABASE_URL", url)
     monkeypatch.setenv("HKOPS_HLR", "127.0.0.1:1")  # nothing answers there
+    monkeypatch.setenv("HKOPS_TOKEN", (template / "token").read_text())  # the demo has users: act as its admin
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
     store = Store(url)
     store.hlr_dir = tmp_path / "hlr"
@@ -322,6 +325,7 @@ def test_two_demo_worlds_in_one_checkout_each_have_their_own_registry_and_pass_c
         url = f"sqlite:///{tmp_path / f'seed{seed}.db'}"
         monkeypatch.setenv("HKOPS_DATABASE_URL", url)
         assert _demo(capsys, "--seed", str(seed)) == 0
+        _act_as_admin(monkeypatch, url)
         status, report = run_check(capsys)  # compared with the database's own registry
         assert (status, report["violations"], report["not_checked"]) == (0, [], {})
         store = Store(url)
@@ -337,7 +341,15 @@ def test_two_demo_worlds_in_one_checkout_each_have_their_own_registry_and_pass_c
     store = Store(f"sqlite:///{tmp_path / 'seed5.db'}")
     assert not folders[1].exists() and folder_for(store).is_dir() and folders[0].is_dir()
     store.dispose()
+    _act_as_admin(monkeypatch, f"sqlite:///{tmp_path / 'seed5.db'}")
     assert run_check(capsys)[0] == 0
+
+
+def _act_as_admin(monkeypatch, url: str) -> None:
+    """The demo has users: the CLI acts as its admin through an API token."""
+    store = Store(url)
+    monkeypatch.setenv("HKOPS_TOKEN", users.issue_token(store, "admin", actor="tester")[0])
+    store.dispose()
 
 
 def test_a_demo_that_fails_leaves_nothing_half_built(tmp_path, monkeypatch):

@@ -69,8 +69,8 @@ def test_a_suspension_the_hlr_refuses_shows_in_hlr_pending_and_is_abandoned_or_r
     try:
         assert run(world, tmp_path, port, "sims", "import", str(tmp_path / "cards.csv"), "--carrier", "China Mobile",
                    "--location", "WH-BJ").returncode == 0
-        person = ok(run(world, tmp_path, port, "subscribers", "add", "--name", "王芳", "--id", make_rid(),
-                        "--contact", "13900000000", "--json"))
+        person = ok(run(world, tmp_path, port, "subscribers", "add", "--name", "王芳", "--id", "-",
+                        "--contact", "13900000000", "--json", stdin=make_rid()))
         ok(run(world, tmp_path, port, "cards", "pair", iccid, N, "--subscriber", str(person["id"]), "--json"))
         assert ok(run(world, tmp_path, port, "cards", "activate", iccid, "--json"))["state"] == "active"
         ProvisioningClient(TcpTransport("127.0.0.1", port)).run_many([rmv_sub(N)])  # the HLR loses it

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
-def hkops(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hkops", *args], capture_output=True, text=True, timeout=300)
+def hkops(*args: str, database: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HKOPS_DATABASE_URL": f"sqlite:///{database}"}
+    return subprocess.run([sys.executable, "-m", "hkops", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_generated_usage_is_reported_by_stats_as_json(tmp_path):
     out = str(tmp_path / "usage")
-    made = hkops("usage", "generate", "--days", "2", "--cards", "500", "--start", "2026-11-01", "--out", out, "--json")
+    made = hkops("usage", "generate", "--days", "2", "--cards", "500", "--start", "2026-11-01", "--out", out, "--json",
+                 database=tmp_path / "hkops.db")
     assert made.returncode == 0, made.stderr
     summary = json.loads(made.stdout)
     assert summary["records"] > 0 and summary["days"] == 2
-    report = hkops("usage", "stats", "--day", "2026-11-02", "--out", out, "--json")
+    report = hkops("usage", "stats", "--day", "2026-11-02", "--out", out, "--json", database=tmp_path / "hkops.db")
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     assert data["day"] == "2026-11-02"
@@ -25,7 +29,7 @@ def test_generated_usage_is_reported_by_stats_as_json(tmp_path):
 
 
 def test_stats_of_an_empty_store_or_a_bad_day_exit_2_with_a_reason(tmp_path):
-    empty = hkops("usage", "stats", "--out", str(tmp_path / "none"))
+    empty = hkops("usage", "stats", "--out", str(tmp_path / "none"), database=tmp_path / "hkops.db")
     assert empty.returncode == 2 and "holds no records" in empty.stderr
-    bad = hkops("usage", "stats", "--day", "yesterday", "--out", str(tmp_path / "none"))
+    bad = hkops("usage", "stats", "--day", "yesterday", "--out", str(tmp_path / "none"), database=tmp_path / "hkops.db")
     assert bad.returncode == 2 and "day 'yesterday'" in bad.stderr

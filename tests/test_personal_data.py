@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from stdnum.cn import ric
 
-from conftest import POSTGRES_ADMIN_URL, _postgres_reachable
+from postgres import POSTGRES_ADMIN_URL, postgres_reachable as _postgres_reachable
 from distribution_world import advance, distribution, place_order, rid  # noqa: F401  (fixture)
 from hkops.audit import audit_log
 from hkops.errors import InvalidValues

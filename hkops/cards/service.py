@@ -582,7 +582,7 @@ def _confirm(conn: Connection, row) -> None:
 def pending(db: Store) -> list[dict]:
     """HLR moves still waiting (``state`` pending) and moves the HLR refused that wait for the
     operator (``state`` failed, ``last_error`` the HLR's reason: :func:`retry` or
-    :func:`abandon`), oldest first."""
+    :func:`abandon`; one row a card, the command the HLR refused last), oldest first."""
     with db.read() as conn:
         rows = conn.execute(
             select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,
@@ -591,7 +591,8 @@ def pending(db: Store) -> list[dict]:
             .where(or_(outbox.c.state == "pending",
                        and_(outbox.c.state == "failed", sims.c.network_sync == NetworkSync.FAILED.value)))
             .order_by(outbox.c.id)).mappings().all()
-    return [dict(r) for r in rows]
+    last_refused = {r["iccid"]: r["req"] for r in rows if r["state"] == "failed"}
+    return [dict(r) for r in rows if r["state"] == "pending" or last_refused[r["iccid"]] == r["req"]]
 
 
 # ---------------------------------------------------------------- refusals (the HLR said no)
