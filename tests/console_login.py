@@ -38,3 +38,16 @@ def log_in_page(page, base_url: str, name: str, password: str, next_path: str = 
     page.fill("#password", password)
     page.click("#login")
     page.wait_for_url(f"{base_url}{next_path}*")
+
+
+def http_session(base_url: str, name: str, password: str):
+    """A ``requests`` session logged in to the consoles at ``base_url`` through the login form."""
+    import requests
+
+    session = requests.Session()
+    session.get(f"{base_url}/login", timeout=30).raise_for_status()
+    answer = session.post(f"{base_url}/login", data={"username": name, "password": password,
+                                                     "_xsrf": session.cookies["_xsrf"], "next": "/"},
+                          allow_redirects=False, timeout=30)
+    assert answer.status_code == 302, f"login as {name} refused: {answer.status_code} {answer.text[-500:]}"
+    return session
