@@ -250,6 +250,28 @@ def test_user_b_cannot_attach_to_execute_in_or_shut_down_user_a_kernel(voila):
     assert a.get(voila.url + f"/api/kernels/{kernel_id}").status_code in (403, 404)
 
 
+def test_an_open_console_loses_its_kernel_when_its_session_is_revoked(voila, store):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    a = logged_in(voila, "ops")
+    _, kernel_id = open_page(voila, a)
+    cookie = "; ".join(f"{k}={v}" for k, v in a.cookies.items())
+    url = voila.url.replace("http", "ws") + f"/api/kernels/{kernel_id}/channels?session_id=revoked"
+
+    async def message_after_revoking():
+        connection = await websocket_connect(HTTPRequest(url, headers={"Cookie": cookie}))
+        assert users.revoke_session(store, token_of(a))
+        await connection.write_message("{}")
+        while True:  # status messages may come first; None once the server closed the socket
+            message = await asyncio.wait_for(connection.read_message(), 10)
+            if message is None:
+                return connection.close_code
+
+    assert asyncio.run(message_after_revoking()) == 1008
+    assert not admitted(voila, a)
+
+
 def test_the_channel_to_a_preheated_kernel_takes_loopback_kernels_only(voila):
     """/voila/query/<kernel> carries a page's session to its preheated kernel: a stranger
     cannot read it for a kernel that does not exist, nor take over a kernel's waiting line."""

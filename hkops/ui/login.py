@@ -17,7 +17,8 @@
 * the page's session token handed to its kernel in the request header :data:`SESSION_HEADER`
   (``VoilaConfiguration.http_header_envs``; a preheated kernel receives it after
   ``voila.utils.wait_for_request()``), which the console turns back into the acting user
-  (:func:`hkops.ui._common.current_actor`). The header is stripped from every incoming
+  (:func:`hkops.ui._common.current_actor`). An open page's websocket is closed once its
+  session has expired or was revoked (:class:`SessionCheckedConnection`). The header is stripped from every incoming
   request, so only the server sets it; the channel that carries it to a preheated kernel
   (``/voila/query/<kernel>``) answers loopback connections only, once per kernel.
 """
@@ -39,6 +40,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.auth.login import LoginFormHandler
 from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
 from traitlets import default
 from voila.app import Voila
@@ -61,6 +63,8 @@ SESSION_ENV = "HTTP_X_HKOPS_CONSOLE_SESSION"
 LOGIN_ENV = "HKOPS_CONSOLE_LOGIN"
 #: A signed cookie older than this is refused outright (the session itself expires sooner).
 COOKIE_MAX_AGE_DAYS = 1
+#: An open console's session is checked again at most this often (seconds), on its next message.
+RECHECK_S = 30.0
 
 
 class ConsoleSecretError(HkopsError):
@@ -269,6 +273,30 @@ class KernelOwner:
     session: str  # SHA-256 of the session token
 
 
+class SessionCheckedConnection(ZMQChannelsWebsocketConnection):
+    """A console's websocket to its kernel, closed when its session has expired or was revoked
+    (checked on the page's messages, at most every :data:`RECHECK_S` seconds)."""
+
+    _checked_at = 0.0
+
+    def handle_incoming_message(self, incoming_msg) -> None:
+        import time
+
+        from hkops.security.users import TokenRefused, principal_for_token
+
+        now = time.monotonic()
+        if now - self._checked_at >= RECHECK_S:
+            token = getattr(self.websocket_handler, "hkops_session", None)
+            try:
+                principal_for_token(_store(), token or "", kinds=("console",))
+            except TokenRefused as refused:
+                self.log.info("closing a console's kernel channels: %s", refused)
+                self.websocket_handler.close(code=1008, reason="session ended")
+                return
+            self._checked_at = now
+        super().handle_incoming_message(incoming_msg)
+
+
 class KernelOwnerAuthorizer(Authorizer):
     """Kernels belong to the user whose page request started or took them from the pool;
     only that user may use the kernel API and websocket of a kernel."""
@@ -404,6 +432,10 @@ class ConsoleVoila(Voila):
     @default("cookie_secret")
     def _cookie_secret_default(self):
         return cookie_secret()
+
+    @default("kernel_websocket_connection_class")
+    def _kernel_websocket_connection_class_default(self):
+        return SessionCheckedConnection
 
     def init_settings(self) -> dict:
         headers = list(self.voila_configuration.http_header_envs)
