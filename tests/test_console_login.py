@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import stat
 from datetime import timedelta
 
 import pytest
@@ -284,13 +283,3 @@ def test_the_channel_to_a_preheated_kernel_takes_loopback_kernels_only(voila):
         return message
 
     assert asyncio.run(first_message("00000000-0000-0000-0000-000000000000")) is None  # closed at once
-
-
-def test_the_cookie_secret_is_owner_only_and_kept(tmp_path):
-    path = tmp_path / "data" / login.SECRET_FILE
-    first = login.cookie_secret(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(first) == 64 and login.cookie_secret(path) == first  # not random at each start
-    path.chmod(0o644)
-    with pytest.raises(login.ConsoleSecretError, match="chmod 600"):
-        login.cookie_secret(path)
