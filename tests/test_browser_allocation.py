@@ -14,6 +14,7 @@ from hkops.numbers import service
 from hkops.numbers.model import NumberState
 from hkops.store.engine import Store
 from hkops.ui.serving import VoilaServer
+from console_login import add_console_user, log_in_page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -86,7 +87,7 @@ def test_an_operator_reserves_a_number_for_a_customer_in_the_browser(voila, page
     started = time.monotonic()
     fetched = []
     page.on("requestfinished", lambda request: fetched.append(urlparse(request.url).path))
-    page.goto(f"{voila.url}/voila/render/allocation.ipynb")
+    log_in_page(page, voila.url, *add_console_user(database_url), "/voila/render/allocation.ipynb")
     page.wait_for_selector("#loading", state="detached")
     page.wait_for_selector(".hkops-chart-region .main-svg", state="visible")
     # the charts load plotly's code once, by URL, and fill their boxes (not plotly's default 700 px)

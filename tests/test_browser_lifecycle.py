@@ -15,6 +15,7 @@ from hkops.numbers.search import SearchQuery, search
 from hkops.store.engine import Store
 from hkops.subscribers import service as subscribers
 from hkops.ui.serving import VoilaServer
+from console_login import add_console_user, log_in_page
 from test_browser_allocation import browser, page  # noqa: F401  (the same Chromium set-up)
 from test_subscribers import make_rid
 from test_vendor_files import card_csv, make_cards
@@ -66,7 +67,7 @@ def voila(shop, tmp_path_factory):
 
 
 def test_an_operator_reports_a_loss_and_replaces_the_card_in_the_browser(voila, page, shop):
-    page.goto(f"{voila.url}/voila/render/lifecycle.ipynb")
+    log_in_page(page, voila.url, *add_console_user(shop["url"]), "/voila/render/lifecycle.ipynb")
     page.wait_for_selector("#loading", state="detached")
     page.locator(".hkops-find input").fill(shop["msisdn"])
     page.locator("button.hkops-find-button").click()

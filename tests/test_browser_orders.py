@@ -14,6 +14,7 @@ from hkops.orders import service as orders
 from hkops.store import migrate
 from hkops.store.engine import Store
 from hkops.ui.serving import VoilaServer
+from console_login import add_console_user, log_in_page
 from test_browser_allocation import browser, page  # noqa: F401  (the same Chromium set-up)
 
 pytestmark = pytest.mark.browser
@@ -57,7 +58,7 @@ def type_into(page, css: str, text: str) -> None:
 
 def test_an_operator_places_an_order_and_ships_it_in_the_browser(voila, page, shop):
     person = rid(42)
-    page.goto(f"{voila.url}/voila/render/orders.ipynb")
+    log_in_page(page, voila.url, *add_console_user(shop["url"]), "/voila/render/orders.ipynb")
     page.wait_for_selector("#loading", state="detached")
     page.wait_for_selector(".hkops-stage-approved")
 

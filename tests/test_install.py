@@ -15,11 +15,12 @@ import subprocess
 import sys
 import sysconfig
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from console_login import http_session
+from hkops.security.users import demo_password
 from hkops.ui.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,12 +89,12 @@ def test_an_installed_package_builds_the_demo_and_serves_the_consoles_from_any_f
     serve = subprocess.Popen([hkops, "serve", "--port", str(port)], env=env, cwd=cwd, stdout=log,
                              stderr=subprocess.STDOUT)
     try:
-        deadline, page = time.monotonic() + 180, ""
+        deadline, page, browser = time.monotonic() + 180, "", None
         while time.monotonic() < deadline and "widget-view+json" not in page:
             assert serve.poll() is None, (cwd / "serve.log").read_text(errors="replace")[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/render/index.ipynb", timeout=90) as answer:
-                    page = answer.read().decode("utf-8", "replace")
+            try:  # the consoles are behind the login: the demo's ops user
+                browser = browser or http_session(f"http://127.0.0.1:{port}", "ops", demo_password("ops"))
+                page = browser.get(f"http://127.0.0.1:{port}/voila/render/index.ipynb", timeout=90).text
             except OSError:
                 time.sleep(0.5)
         assert "widget-view+json" in page, (cwd / "serve.log").read_text(errors="replace")[-3000:]

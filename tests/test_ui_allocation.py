@@ -262,12 +262,12 @@ def test_the_console_matches_a_direct_search(console, store):
     assert [h.msisdn for h in console.hits] == [h.msisdn for h in direct]
 
 
-def test_the_serve_command_runs_voila_on_the_consoles_with_the_preheat_config():
+def test_the_serve_command_runs_voila_behind_the_login_on_the_consoles_with_the_preheat_config():
     from hkops.ui import serving
 
     argv = serving.voila_command(8899)
 
-    assert argv[1:3] == ["-m", "voila"] and argv[3] == str(serving.CONSOLES_DIR)
+    assert argv[1:3] == ["-m", "hkops.ui.login"] and argv[3] == str(serving.CONSOLES_DIR)
     assert "--port=8899" in argv and "--no-browser" in argv
     assert f"--Voila.config_file_paths={serving.CONFIG_DIR}" in argv
     assert (serving.plotly_bundle_dir() / "widgetbundle.js").is_file()

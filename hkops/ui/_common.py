@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Callable, Iterator
 import ipywidgets as widgets
 
 from hkops.errors import HkopsError
+from hkops.security.access import Principal, is_principal
 from hkops.network.client import ProvisioningClient, connect
 from hkops.network.errors import ProvisioningError
 
@@ -63,6 +65,60 @@ class StateBadges:
 
 NUMBER_BADGES = StateBadges("hkops-state", STATE_ZH, STATE_COLOURS)
 STATE_LABELS = {state: NUMBER_BADGES.label(state) for state in STATE_ZH}
+
+
+#: Who a console served behind the login acts as until its page request brings the user
+#: (a preheated kernel builds its console before anyone asks for the page): nobody, no permission.
+NOBODY = Principal("(not logged in)")
+#: Mirrors of hkops.ui.login's names (not imported: that module pulls in Voilà's server).
+_SESSION_ENV = "HTTP_X_HKOPS_CONSOLE_SESSION"
+_LOGIN_ENV = "HKOPS_CONSOLE_LOGIN"
+
+
+class NotLoggedIn(HkopsError):
+    """A console served behind the login came without a valid session."""
+
+
+def current_actor(*, required: bool = False) -> str:
+    """Who this console acts as: the logged-in user whose page this kernel serves.
+
+    Behind ``hkops serve``'s login (:mod:`hkops.ui.login`) that is the principal of the page's
+    console session, checked now (expired, revoked or disabled: ``TokenRefused``). Before the
+    page request reaches a preheated kernel there is nobody yet: :data:`NOBODY` (no permission),
+    or :class:`NotLoggedIn` with ``required``. Outside a served console (a notebook of one's
+    own, tests) it is the CLI's idea of who acts (``hkops.audit.default_actor``)."""
+    token = os.environ.get(_SESSION_ENV)
+    if token:
+        from hkops.security.users import principal_for_token
+        from hkops.store.engine import get_store
+
+        return principal_for_token(get_store(), token, kinds=("console",))
+    if os.environ.get(_LOGIN_ENV) == "1":
+        if required:
+            raise NotLoggedIn("这个页面没有登录 This console page came without a login: log in again")
+        return NOBODY
+    from hkops.audit import default_actor
+
+    return default_actor()
+
+
+def user_line(actor: str) -> widgets.HTML:
+    """The line at the top of a console saying who is logged in, with a link to log out."""
+    if not is_principal(actor):
+        return widgets.HTML(f"<div class='hkops-user hkops-muted'>{html.escape(str(actor))}</div>")
+    scope = f" · 代理商 agent {html.escape(actor.agent)}" if actor.agent else ""
+    logout = os.environ.get("VOILA_BASE_URL", "/").rstrip("/") + "/logout"
+    return widgets.HTML(
+        f"<div class='hkops-user'>登录 Logged in as <b class='hkops-user-name'>{html.escape(actor.name)}</b> "
+        f"<span class='hkops-muted'>({html.escape(', '.join(actor.roles))}){scope}</span> · "
+        f"<a class='hkops-logout' href='{html.escape(logout)}'>退出 Log out</a></div>")
+
+
+def login_required_message(error: BaseException) -> widgets.HTML:
+    """What a console page shows instead of the console when its login is not valid."""
+    login = os.environ.get("VOILA_BASE_URL", "/").rstrip("/") + "/login"
+    return widgets.HTML(f"<div class='hkops-msg hkops-msg-error hkops-login-needed'>✗ {html.escape(str(error))} "
+                        f"<a href='{html.escape(login)}'>登录 Log in</a></div>")
 
 
 @dataclass(frozen=True)
@@ -280,6 +336,7 @@ _STYLE = """
 .hkops-muted, .hkops-as-of { color: #6b7280; }
 .hkops-empty { color: #6b7280; padding: 16px; border: 1px dashed #d1d5db; border-radius: 4px; }
 .hkops-chart { width: 100%; min-width: 0; }
+.hkops-user { text-align: right; font-size: 12.5px; margin: 0 0 4px; }
 .hkops-console-link { color: #2563eb; text-decoration: underline; }
 .hkops-index table { border-collapse: collapse; }
 .hkops-index td { padding: 4px 12px 4px 0; vertical-align: top; }

@@ -10,6 +10,9 @@ Voilà reads ``voila_config/voila.json`` next to this file (and no other voila.j
 
 The command also serves plotly's widget bundle under ``voila/labextensions/`` so that
 the consoles' charts fetch it once per page (see :mod:`hkops.ui.charts`).
+
+It runs Voilà behind the consoles' login (:mod:`hkops.ui.login`): every page needs a user
+name and password, and each console acts as the user who logged in (:func:`show`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from hkops.config import shipped_path
+from hkops.errors import HkopsError
 
 #: The consoles' notebooks: notebooks/consoles of the checkout, or the installed package's copy.
 CONSOLES_DIR = shipped_path("notebooks/consoles")
@@ -54,7 +58,8 @@ def voila_command(port: int, *, root: str | Path | None = None, ip: str | None =
     inherit Voilà's environment.
     """
     argv = [
-        sys.executable, "-m", "voila", str(Path(root) if root else CONSOLES_DIR),
+        # Voilà with the consoles' login page, sessions and kernel owners (hkops.ui.login)
+        sys.executable, "-m", "hkops.ui.login", str(Path(root) if root else CONSOLES_DIR),
         f"--port={int(port)}",
         "--no-browser",
         f"--Voila.config_file_paths={config_dir or CONFIG_DIR}",
@@ -72,22 +77,37 @@ def preheating() -> bool:
 
 
 def show(console) -> None:
-    """Display ``console``; in a preheated kernel, first wait for the visitor, then refresh.
+    """Display ``console`` for the logged-in user, with a line saying who that is.
 
-    A preheated kernel runs the notebook when Voilà starts; its data would be as old as
-    the kernel. So the last cell waits for the page request and reloads the console's
-    figures (``console.refresh()``, if it has one) before showing it.
+    A preheated kernel runs the notebook when Voilà starts, before anyone asks for the
+    page: its data would be as old as the kernel, and it does not know the visitor yet. So
+    the last cell waits for the page request, sets the console's ``actor`` to the user who
+    logged in (:func:`hkops.ui._common.current_actor`) and reloads the console
+    (``console.refresh()``, if it has one) before showing it; a console built for someone
+    else is refreshed too. Without a valid login the page says so and shows no console.
     """
     from IPython.display import display
 
-    if preheating():
+    from hkops.ui._common import current_actor, login_required_message, user_line
+
+    warm = preheating()
+    if warm:
         from voila.utils import wait_for_request
 
         wait_for_request()
-        refresh = getattr(console, "refresh", None)
-        if callable(refresh):
-            refresh()
-    display(console)
+    try:
+        actor = current_actor(required=True)
+    except HkopsError as refused:
+        display(login_required_message(refused))
+        return
+    stale = warm
+    if hasattr(console, "actor"):
+        stale = stale or repr(console.actor) != repr(actor)  # built for someone else (or nobody)
+        console.actor = actor
+    refresh = getattr(console, "refresh", None)
+    if stale and callable(refresh):
+        refresh()
+    display(user_line(actor), console)
 
 
 #: Seconds the processes ``hkops serve`` started get to stop on their own before they are killed.
