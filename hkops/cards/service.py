@@ -34,6 +34,7 @@ from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks
 from hkops.numbers.tables import numbers as numbers_table
+from hkops.security.access import require
 from hkops.security.crypto import Keyring, load_keyring
 from hkops.stock import service as stock
 from hkops.store.engine import Store, unit_of_work
@@ -96,8 +97,9 @@ def _card_from(row) -> Card:
                 replaced_by=row["replaced_by"], swapped_at=row["swapped_at"])
 
 
-def get_card(db: Store | Connection, value: str) -> Card:
-    """The card by ICCID, or the live card of an MSISDN."""
+def get_card(db: Store | Connection, value: str, *, actor: str | None = None) -> Card:
+    """The card by ICCID, or the live card of an MSISDN (``cards.read``)."""
+    require(actor, "cards.read", f"see SIM card {value}")
     with unit_of_work(db) as conn:
         digits = str(value).replace(" ", "")
         if digits.startswith("89") and len(digits) in (19, 20):
