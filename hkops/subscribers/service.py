@@ -122,6 +122,20 @@ def lookup_hashes(conn: Connection, resident_ids: Sequence[str], keyring: Keyrin
     return None if key is None else [_hash(key, rid) for rid in resident_ids]
 
 
+def pseudonyms(conn: Connection, hashes: Iterable[str], *, keyring: Keyring | None = None) -> dict[str, str]:
+    """Pseudonymous customer keys for analysts: lookup hash -> ``P`` + 16 hex characters, the
+    same for one person everywhere, under a key derived one-way from the lookup key (so a key
+    neither reveals the lookup hash nor can be computed from a resident ID without the key file)."""
+    hashes = sorted(set(hashes) - {None})
+    if not hashes:
+        return {}
+    key = _lookup_key(conn, keyring or load_keyring(), create=False)
+    if key is None:
+        return {}
+    derived = hmac.new(key, b"hkops analytics pseudonym key\0", hashlib.sha256).digest()
+    return {h: "P" + hmac.new(derived, h.encode("ascii"), hashlib.sha256).hexdigest()[:16] for h in hashes}
+
+
 def resident_id_hash(conn: Connection, resident_id: str, *, keyring: Keyring | None = None) -> str | None:
     """The stored lookup hash of ``resident_id`` (validated first); None before any is stored."""
     return lookup_hash(conn, resident_id, keyring or load_keyring(), create=False)
