@@ -17,6 +17,7 @@ the order number); only activation and return talk to the HLR, after their commi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -45,7 +46,7 @@ from hkops.orders.records import (
 )
 from hkops.orders.tables import orders, shipments
 from hkops.payments import service as payments
-from hkops.security.access import out_of_scope, require
+from hkops.security.access import out_of_scope, require, sees_personal_data
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
@@ -547,6 +548,18 @@ def _visible(conn: Connection, row, actor: str | None, scope, what: str):
     return row
 
 
+#: What an actor without ``subscribers.read`` (an analyst) sees instead of a name, contact or address.
+HIDDEN = "***"
+
+
+def _shown(order: Order, actor: str | None) -> Order:
+    """The order as ``actor`` may see it: the person's name, contact and address hidden without
+    ``subscribers.read`` (the resident ID is masked for everyone)."""
+    if sees_personal_data(actor):
+        return order
+    return replace(order, customer_name=HIDDEN, contact=HIDDEN, ship_address=HIDDEN)
+
+
 def get_order(db: Store | Connection, number_or_client_id: str, *, actor: str | None = None) -> Order:
     """An order by its number, else by a client order id (NotFound, or Conflict if several channels used it).
     Needs ``orders.read``; an agent user sees only orders of its subtree."""
@@ -555,7 +568,7 @@ def get_order(db: Store | Connection, number_or_client_id: str, *, actor: str | 
         scope = _reader(conn, actor, f"see order {value}")
         row = conn.execute(select(orders).where(orders.c.number == value.upper())).first()
         if row is not None:
-            return order_from_row(_visible(conn, row, actor, scope, f"see order {value}"))
+            return _shown(order_from_row(_visible(conn, row, actor, scope, f"see order {value}")), actor)
         by_client = select(orders).where(orders.c.client_order_id == value)
         if scope is not None:
             by_client = by_client.where(orders.c.agent_id.in_(scope))
@@ -567,7 +580,7 @@ def get_order(db: Store | Connection, number_or_client_id: str, *, actor: str | 
         if len(rows) > 1:
             raise Conflict(f"client order id {value!r} is used by orders {', '.join(r.number for r in rows)}; "
                            "give the order number")
-        return order_from_row(rows[0])
+        return _shown(order_from_row(rows[0]), actor)
 
 
 def order_detail(db: Store | Connection, number: str, *, actor: str | None = None) -> dict:
@@ -593,7 +606,7 @@ def order_detail(db: Store | Connection, number: str, *, actor: str | None = Non
         ledger = payments.list_payments(conn, order=row.number)
         net = payments.balance(conn, row.id)
     return {
-        "order": order_from_row(row).as_dict(),
+        "order": _shown(order_from_row(row), actor).as_dict(),
         "shipment": {k: parcel._mapping[k] for k in ("courier", "tracking_no", "state", "created_at", "changed_at")}
         if parcel else None,
         "payments": [p.as_dict() for p in reversed(ledger)],
@@ -624,7 +637,7 @@ def list_orders(db: Store | Connection, *, state: str | None = None, agent: str 
         scope = _reader(conn, actor, "list orders")
         if scope is not None:
             stmt = stmt.where(orders.c.agent_id.in_(scope))
-        return [order_from_row(row) for row in conn.execute(stmt)]
+        return [_shown(order_from_row(row), actor) for row in conn.execute(stmt)]
 
 
 def pipeline_counts(db: Store | Connection, *, actor: str | None = None) -> dict[str, int]:
