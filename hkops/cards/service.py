@@ -581,10 +581,11 @@ def _confirm(conn: Connection, row) -> None:
     _set(conn, row.iccid, network_sync=final.value, pending_action=None)
 
 
-def pending(db: Store) -> list[dict]:
+def pending(db: Store, *, actor: str | None = None) -> list[dict]:
     """HLR moves still waiting (``state`` pending) and moves the HLR refused that wait for the
     operator (``state`` failed, ``last_error`` the HLR's reason: :func:`retry` or
-    :func:`abandon`), oldest first."""
+    :func:`abandon`), oldest first (``cards.read``)."""
+    require(actor, "cards.read", "see pending HLR moves")
     with db.read() as conn:
         rows = conn.execute(
             select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,
