@@ -10,12 +10,15 @@ import pytest
 from hkops import lookup as lookups
 from hkops.agents import service as agents
 from hkops.analytics import sales
+from hkops.network import InProcessTransport, ProvisioningClient
+from hkops.network.simulator import Simulator
 from hkops.orders import service as orders
 from hkops.payments import service as payments
 from hkops.security.access import AccessDenied, Principal
 from hkops.stock import service as stock
 from hkops.subscribers import service as subscribers
-from scoping_world import two_agents  # noqa: F401  (fixture)
+from distribution_world import advance, place_order
+from scoping_world import A_PERSON, two_agents  # noqa: F401  (fixture)
 
 
 def with_permissions(principal: Principal, *extra: str) -> Principal:
@@ -135,14 +138,24 @@ def test_look_up_refuses_everything_of_another_agent_like_something_unknown(two_
         assert lookups.lookup(w.db, value, actor=w.root)["kind"]
 
 
-def test_a_number_sold_again_by_another_agent_does_not_lead_an_agent_user_to_the_new_holder(two_agents):
-    """Look-up of an order of one's own shows only its own card and person, not whatever else
-    the same number or card is linked to."""
+def hlr_client() -> ProvisioningClient:
+    """An in-process HLR simulator to activate through."""
+    return ProvisioningClient(InProcessTransport(Simulator()), retries=2, backoff=0, timeout=1)
+
+
+def test_a_customer_of_both_agents_does_not_lead_an_agent_user_to_the_other_agents_sale(two_agents):
+    """Look-up shows an agent user only what its own orders name, not the other numbers and
+    cards the same person (or number, or card) is linked to through another agent's order."""
     w = two_agents
-    found = lookups.lookup(w.db, w.a.number, actor=w.ua)
-    assert {c["iccid"] for c in found["cards"]} == {w.a.iccid}
-    assert {s["id"] for s in found["subscribers"]} == {w.a.subscriber_id}
-    assert w.b.iccid not in str(found) and w.b.number not in str(found)
+    other = place_order(w.db, A_PERSON, channel="b", client_order_id="B-CLIENT-2")  # A's customer buys from B
+    other = advance(w.db, other.number, "activated", network=hlr_client())
+    assert other.subscriber_id == w.a.subscriber_id
+    for value in (w.a.number, f"S{w.a.subscriber_id}", w.a_rid, str(w.a.msisdn), w.a.iccid):
+        found = lookups.lookup(w.db, value, actor=w.ua)
+        assert {o["number"] for o in found["orders"]} == {w.a.number}, value
+        assert other.iccid not in str(found) and other.msisdn not in str(found) and other.number not in str(found)
+    everything = lookups.lookup(w.db, f"S{w.a.subscriber_id}", actor=w.root)
+    assert other.iccid in str(everything) and other.msisdn in str(everything)
 
 
 def test_analytics_give_people_as_pseudonymous_keys_and_agents_only_their_subtree(two_agents):
