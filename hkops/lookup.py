@@ -31,7 +31,7 @@ ORDER_LIMIT = 20
 
 _ORDER_COLUMNS = [c for c in orders.c if c.name not in ("resident_id_enc", "resident_id_hash")]
 #: What an actor without ``subscribers.read`` (an analyst) does not see of orders and people.
-_PERSONAL = ("customer_name", "contact", "ship_address", "name")
+_PERSONAL = ("customer_name", "contact", "ship_address", "name", "birth_year", "gender")
 _SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact",
                                                    "created_at")]
 
