@@ -93,6 +93,9 @@ def _scoped(conn: Connection, value: str, actor: str | None) -> dict:
             raise out_of_scope(actor, f"look up {shown!r}") from None
         if found is None:
             raise out_of_scope(actor, f"look up {shown!r}")
+        if found["agent"] is not None:  # not the agents above the user's own
+            mine = set(conn.execute(scope).scalars())
+            found["agent"]["parents"] = [p for p in found["agent"]["parents"] if p["id"] in mine]
     if not sees_personal_data(actor):
         for row in found["orders"]:
             for column in _PERSONAL:

@@ -10,6 +10,7 @@ import pytest
 from hkops import lookup as lookups
 from hkops.agents import service as agents
 from hkops.analytics import sales
+from hkops.cards import service as cards
 from hkops.network import InProcessTransport, ProvisioningClient
 from hkops.network.simulator import Simulator
 from hkops.orders import service as orders
@@ -119,6 +120,20 @@ def test_an_agent_user_granted_payments_sees_only_its_subtrees_payments(two_agen
     assert refusal(lambda: payments.list_payments(w.db, order=w.b.number, actor=ua), w.b.number) == \
         refusal(lambda: payments.list_payments(w.db, order="SO99999999", actor=ua), "SO99999999")
     refusal(lambda: payments.reconcile(w.db, actor=ua))
+
+
+def test_an_agent_user_granted_cards_sees_only_cards_of_its_subtree(two_agents):
+    w = two_agents
+    refusal(lambda: cards.get_card(w.db, w.a.iccid, actor=w.ua))  # the agent role has no cards.read
+    ua = with_permissions(w.ua, "cards.read")
+    assert cards.get_card(w.db, w.a.iccid, actor=ua).iccid == w.a.iccid  # on its order
+    on_shelf = next(r["location"] for r in stock.on_hand(w.db, location="AG-A3"))
+    shelf_card = stock.ledger(w.db, location=on_shelf)[0]["iccid"]
+    assert cards.get_card(w.db, shelf_card, actor=ua).iccid == shelf_card  # at its location
+    missing = refusal(lambda: cards.get_card(w.db, "89860000000000000001", actor=ua), "89860000000000000001")
+    b_shelf = [r["iccid"] for r in stock.ledger(w.db, location="AG-B") if r["iccid"] != w.b.iccid][0]
+    for value in (w.b.iccid, b_shelf):
+        assert refusal(lambda: cards.get_card(w.db, value, actor=ua), value) == missing
 
 
 def test_look_up_refuses_everything_of_another_agent_like_something_unknown(two_agents):
