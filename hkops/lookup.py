@@ -13,6 +13,7 @@ import re
 
 from sqlalchemy import Connection, or_, select
 
+from hkops.agents.service import scope_query
 from hkops.agents.tables import agents
 from hkops.cards.tables import sim_batches, sims
 from hkops.errors import InvalidValue, NotFound
@@ -20,6 +21,7 @@ from hkops.ids import looks_like_resident_id, mask_id_text, parse_resident_id
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.orders.tables import orders, shipments
 from hkops.payments.tables import payments
+from hkops.security.access import out_of_scope, require, sees_personal_data
 from hkops.stock.tables import stock_moves
 from hkops.store.engine import Store
 from hkops.subscribers.tables import subscriber_numbers, subscribers
@@ -28,6 +30,8 @@ from hkops.subscribers.tables import subscriber_numbers, subscribers
 ORDER_LIMIT = 20
 
 _ORDER_COLUMNS = [c for c in orders.c if c.name not in ("resident_id_enc", "resident_id_hash")]
+#: What an actor without ``subscribers.read`` (an analyst) does not see of orders and people.
+_PERSONAL = ("customer_name", "contact", "ship_address", "name", "birth_year", "gender")
 _SUBSCRIBER_COLUMNS = [subscribers.c[c] for c in ("id", "name", "id_masked", "birth_year", "gender", "contact",
                                                    "created_at")]
 
@@ -64,15 +68,45 @@ def classify(value: str) -> tuple[str, str]:
     return "agent_or_order", text
 
 
-def lookup(db: Store | Connection, value: str) -> dict:
-    """The whole chain around ``value``; NotFound when nothing matches it."""
+def lookup(db: Store | Connection, value: str, *, actor: str | None = None) -> dict:
+    """The whole chain around ``value``; NotFound when nothing matches it.
+
+    Needs ``orders.read``. An agent user sees only what hangs on orders of its own subtree (and
+    agents of it): anything else is refused with one message whether it exists elsewhere or not.
+    Without ``subscribers.read`` (an analyst) names, contacts and addresses are left out."""
+    require(actor, "orders.read", "look up orders, numbers, cards and subscribers")
     if isinstance(db, Connection):
-        return _lookup(db, value)
+        return _scoped(db, value, actor)
     with db.read() as conn:
-        return _lookup(conn, value)
+        return _scoped(conn, value, actor)
 
 
-def _lookup(conn: Connection, value: str) -> dict:
+def _scoped(conn: Connection, value: str, actor: str | None) -> dict:
+    scope = scope_query(actor)
+    if scope is None:
+        found = _lookup(conn, value)
+    else:
+        shown = mask_id_text(value) if looks_like_resident_id(value) else str(value).strip()
+        try:
+            found = _lookup(conn, value, scope)
+        except NotFound:
+            raise out_of_scope(actor, f"look up {shown!r}") from None
+        if found is None:
+            raise out_of_scope(actor, f"look up {shown!r}")
+        if found["agent"] is not None:  # not the agents above the user's own
+            mine = set(conn.execute(scope).scalars())
+            found["agent"]["parents"] = [p for p in found["agent"]["parents"] if p["id"] in mine]
+    if not sees_personal_data(actor):
+        for row in found["orders"]:
+            for column in _PERSONAL:
+                row.pop(column, None)
+        found["subscribers"] = [{k: v for k, v in row.items() if k not in _PERSONAL} for row in found["subscribers"]]
+    return found
+
+
+def _lookup(conn: Connection, value: str, scope=None) -> dict | None:
+    """The look-up; with ``scope`` (a SELECT of the agent ids an agent user sees) only orders of
+    those agents, and only the numbers, cards and people on them; None when none is in scope."""
     kind, key = classify(value)
     msisdns: set[int] = set()
     iccids: set[str] = set()
@@ -97,17 +131,28 @@ def _lookup(conn: Connection, value: str) -> dict:
         order_filter = orders.c.number == key
     else:
         agent = conn.execute(select(agents).where(agents.c.code == key.upper())).mappings().first()
+        if agent is not None and scope is not None and agent["id"] not in set(conn.execute(scope).scalars()):
+            return None
         if agent is not None:
             kind, order_filter = "agent", orders.c.agent_id == agent["id"]
         else:
             kind, order_filter = "order", orders.c.client_order_id == key
 
+    if scope is not None:
+        order_filter = order_filter & orders.c.agent_id.in_(scope)
     found_orders = [dict(r) for r in conn.execute(
         select(*_ORDER_COLUMNS).where(order_filter).order_by(orders.c.id.desc()).limit(ORDER_LIMIT)).mappings()]
+    if scope is not None and kind != "agent":
+        if not found_orders:
+            return None
+        # Only what the agent's own orders name: not other holders of the same number or card.
+        msisdns = {o["msisdn"] for o in found_orders} - {None}
+        iccids = {o["iccid"] for o in found_orders} - {None}
+        subscriber_ids = {o["subscriber_id"] for o in found_orders} - {None}
     if kind == "order" and not found_orders:
         shown = mask_id_text(value) if looks_like_resident_id(value) else value
         raise NotFound(f"nothing known as {shown!r}: not a number, card, order, subscriber or agent")
-    if kind != "agent":
+    if kind != "agent" and scope is None:
         for order in found_orders:
             msisdns |= {order["msisdn"]} - {None}
             iccids |= {order["iccid"]} - {None}
@@ -235,7 +280,7 @@ def format_lookup(found: dict) -> str:
                      f"HLR {c['network_sync']}{' pending ' + c['pending_action'] if c['pending_action'] else ''}  "
                      f"product {c['product'] or '-'}  batch {c['batch']}")
     for s in found["subscribers"]:
-        lines.append(f"person   S{s['id']}  {s['name']}  ID {s['id_masked']}  contact {s['contact']}")
+        lines.append(f"person   S{s['id']}  {s.get('name', '-')}  ID {s['id_masked']}  contact {s.get('contact', '-')}")
     for o in found["orders"]:
         chain = " ← ".join(a["code"] for a in o["agent_chain"]) or o["channel"]
         lines.append(f"order    {o['number']}  {o['state']}  plan {o['plan']}  total {format_yuan(o['total_fen'])}  "

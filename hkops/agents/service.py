@@ -19,6 +19,7 @@ from hkops.audit import Event
 from hkops.catalogue.service import MAX_PRICE_LEVEL, canonical_province, check_name
 from hkops.errors import Conflict, InvalidValue, NotFound
 from hkops.ids import parse_phone
+from hkops.security.access import agent_scope, out_of_scope, require
 from hkops.stock import service as stock
 from hkops.stock.model import LocationKind
 from hkops.store.engine import Store, unit_of_work
@@ -211,10 +212,60 @@ def chain(conn: Connection, agent_id: int) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def agent_tree(db: Store | Connection) -> list[Agent]:
-    """Every agent in display order: depth first, siblings by code."""
+def subtree_query(code: str):
+    """A SELECT of the ids of agent ``code`` and every agent below it (a recursive query, set-wise)."""
+    down = select(agents.c.id).where(agents.c.code == _code(code)).cte("down", recursive=True)
+    down = down.union_all(select(agents.c.id).join(down, agents.c.parent_id == down.c.id))
+    return select(down.c.id)
+
+
+def subtree_ids(conn: Connection, code: str) -> set[int]:
+    """Ids of agent ``code`` and every agent below it (empty if there is no such agent)."""
+    return set(conn.execute(subtree_query(code)).scalars())
+
+
+def scope_query(actor: str):
+    """For an agent user, a SELECT of the agent ids it may see (its subtree); None for anyone else."""
+    code = agent_scope(actor)
+    return None if code is None else subtree_query(code)
+
+
+def scope_locations(conn: Connection, actor: str) -> set[str] | None:
+    """For an agent user, the stock locations of its subtree; None for anyone else."""
+    ids = scope_query(actor)
+    if ids is None:
+        return None
+    return set(conn.execute(select(agents.c.location).where(agents.c.id.in_(ids))).scalars())
+
+
+def show_agent(db: Store | Connection, code: str, *, actor: str | None = None) -> tuple[Agent, list[dict]]:
+    """Agent ``code`` with its chain up to level 1, for a reader: ``agents.read``, and an agent
+    user sees only its own subtree (anything else is refused)."""
+    require(actor, "agents.read", f"see agent {code}")
+    with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
+        scope = scope_query(actor)
+        try:
+            agent = _load(conn, code)
+        except NotFound:
+            if scope is not None:
+                raise out_of_scope(actor, f"see agent {code}") from None
+            raise
+        if scope is not None and agent.id not in set(conn.execute(scope).scalars()):
+            raise out_of_scope(actor, f"see agent {code}")
+        return agent, chain(conn, agent.id)
+
+
+def agent_tree(db: Store | Connection, *, actor: str | None = None) -> list[Agent]:
+    """Every agent in display order: depth first, siblings by code (an agent user: its subtree,
+    its own agent at the top)."""
+    require(actor, "agents.read", "see the agent tree")
+    scope = scope_query(actor)
+
     def load(conn: Connection) -> list[Agent]:
-        return [_agent(r) for r in conn.execute(_select().order_by(agents.c.code))]
+        stmt = _select().order_by(agents.c.code)
+        if scope is not None:
+            stmt = stmt.where(agents.c.id.in_(scope))
+        return [_agent(r) for r in conn.execute(stmt)]
 
     if isinstance(db, Connection):
         everyone = load(db)
@@ -225,7 +276,9 @@ def agent_tree(db: Store | Connection) -> list[Agent]:
     for agent in everyone:
         children.setdefault(agent.parent_id, []).append(agent)
     ordered: list[Agent] = []
-    pending = list(reversed(children.get(None, [])))
+    seen = {agent.id for agent in everyone}
+    tops = [agent for agent in everyone if agent.parent_id not in seen]
+    pending = list(reversed(tops))
     while pending:
         agent = pending.pop()
         ordered.append(agent)

@@ -34,6 +34,7 @@ from hkops.numbers import service as numbers
 from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks
 from hkops.numbers.tables import numbers as numbers_table
+from hkops.security.access import agent_scope, out_of_scope, require
 from hkops.security.crypto import Keyring, load_keyring
 from hkops.stock import service as stock
 from hkops.store.engine import Store, unit_of_work
@@ -96,18 +97,44 @@ def _card_from(row) -> Card:
                 replaced_by=row["replaced_by"], swapped_at=row["swapped_at"])
 
 
-def get_card(db: Store | Connection, value: str) -> Card:
-    """The card by ICCID, or the live card of an MSISDN."""
+def get_card(db: Store | Connection, value: str, *, actor: str | None = None) -> Card:
+    """The card by ICCID, or the live card of an MSISDN (``cards.read``; an agent user: only cards
+    at its subtree's stock locations or on its subtree's orders)."""
+    require(actor, "cards.read", f"see SIM card {value}")
     with unit_of_work(db) as conn:
-        digits = str(value).replace(" ", "")
-        if digits.startswith("89") and len(digits) in (19, 20):
-            return _card(conn, parse_iccid(digits), lock=False)
-        msisdn = int(parse_msisdn(value))
-        rows = conn.execute(select(sims.c.iccid, sims.c.state).where(sims.c.msisdn == msisdn)).all()
-        live = [r.iccid for r in rows if r.state in LIVE] or [r.iccid for r in rows]
-        if not live:
-            raise NotFound(f"no SIM card is paired with {msisdn}")
-        return _card(conn, live[-1], lock=False)
+        if agent_scope(actor) is None:
+            return _find_card(conn, value)
+        try:
+            card = _find_card(conn, value)
+        except NotFound:
+            card = None
+        if card is None or not _in_scope(conn, card.iccid, actor):
+            raise out_of_scope(actor, f"see SIM card {value}")
+        return card
+
+
+def _in_scope(conn: Connection, iccid: str, actor: str) -> bool:
+    """Whether an agent user may see card ``iccid``: it is at a stock location of its subtree,
+    or on an order of its subtree."""
+    from hkops.agents.service import scope_locations, scope_query
+    from hkops.orders.tables import orders
+
+    if conn.execute(select(sims.c.location).where(sims.c.iccid == iccid)).scalar() in scope_locations(conn, actor):
+        return True
+    return conn.execute(select(orders.c.id).where(orders.c.iccid == iccid, orders.c.agent_id.in_(scope_query(actor)))
+                        .limit(1)).first() is not None
+
+
+def _find_card(conn: Connection, value: str) -> Card:
+    digits = str(value).replace(" ", "")
+    if digits.startswith("89") and len(digits) in (19, 20):
+        return _card(conn, parse_iccid(digits), lock=False)
+    msisdn = int(parse_msisdn(value))
+    rows = conn.execute(select(sims.c.iccid, sims.c.state).where(sims.c.msisdn == msisdn)).all()
+    live = [r.iccid for r in rows if r.state in LIVE] or [r.iccid for r in rows]
+    if not live:
+        raise NotFound(f"no SIM card is paired with {msisdn}")
+    return _card(conn, live[-1], lock=False)
 
 
 def _set(conn: Connection, iccid: str, **values) -> None:
@@ -579,10 +606,11 @@ def _confirm(conn: Connection, row) -> None:
     _set(conn, row.iccid, network_sync=final.value, pending_action=None)
 
 
-def pending(db: Store) -> list[dict]:
+def pending(db: Store, *, actor: str | None = None) -> list[dict]:
     """HLR moves still waiting (``state`` pending) and moves the HLR refused that wait for the
     operator (``state`` failed, ``last_error`` the HLR's reason: :func:`retry` or
-    :func:`abandon`; one row a card, the command the HLR refused last), oldest first."""
+    :func:`abandon`; one row a card, the command the HLR refused last), oldest first (``cards.read``)."""
+    require(actor, "cards.read", "see pending HLR moves")
     with db.read() as conn:
         rows = conn.execute(
             select(outbox.c.req, outbox.c.action, outbox.c.iccid, outbox.c.msisdn, outbox.c.attempts,

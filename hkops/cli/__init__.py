@@ -222,7 +222,7 @@ def lookup(
     elif lookup_module.classify(value)[0] == "resident_id":
         raise InvalidValue("value", mask_id_text(value), "a resident ID is never taken on the command line "
                            "(ps and shell history keep it): use `hkops lookup -` and give it on standard input")
-    found = lookup_module.lookup(store(), value)
+    found = lookup_module.lookup(store(), value, actor=actor())
     if as_json:
         emit_json(found)
     else:

@@ -60,7 +60,7 @@ def list_all(as_json: bool = typer.Option(False, "--json", help="Print only JSON
     """The agent tree, indented by level."""
     from hkops.agents import service
 
-    tree = service.agent_tree(store())
+    tree = service.agent_tree(store(), actor=actor())
     if as_json:
         emit_json([a.as_dict() for a in tree])
         return
@@ -75,9 +75,7 @@ def show(code: str = typer.Argument(..., help="Agent code."), as_json: bool = ty
     """One agent and its chain up to level 1."""
     from hkops.agents import service
 
-    with store().read() as conn:
-        agent = service.get_agent(conn, code)
-        links = service.chain(conn, agent.id)
+    agent, links = service.show_agent(store(), code, actor=actor())
     if as_json:
         emit_json({**agent.as_dict(), "chain": links})
         return

@@ -44,7 +44,12 @@ def _list(subject, actor_name, action, entity, since, until, limit, as_json) -> 
 
     if subject and subject.replace(" ", "").lstrip("+").isdigit() and len(subject.replace(" ", "")) >= 11:
         subject = parse_msisdn(subject)
-    with store().read() as conn:
+    from hkops.cli.common import actor
+    from hkops.security.access import require
+
+    db = store()
+    require(actor(), "audit.read", "read the audit trail")
+    with db.read() as conn:
         rows = audit_module.query(conn, subject=subject, actor=actor_name, action=action, entity=entity,
                                   since=moment("since", since), until=moment("until", until), limit=limit)
     if as_json:

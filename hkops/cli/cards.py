@@ -93,7 +93,7 @@ def show(value: str = typer.Argument(..., help="MSISDN or ICCID."), hlr: Optiona
     from hkops.timeutil import local
 
     db = store()
-    card = service.get_card(db, value)
+    card = service.get_card(db, value, actor=actor())
     person = subscribers.get(db, card.subscriber_id) if card.subscriber_id else None
     try:
         record = network(hlr).get(card.msisdn) if card.msisdn else None

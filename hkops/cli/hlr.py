@@ -58,9 +58,9 @@ def sync(hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (defau
 def pending(as_json: bool = typer.Option(False, "--json")):
     """HLR moves still waiting for a definite answer, and moves the HLR refused (with its reason)."""
     from hkops.cards import service
-    from hkops.cli.common import emit_json, store
+    from hkops.cli.common import actor, emit_json, store
 
-    rows = service.pending(store())
+    rows = service.pending(store(), actor=actor())
     if as_json:
         emit_json(rows)
         return

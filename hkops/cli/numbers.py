@@ -72,7 +72,7 @@ def search(
         max_price_fen=yuan_to_fen(max_price, "max-price") if max_price is not None else None,
         limit=limit,
     )
-    hits = number_search.search(store(), query)
+    hits = number_search.search(store(), query, actor=actor())
     if as_json:
         emit_json([h.as_dict() for h in hits])
         return
@@ -220,7 +220,7 @@ def expire(as_json: bool = typer.Option(False, "--json")):
 def show(msisdn: str, as_json: bool = typer.Option(False, "--json")):
     """A number's record and its audit history."""
     db = store()
-    number = service.get_number(db, msisdn)
+    number = service.get_number(db, msisdn, actor=actor())
     with db.read() as conn:
         history = audit.query(conn, subject=parse_msisdn(msisdn), limit=1000)
     if as_json:
@@ -240,7 +240,7 @@ def show(msisdn: str, as_json: bool = typer.Option(False, "--json")):
 @app.command()
 def stats(as_json: bool = typer.Option(False, "--json")):
     """Counts of the pool by state, grade, carrier and province."""
-    data = service.stats(store())
+    data = service.stats(store(), actor=actor())
     if as_json:
         emit_json(data)
         return

@@ -232,11 +232,11 @@ def show(number: str, as_json: bool = Json):
     """An order with its shipment, payments, card and timeline (resident ID masked)."""
     from hkops.orders import service
 
-    detail = service.order_detail(store(), number)
+    detail = service.order_detail(store(), number, actor=actor())
     if as_json:
         emit_json(detail)
         return
-    order = service.get_order(store(), number)
+    order = service.get_order(store(), number, actor=actor())
     report(order, False)
     echo(f"  channel {order.channel}" + (" via " + " > ".join(a["code"] for a in reversed(order.agent_chain))
                                          if order.agent_chain else "") + f", sold from {order.location}")
@@ -294,7 +294,7 @@ def list_orders(
     from hkops.orders import service
 
     db = store()
-    found = service.list_orders(db, state=state, agent=agent, limit=limit)
+    found = service.list_orders(db, state=state, agent=agent, limit=limit, actor=actor())
     if as_json:
         emit_json([_as_json(order) for order in found])
         return
@@ -302,5 +302,5 @@ def list_orders(
         number = display_msisdn(order.msisdn) if order.msisdn else "-"
         echo(f"{order.number}  {local(order.created_at)}  {order.state:<11} {order.channel:<8} {order.plan:<10} "
              f"{number:<13} {format_yuan(order.total_fen):>12}")
-    counts = service.pipeline_counts(db)
+    counts = service.pipeline_counts(db, actor=actor())
     echo(", ".join(f"{state} {count}" for state, count in counts.items() if count) or "no orders")

@@ -41,7 +41,7 @@ def list_payments(order: Optional[str] = typer.Option(None, "--order", help="Onl
     """Ledger rows, newest first."""
     from hkops.payments import service
 
-    rows = service.list_payments(store(), order=order, limit=limit)
+    rows = service.list_payments(store(), order=order, limit=limit, actor=actor())
     if as_json:
         emit_json([{**p.as_dict(), "amount": str(fen_to_yuan(p.amount_fen))} for p in rows])
         return
@@ -56,7 +56,7 @@ def reconcile(as_json: bool = Json):
     """Orders whose payments disagree with what they should have netted: unpaid, underpaid, overpaid."""
     from hkops.payments import service
 
-    result = service.reconcile(store())
+    result = service.reconcile(store(), actor=actor())
     if as_json:
         emit_json(result.as_dict())
         return

@@ -135,7 +135,7 @@ def onhand(location: Optional[str] = typer.Option(None, "--location"),
     """Cards on hand per location and product (from the ledger)."""
     from hkops.stock import service
 
-    rows = service.on_hand(store(), location=location, product=product)
+    rows = service.on_hand(store(), location=location, product=product, actor=actor())
     if as_json:
         emit_json(rows)
         return
@@ -153,7 +153,8 @@ def ledger(location: Optional[str] = typer.Option(None, "--location"),
     """Ledger rows, newest first."""
     from hkops.stock import service
 
-    rows = service.ledger(store(), location=location, iccid=iccid, document=document, limit=limit)
+    rows = service.ledger(store(), location=location, iccid=iccid, document=document, limit=limit,
+                          actor=actor())
     if as_json:
         emit_json(rows)
         return
@@ -198,7 +199,7 @@ def alerts(days: int = typer.Option(30, "--days", help="Sales of the last N days
     """Products running low, with a suggested reorder."""
     from hkops.stock import service
 
-    found = service.low_stock(store(), days=days)
+    found = service.low_stock(store(), days=days, actor=actor())
     if as_json:
         emit_json([asdict(a) for a in found])
         return

@@ -70,7 +70,7 @@ def show(
     if (resident_id is None) == (subscriber_id is None):
         raise InvalidValue("show", "", "give exactly one of --id - (or --id-file) or --subscriber")
     db = store()
-    found = service.find(db, resident_id=resident_id, subscriber_id=subscriber_id)
+    found = service.find(db, resident_id=resident_id, subscriber_id=subscriber_id, actor=actor())
     if not found:
         from hkops.ids import mask_resident_id
 

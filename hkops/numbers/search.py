@@ -21,6 +21,7 @@ from hkops.numbers.model import NumberState
 from hkops.numbers.patterns import ParsedPattern, parse_pattern
 from hkops.numbers.service import BLOCK_SIZE
 from hkops.numbers.tables import number_blocks, number_grades, numbers
+from hkops.security.access import require
 from hkops.store.engine import Store
 from hkops.timeutil import local, utc_now
 
@@ -113,8 +114,9 @@ def ranges_of(prefixes: list[int]):
     return [numbers.c.msisdn.between(a * BLOCK_SIZE, (b + 1) * BLOCK_SIZE - 1) for a, b in ranges]
 
 
-def search(db: Store | Connection, query: SearchQuery) -> list[Hit]:
-    """Numbers matching ``query``, most valuable first, at most ``query.limit``."""
+def search(db: Store | Connection, query: SearchQuery, *, actor: str | None = None) -> list[Hit]:
+    """Numbers matching ``query``, most valuable first, at most ``query.limit`` (``numbers.read``)."""
+    require(actor, "numbers.read", "search numbers")
     if isinstance(db, Connection):
         return _search(db, query)
     with db.read() as conn:

@@ -31,6 +31,7 @@ from hkops.numbers.model import (
 )
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.orders.model import OPEN as OPEN_ORDERS
+from hkops.security.access import require
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import read_text
@@ -374,8 +375,9 @@ def record_from_row(row) -> NumberRecord:
     )
 
 
-def get_number(db: Store | Connection, msisdn: str) -> NumberRecord:
-    """The number's current record."""
+def get_number(db: Store | Connection, msisdn: str, *, actor: str | None = None) -> NumberRecord:
+    """The number's current record (``numbers.read``)."""
+    require(actor, "numbers.read", f"see number {msisdn}")
     msisdn = parse_msisdn(msisdn)
     if isinstance(db, Connection):
         return _load(db, msisdn)
@@ -894,8 +896,10 @@ def activate_many(conn: Connection, msisdns: list[int], *, actor: str, now: date
 # ---------------------------------------------------------------- statistics
 
 
-def stats(db: Store | Connection) -> dict:
-    """Counts of the pool by state, grade, carrier and province (expired reservations as available)."""
+def stats(db: Store | Connection, *, actor: str | None = None) -> dict:
+    """Counts of the pool by state, grade, carrier and province (expired reservations as available;
+    ``numbers.read``)."""
+    require(actor, "numbers.read", "see pool statistics")
     def run(conn: Connection) -> dict:
         now = utc_now()
         state_expr = _effective_state_sql(now)

@@ -17,6 +17,7 @@ the order number); only activation and return talk to the HLR, after their commi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -45,6 +46,7 @@ from hkops.orders.records import (
 )
 from hkops.orders.tables import orders, shipments
 from hkops.payments import service as payments
+from hkops.security.access import out_of_scope, require, sees_personal_data
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
@@ -526,27 +528,75 @@ def return_order(db: Store, number: str, *, actor: str, reason: str, refund_fen:
 # ---------------------------------------------------------------- reading
 
 
-def get_order(db: Store | Connection, number_or_client_id: str) -> Order:
-    """An order by its number, else by a client order id (NotFound, or Conflict if several channels used it)."""
+def _reader(conn: Connection, actor: str | None, what: str):
+    """Check ``orders.read``; for an agent user, a SELECT of the agent ids it may see, else None."""
+    require(actor, "orders.read", what)
+    from hkops.agents.service import scope_query
+
+    return scope_query(actor)
+
+
+def _visible(conn: Connection, row, actor: str | None, scope, what: str):
+    """``row`` when the reader may see it; an agent user gets one refusal for an order outside
+    its subtree and for one that does not exist (so existence does not leak)."""
+    if scope is None:
+        if row is None:
+            raise NotFound(f"{what.removeprefix('see ')} does not exist")
+        return row
+    if row is None or row.agent_id is None or row.agent_id not in set(conn.execute(scope).scalars()):
+        raise out_of_scope(actor, what)
+    return row
+
+
+#: What an actor without ``subscribers.read`` (an analyst) sees instead of a name, contact or address.
+HIDDEN = "***"
+
+
+def _shown(order: Order, actor: str | None) -> Order:
+    """The order as ``actor`` may see it: the person's name, contact and address hidden without
+    ``subscribers.read`` (the resident ID is masked for everyone)."""
+    if sees_personal_data(actor):
+        return order
+    return replace(order, customer_name=HIDDEN, contact=HIDDEN, ship_address=HIDDEN)
+
+
+def get_order(db: Store | Connection, number_or_client_id: str, *, actor: str | None = None) -> Order:
+    """An order by its number, else by a client order id (NotFound, or Conflict if several channels used it).
+    Needs ``orders.read``; an agent user sees only orders of its subtree."""
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
         value = str(number_or_client_id or "").strip()
+        scope = _reader(conn, actor, f"see order {value}")
         row = conn.execute(select(orders).where(orders.c.number == value.upper())).first()
         if row is not None:
-            return order_from_row(row)
-        rows = conn.execute(select(orders).where(orders.c.client_order_id == value)).all()
+            return _shown(order_from_row(_visible(conn, row, actor, scope, f"see order {value}")), actor)
+        by_client = select(orders).where(orders.c.client_order_id == value)
+        if scope is not None:
+            by_client = by_client.where(orders.c.agent_id.in_(scope))
+        rows = conn.execute(by_client).all()
         if not rows:
+            if scope is not None:
+                raise out_of_scope(actor, f"see order {value}")
             raise NotFound(f"no order has number or client order id {value!r}")
         if len(rows) > 1:
             raise Conflict(f"client order id {value!r} is used by orders {', '.join(r.number for r in rows)}; "
                            "give the order number")
-        return order_from_row(rows[0])
+        return _shown(order_from_row(rows[0]), actor)
 
 
-def order_detail(db: Store | Connection, number: str) -> dict:
+def order_detail(db: Store | Connection, number: str, *, actor: str | None = None) -> dict:
     """The order with its shipment, payments, balance, card and timeline (the audit records of
-    the order and, since it was placed, of its number and card). Resident ID masked only."""
+    the order and, since it was placed, of its number and card). Resident ID masked only.
+    Needs ``orders.read``; an agent user sees only orders of its subtree."""
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
-        row = load_order_row(conn, number)
+        scope = _reader(conn, actor, f"see order {number}")
+        if scope is not None:
+            try:
+                row = load_order_row(conn, number)
+            except NotFound:
+                row = None
+            row = _visible(conn, row, actor, scope, f"see order {number}")
+        else:
+            row = load_order_row(conn, number)
         parcel = _shipment(conn, row.id)
         card = cards.get_card(conn, row.iccid) if row.iccid else None
         subjects = [row.number] + [str(s) for s in (row.msisdn, row.iccid) if s]
@@ -556,7 +606,7 @@ def order_detail(db: Store | Connection, number: str) -> dict:
         ledger = payments.list_payments(conn, order=row.number)
         net = payments.balance(conn, row.id)
     return {
-        "order": order_from_row(row).as_dict(),
+        "order": _shown(order_from_row(row), actor).as_dict(),
         "shipment": {k: parcel._mapping[k] for k in ("courier", "tracking_no", "state", "created_at", "changed_at")}
         if parcel else None,
         "payments": [p.as_dict() for p in reversed(ledger)],
@@ -570,8 +620,9 @@ def order_detail(db: Store | Connection, number: str) -> dict:
 
 
 def list_orders(db: Store | Connection, *, state: str | None = None, agent: str | None = None,
-                since: datetime | None = None, limit: int = 100) -> list[Order]:
-    """Orders, newest first: in ``state``, placed through ``agent`` (its code), created since ``since``."""
+                since: datetime | None = None, limit: int = 100, actor: str | None = None) -> list[Order]:
+    """Orders, newest first: in ``state``, placed through ``agent`` (its code), created since ``since``.
+    Needs ``orders.read``; an agent user gets only the orders of its subtree."""
     stmt = select(orders).order_by(orders.c.id.desc()).limit(limit)
     if state is not None:
         try:
@@ -583,12 +634,20 @@ def list_orders(db: Store | Connection, *, state: str | None = None, agent: str 
     if since is not None:
         stmt = stmt.where(orders.c.created_at >= since)
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
-        return [order_from_row(row) for row in conn.execute(stmt)]
+        scope = _reader(conn, actor, "list orders")
+        if scope is not None:
+            stmt = stmt.where(orders.c.agent_id.in_(scope))
+        return [_shown(order_from_row(row), actor) for row in conn.execute(stmt)]
 
 
-def pipeline_counts(db: Store | Connection) -> dict[str, int]:
-    """Orders per state, along the pipeline then rejected, cancelled, returned, expired."""
+def pipeline_counts(db: Store | Connection, *, actor: str | None = None) -> dict[str, int]:
+    """Orders per state, along the pipeline then rejected, cancelled, returned, expired (an agent
+    user: of its subtree only)."""
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
-        found = dict(conn.execute(select(orders.c.state, func.count()).group_by(orders.c.state)).all())
+        scope = _reader(conn, actor, "count orders")
+        stmt = select(orders.c.state, func.count()).group_by(orders.c.state)
+        if scope is not None:
+            stmt = stmt.where(orders.c.agent_id.in_(scope))
+        found = dict(conn.execute(stmt).all())
     order = list(PIPELINE) + [O.REJECTED, O.CANCELLED, O.RETURNED, O.EXPIRED]
     return {state.value: found.get(state.value, 0) for state in order}

@@ -23,6 +23,7 @@ from hkops.money import format_yuan, yuan_to_fen
 from hkops.orders.model import OrderState
 from hkops.orders.tables import orders
 from hkops.payments.tables import payments
+from hkops.security.access import AccessDenied, agent_scope, out_of_scope, require
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, as_utc, utc_now
@@ -174,7 +175,7 @@ def append(conn: Connection, entries: list[Entry], *, actor: str, at: datetime |
 
 
 def _order(conn: Connection, number: str):
-    row = conn.execute(select(orders.c.id, orders.c.number, orders.c.state, orders.c.total_fen)
+    row = conn.execute(select(orders.c.id, orders.c.number, orders.c.state, orders.c.total_fen, orders.c.agent_id)
                        .where(orders.c.number == str(number).strip().upper())).first()
     if row is None:
         raise NotFound(f"order {number} does not exist")
@@ -229,13 +230,30 @@ def net_by_method(conn: Connection, order_id: int) -> dict[str, int]:
     return {method: int(net) for method, net in rows if net}
 
 
-def list_payments(db: Store | Connection, *, order: str | None = None, limit: int = 1000) -> list[Payment]:
-    """Ledger rows, newest first; only one order's with ``order``."""
+def list_payments(db: Store | Connection, *, order: str | None = None, limit: int = 1000,
+                  actor: str | None = None) -> list[Payment]:
+    """Ledger rows, newest first; only one order's with ``order``. Needs ``payments.read``; an
+    agent user sees only payments of its subtree's orders."""
+    require(actor, "payments.read", "see payments")
+    from hkops.agents.service import scope_query
+
+    scope = scope_query(actor)
     with unit_of_work(db) if isinstance(db, Connection) else db.read() as conn:
         stmt = (select(payments, orders.c.number).join(orders, orders.c.id == payments.c.order_id)
                 .order_by(payments.c.id.desc()).limit(limit))
+        if scope is not None:
+            stmt = stmt.where(orders.c.agent_id.in_(scope))
         if order is not None:
-            stmt = stmt.where(payments.c.order_id == _order(conn, order).id)
+            try:
+                found = _order(conn, order)
+            except NotFound:
+                found = None
+            if scope is not None and (found is None or found.agent_id is None
+                                      or found.agent_id not in set(conn.execute(scope).scalars())):
+                raise out_of_scope(actor, f"see the payments of order {order}")
+            if found is None:
+                found = _order(conn, order)
+            stmt = stmt.where(payments.c.order_id == found.id)
         return [_payment(row, row.number) for row in conn.execute(stmt)]
 
 
@@ -259,9 +277,13 @@ class Reconciliation:
         return not (self.unpaid or self.underpaid or self.overpaid)
 
 
-def reconcile(db: Store | Connection) -> Reconciliation:
+def reconcile(db: Store | Connection, *, actor: str | None = None) -> Reconciliation:
     """Compare each order's net payments with what it should have netted: the total for
-    approved and later orders, nothing for drafts, rejected, cancelled and returned ones."""
+    approved and later orders, nothing for drafts, rejected, cancelled and returned ones
+    (``payments.read``; refused to an agent user: it spans every order)."""
+    require(actor, "payments.read", "reconcile payments")
+    if agent_scope(actor) is not None:
+        raise AccessDenied(str(actor), "reconcile payments", detail="it spans every agent's orders")
     net = (select(payments.c.order_id, func.sum(_SIGNED).label("net")).group_by(payments.c.order_id)
            .subquery())
     active = [s.value for s in SHOULD_BE_PAID | {O.APPROVED}]

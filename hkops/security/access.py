@@ -125,6 +125,19 @@ def agent_scope(actor: str) -> str | None:
     return actor.agent if isinstance(actor, Principal) else None
 
 
+def out_of_scope(actor: str, what: str) -> AccessDenied:
+    """The refusal for an object outside an agent user's subtree, worded the same whether the
+    object exists elsewhere or not at all (so a refusal does not tell that it exists)."""
+    return AccessDenied(str(actor), what, detail=f"it is not in the subtree of agent {agent_scope(actor)} "
+                                                 "(or does not exist)")
+
+
+def sees_personal_data(actor: str) -> bool:
+    """Whether ``actor`` may see people's names, contacts and addresses (``subscribers.read``);
+    others (analysts) get pseudonymous keys and masks only."""
+    return not isinstance(actor, Principal) or actor.can("subscribers.read")
+
+
 def load_roles(path: str | Path | None = None) -> dict[str, frozenset[str]]:
     """Role name -> permissions from a role file; every permission must be one hkops knows.
 

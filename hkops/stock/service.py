@@ -34,6 +34,7 @@ from hkops.cards.tables import sim_batches, sims
 from hkops.catalogue.tables import sim_products
 from hkops.errors import Conflict, IllegalTransition, InvalidFile, InvalidValue, InvalidValues, NotFound
 from hkops.ids import parse_iccid
+from hkops.security.access import out_of_scope, require
 from hkops.stock.model import CUSTOMER, MISSING, SCRAP, VENDOR, VIRTUAL, LocationKind, MoveKind
 from hkops.stock.tables import stock_counts, stock_locations, stock_minimums, stock_moves
 from hkops.store import bulk
@@ -132,11 +133,36 @@ def ensure_virtual_locations(conn: Connection) -> None:
         conn.execute(stock_locations.insert(), rows)
 
 
-def list_locations(db: Store | Connection) -> list:
-    """Every location (rows with code, name, kind), by code."""
+def list_locations(db: Store | Connection, *, actor: str | None = None) -> list:
+    """Every location (rows with code, name, kind), by code (an agent user: those of its subtree)."""
+    require(actor, "stock.read", "see stock locations")
     with _read(db) as conn:
-        return conn.execute(select(stock_locations.c.code, stock_locations.c.name, stock_locations.c.kind)
-                            .order_by(stock_locations.c.code)).all()
+        stmt = select(stock_locations.c.code, stock_locations.c.name, stock_locations.c.kind)
+        scope = _scope(conn, actor)
+        if scope is not None:
+            stmt = stmt.where(stock_locations.c.code.in_(scope))
+        return conn.execute(stmt.order_by(stock_locations.c.code)).all()
+
+
+def _scope(conn: Connection, actor: str | None) -> set[str] | None:
+    """The stock locations an agent user may see (its subtree's); None for anyone else."""
+    from hkops.agents.service import scope_locations
+
+    return scope_locations(conn, actor)
+
+
+def _scoped_location(conn: Connection, code: str, actor: str | None, scope: set[str] | None, what: str) -> str:
+    """The location ``code`` names; for an agent user, refused (one message whether it exists
+    or not) unless it is one of its subtree's."""
+    if scope is None:
+        return _location(conn, code)[0]
+    try:
+        found = _location(conn, code)[0]
+    except NotFound:
+        found = None
+    if found not in scope:
+        raise out_of_scope(actor, what)
+    return found
 
 
 def _code(code: str) -> str:
@@ -667,14 +693,19 @@ def _virtual_codes(conn: Connection) -> list[str]:
                                                   .where(stock_locations.c.kind == LocationKind.VIRTUAL.value)).scalars()))
 
 
-def on_hand(db: Store | Connection, *, location: str | None = None, product: str | None = None) -> list[dict]:
+def on_hand(db: Store | Connection, *, location: str | None = None, product: str | None = None,
+            actor: str | None = None) -> list[dict]:
     """Cards on hand per location and product, derived from the ledger (in minus out).
 
     Virtual locations are left out; ``product`` is None for cards received without one.
     Allocated cards still count: they are on the shelf until their order ships.
+    Needs ``stock.read``; an agent user sees only its subtree's locations.
     """
+    require(actor, "stock.read", "see stock on hand")
     with _read(db) as conn:
-        location = None if location is None else _location(conn, location)[0]
+        scope = _scope(conn, actor)
+        location = None if location is None else _scoped_location(conn, location, actor, scope,
+                                                                   f"see stock at {location}")
         virtual = _virtual_codes(conn)
         arrivals = select(stock_moves.c.to_location.label("location"), stock_moves.c.iccid, literal(1).label("delta"))
         departures = select(stock_moves.c.from_location.label("location"), stock_moves.c.iccid,
@@ -691,22 +722,29 @@ def on_hand(db: Store | Connection, *, location: str | None = None, product: str
                  .having(func.sum(moves.c.delta) != 0))
         if product is not None:
             query = query.where(sim_batches.c.product == _product(product))
+        if scope is not None:
+            query = query.where(moves.c.location.in_(scope))
         rows = [{"location": r.location, "product": r.product, "quantity": int(r.quantity)}
                 for r in conn.execute(query)]
     return sorted(rows, key=lambda r: (r["location"], r["product"] or ""))
 
 
 def ledger(db: Store | Connection, *, location: str | None = None, iccid: str | None = None,
-           document: str | None = None, limit: int = 200) -> list[dict]:
-    """Ledger rows, newest first, filtered by location (either end), card or document."""
+           document: str | None = None, limit: int = 200, actor: str | None = None) -> list[dict]:
+    """Ledger rows, newest first, filtered by location (either end), card or document.
+    Needs ``stock.read``; an agent user sees only moves into or out of its subtree's locations."""
+    require(actor, "stock.read", "see the stock ledger")
     query = select(stock_moves).order_by(stock_moves.c.id.desc()).limit(limit)
     if iccid is not None:
         query = query.where(stock_moves.c.iccid == parse_iccid(iccid))
     if document is not None:
         query = query.where(stock_moves.c.document == str(document).strip())
     with _read(db) as conn:
+        scope = _scope(conn, actor)
+        if scope is not None:
+            query = query.where(or_(stock_moves.c.from_location.in_(scope), stock_moves.c.to_location.in_(scope)))
         if location is not None:
-            location = _location(conn, location)[0]
+            location = _scoped_location(conn, location, actor, scope, f"see the ledger of {location}")
             query = query.where(or_(stock_moves.c.from_location == location, stock_moves.c.to_location == location))
         return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -728,22 +766,26 @@ def set_minimum(db: Store | Connection, location: str, product: str, minimum: in
                                          {"product": product, "minimum": minimum, "before": before})])
 
 
-def low_stock(db: Store | Connection, *, days: int = 30, today: date | None = None) -> list[Alert]:
+def low_stock(db: Store | Connection, *, days: int = 30, today: date | None = None,
+              actor: str | None = None) -> list[Alert]:
     """Products whose stock will not cover the next ``days`` days of sales plus the minimum.
 
     Sales are ledger moves of kind sale out of the location in the last ``days`` days
     (up to the end of ``today`` in Asia/Shanghai). The suggested reorder is those sales
     plus the minimum, minus what is on hand, never negative; a product is listed when it
-    is above 0 (which includes every product below its minimum).
+    is above 0 (which includes every product below its minimum). An agent user: its subtree's locations.
     """
+    require(actor, "stock.read", "see low stock")
     if not isinstance(days, int) or days < 1:
         raise InvalidValue("days", days, "must be a whole number of days, 1 or more")
     today = today or utc_now().astimezone(SHANGHAI).date()
     until = datetime.combine(today + timedelta(days=1), time(), SHANGHAI)
     since = until - timedelta(days=days)
     with _read(db) as conn:
+        scope = _scope(conn, actor)
         minimums = conn.execute(select(stock_minimums).order_by(stock_minimums.c.location,
                                                                 stock_minimums.c.product)).all()
+        minimums = [r for r in minimums if scope is None or r.location in scope]
         if not minimums:
             return []
         stock = {(r["location"], r["product"]): r["quantity"] for r in on_hand(conn)}

@@ -23,6 +23,7 @@ from hkops import audit, carriers
 from hkops.audit import Event
 from hkops.errors import Conflict, InvalidValue, NotFound
 from hkops.ids import mask_id_text, parse_msisdn, parse_phone, parse_resident_id
+from hkops.security.access import out_of_scope, require
 from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
@@ -119,6 +120,20 @@ def lookup_hashes(conn: Connection, resident_ids: Sequence[str], keyring: Keyrin
     (the key is read once); None when no key exists and ``create`` is False."""
     key = _lookup_key(conn, keyring, create=create)
     return None if key is None else [_hash(key, rid) for rid in resident_ids]
+
+
+def pseudonyms(conn: Connection, hashes: Iterable[str], *, keyring: Keyring | None = None) -> dict[str, str]:
+    """Pseudonymous customer keys for analysts: lookup hash -> ``P`` + 16 hex characters, the
+    same for one person everywhere, under a key derived one-way from the lookup key (so a key
+    neither reveals the lookup hash nor can be computed from a resident ID without the key file)."""
+    hashes = sorted(set(hashes) - {None})
+    if not hashes:
+        return {}
+    key = _lookup_key(conn, keyring or load_keyring(), create=False)
+    if key is None:
+        return {}
+    derived = hmac.new(key, b"hkops analytics pseudonym key\0", hashlib.sha256).digest()
+    return {h: "P" + hmac.new(derived, h.encode("ascii"), hashlib.sha256).hexdigest()[:16] for h in hashes}
 
 
 def resident_id_hash(conn: Connection, resident_id: str, *, keyring: Keyring | None = None) -> str | None:
@@ -260,10 +275,13 @@ def find(
     masked: str | None = None,
     subscriber_id: int | None = None,
     keyring: Keyring | None = None,
+    actor: str | None = None,
 ) -> list[Subscriber]:
     """Subscribers matching exactly one criterion: the resident ID (0 or 1), a masked ID
     such as ``11***************X`` (many people share one; an older, wider mask such as
-    ``110105********002X`` is narrowed to it), or the subscriber id."""
+    ``110105********002X`` is narrowed to it), or the subscriber id.
+    Needs ``subscribers.read``; an agent user finds only the people of its subtree's orders."""
+    require(actor, "subscribers.read", "find subscribers")
     given = [c for c in (resident_id, masked, subscriber_id) if c is not None]
     if len(given) != 1:
         raise InvalidValue("find", f"{len(given)} criteria", "give exactly one of resident_id, masked, subscriber_id")
@@ -281,13 +299,28 @@ def find(
             query = query.where(subscribers.c.id_masked == mask_id_text(text))
         else:
             query = query.where(subscribers.c.id == int(subscriber_id))
+        scope = _scope(actor)
+        if scope is not None:
+            query = query.where(subscribers.c.id.in_(scope))
         return [_subscriber(row) for row in conn.execute(query)]
 
 
-def get(db: Store | Connection, subscriber_id: int) -> Subscriber:
-    """The subscriber with this id; :class:`NotFound` if there is none."""
-    found = find(db, subscriber_id=subscriber_id)
+def _scope(actor: str | None):
+    """For an agent user, a SELECT of the ids of the people on its subtree's orders; else None."""
+    from hkops.agents.service import scope_query
+    from hkops.orders.tables import orders
+
+    agents = scope_query(actor)
+    return None if agents is None else select(orders.c.subscriber_id).where(orders.c.agent_id.in_(agents))
+
+
+def get(db: Store | Connection, subscriber_id: int, *, actor: str | None = None) -> Subscriber:
+    """The subscriber with this id; :class:`NotFound` if there is none (an agent user: refused
+    alike when the person is on none of its subtree's orders)."""
+    found = find(db, subscriber_id=subscriber_id, actor=actor)
     if not found:
+        if _scope(actor) is not None:
+            raise out_of_scope(actor, f"see subscriber {subscriber_id}")
         raise NotFound(f"subscriber {subscriber_id} does not exist")
     return found[0]
 

@@ -251,7 +251,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
     def _refresh(self) -> None:
         """Reload the pool statistics (charts) and the lists of regions, carriers and grades."""
         with self.progress.busy("统计 Counting the pool", 2) as step:
-            stats = service.stats(self.store)
+            stats = service.stats(self.store, actor=self.actor)
             step()
             self._set_options(self.region, [(p, p) for p in stats["by_province"]])
             self._set_options(self.carrier, [(f"{carriers.KNOWN.get(c, c)} {c}", c) for c in stats["by_carrier"]])
@@ -284,7 +284,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
                 limit=int(self.limit.value),
             )
             with self.progress.busy("搜索 Searching", 1) as step:
-                hits = search(self.store, query)
+                hits = search(self.store, query, actor=self.actor)
                 step()
             self._set_hits(hits)
             if not hits:

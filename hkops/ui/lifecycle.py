@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from hkops import audit
 from hkops.audit import default_actor
+from hkops.security.access import AccessDenied
 from hkops.cards import service as cards
 from hkops.cards.model import MOVES, SimState, SuspendReason
 from hkops.cards.service import Card
@@ -360,12 +361,12 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
     def _find(self, value: str) -> list[Card]:
         if "*" in value or looks_like_resident_id(value):
             found: dict[str, Card] = {}
-            people = (subscribers.find(self.store, masked=value) if "*" in value
-                      else subscribers.find(self.store, resident_id=value))  # errors show it masked
+            people = (subscribers.find(self.store, masked=value, actor=self.actor) if "*" in value
+                      else subscribers.find(self.store, resident_id=value, actor=self.actor))  # errors show it masked
             for person in people:
                 for bound in subscribers.numbers_of(self.store, person.id, live_only=False):
                     try:
-                        card = cards.get_card(self.store, bound["msisdn"])
+                        card = cards.get_card(self.store, bound["msisdn"], actor=self.actor)
                     except NotFound:
                         continue
                     if card.subscriber_id == person.id:
@@ -374,7 +375,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                     break
             return list(found.values())[:MASK_MATCHES]
         try:
-            return [cards.get_card(self.store, value)]
+            return [cards.get_card(self.store, value, actor=self.actor)]
         except NotFound:
             return []
 
@@ -404,7 +405,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
 
     def _load(self, iccid: str) -> None:
         """Read the card, its history and its HLR record, and show them."""
-        self.card = cards.get_card(self.store, iccid)
+        self.card = cards.get_card(self.store, iccid, actor=self.actor)
         self._show_card()
 
     def _show_usage(self) -> None:
@@ -445,9 +446,9 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         who = "—"
         if card.subscriber_id is not None:
             try:
-                person = subscribers.get(self.store, card.subscriber_id)
+                person = subscribers.get(self.store, card.subscriber_id, actor=self.actor)
                 who = f"{html.escape(person.name)} · {html.escape(person.id_masked)} (#{person.id})"
-            except NotFound:
+            except (NotFound, AccessDenied):  # AccessDenied: a role that does not see people
                 who = f"#{card.subscriber_id}"
         pending = (f"<b>{html.escape(card.pending_action)}</b> (等待 HLR 确认 waiting for the HLR)"
                    if card.pending_action else "—")

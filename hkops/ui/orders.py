@@ -272,7 +272,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.number.options = [f"{h.msisdn} · {h.grade} · ¥{h.price}" for h in hits]
 
     def _show_pipeline(self) -> None:
-        counts = orders.pipeline_counts(self.store)
+        counts = orders.pipeline_counts(self.store, actor=self.actor)
         if list(self.stage_buttons) != list(counts):
             self.stage_buttons = {}
             for state in counts:
@@ -294,7 +294,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self._guard(run)
 
     def _list(self, state: str) -> None:
-        found = orders.list_orders(self.store, state=state, limit=LISTED)
+        found = orders.list_orders(self.store, state=state, limit=LISTED, actor=self.actor)
         more = f" (the newest {LISTED})" if len(found) == LISTED else ""
         self.listed.value = f"<div class='hkops-muted'>{html.escape(ORDER_BADGES.label(state))}: {len(found):,} order(s){more}</div>"
         self.order_table.value = html_table(
@@ -446,14 +446,14 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
     def open_order(self) -> None:
         """Open the order whose number (or client order id) is typed."""
         def run():
-            found = orders.get_order(self.store, self.order_query.value)
+            found = orders.get_order(self.store, self.order_query.value, actor=self.actor)
             self._load(found.number)
             self.status.ok(f"订单 Order {found.number}: {found.state}.")
         self._guard(run)
 
     def _load(self, number: str) -> None:
-        detail = orders.order_detail(self.store, number)
-        self.order = orders.get_order(self.store, number)
+        detail = orders.order_detail(self.store, number, actor=self.actor)
+        self.order = orders.get_order(self.store, number, actor=self.actor)
         if self.order_pick.value != number:
             self._quiet = True
             try:

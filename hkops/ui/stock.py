@@ -227,7 +227,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def _load_choices(self) -> None:
         with self.store.read() as conn:
             stock.ensure_virtual_locations(conn)
-            rows = stock.list_locations(conn)
+            rows = stock.list_locations(conn, actor=self.actor)
         rows = sorted(rows, key=lambda r: (r.kind != LocationKind.WAREHOUSE.value, r.code))  # warehouses first
         held = [(f"{r.code} · {r.name}", r.code) for r in rows if r.kind != LocationKind.VIRTUAL.value]
         everywhere = held + [(f"{r.code} · {r.name}", r.code) for r in rows if r.kind == LocationKind.VIRTUAL.value]
@@ -245,7 +245,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
 
     def _show_on_hand(self) -> None:
         rows = stock.on_hand(self.store, location=self.location_filter.value or None,
-                             product=self.product_filter.value or None)
+                             product=self.product_filter.value or None, actor=self.actor)
         cells = [[_code(r["location"]), html.escape(r["product"] or "—"), f"{r['quantity']:,}"] for r in rows]
         if rows:
             cells.append(["合计 Total", "", f"{sum(r['quantity'] for r in rows):,}"])
@@ -272,7 +272,8 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def _show_ledger(self) -> None:
         rows = stock.ledger(self.store, location=self.ledger_location.value or None,
                             iccid=self.ledger_iccid.value.strip() or None,
-                            document=self.ledger_document.value.strip().upper() or None, limit=LEDGER_ROWS)
+                            document=self.ledger_document.value.strip().upper() or None, limit=LEDGER_ROWS,
+                            actor=self.actor)
         cells = [[local(r["at"]), _code(r["iccid"]), f"{html.escape(r['from_location'])} → "
                   f"{html.escape(r['to_location'])}", html.escape(KIND_ZH.get(r["kind"], r["kind"])),
                   _code(r["document"]), html.escape(r["actor"])] for r in rows]
@@ -282,7 +283,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
             empty="没有匹配的记录 No moves match these filters.")
 
     def _show_alerts(self) -> None:
-        alerts = stock.low_stock(self.store, days=int(self.low_stock_days.value))
+        alerts = stock.low_stock(self.store, days=int(self.low_stock_days.value), actor=self.actor)
         cells = [[_code(a.location), html.escape(a.product), f"{a.on_hand:,}", f"{a.minimum:,}",
                   f"{a.sold_last_days:,}", f"<b>{a.suggested_reorder:,}</b>"] for a in alerts]
         self.alerts.value = html_table(
