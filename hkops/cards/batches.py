@@ -28,6 +28,7 @@ from hkops.stock import service as stock
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 Progress = Callable[[int], None]
 CHUNK = 20_000
@@ -118,6 +119,7 @@ def import_sim_file(
     ``document`` (default: the batch name); a location not known yet is registered as a
     warehouse (hkops.stock.service.receiving_location).
     """
+    access.require(actor, "cards.write", f"import SIM file {path}", db)
     path = Path(path)
     carrier = carriers.canonical_name(carrier)
     name = _batch_name(batch_name, path)
