@@ -167,6 +167,24 @@ def test_an_agent_sells_only_through_its_own_subtree(shop):
     assert len(denials(db)) == 5
 
 
+def test_an_agent_acts_only_on_orders_sold_in_its_own_subtree(shop):
+    db = shop.db
+    agents.add_agent(db, "B1", "Agent B1", actor="desk")
+    theirs = place_order(db, 9, channel="B1", actor="desk")
+    a2 = principal("agent", agent="A2")
+    for number in (shop.order, theirs.number):  # a direct order, another branch's order
+        before = snapshot(db)
+        with pytest.raises(access.AccessDenied, match=f"agent-user may not cancel order {number}: agent "
+                                                      "(direct|B1) is outside the subtree of agent A2"):
+            orders.cancel_order(db, number, actor=a2, reason="not mine")
+        with pytest.raises(access.AccessDenied, match="outside the subtree of agent A2"):
+            orders.ship_order(db, number, courier="SF", tracking_no="SF-1", actor=a2)
+        assert without_audit(snapshot(db)) == without_audit(before)
+    mine = place_order(db, 10, channel="A3", actor="desk")
+    assert orders.cancel_order(db, mine.number, actor=a2, reason="customer left").state == "cancelled"
+    assert len(denials(db)) == 4
+
+
 def test_an_agent_moves_stock_only_out_of_its_own_locations(shop):
     db = shop.db
     agents.add_agent(db, "B1", "Agent B1", actor="desk")
@@ -240,3 +258,25 @@ def test_a_refusal_inside_a_transaction_is_audited_by_the_cli(shop, logged_in):
     assert status == 2 and "wendy may not set quarantine_days" in err and "'settings.write'" in err, err
     assert [(r["subject"], r["reason"]) for r in denials(shop.db)] == [("wendy", err.removeprefix("hkops: error: ")
                                                                          .strip())]
+
+
+# ---------------------------------------------------------------- through a console
+
+
+def test_a_console_shows_a_refusal_as_a_readable_message_and_it_is_audited(shop):
+    from hkops.ui.allocation import allocation_console
+
+    db = shop.db
+    console = allocation_console(db, actor=principal("analyst"))
+    console.pattern.value = "*8888"
+    console.search_button.click()
+    msisdn = console.hits[0].msisdn
+    console.selected.value = msisdn
+    console.holder.value = "C000222"
+    console.reserve_button.click()
+    console.confirm_button.click()
+    assert console.status.kind == "error"
+    assert console.status.text == (f"analyst-user may not reserve number {msisdn}: it needs the permission "
+                                   "'numbers.write', which no role of 'analyst-user' grants")
+    assert numbers.get_number(db, msisdn).state.value == "available"
+    assert [(r["subject"], r["reason"]) for r in denials(db)] == [("analyst-user", console.status.text)]

@@ -190,6 +190,7 @@ def pay_orders(db: Store | Connection, paid_in: list[tuple[str, int, str, str]],
     product), orders without stock left paid and waiting.
     """
     access.require(actor, "payments.write", f"record payments for orders {access.few(p[0] for p in paid_in)}", db)
+    require_own_orders(db, [p[0] for p in paid_in], actor, f"record payments for orders {access.few(p[0] for p in paid_in)}")
     paid_in = list(paid_in)
     now = utc_now()
     refused: list[tuple[int, str, HkopsError]] = []
@@ -296,6 +297,7 @@ def ship_order(db: Store | Connection, number: str, *, courier: str, tracking_no
     """Hand an allocated order's card to a courier: a shipment is created and the card leaves
     stock for the customer. (courier, tracking_no) is unique; any courier name is accepted."""
     access.require(actor, "orders.write", f"ship order {number}", db)
+    require_own_orders(db, [number], actor, f"ship order {number}")
     courier = check_text(courier, "courier", 32)
     tracking = str(tracking_no or "").strip()
     if not 0 < len(tracking) <= 40:
@@ -337,6 +339,7 @@ def update_shipment(db: Store | Connection, number: str, state: str, *, actor: s
     """Record where an order's parcel is: in_transit, exception, delivered (the order is
     delivered) or returned (the customer refused it: the order is cancelled, see :func:`cancel_order`)."""
     access.require(actor, "orders.write", f"update the shipment of order {number}", db)
+    require_own_orders(db, [number], actor, f"update the shipment of order {number}")
     try:
         target = ShipmentState(str(state).strip().lower())
         action = _SHIPMENT_ACTIONS[target]
@@ -358,6 +361,7 @@ def update_shipment(db: Store | Connection, number: str, state: str, *, actor: s
 def deliver_order(db: Store | Connection, number: str, *, actor: str) -> Order:
     """The customer signed for the parcel: shipment and order delivered."""
     access.require(actor, "orders.write", f"deliver order {number}", db)
+    require_own_orders(db, [number], actor, f"deliver order {number}")
     now = utc_now()
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
@@ -391,6 +395,7 @@ def activate_order(db: Store, number: str, *, actor: str, network: ProvisioningC
     the card is; until the HLR confirms it stays delivered and its card shows the pending
     activation (:func:`sync_activations`, or this again, finishes it)."""
     access.require(actor, "orders.write", f"activate order {number}", db)
+    require_own_orders(db, [number], actor, f"activate order {number}")
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
         order_target("activate", row.number, O(row.state))
@@ -422,6 +427,7 @@ def sync_activations(db: Store, network: ProvisioningClient | None = None, *, ac
 def record_first_topup(db: Store | Connection, number: str, amount_fen: int, *, actor: str) -> Order:
     """The customer's first top-up (首充) on the activated card: at least the plan's amount."""
     access.require(actor, "orders.write", f"record the first top-up of order {number}", db)
+    require_own_orders(db, [number], actor, f"record the first top-up of order {number}")
     amount_fen = payments.check_amount(amount_fen)
     now = utc_now()
     with unit_of_work(db) as conn:
@@ -439,6 +445,7 @@ def record_first_topup(db: Store | Connection, number: str, amount_fen: int, *, 
 def complete_order(db: Store | Connection, number: str, *, actor: str, reason: str | None = None) -> Order:
     """Close an order after its first top-up."""
     access.require(actor, "orders.write", f"complete order {number}", db)
+    require_own_orders(db, [number], actor, f"complete order {number}")
     now = utc_now()
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
@@ -465,6 +472,15 @@ def _refund_all(conn: Connection, row, why: str, *, actor: str, limit: int | Non
     return refunded
 
 
+def require_own_orders(db: Store | Connection, numbers_: list[str], actor: str, what: str) -> None:
+    """Refuse an agent user acting on orders sold outside its own subtree of the agent tree."""
+    if access.agent_scope(actor) is None or isinstance(db, Connection):
+        return
+    with db.read() as conn:
+        rows = load_order_rows(conn, [str(n or "").strip().upper() for n in numbers_])
+    access.require_agent(db, actor, [row.channel for row in rows.values()], what)  # missing ones: NotFound later
+
+
 def _may_refund(db: Store | Connection, number: str, why: str, actor: str) -> None:
     """Refuse to ``why`` (cancel, return) an order that would refund money unless ``actor`` may refund."""
     if not access.is_principal(actor) or actor.can("refunds.write") or isinstance(db, Connection):
@@ -488,6 +504,7 @@ def cancel_order(db: Store | Connection, number: str, *, actor: str, reason: str
     into stock (shipment returned), a picked card goes back on the shelf, the number returns to
     the pool, payments are refunded. An activated order must be returned instead."""
     access.require(actor, "orders.write", f"cancel order {number}", db)
+    require_own_orders(db, [number], actor, f"cancel order {number}")
     _may_refund(db, number, "cancel", actor)
     reason = _reason(reason)
     now = utc_now()
@@ -526,6 +543,7 @@ def return_order(db: Store, number: str, *, actor: str, reason: str, refund_fen:
     """Take back an activated order: the card is terminated (HLR record removed, the number
     quarantined) and ``refund_fen`` (default: all it netted) paid back."""
     access.require(actor, "orders.write", f"return order {number}", db)
+    require_own_orders(db, [number], actor, f"return order {number}")
     if refund_fen != 0:
         _may_refund(db, number, "return", actor)
     reason = _reason(reason)
