@@ -280,3 +280,19 @@ def test_a_console_shows_a_refusal_as_a_readable_message_and_it_is_audited(shop)
                                    "'numbers.write', which no role of 'analyst-user' grants")
     assert numbers.get_number(db, msisdn).state.value == "available"
     assert [(r["subject"], r["reason"]) for r in denials(db)] == [("analyst-user", console.status.text)]
+
+
+def test_a_console_audits_a_refusal_the_use_case_could_not_audit(db):
+    from hkops.ui._common import GuardedConsole, StatusLine
+
+    class Probe(GuardedConsole):
+        def __init__(self, store):
+            self.store, self.status = store, StatusLine()
+
+        def _buttons(self):
+            return []
+
+    probe = Probe(db)
+    probe._guard(lambda: access.require(principal("analyst"), "settings.write", "set quarantine_days"))
+    assert probe.status.kind == "error" and "analyst-user may not set quarantine_days" in probe.status.text
+    assert [(r["subject"], r["reason"]) for r in denials(db)] == [("analyst-user", probe.status.text)]
