@@ -75,4 +75,5 @@ def _require_keys_admin(what: str) -> None:
     from hkops.cli.common import actor
     from hkops.security import access
 
-    access.require(actor(), "keys.admin", what, store())
+    db = store()  # migrated and logged in first: actor() needs the users table
+    access.require(actor(), "keys.admin", what, db)

@@ -47,7 +47,8 @@ def generate(
     from hkops.cli.common import actor
     from hkops.security import access
 
-    access.require(actor(), "usage.write", "generate usage records", store())
+    db = store()  # migrated and logged in first: actor() needs the users table
+    access.require(actor(), "usage.write", "generate usage records", db)
     first = _day(start, "start") or (utc_now().astimezone(SHANGHAI).date() - timedelta(days=days))
     population = None if synthetic else network_cards(store())
     if population is None or population.empty:
