@@ -296,3 +296,22 @@ def test_a_console_audits_a_refusal_the_use_case_could_not_audit(db):
     probe._guard(lambda: access.require(principal("analyst"), "settings.write", "set quarantine_days"))
     assert probe.status.kind == "error" and "analyst-user may not set quarantine_days" in probe.status.text
     assert [(r["subject"], r["reason"]) for r in denials(db)] == [("analyst-user", probe.status.text)]
+
+
+@pytest.mark.parametrize("command, what, permission", [
+    (("keys", "rotate"), "re-encrypt the stored secrets", "keys.admin"),
+    (("keys", "new"), "add a new key", "keys.admin"),
+    (("usage", "generate", "--days", "1", "--synthetic", "--cards", "5"), "generate usage records", "usage.write"),
+    (("hlr", "sync", "--hlr", "127.0.0.1:9"), "sync HLR commands", "hlr.operate"),
+    (("hlr", "abandon", "89860000000000000019", "--reason", "x"), "abandon the HLR move of card", "hlr.operate"),
+    (("carriers", "add", "China Broadnet"), "configure carriers China Broadnet", "settings.write"),
+    (("check", "--fix"), "repair the database (check --fix)", "settings.write"),
+])
+def test_operator_commands_refuse_a_warehouse_keeper(shop, logged_in, command, what, permission, tmp_path):
+    before = snapshot(shop.db)
+    status, out, err = logged_in("wendy", *command, *(("--out", tmp_path / "usage") if "usage" in command else ()))
+    assert status == 2, err
+    assert err.startswith(f"hkops: error: wendy may not {what}") and f"'{permission}'" in err, err
+    assert without_audit(snapshot(shop.db)) == without_audit(before)
+    assert [(r["subject"], r["action"]) for r in denials(shop.db)] == [("wendy", "denied")]
+    assert not (tmp_path / "usage").exists()
