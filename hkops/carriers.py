@@ -6,6 +6,7 @@ from sqlalchemy import Column, Connection, String, Table, select
 
 from hkops.errors import InvalidValue
 from hkops.store.schema import metadata
+from hkops.security import access
 
 carriers_table = Table(
     "carriers",
@@ -33,6 +34,7 @@ def _canonical(name: str) -> str:
 
 def configure(conn: Connection, names: list[str], *, actor: str) -> list[str]:
     """Add carriers (English or Chinese names) to the configured set; returns the set."""
+    access.require(actor, "settings.write", f"configure carriers {access.few(names)}")
     from hkops.audit import Event, record
 
     for name in names:

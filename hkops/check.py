@@ -29,6 +29,7 @@ from hkops.stock.tables import stock_locations, stock_moves
 from hkops.store.engine import Store
 from hkops.subscribers.tables import subscriber_numbers, subscribers
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 #: SIM states in which a card serves (or is about to serve) its number.
 LIVE_SIM = ("paired", "active", "suspended", "lost")
@@ -448,6 +449,8 @@ def run(db: Store, *, network=None, hlr: str | None = None, fix: bool = False, a
     client for the HLR (None: the HLR is not checked, nor repaired; ``hlr_repairs=False``:
     compared only, e.g. a copy of a registry); ``hlr`` says where it is; ``skip`` names
     checks to leave out."""
+    if fix:
+        access.require(actor, "settings.write", "repair the database (check --fix)", db)
     from hkops import audit
     from hkops.audit import Event
 

@@ -8,6 +8,7 @@ from sqlalchemy import Column, Connection, String, Table, Text, select
 
 from hkops.errors import InvalidValue
 from hkops.store.schema import metadata
+from hkops.security import access
 
 settings_table = Table(
     "settings",
@@ -47,6 +48,7 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
     A change made by a person (``actor`` given) is audited; hkops's own bookkeeping
     (the digest of the grading rules) is not.
     """
+    access.require(actor, "settings.write", f"set {key}")
     before = get(conn, key)
     if actor is not None and key in INTERNAL:
         raise InvalidValue("setting", key, "is kept by hkops itself and cannot be set")

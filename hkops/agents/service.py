@@ -24,6 +24,7 @@ from hkops.stock import service as stock
 from hkops.stock.model import LocationKind
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 LOCATION_PREFIX = "AG-"
 MAX_CODE = 32 - len(LOCATION_PREFIX)
@@ -103,6 +104,7 @@ def add_agent(db: Store | Connection, code: str, name: str, *, parent: str | Non
               contact_phone: str | None = None, location: str | None = None, actor: str) -> Agent:
     """Add an agent under ``parent`` (at the top when None) with its stock location ``AG-<CODE>``
     (or the existing ``location``); its price level defaults to its level in the tree."""
+    access.require(actor, "agents.write", f"add agent {code}", db)
     code = _code(code)
     name = check_name(name)
     if price_level is not None and (isinstance(price_level, bool) or not isinstance(price_level, int)
@@ -144,6 +146,7 @@ def move_agent(db: Store | Connection, code: str, new_parent: str | None, *, act
 
     Refused under itself or one of its own descendants (a cycle) and under an inactive agent.
     """
+    access.require(actor, "agents.write", f"move agent {code}", db)
     with unit_of_work(db) as conn:
         if conn.dialect.name == "postgresql":
             # Moves and additions in the tree one at a time: two crossing moves cannot make a cycle.
@@ -187,6 +190,7 @@ def move_agent(db: Store | Connection, code: str, new_parent: str | None, *, act
 
 def set_active(db: Store | Connection, code: str, active: bool, *, actor: str, reason: str | None = None) -> Agent:
     """Activate or deactivate agent ``code`` (an inactive agent takes no new orders)."""
+    access.require(actor, "agents.write", f"{'activate' if active else 'deactivate'} agent {code}", db)
     with unit_of_work(db) as conn:
         agent = _load(conn, code, lock=True)
         if agent.active == active:

@@ -28,6 +28,7 @@ from hkops.stock import service as stock
 from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 Progress = Callable[[int], None]
 CHUNK = 20_000
@@ -121,6 +122,7 @@ def import_sim_file(
     warehouse (hkops.stock.service.receiving_location). ``product`` and ``purchase_order``
     name the catalogue product and the PO the batch is received against (hkops.procurement).
     """
+    access.require(actor, "cards.write", f"import SIM file {path}", db)
     path = Path(path)
     carrier = carriers.canonical_name(carrier)
     name = _batch_name(batch_name, path)

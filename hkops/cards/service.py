@@ -40,6 +40,7 @@ from hkops.stock import service as stock
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers import service as subscribers
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 C = SimState
 #: Moves whose inventory change waits for the HLR's confirmation.
@@ -181,6 +182,7 @@ def pair(db: Store | Connection, iccid: str, msisdn: str, subscriber_id: int, *,
     card allocated to an order leaves when the order ships; a card reserved for a pending
     replacement is refused.
     """
+    access.require(actor, "cards.write", f"pair card {iccid} with number {msisdn}", db)
     iccid, msisdn = parse_iccid(iccid), parse_msisdn(msisdn)
     with unit_of_work(db) as conn:
         card = _card(conn, iccid)
@@ -217,6 +219,7 @@ def pair_many(db: Store | Connection, requests: list[tuple[str, str, int]], *, a
     """:func:`pair` for many (iccid, msisdn, subscriber id) at once, checked set-wise: every
     problem is listed and none is paired unless all can be. Numbers must be available or
     assigned (a reserved number goes through :func:`pair`)."""
+    access.require(actor, "cards.write", f"pair cards {access.few(i for i, _, _ in requests)}", db)
     parsed = [(parse_iccid(i), parse_msisdn(m), int(s)) for i, m, s in requests]
     problems: list[InvalidValue] = []
     with unit_of_work(db) as conn:
@@ -286,12 +289,14 @@ def _cards(conn: Connection, iccids: list[str]) -> dict[str, Card]:
 def activate(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
              reason: str | None = None) -> Card:
     """Provision the card's subscriber in the HLR; active once the HLR confirms."""
+    access.require(actor, "cards.write", f"activate card {iccid}", db)
     return _request(db, iccid, "activate", actor=actor, reason=reason, network=network)
 
 
 def suspend(db: Store, iccid: str, why: str, *, actor: str, network: ProvisioningClient | None = None,
             reason: str | None = None) -> Card:
     """Suspend service (停机) for arrears, at the customer's request, or for fraud."""
+    access.require(actor, "cards.write", f"suspend card {iccid}", db)
     try:
         why = SuspendReason(why).value
     except ValueError:
@@ -302,24 +307,28 @@ def suspend(db: Store, iccid: str, why: str, *, actor: str, network: Provisionin
 def resume(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
            reason: str | None = None) -> Card:
     """Resume service (复机) once the HLR lifts the barring."""
+    access.require(actor, "cards.write", f"resume card {iccid}", db)
     return _request(db, iccid, "resume", actor=actor, reason=reason, network=network)
 
 
 def report_loss(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
                 reason: str | None = None) -> Card:
     """Loss report (挂失): the card is lost at once and the HLR bars all its services."""
+    access.require(actor, "cards.write", f"report loss card {iccid}", db)
     return _request(db, iccid, "report_loss", actor=actor, reason=reason, network=network)
 
 
 def lift_loss(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
               reason: str | None = None) -> Card:
     """Lift a loss report (解挂): service returns when the HLR lifts the barring."""
+    access.require(actor, "cards.write", f"lift loss card {iccid}", db)
     return _request(db, iccid, "lift_loss", actor=actor, reason=reason, network=network)
 
 
 def terminate(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | None = None,
               reason: str | None = None) -> Card:
     """Termination (销户): the card ends, the number goes into quarantine, the HLR record goes."""
+    access.require(actor, "cards.write", f"terminate card {iccid}", db)
     return _request(db, iccid, "terminate", actor=actor, reason=reason, network=network)
 
 
@@ -341,6 +350,7 @@ def activate_many(db: Store, iccids: list[str], *, actor: str, network: Provisio
                   reason: str | None = None, keyring: Keyring | None = None) -> SyncReport | None:
     """Activate many paired cards: one transaction to record them, one pipelined exchange
     with the HLR, one transaction to apply what it confirmed (all or none of the requests)."""
+    access.require(actor, "cards.write", f"activate cards {access.few(iccids)}", db)
     iccids = [parse_iccid(i) for i in iccids]
     with unit_of_work(db) as conn:
         found = _cards(conn, iccids)
@@ -423,6 +433,7 @@ def replace(db: Store, old_iccid: str, new_iccid: str, resident_id: str, *, acto
     card becomes ``replaced`` and the new one takes its number and service, with the swap time
     recorded. The person's 一证五号 count does not change (same number).
     """
+    access.require(actor, "cards.write", f"replace card {old_iccid} with {new_iccid}", db)
     old_iccid, new_iccid = parse_iccid(old_iccid), parse_iccid(new_iccid)
     with unit_of_work(db) as conn:
         old = _card(conn, old_iccid)
@@ -689,6 +700,7 @@ def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | No
     """Queue again the move the HLR refused for this card (a new request id; a move undone
     by the refusal is made again, with the same checks); with ``network`` sent at once.
     Returns the card (for a replacement, the new card, as :func:`replace` does)."""
+    access.require(actor, "hlr.operate", f"retry the HLR move of card {iccid}", db)
     iccid = parse_iccid(iccid)
     with unit_of_work(db) as conn:
         card = _card(conn, iccid)
@@ -712,6 +724,7 @@ def retry(db: Store, iccid: str, *, actor: str, network: ProvisioningClient | No
 def abandon(db: Store, iccid: str, *, actor: str, reason: str) -> Card:
     """Give up the move the HLR refused for this card: the card stays as it is now (audited
     with ``reason``); ``hlr reconcile`` shows whatever the HLR still holds otherwise."""
+    access.require(actor, "hlr.operate", f"abandon the HLR move of card {iccid}", db)
     iccid = parse_iccid(iccid)
     reason = " ".join((reason or "").split())
     if not reason:
@@ -803,6 +816,8 @@ def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, acto
     waiting), then pending commands are sent, so only real disagreements remain. Moves the HLR
     refused stay for the operator (:func:`retry`, :func:`abandon`).
     """
+    if fix:
+        access.require(actor, "hlr.operate", "reconcile the HLR with inventory (--fix)", db)
     with db.write() if fix else db.read() as conn:
         book, stale, stuck = _bookkeeping(conn)
         if fix and book:

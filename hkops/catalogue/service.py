@@ -23,6 +23,7 @@ from hkops.ids import split_region, parse_msisdn
 from hkops.numbers.tables import number_blocks, number_grades, numbers
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 FORM_FACTORS = ("triple", "standard", "micro", "nano", "esim")
 MIN_AGE, MAX_AGE = 0, 120
@@ -171,6 +172,7 @@ def _product(row) -> Product:
 
 def add_product(db: Store | Connection, code: str, name: str, carrier: str, form_factor: str, *, actor: str) -> str:
     """Add a SIM product of ``carrier`` in ``form_factor`` (triple, standard, micro, nano, esim); returns its code."""
+    access.require(actor, "catalogue.write", f"add product {code}", db)
     code = check_code(code, "product")
     name = check_name(name)
     form = str(form_factor or "").strip().lower()
@@ -226,6 +228,7 @@ def add_plan(db: Store | Connection, code: str, name: str, carrier: str, *, mont
              voice_minutes: int, sms: int, contract_months: int = 0, first_topup_fen: int = 0, min_age: int = 16,
              max_age: int = 60, excluded_provinces=(), actor: str) -> Plan:
     """Add a plan; every bad value is reported at once and nothing is written."""
+    access.require(actor, "catalogue.write", f"add plan {code}", db)
     problems: list[InvalidValue] = []
     code = _collect(problems, check_code, code, "plan")
     name = _collect(problems, check_name, name)
@@ -282,6 +285,7 @@ def prices_of(db: Store | Connection, plan: str) -> dict[int, int]:
 
 def set_price(db: Store | Connection, plan: str, level: int, price_fen: int, *, actor: str) -> None:
     """Set what ``plan`` sells for at agent price ``level`` (0 = direct retail)."""
+    access.require(actor, "catalogue.write", f"set the price of plan {plan} at level {level}", db)
     _whole(level, "level", 0, MAX_PRICE_LEVEL)
     _whole(price_fen, "price", 0)
     with unit_of_work(db) as conn:

@@ -282,6 +282,16 @@ def _refused_option(args: list[str]) -> str | None:
     return None
 
 
+def _audit_refusal(error: HkopsError) -> None:
+    """Audit a refusal the use case could not audit itself (one raised inside a transaction)."""
+    from hkops.security.access import AccessDenied, deny
+
+    if isinstance(error, AccessDenied) and not error.audited:
+        from hkops.store.engine import get_store
+
+        deny(get_store(), error)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
     refused = _refused_option(sys.argv[1:] if argv is None else argv)
@@ -296,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {problem}", file=sys.stderr)
         sys.exit(2)
     except HkopsError as exc:
+        _audit_refusal(exc)
         print(f"hkops: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except IntegrityError as exc:

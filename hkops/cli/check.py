@@ -30,6 +30,10 @@ def check(
     from hkops import check as check_module
 
     db = store()
+    if fix:  # before the HLR is looked for, which records where its registry is
+        from hkops.security import access
+
+        access.require(actor(), "settings.write", "repair the database (check --fix)", db)
     with tempfile.TemporaryDirectory() as scratch:
         network, where = _hlr(db, hlr, registry, Path(scratch))
         report = check_module.run(db, network=network, hlr=where, fix=fix, actor=actor(), skip=tuple(skip),

@@ -49,7 +49,12 @@ def sync(hlr: Optional[str] = typer.Option(None, "--hlr", help="HOST:PORT (defau
     from hkops.cli.cards import network
     from hkops.cli.common import store
 
-    result = service.sync(store(), network(hlr))
+    from hkops.cli.common import actor
+    from hkops.security import access
+
+    db = store()
+    access.require(actor(), "hlr.operate", "sync HLR commands", db)
+    result = service.sync(db, network(hlr))
     echo(f"{result.sent} sent, {len(result.confirmed)} confirmed, {len(result.failed)} refused, "
          f"{result.pending} still pending")
 

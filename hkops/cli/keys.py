@@ -46,6 +46,7 @@ def new():
     """Add a new active key to the key file (old keys stay, for reading)."""
     from hkops.security.crypto import new_key
 
+    _require_keys_admin("add a new key")
     echo(f"new active key {new_key()}; restart running processes, then run `hkops keys rotate`")
 
 
@@ -54,6 +55,7 @@ def rotate():
     """Re-encrypt every stored secret with the active key, in short batches."""
     from hkops.security.crypto import rotate as rotate_values
 
+    _require_keys_admin("re-encrypt the stored secrets")
     with progress(None, "values", "re-encrypting") as bar:
         changed = rotate_values(store(), sealed_columns(), progress=bar.update)
     echo(f"{changed} value(s) re-encrypted with the active key")
@@ -64,5 +66,14 @@ def retire(key_id: str):
     """Drop an old key; refused while any stored value still uses it."""
     from hkops.security.crypto import retire_key
 
+    _require_keys_admin(f"retire key {key_id}")
     retire_key(key_id, db=store(), columns=sealed_columns())
     echo(f"key {key_id} retired")
+
+
+def _require_keys_admin(what: str) -> None:
+    from hkops.cli.common import actor
+    from hkops.security import access
+
+    db = store()  # migrated and logged in first: actor() needs the users table
+    access.require(actor(), "keys.admin", what, db)

@@ -44,6 +44,11 @@ def generate(
     from hkops.network.usage import DEFAULT_OUT_DIR, generate_usage, synthetic_cards
     from hkops.timeutil import SHANGHAI, utc_now
 
+    from hkops.cli.common import actor
+    from hkops.security import access
+
+    db = store()  # migrated and logged in first: actor() needs the users table
+    access.require(actor(), "usage.write", "generate usage records", db)
     first = _day(start, "start") or (utc_now().astimezone(SHANGHAI).date() - timedelta(days=days))
     population = None if synthetic else network_cards(store())
     if population is None or population.empty:

@@ -36,6 +36,7 @@ from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import read_text
 from hkops.timeutil import parse_duration, utc_now
+from hkops.security import access
 
 S = NumberState
 BLOCK_SIZE = 10_000
@@ -68,6 +69,7 @@ def add_blocks(
     With ``empty`` only the blocks are registered; their numbers come later by import.
     All prefixes are checked before anything is written: a bad one refuses them all.
     """
+    access.require(actor, "numbers.write", f"add number blocks {access.few(prefixes)}", db)
     import numpy as np
 
     if not prefixes:
@@ -181,6 +183,7 @@ def import_numbers(
     progress: Progress | None = None,
 ) -> int:
     """Import numbers from a file into their (existing) blocks; all lines or none."""
+    access.require(actor, "numbers.write", f"import numbers from {path}", db)
     import numpy as np
 
     entries = read_number_file(path)
@@ -242,6 +245,7 @@ def _existing(conn: Connection, values: list[int]) -> list[int]:
 
 def open_planned(db: Store | Connection, prefix: str, *, actor: str, reason: str | None = None) -> int:
     """Open a planned block for sale: its planned numbers become available."""
+    access.require(actor, "numbers.write", f"open planned block {prefix}", db)
     prefix = parse_block_prefix(prefix)
     first = int(prefix) * BLOCK_SIZE
     with unit_of_work(db) as conn:
@@ -287,6 +291,7 @@ def regrade(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Grade every number again with ``rules``; returns how many changed per new grade."""
+    access.require(actor, "numbers.write", "re-grade the number pool", db)
     import numpy as np
 
     rules = rules or load_rules()
@@ -434,6 +439,7 @@ def _move(
 def reserve(db, msisdn: str, holder: str, *, actor: str, ttl: str | timedelta | None = None,
             reason: str | None = None) -> Move:
     """Reserve a number for ``holder`` until the TTL runs out (default: setting reservation_ttl)."""
+    access.require(actor, "numbers.write", f"reserve number {msisdn}", db)
     holder = _holder(holder)
 
     def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
@@ -445,6 +451,7 @@ def reserve(db, msisdn: str, holder: str, *, actor: str, ttl: str | timedelta | 
 
 def allocate(db, msisdn: str, holder: str, *, actor: str, reason: str | None = None) -> Move:
     """Allocate one number to ``holder`` (it must be available, or reserved for them)."""
+    access.require(actor, "numbers.write", f"allocate number {msisdn}", db)
     holder = _holder(holder)
     return _move(db, msisdn, "allocate", actor=actor, reason=reason, holder=holder,
                  changes=lambda n, now, c: {"holder": holder, "reserved_until": None})
@@ -454,22 +461,26 @@ def release(db, msisdn: str, *, actor: str, reason: str | None = None, order: st
             card: str | None = None) -> Move:
     """Give a reserved or assigned number back to the pool. Refused while an open order or a live
     SIM binds it, unless the call is made on behalf of that ``order`` (number) or ``card`` (ICCID)."""
+    access.require(actor, "numbers.write", f"release number {msisdn}", db)
     return _move(db, msisdn, "release", actor=actor, reason=reason, order=order, card=card,
                  changes=lambda n, now, c: {"holder": None, "reserved_until": None})
 
 
 def activate(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Assigned to active (the card lifecycle calls this when a SIM is activated)."""
+    access.require(actor, "numbers.write", f"activate number {msisdn}", db)
     return _move(db, msisdn, "activate", actor=actor, reason=reason)
 
 
 def suspend(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Active to suspended."""
+    access.require(actor, "numbers.write", f"suspend number {msisdn}", db)
     return _move(db, msisdn, "suspend", actor=actor, reason=reason)
 
 
 def resume(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Suspended to active."""
+    access.require(actor, "numbers.write", f"resume number {msisdn}", db)
     return _move(db, msisdn, "resume", actor=actor, reason=reason)
 
 
@@ -477,6 +488,7 @@ def block(db, msisdn: str, *, actor: str, reason: str | None = None, order: str 
           card: str | None = None) -> Move:
     """Hold a number out of sale (fraud, regulator); unblock returns it to where it was. Refused
     while an open order or a live SIM binds it (but ``order``/``card``, on whose behalf it is done)."""
+    access.require(actor, "numbers.write", f"block number {msisdn}", db)
     return _move(db, msisdn, "block", actor=actor, reason=reason, order=order, card=card,
                  changes=lambda n, now, c: {"blocked_from": n.effective_state(now).value,
                                             "holder": n.holder if n.effective_state(now) in HELD else None})
@@ -484,6 +496,7 @@ def block(db, msisdn: str, *, actor: str, reason: str | None = None, order: str 
 
 def unblock(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Lift a block."""
+    access.require(actor, "numbers.write", f"unblock number {msisdn}", db)
     return _move(db, msisdn, "unblock", actor=actor, reason=reason, changes=lambda n, now, c: {"blocked_from": None})
 
 
@@ -492,6 +505,7 @@ def terminate(db, msisdn: str, *, actor: str, reason: str | None = None, order: 
     """End a number's use: it goes into quarantine for the configured cool-off days. Refused while
     an open order or a live SIM binds it, unless done on behalf of that ``order`` or ``card``
     (the card's termination passes its ICCID: HLR, card, binding and number move together)."""
+    access.require(actor, "numbers.write", f"terminate number {msisdn}", db)
 
     def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
         days = settings.quarantine_days(conn)
@@ -504,6 +518,7 @@ def terminate(db, msisdn: str, *, actor: str, reason: str | None = None, order: 
 def reclaim(db, msisdn: str, holder: str, *, actor: str, reason: str | None = None) -> Move:
     """The last holder takes the number back during quarantine. A subscriber holder
     (``S<id>``) must have room under 一证五号 for one more number of its carrier."""
+    access.require(actor, "numbers.write", f"reclaim number {msisdn}", db)
     holder = _holder(holder)
 
     def changes(number: NumberRecord, now: datetime, conn: Connection) -> dict:
@@ -520,12 +535,14 @@ def reclaim(db, msisdn: str, holder: str, *, actor: str, reason: str | None = No
 
 def recycle(db, msisdn: str, *, actor: str, reason: str | None = None) -> Move:
     """Return a quarantined number to the pool once its cool-off has ended."""
+    access.require(actor, "numbers.write", f"recycle number {msisdn}", db)
     return _move(db, msisdn, "recycle", actor=actor, reason=reason,
                  changes=lambda n, now, c: {"last_holder": None, "quarantine_until": None})
 
 
 def recycle_due(db: Store | Connection, *, actor: str, reason: str | None = None, now: datetime | None = None) -> list[str]:
     """Recycle every quarantined number whose cool-off has ended; returns them."""
+    access.require(actor, "numbers.write", "recycle the numbers whose cool-off has ended", db)
     with unit_of_work(db) as conn:
         now = now or utc_now()
         due = list(conn.execute(
@@ -537,6 +554,7 @@ def recycle_due(db: Store | Connection, *, actor: str, reason: str | None = None
 
 def expire_reservations(db: Store | Connection, *, actor: str = SYSTEM_ACTOR, now: datetime | None = None) -> list[str]:
     """Turn expired reservations back into available numbers (they never block anyway)."""
+    access.require(actor, "numbers.write", "expire number reservations", db)
     with unit_of_work(db) as conn:
         now = now or utc_now()
         due = list(conn.execute(
@@ -681,6 +699,7 @@ def allocate_batch(
     Safe under concurrent writers: on PostgreSQL rows are taken with
     ``FOR UPDATE SKIP LOCKED``; on SQLite the write transaction holds the database.
     """
+    access.require(actor, "numbers.write", f"allocate {count} numbers to {holder}", db)
     from hkops.numbers.search import block_ranges
 
     holder = _holder(holder)

@@ -59,6 +59,7 @@ from hkops.subscribers import service as subscribers
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
 from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, utc_now
+from hkops.security import access
 
 O = OrderState
 #: An approved order holds its number until it is paid (then assigned), cancelled, or expires unpaid after the
@@ -615,6 +616,9 @@ def create_orders(db: Store | Connection, requests: list[OrderRequest], *, actor
     request's position (from 1) when there are several, and nothing is written. A request
     whose (channel, client_order_id) has an order already returns it (``created`` False).
     """
+    access.require(actor, "orders.write", f"place {len(requests)} orders" if len(requests) > 1 else "place an order", db)
+    access.require_agent(db, actor, [r.channel for r in requests], "place an order")
+    access.require_agent(db, actor, [r.location for r in requests if r.location], "place an order", locations=True)
     requests = list(requests)
     if not requests:
         return []
@@ -708,7 +712,11 @@ def import_orders(db: Store | Connection, path: str | Path, *, actor: str, keyri
                   now: datetime | None = None) -> list[Order]:
     """Take the orders of an order CSV (:func:`read_order_file`) with :func:`create_orders`:
     every line or none. Every bad line is listed with its line number (:class:`InvalidFile`)."""
+    access.require(actor, "orders.write", f"import orders from {path}", db)
     entries, problems = read_order_file(path)
+    access.require_agent(db, actor, [r.channel for _, r in entries], f"import orders from {path}")
+    access.require_agent(db, actor, [r.location for _, r in entries if r.location], f"import orders from {path}",
+                         locations=True)
     now = now or utc_now()
     keyring = keyring or load_keyring()
     with unit_of_work(db) as conn:
@@ -728,6 +736,10 @@ def submit_order(db: Store | Connection, number: str, *, actor: str, now: dateti
                  keyring: Keyring | None = None) -> Order:
     """Check a draft and approve it; if it fails, the draft is rejected (reasons kept on the
     order and audited) and :class:`InvalidValues` gives every reason."""
+    access.require(actor, "orders.write", f"submit order {number}", db)
+    from hkops.orders.service import require_own_orders
+
+    require_own_orders(db, [number], actor, f"submit order {number}")
     now = now or utc_now()
     keyring = keyring or load_keyring()
     with unit_of_work(db) as conn:

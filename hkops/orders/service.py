@@ -51,6 +51,7 @@ from hkops.stock import service as stock
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import as_utc, utc_now
+from hkops.security import access
 
 O = OrderState
 
@@ -135,6 +136,7 @@ def settle_paid(conn: Connection, numbers_: list[str], *, actor: str, now: datet
 def allocate_waiting(db: Store | Connection, *, location: str | None = None, actor: str) -> list[str]:
     """Pick cards for paid orders waiting for stock (at ``location``, else everywhere), oldest
     first, as far as the stock goes; returns the orders allocated."""
+    access.require(actor, "orders.write", "allocate cards to waiting orders", db)
     now = utc_now()
     with unit_of_work(db) as conn:
         stmt = (select(orders.c.id, orders.c.number, orders.c.location, orders.c.product)
@@ -189,6 +191,8 @@ def pay_orders(db: Store | Connection, paid_in: list[tuple[str, int, str, str]],
     orders paid in full settled together: numbers assigned, cards picked per (location,
     product), orders without stock left paid and waiting.
     """
+    access.require(actor, "payments.write", f"record payments for orders {access.few(p[0] for p in paid_in)}", db)
+    require_own_orders(db, [p[0] for p in paid_in], actor, f"record payments for orders {access.few(p[0] for p in paid_in)}")
     paid_in = list(paid_in)
     now = utc_now()
     refused: list[tuple[int, str, HkopsError]] = []
@@ -262,6 +266,7 @@ def expire_unpaid(db: Store | Connection, *, actor: str, now: datetime | None = 
     before ``now`` and not paid in full: each becomes ``expired`` (final), its number goes back to
     the pool (released on its behalf, so its 一证五号 slot is free again) and what it netted is
     refunded; all audited. Set-wise; returns the expired orders' numbers, oldest first."""
+    access.require(actor, "orders.write", "expire unpaid orders", db)
     now = as_utc(now) if now else utc_now()
     with unit_of_work(db) as conn:
         ttl = settings.order_payment_ttl(conn)
@@ -293,6 +298,8 @@ def _shipment(conn: Connection, order_id: int):
 def ship_order(db: Store | Connection, number: str, *, courier: str, tracking_no: str, actor: str) -> Order:
     """Hand an allocated order's card to a courier: a shipment is created and the card leaves
     stock for the customer. (courier, tracking_no) is unique; any courier name is accepted."""
+    access.require(actor, "orders.write", f"ship order {number}", db)
+    require_own_orders(db, [number], actor, f"ship order {number}")
     courier = check_text(courier, "courier", 32)
     tracking = str(tracking_no or "").strip()
     if not 0 < len(tracking) <= 40:
@@ -333,6 +340,8 @@ def update_shipment(db: Store | Connection, number: str, state: str, *, actor: s
                     reason: str | None = None) -> Order:
     """Record where an order's parcel is: in_transit, exception, delivered (the order is
     delivered) or returned (the customer refused it: the order is cancelled, see :func:`cancel_order`)."""
+    access.require(actor, "orders.write", f"update the shipment of order {number}", db)
+    require_own_orders(db, [number], actor, f"update the shipment of order {number}")
     try:
         target = ShipmentState(str(state).strip().lower())
         action = _SHIPMENT_ACTIONS[target]
@@ -353,6 +362,8 @@ def update_shipment(db: Store | Connection, number: str, state: str, *, actor: s
 
 def deliver_order(db: Store | Connection, number: str, *, actor: str) -> Order:
     """The customer signed for the parcel: shipment and order delivered."""
+    access.require(actor, "orders.write", f"deliver order {number}", db)
+    require_own_orders(db, [number], actor, f"deliver order {number}")
     now = utc_now()
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
@@ -385,6 +396,8 @@ def activate_order(db: Store, number: str, *, actor: str, network: ProvisioningC
     activate it; with ``network`` the request is sent at once. The order is activated when
     the card is; until the HLR confirms it stays delivered and its card shows the pending
     activation (:func:`sync_activations`, or this again, finishes it)."""
+    access.require(actor, "orders.write", f"activate order {number}", db)
+    require_own_orders(db, [number], actor, f"activate order {number}")
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
         order_target("activate", row.number, O(row.state))
@@ -406,6 +419,7 @@ def activate_order(db: Store, number: str, *, actor: str, network: ProvisioningC
 def sync_activations(db: Store, network: ProvisioningClient | None = None, *, actor: str) -> list[str]:
     """Send pending HLR commands (with ``network``), then move every delivered order whose card
     is now active to activated; returns those orders' numbers."""
+    access.require(actor, "orders.write", "sync order activations", db)
     if network is not None:
         cards.sync(db, network)
     with unit_of_work(db) as conn:
@@ -414,6 +428,8 @@ def sync_activations(db: Store, network: ProvisioningClient | None = None, *, ac
 
 def record_first_topup(db: Store | Connection, number: str, amount_fen: int, *, actor: str) -> Order:
     """The customer's first top-up (首充) on the activated card: at least the plan's amount."""
+    access.require(actor, "orders.write", f"record the first top-up of order {number}", db)
+    require_own_orders(db, [number], actor, f"record the first top-up of order {number}")
     amount_fen = payments.check_amount(amount_fen)
     now = utc_now()
     with unit_of_work(db) as conn:
@@ -430,6 +446,8 @@ def record_first_topup(db: Store | Connection, number: str, amount_fen: int, *, 
 
 def complete_order(db: Store | Connection, number: str, *, actor: str, reason: str | None = None) -> Order:
     """Close an order after its first top-up."""
+    access.require(actor, "orders.write", f"complete order {number}", db)
+    require_own_orders(db, [number], actor, f"complete order {number}")
     now = utc_now()
     with unit_of_work(db) as conn:
         row = load_order_row(conn, number, lock=True)
@@ -456,6 +474,26 @@ def _refund_all(conn: Connection, row, why: str, *, actor: str, limit: int | Non
     return refunded
 
 
+def require_own_orders(db: Store | Connection, numbers_: list[str], actor: str, what: str) -> None:
+    """Refuse an agent user acting on orders sold outside its own subtree of the agent tree."""
+    if access.agent_scope(actor) is None or isinstance(db, Connection):
+        return
+    with db.read() as conn:
+        rows = load_order_rows(conn, [str(n or "").strip().upper() for n in numbers_])
+    access.require_agent(db, actor, [row.channel for row in rows.values()], what)  # missing ones: NotFound later
+
+
+def _may_refund(db: Store | Connection, number: str, why: str, actor: str) -> None:
+    """Refuse to ``why`` (cancel, return) an order that would refund money unless ``actor`` may refund."""
+    if not access.is_principal(actor) or actor.can("refunds.write") or isinstance(db, Connection):
+        return
+    with db.read() as conn:
+        row = load_order_row(conn, number)
+        net = payments.balance(conn, row.id)
+    if net > 0:
+        access.require(actor, "refunds.write", f"{why} order {row.number}, which refunds {format_yuan(net)}", db)
+
+
 def _reason(reason: str | None) -> str:
     text_value = " ".join(str(reason or "").split())
     if not text_value:
@@ -467,6 +505,9 @@ def cancel_order(db: Store | Connection, number: str, *, actor: str, reason: str
     """Cancel an order before activation, undoing everything done: a shipped card comes back
     into stock (shipment returned), a picked card goes back on the shelf, the number returns to
     the pool, payments are refunded. An activated order must be returned instead."""
+    access.require(actor, "orders.write", f"cancel order {number}", db)
+    require_own_orders(db, [number], actor, f"cancel order {number}")
+    _may_refund(db, number, "cancel", actor)
     reason = _reason(reason)
     now = utc_now()
     with unit_of_work(db) as conn:
@@ -503,6 +544,10 @@ def return_order(db: Store, number: str, *, actor: str, reason: str, refund_fen:
                  network: ProvisioningClient | None = None) -> Order:
     """Take back an activated order: the card is terminated (HLR record removed, the number
     quarantined) and ``refund_fen`` (default: all it netted) paid back."""
+    access.require(actor, "orders.write", f"return order {number}", db)
+    require_own_orders(db, [number], actor, f"return order {number}")
+    if refund_fen != 0:
+        _may_refund(db, number, "return", actor)
     reason = _reason(reason)
     if refund_fen is not None and (isinstance(refund_fen, bool) or not isinstance(refund_fen, int) or refund_fen < 0):
         raise InvalidValue("refund", refund_fen, "must be a whole number of fen, 0 or more")

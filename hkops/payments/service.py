@@ -27,6 +27,7 @@ from hkops.security.access import AccessDenied, agent_scope, out_of_scope, requi
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import csv_rows
 from hkops.timeutil import SHANGHAI, as_utc, utc_now
+from hkops.security import access
 
 COLLECTION, REFUND = "collection", "refund"
 _METHOD = re.compile(r"[a-z0-9_-]{1,16}")
@@ -185,6 +186,7 @@ def _order(conn: Connection, number: str):
 def collect(db: Store | Connection, order: str, amount_fen: int, *, method: str, reference: str, actor: str,
             note: str | None = None) -> Payment:
     """Record money collected for an order (no state change; orders.service.pay_order moves the order)."""
+    access.require(actor, "payments.write", f"record a payment for order {order}", db)
     with unit_of_work(db) as conn:
         row = _order(conn, order)
         return record(conn, row.id, row.number, COLLECTION, amount_fen, method=method, reference=reference,
@@ -194,6 +196,7 @@ def collect(db: Store | Connection, order: str, amount_fen: int, *, method: str,
 def refund(db: Store | Connection, order: str, amount_fen: int, *, method: str, reference: str, actor: str,
            note: str | None = None) -> Payment:
     """Record money paid back for an order; not more than it has netted."""
+    access.require(actor, "refunds.write", f"refund order {order}", db)
     with unit_of_work(db) as conn:
         row = _order(conn, order)
         net = balance(conn, row.id)
@@ -340,6 +343,7 @@ def import_payments(db: Store | Connection, path: str | Path, *, actor: str) -> 
     orders the import pays in full are settled together as :func:`hkops.orders.service.pay_orders`
     settles them (paid, numbers assigned, cards allocated; without stock left, paid and waiting).
     """
+    access.require(actor, "payments.write", f"import payments from {path}", db)
     from hkops.orders import service as order_service
 
     columns, entries = read_payment_file(path)

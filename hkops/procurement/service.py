@@ -33,6 +33,7 @@ from hkops.stock.model import LocationKind
 from hkops.stock.tables import stock_locations
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 _CODE = re.compile(r"[A-Z0-9_-]{1,32}")
 MAX_QUANTITY = 10_000_000
@@ -148,6 +149,7 @@ def landed_unit_cost(unit_cost_fen: int, extra_cost_fen: int, ordered: int) -> i
 
 def add_vendor(db: Store | Connection, code: str, name: str, *, contact: str | None = None, actor: str) -> str:
     """Register a SIM vendor; returns its code."""
+    access.require(actor, "procurement.write", f"add vendor {code}", db)
     code = _code(code, "vendor")
     name = " ".join(str(name or "").split())
     if not 0 < len(name) <= 64:
@@ -186,6 +188,7 @@ def _warehouse(conn: Connection, value: str) -> str:
 def create_po(db: Store | Connection, vendor: str, warehouse: str, lines: list[tuple[str, int, int]], *,
               extra_cost_fen: int = 0, note: str | None = None, actor: str) -> str:
     """A draft purchase order of ``lines`` (product, quantity, unit cost in fen); returns its number (PO000001...)."""
+    access.require(actor, "procurement.write", f"create a purchase order from {vendor}", db)
     problems: list[InvalidValue] = []
     checked: list[tuple[str, int, int]] = []
     if not lines:
@@ -281,16 +284,19 @@ def _move(db: Store | Connection, number: str, action: str, *, actor: str, reaso
 
 def confirm(db: Store | Connection, number: str, *, actor: str, reason: str | None = None) -> PurchaseOrder:
     """Confirm a draft purchase order with the vendor; deliveries may then be received."""
+    access.require(actor, "procurement.write", f"confirm purchase order {number}", db)
     return _move(db, number, "confirm", actor=actor, reason=reason)
 
 
 def cancel(db: Store | Connection, number: str, *, actor: str, reason: str | None = None) -> PurchaseOrder:
     """Cancel a purchase order before anything was received."""
+    access.require(actor, "procurement.write", f"cancel purchase order {number}", db)
     return _move(db, number, "cancel", actor=actor, reason=reason)
 
 
 def close(db: Store | Connection, number: str, *, actor: str, reason: str | None = None) -> PurchaseOrder:
     """Close a (partially) received purchase order; what never came is recorded as under-delivered."""
+    access.require(actor, "procurement.write", f"close purchase order {number}", db)
     return _move(db, number, "close", actor=actor, reason=reason)
 
 
@@ -304,6 +310,7 @@ def receive(db: Store | Connection, po_number: str, path: str | Path, *, product
     ``accept_over`` (the excess is then recorded as over-quantity). The cards land in the
     PO's warehouse with a receipt in the stock ledger under the PO number.
     """
+    access.require(actor, "procurement.write", f"receive purchase order {po_number}", db)
     with unit_of_work(db) as conn:
         po = _locked_po(conn, po_number)
         check_po_move("receive", po.number, PoState(po.state))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Iterable
 
 from hkops.errors import HkopsError, InvalidValue
 
@@ -65,6 +66,8 @@ class AccessDenied(HkopsError):
     def __init__(self, who: str, what: str, permission: str | None = None, *, detail: str | None = None):
         self.who, self.what, self.permission = who, what, permission
         why = detail or f"it needs the permission {permission!r}, which no role of {who!r} grants"
+        #: Whether the refusal's audit record is written (see :func:`deny`).
+        self.audited = False
         super().__init__(f"{who} may not {what}: {why}")
 
 
@@ -109,15 +112,85 @@ def is_principal(actor: object) -> bool:
     return isinstance(actor, Principal)
 
 
-def require(actor: str, permission: str, what: str) -> None:
+def require(actor: str, permission: str, what: str, db=None) -> None:
     """Raise :class:`AccessDenied` unless ``actor`` may use ``permission`` to do ``what``.
 
     ``what`` says the action in words for the message ("release number 13800138000").
+    A use case calls this once at its public entry point, before it writes, passing its
+    ``db``: given a :class:`~hkops.store.engine.Store`, a refusal is audited (:func:`deny`)
+    before it is raised. Given a ``Connection`` the call runs inside another use case's
+    transaction, which made its own check on the way in, so nothing is checked again
+    (a clerk's order cancellation releases the number without ``numbers.write``). Without
+    ``db`` the refusal is raised unaudited and the CLI or console that catches it audits it.
     """
     if permission not in PERMISSIONS:
         raise KeyError(f"unknown permission {permission!r}")
-    if isinstance(actor, Principal) and not actor.can(permission):
-        raise AccessDenied(actor.name, what, permission)
+    if not isinstance(actor, Principal) or actor.can(permission) or _inside_transaction(db):
+        return
+    refused = AccessDenied(actor.name, what, permission)
+    if db is not None:
+        deny(db, refused)
+    raise refused
+
+
+def require_agent(db, actor: str, agents: Iterable[str | None], what: str, *, locations: bool = False) -> None:
+    """Refuse an agent user acting for an agent outside its own subtree of the agent tree.
+
+    ``agents`` are agent codes (``None`` or ``direct``: no agent, refused too) or, with
+    ``locations``, stock location codes, which must be those of the subtree's agents. Users
+    who are not agent users pass. A refusal is audited like :func:`require`'s.
+    """
+    scope = agent_scope(actor)
+    if scope is None or _inside_transaction(db):
+        return
+    from hkops.agents.service import agent_tree
+
+    tree = agent_tree(db)
+    below: dict[int | None, list] = {}
+    for agent in tree:
+        below.setdefault(agent.parent_id, []).append(agent)
+    own = [a for a in tree if a.code == scope]
+    mine = list(own)
+    for agent in mine:  # grows as it goes: the subtree, breadth first
+        mine.extend(below.get(agent.id, []))
+    allowed = {a.location for a in mine} if locations else {a.code for a in mine}
+    outside = sorted({str(code) for code in agents if code is None or str(code).upper() not in allowed}, key=str)
+    if not outside:
+        return
+    kind = "location" if locations else "agent"
+    refused = AccessDenied(actor.name, what, detail=f"{kind} {outside[0]} is outside the subtree of agent {scope}"
+                                                    f" ({actor.name!r} acts for agent {scope} and those below it)")
+    deny(db, refused)
+    raise refused
+
+
+def few(values: Iterable, shown: int = 3) -> str:
+    """The first ``shown`` of ``values`` for a message: "a, b, c and 7 more"."""
+    values = [str(v) for v in values]
+    head = ", ".join(values[:shown])
+    return f"{head} and {len(values) - shown} more" if len(values) > shown else head
+
+
+def deny(db, refused: AccessDenied) -> None:
+    """Audit a refusal (entity ``access``, subject the user, action ``denied``, reason the
+    message) in its own transaction, once; the refused use case's transaction rolls back."""
+    from hkops.store.engine import Store
+
+    if refused.audited or not isinstance(db, Store):
+        return
+    from hkops import audit
+
+    with db.write() as conn:
+        audit.record(conn, refused.who, [audit.Event("access", refused.who, "denied", reason=str(refused),
+                                                     details={"permission": refused.permission} if refused.permission
+                                                     else None)])
+    refused.audited = True
+
+
+def _inside_transaction(db) -> bool:
+    from sqlalchemy.engine import Connection
+
+    return isinstance(db, Connection)
 
 
 def agent_scope(actor: str) -> str | None:

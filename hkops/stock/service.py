@@ -41,6 +41,7 @@ from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
 from hkops.textfiles import read_text
 from hkops.timeutil import SHANGHAI, utc_now
+from hkops.security import access
 
 Progress = Callable[[int], None]
 _LEDGER_COLUMNS = ("iccid", "from_location", "to_location", "kind", "document", "actor", "at")
@@ -175,6 +176,7 @@ def _code(code: str) -> str:
 def add_location(db: Store | Connection, code: str, name: str, kind: str = "warehouse", *, actor: str,
                  province: str | None = None, agent_id: int | None = None) -> str:
     """Register a stock location (a warehouse, or an agent's own stock); returns its code."""
+    access.require(actor, "stock.write", f"add location {code}", db)
     code = _code(code)
     if code in VIRTUAL:
         raise InvalidValue("location", code, "is a virtual location's name")
@@ -570,6 +572,8 @@ def transfer(db: Store | Connection, from_location: str, to_location: str, *, ic
     to ``last`` inclusive; or ``count`` in_stock cards of ``product``, lowest ICCIDs first.
     Listed cards that are not at the source or not in stock refuse the whole transfer.
     """
+    access.require(actor, "stock.write", f"transfer stock from {from_location} to {to_location}", db)
+    access.require_agent(db, actor, [from_location], f"transfer stock from {from_location}", locations=True)
     with unit_of_work(db) as conn:
         from_location = _stock_location(conn, from_location, "from")
         to_location = _stock_location(conn, to_location, "to")
@@ -587,6 +591,8 @@ def transfer(db: Store | Connection, from_location: str, to_location: str, *, ic
 def return_units(db: Store | Connection, iccids: list[str], from_location: str, to_location: str, *, actor: str,
                  reason: str | None = None) -> Transfer:
     """An agent returns in_stock cards to a warehouse (ledger kind return, document RT000001...)."""
+    access.require(actor, "stock.write", f"return stock from {from_location}", db)
+    access.require_agent(db, actor, [from_location], f"return stock from {from_location}", locations=True)
     with unit_of_work(db) as conn:
         from_location = _stock_location(conn, from_location, "from")
         to_location = _stock_location(conn, to_location, "to")
@@ -604,6 +610,8 @@ def return_units(db: Store | Connection, iccids: list[str], from_location: str, 
 
 def scrap(db: Store | Connection, iccids: list[str], location: str, *, actor: str, reason: str) -> Transfer:
     """Faulty cards are marked faulty, destroyed and moved to SCRAP (document SX000001...)."""
+    access.require(actor, "stock.write", f"scrap stock at {location}", db)
+    access.require_agent(db, actor, [location], f"scrap stock at {location}", locations=True)
     reason = " ".join((reason or "").split())
     if not reason:
         raise InvalidValue("reason", reason, "say why the cards are scrapped")
@@ -644,6 +652,9 @@ def count(db: Store | Connection, location: str, counted_iccids: list[str], *, a
     system had elsewhere move here (ledger kind count); the count and its variances are kept
     (number CT000001...). With ``apply=False`` nothing is written.
     """
+    if apply:
+        access.require(actor, "stock.write", f"apply a stock count at {location}", db)
+        access.require_agent(db, actor, [location], f"apply a stock count at {location}", locations=True)
     with unit_of_work(db) as conn:
         location = _stock_location(conn, location)
         counted, problems = _normalise(counted_iccids)
@@ -751,6 +762,8 @@ def ledger(db: Store | Connection, *, location: str | None = None, iccid: str | 
 
 def set_minimum(db: Store | Connection, location: str, product: str, minimum: int, *, actor: str) -> None:
     """The low-stock threshold of ``product`` at ``location`` (0 removes it)."""
+    access.require(actor, "stock.write", f"set the minimum of {product} at {location}", db)
+    access.require_agent(db, actor, [location], f"set the minimum of {product} at {location}", locations=True)
     if not isinstance(minimum, int) or minimum < 0:
         raise InvalidValue("minimum", minimum, "must be a whole number of cards, 0 or more")
     with unit_of_work(db) as conn:
@@ -808,6 +821,7 @@ def restore_locations(db: Store | Connection, iccids: list[str], *, actor: str, 
     """Put ``sims.location`` of these cards back where the ledger's last move took them
     (``hkops check --fix``: the ledger is the record, the location column follows it).
     Cards with no ledger row are left alone. Audited per card; returns how many moved."""
+    access.require(actor, "stock.write", f"restore the locations of cards {access.few(iccids)}", db)
     now = utc_now()
     with unit_of_work(db) as conn:
         drifted = []

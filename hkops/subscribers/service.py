@@ -28,6 +28,7 @@ from hkops.security.crypto import KEY_BYTES, Keyring, Secret, load_keyring
 from hkops.store.engine import Store, unit_of_work
 from hkops.subscribers.tables import id_blacklist, subscriber_keys, subscriber_numbers, subscribers
 from hkops.timeutil import utc_now
+from hkops.security import access
 
 #: 一证五号: live numbers one person may hold with one carrier (MIIT practice).
 NUMBERS_PER_CARRIER = 5
@@ -213,6 +214,7 @@ def register(
     """Register a person by resident ID (checksum, real birth date, not in the future, known
     area); refused when the ID is blacklisted. The same ID again returns the subscriber
     already registered (``created`` False), or is refused if the name differs."""
+    access.require(actor, "subscribers.write", f"register subscriber {name}", db)
     rid = parse_resident_id(resident_id)
     masked = _masked(rid)
     name = _name(name)
@@ -326,15 +328,20 @@ def get(db: Store | Connection, subscriber_id: int, *, actor: str | None = None)
 
 
 def reveal_resident_id(db: Store | Connection, subscriber_id: int, *, actor: str,
-                       keyring: Keyring | None = None) -> Secret:
-    """The clear resident ID of a subscriber, as a :class:`Secret`; the access is audited."""
+                       keyring: Keyring | None = None, reason: str | None = None) -> Secret:
+    """The clear resident ID of a subscriber, as a :class:`Secret`: only for a role with
+    ``pii.read`` and with a ``reason``; each reveal is audited with that reason."""
+    access.require(actor, "pii.read", f"reveal the resident ID of subscriber {subscriber_id}", db)
+    reason = " ".join(str(reason or "").split())
+    if not reason:
+        raise InvalidValue("reason", reason, "say why the full resident ID is needed (the reveal is audited with it)")
     keyring = keyring or load_keyring()
     with unit_of_work(db) as conn:
         token = conn.execute(select(subscribers.c.resident_id_enc).where(subscribers.c.id == subscriber_id)).scalar()
         if token is None:
             raise NotFound(f"subscriber {subscriber_id} does not exist")
         secret = keyring.reveal(token, f"subscribers.resident_id:{subscriber_id}")
-        audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "reveal_id", reason="clear resident ID read")])
+        audit.record(conn, actor, [Event("subscriber", str(subscriber_id), "reveal_id", reason=reason)])
     return secret
 
 
@@ -345,6 +352,7 @@ def blacklist_add(db: Store | Connection, resident_id: str, reason: str, actor: 
                   keyring: Keyring | None = None) -> str:
     """Put a resident ID on the blacklist (it can no longer register or take numbers).
     Returns the masked ID; :class:`Conflict` if it is listed already."""
+    access.require(actor, "subscribers.write", "add a resident ID to the blacklist", db)
     rid = parse_resident_id(resident_id)
     masked = _masked(rid)
     if not isinstance(reason, str) or not reason.strip():
@@ -365,6 +373,7 @@ def blacklist_add(db: Store | Connection, resident_id: str, reason: str, actor: 
 def blacklist_remove(db: Store | Connection, resident_id: str, actor: str, *, reason: str | None = None,
                      keyring: Keyring | None = None) -> str:
     """Take a resident ID off the blacklist; :class:`NotFound` if it is not on it. Returns the masked ID."""
+    access.require(actor, "subscribers.write", "remove a resident ID from the blacklist", db)
     rid = parse_resident_id(resident_id)
     masked = _masked(rid)
     keyring = keyring or load_keyring()

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import ipywidgets as widgets
 
 from hkops.errors import HkopsError
+from hkops.security import access
 from hkops.security.access import Principal, is_principal
 from hkops.network.client import ProvisioningClient, connect
 from hkops.network.errors import ProvisioningError
@@ -201,6 +202,8 @@ class GuardedConsole:
             if announce:
                 self.status.ok("已刷新 Refreshed.")
         except Exception as error:  # noqa: BLE001 - the console must never show a traceback
+            if isinstance(error, access.AccessDenied) and getattr(self, "store", None) is not None:
+                access.deny(self.store, error)  # a refusal raised inside a transaction
             self.status.failure(error)
         finally:
             for button in buttons:

@@ -30,6 +30,7 @@ from hkops.store.engine import Store, get_store
 from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.network.usage import DEFAULT_OUT_DIR
+from hkops.security import access
 from hkops.ui import charts
 from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
 
@@ -624,6 +625,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
     def sync(self) -> None:
         """Send every pending HLR command now; show what the HLR confirmed."""
         def run():
+            access.require(self.actor, "hlr.operate", "sync HLR commands", self.store)
             with self.progress.busy("同步 Syncing", 1) as step:
                 report = self._timed("sync", lambda: cards.sync(self.store, self.network),
                                      lambda report: not report.pending if report.sent else None)
