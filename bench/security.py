@@ -16,6 +16,9 @@
   batch of its side (the machine is shared: a burst from another process would otherwise
   decide the comparison). ``chain_cost_pct`` (goal ≤ 15) is how much slower the chained
   batches are.
+- ``console_login_plot_s`` beside ``console_plot_s`` (and ``login_s``): one round of
+  ``python -m bench consoles`` (bench/consoles.py): from opening the login page to the
+  allocation console's first chart in Chromium, and the same page for a user already logged in.
 """
 
 from __future__ import annotations
@@ -137,4 +140,9 @@ def run(log=None) -> dict:
         result["orders_per_s_chain"] = round(chain, 1)
         result["orders_per_s_no_chain"] = round(no_chain, 1)
         result["chain_cost_pct"] = round(100 * (1 - chain / no_chain), 1)
+    say("the consoles behind their login page (one round of bench consoles)")
+    from bench import consoles
+
+    pages = consoles.run(runs=1)
+    result.update({key: pages[key] for key in ("console_login_plot_s", "console_plot_s", "login_s")})
     return result
