@@ -80,7 +80,7 @@ def test_agent_a_is_refused_each_cli_command_that_names_b_s_data(two_agents, as_
         ("agents", "show", "B"), ("agents", "show", "B", "--json"),
         ("payments", "list", "--order", w.b.number), ("payments", "list", "--json"),
         ("numbers", "show", w.b.msisdn), ("cards", "show", w.b.iccid), ("audit", "--subject", w.b.number),
-        ("audit", "log", "--json"), ("hlr", "pending", "--json"),
+        ("audit", "log", "--json"), ("hlr", "pending", "--json"), ("usage", "stats", "--json"),
     ]
     for command in attacks:
         status, out, err = as_user(w.db, "ua", *command)

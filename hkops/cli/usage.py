@@ -72,9 +72,14 @@ def stats(
     out: Optional[Path] = Out,
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """The daily statistics report over the Parquet store (DuckDB)."""
+    """The daily statistics report over the Parquet store (DuckDB); needs ``analytics.read``
+    (usage covers every card, so agent users, who see only their own subtree, are refused)."""
     from hkops.analytics import usage_stats
+    from hkops.cli.common import actor, store
     from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops.security import access
+
+    access.require(actor(), "analytics.read", "read the usage statistics of every card", store())
 
     report = usage_stats.report(out or DEFAULT_OUT_DIR, _day(day, "day"))
     emit_json(report) if as_json else echo(usage_stats.format_report(report))
