@@ -79,7 +79,8 @@ def stats(
     from hkops.network.usage import DEFAULT_OUT_DIR
     from hkops.security import access
 
-    access.require(actor(), "analytics.read", "read the usage statistics of every card", store())
+    db = store()  # migrated and logged in first: actor() needs the users table
+    access.require(actor(), "analytics.read", "read the usage statistics of every card", db)
 
     report = usage_stats.report(out or DEFAULT_OUT_DIR, _day(day, "day"))
     emit_json(report) if as_json else echo(usage_stats.format_report(report))
