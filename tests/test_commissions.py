@@ -267,3 +267,54 @@ def test_withdrawal_refusals(distribution, hlr, clock, tmp_path):
     assert commissions.balance(db, "A3")["available_fen"] == 4_160 - 2_000 - 1_300
     commissions.move_withdrawal(db, second["id"], "reject", actor="finance", now=NOW, reason="no bank account")
     assert commissions.balance(db, "A3")["available_fen"] == 4_160 - 2_000  # released
+
+
+# ---------------------------------------------------------------- the command line
+
+from strategies import hkops_cli  # noqa: E402,F401  (fixture)
+
+
+def _ok(result):
+    import json
+
+    status, out, err = result
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_the_command_line_from_scheme_to_withdrawal(distribution, hlr, clock, hkops_cli, tmp_path):
+    db = distribution.db
+    cli = lambda *args: hkops_cli(db, *args)  # noqa: E731
+    before = _counts(db)
+    status, _, err = cli("commissions", "scheme-add", str(_scheme(tmp_path, SCHEME.replace("500]", "5.5]"), "f.toml")))
+    assert status == 2 and "float" in err and "line 9" in err and _counts(db) == before
+    assert _ok(cli("commissions", "scheme-add", str(_scheme(tmp_path)), "--json")) == {"ids": [1]}
+    assert [s["plan"] for s in _ok(cli("commissions", "schemes", "--json"))] == ["CM-58"]
+    number = _sold_by_a3(db, 7, hlr[1], clock)
+    assert _ok(cli("commissions", "accrue", "--as-of", "2026-12-31", "--json"))["accrued"] == 5
+    assert _ok(cli("commissions", "accrue", "--as-of", "2026-12-31", "--json"))["accrued"] == 0
+    listed = _ok(cli("commissions", "list", "--agent", "A3", "--order", number, "--json"))
+    assert sorted(e["amount_fen"] for e in listed) == [1_160, 3_000]
+    status, _, err = cli("settlement", "create", "--period", "2026-12", "--as-of", "2026-12-31")
+    assert status == 2 and "has not ended" in err
+    batches = _ok(cli("settlement", "create", "--period", "2026-12", "--agent", "A3", "--as-of", "2027-01-01",
+                      "--json"))["batches"]
+    [batch] = batches
+    assert cli("settlement", "approve", str(batch))[0] == 2
+    _ok(cli("settlement", "confirm", str(batch), "--json"))
+    _ok(cli("settlement", "approve", str(batch), "--json"))
+    assert _ok(cli("settlement", "pay", str(batch), "--reference", "BANK-1", "--json"))["state"] == "paid"
+    assert cli("settlement", "pay", str(batch), "--reference", "BANK-2")[0] == 2
+    out = tmp_path / "statement.csv"
+    assert cli("settlement", "export", str(batch), "--out", str(out))[0] == 0
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 4 and all(number in row for row in rows[1:3]) and rows[-1].endswith(",4160,,")
+    assert _ok(cli("commissions", "balance", "A3", "--json"))["balance_fen"] == 4_160
+    w = _ok(cli("withdrawals", "request", "A3", "--amount", "20.00", "--as-of", "2027-01-02", "--json"))
+    assert (w["amount_fen"], w["tax_fen"]) == (2_000, 120)  # 6% tax by default
+    assert _ok(cli("commissions", "balance", "A3", "--json"))["available_fen"] == 2_160
+    _ok(cli("withdrawals", "approve", str(w["id"]), "--json"))
+    _ok(cli("withdrawals", "pay", str(w["id"]), "--reference", "B", "--json"))
+    assert cli("withdrawals", "reject", str(w["id"]), "--reason", "late")[0] == 2
+    assert [x["state"] for x in _ok(cli("withdrawals", "list", "--agent", "A3", "--json"))] == ["paid"]
+    assert _ok(cli("commissions", "balance", "A3", "--json"))["balance_fen"] == 2_160

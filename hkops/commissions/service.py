@@ -22,7 +22,8 @@ from hkops.commissions.tables import (agent_ledger, commission_entries, commissi
 from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
 from hkops.money import yuan_to_fen
 from hkops.orders.tables import orders
-from hkops.security.access import require
+from hkops.agents.service import scope_query, subtree_ids
+from hkops.security.access import agent_scope, out_of_scope, require
 from hkops.store.engine import Store, unit_of_work
 from hkops.timeutil import SHANGHAI
 
@@ -30,8 +31,16 @@ PAYING = {"pay": "order_paid", "activate": "activation", "first_topup": "first_t
 #: Order and card moves that end service: inside the window they claw back, and no in-network month follows.
 STOPS_ORDER = ("cancel", "return")
 STOPS_CARD = ("suspend", "terminate", "report_lost")
-WITHDRAWAL_DEFAULTS = {"minimum_fen": 1_300, "fee_percent": Decimal(0), "fee_min_fen": 0, "fee_max_fen": 0,
-                       "tax_percent": Decimal(6), "every_days": 7, "monthly_cap_fen": 5_000_000}
+WITHDRAWAL_RULES = ("minimum_fen", "fee_percent", "fee_min_fen", "fee_max_fen", "tax_percent", "every_days",
+                    "monthly_cap_fen")
+
+
+def withdrawal_rules(conn: Connection) -> dict:
+    """The withdrawal rules from the settings (``withdrawal_minimum_fen`` ...)."""
+    from hkops import settings
+
+    return {k: Decimal(settings.get(conn, f"withdrawal_{k}")) if "percent" in k
+            else int(settings.get(conn, f"withdrawal_{k}")) for k in WITHDRAWAL_RULES}
 
 
 def _day(moment: datetime) -> date:
@@ -47,8 +56,9 @@ def _utc(day: date) -> datetime:
     return datetime.combine(day, time(), SHANGHAI)
 
 
-def _agent(conn: Connection, code: str):
-    row = conn.execute(select(agents.c.id, agents.c.code).where(agents.c.code == str(code).upper())).first()
+def _agent(conn: Connection, code: str, *, lock: bool = False):
+    query = select(agents.c.id, agents.c.code).where(agents.c.code == str(code).upper())
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound(f"agent {code!r} does not exist")
     return row
@@ -254,6 +264,9 @@ def list_entries(db: Store | Connection, *, agent: str | None = None, order: str
     with unit_of_work(db) as conn:
         query = select(commission_entries, agents.c.code.label("agent")).join(
             agents, agents.c.id == commission_entries.c.agent_id).order_by(commission_entries.c.id)
+        scope = scope_query(actor) if actor is not None else None
+        if scope is not None:  # an agent user sees its own subtree's entries only
+            query = query.where(commission_entries.c.agent_id.in_(scope))
         if agent:
             query = query.where(agents.c.code == agent.upper())
         if order:
@@ -349,11 +362,15 @@ def show_batch(db: Store | Connection, batch_id: int) -> dict:
 
 # ---- balances and withdrawals --------------------------------------------------------------------
 
-def balance(db: Store | Connection, agent: str) -> dict:
+def balance(db: Store | Connection, agent: str, *, actor: str | None = None) -> dict:
     """The agent's balance (its ledger's sum), frozen (pending withdrawals), available, and commission
-    not settled yet (held and eligible)."""
+    not settled yet (by state). An agent user may read its own subtree's balances only."""
+    if actor is not None:
+        require(actor, "settlement.read", f"read the balance of agent {agent}")
     with unit_of_work(db) as conn:
         row = _agent(conn, agent)
+        if actor is not None and agent_scope(actor) and row.id not in subtree_ids(conn, agent_scope(actor)):
+            raise out_of_scope(actor, f"read the balance of agent {agent}")
         total = conn.execute(select(func.coalesce(func.sum(agent_ledger.c.amount_fen), 0))
                              .where(agent_ledger.c.agent_id == row.id)).scalar()
         frozen = conn.execute(select(func.coalesce(func.sum(withdrawals.c.amount_fen), 0)).where(
@@ -370,14 +387,15 @@ def request_withdrawal(db: Store, agent: str, amount_yuan, *, as_of: date, actor
                        rules: dict | None = None) -> dict:
     """Freeze ``amount_yuan`` (a Decimal or string, whole fen) of the agent's available balance;
     refused below the minimum, above the available balance, too soon after the last request, or
-    over the monthly cap. Fee (clamped) and tax are withheld from it when paid."""
+    over the monthly cap. Fee (clamped) and tax are withheld from it when paid. ``rules`` override
+    the settings (:func:`withdrawal_rules`)."""
     if isinstance(amount_yuan, float):
         raise InvalidValue("amount", amount_yuan, "money is never a float; give a decimal string")
     amount = yuan_to_fen(amount_yuan, "amount")
-    r = {**WITHDRAWAL_DEFAULTS, **(rules or {})}
     require(actor, "settlement.write", f"request a withdrawal for {agent}", db)
     with unit_of_work(db) as conn:
-        row = _agent(conn, agent)
+        r = {**withdrawal_rules(conn), **(rules or {})}
+        row = _agent(conn, agent, lock=True)  # one request per agent at a time sees the balance
         if amount < r["minimum_fen"]:
             raise InvalidValue("amount", amount_yuan, f"below the minimum of {r['minimum_fen']} fen")
         available = balance(conn, agent)["available_fen"]
@@ -450,3 +468,24 @@ def list_withdrawals(db: Store | Connection, *, agent: str | None = None, state:
         if state:
             query = query.where(withdrawals.c.state == state)
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, actor: str | None = None) -> int:
+    """Write the batch's statement as CSV (one line per entry: order, event, month, position, kind,
+    amount in fen, scheme version) and a total line; returns the number of entry lines."""
+    import csv
+
+    if actor is not None:
+        require(actor, "settlement.read", f"export settlement batch {batch_id}")
+    batch = show_batch(db, batch_id)
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["batch", "agent", "period", "entry", "order", "event", "month", "position", "kind",
+                         "amount_fen", "scheme_id", "event_at"])
+        for line in batch["lines"]:
+            writer.writerow([batch_id, batch["agent"], batch["period"], line["id"], line["order_number"],
+                             line["event"], line["month"], line["position"], line["kind"], line["amount_fen"],
+                             line["scheme_id"], line["event_at"].isoformat()])
+        writer.writerow([batch_id, batch["agent"], batch["period"], "", "", "total", "", "", "",
+                         batch["total_fen"], "", ""])
+    return len(batch["lines"])
