@@ -318,3 +318,22 @@ def test_the_command_line_from_scheme_to_withdrawal(distribution, hlr, clock, hk
     assert cli("withdrawals", "reject", str(w["id"]), "--reason", "late")[0] == 2
     assert [x["state"] for x in _ok(cli("withdrawals", "list", "--agent", "A3", "--json"))] == ["paid"]
     assert _ok(cli("commissions", "balance", "A3", "--json"))["balance_fen"] == 2_160
+
+
+def test_withdrawal_rules_are_settings(distribution, hlr, clock, tmp_path):
+    from hkops import settings
+
+    db = distribution.db
+    with db.write() as conn:
+        with pytest.raises(InvalidValue):
+            settings.set_value(conn, "withdrawal_tax_percent", "-1", actor="admin")
+        settings.set_value(conn, "withdrawal_tax_percent", "3", actor="admin")
+        settings.set_value(conn, "withdrawal_minimum_fen", "4000", actor="admin")
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 8, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    _settle(db, "2026-12", date(2027, 1, 1), "DEC")  # A3: 4160
+    with pytest.raises(InvalidValue, match="minimum"):
+        commissions.request_withdrawal(db, "A3", "39.99", as_of=date(2027, 1, 2), actor="finance", now=NOW)
+    w = commissions.request_withdrawal(db, "A3", "41", as_of=date(2027, 1, 2), actor="finance", now=NOW)
+    assert w["tax_fen"] == 123  # 3% of 4100
