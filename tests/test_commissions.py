@@ -337,3 +337,23 @@ def test_withdrawal_rules_are_settings(distribution, hlr, clock, tmp_path):
         commissions.request_withdrawal(db, "A3", "39.99", as_of=date(2027, 1, 2), actor="finance", now=NOW)
     w = commissions.request_withdrawal(db, "A3", "41", as_of=date(2027, 1, 2), actor="finance", now=NOW)
     assert w["tax_fen"] == 123  # 3% of 4100
+
+
+def test_a_suspension_inside_the_window_claws_back_and_accrual_for_a_settled_period_is_refused(
+        distribution, hlr, clock, tmp_path):
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    number = _sold_by_a3(db, 9, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    assert _settle(db, "2026-12", date(2027, 1, 1), "DEC")["A3"] == 4_160
+    before = _counts(db)
+    with pytest.raises(InvalidValue, match="already settled"):
+        commissions.accrue(db, as_of=date(2027, 1, 5), until=date(2026, 12, 20), actor="finance", now=NOW)
+    assert _counts(db) == before
+    clock.now = _at(date(2027, 1, 15))  # month 2, inside the 60-day window: one-way suspension (单停)
+    card_service.suspend(db, orders.get_order(db, number).iccid, "arrears", actor="desk", network=hlr[1])
+    result = commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=NOW)
+    assert (result["accrued"], result["clawed_back"]) == (0, 5)  # no month 2 or 3, all five reversed
+    assert sum(e["amount_fen"] for e in commissions.list_entries(db, order=number, agent="A3")) == 0
+    assert _settle(db, "2027-01", date(2027, 2, 1), "JAN")["A3"] == -4_160
+    assert commissions.balance(db, "A3")["balance_fen"] == 0

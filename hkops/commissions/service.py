@@ -30,7 +30,7 @@ from hkops.timeutil import SHANGHAI
 PAYING = {"pay": "order_paid", "activate": "activation", "first_topup": "first_topup"}
 #: Order and card moves that end service: inside the window they claw back, and no in-network month follows.
 STOPS_ORDER = ("cancel", "return")
-STOPS_CARD = ("suspend", "terminate", "report_lost")
+STOPS_CARD = ("suspended", "terminated", "lost")
 WITHDRAWAL_RULES = ("minimum_fen", "fee_percent", "fee_min_fen", "fee_max_fen", "tax_percent", "every_days",
                     "monthly_cap_fen")
 
@@ -134,6 +134,10 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
     until = min(until or as_of, as_of)
     end = _utc(until + timedelta(days=1))
     with unit_of_work(db) as conn:
+        settled = conn.execute(select(func.max(settlement_batches.c.period))).scalar()
+        if settled and until < _period(settled)[1] - timedelta(days=1):
+            raise InvalidValue("until", until.isoformat(), f"period {settled} is already settled; accrue up to "
+                                                            "its end or later")
         versions = defaultdict(list)
         for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
             versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
@@ -146,7 +150,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
             .order_by(audit_log.c.id)).all()
         card_stops = conn.execute(
             select(orders.c.number, audit_log.c.at).join(orders, orders.c.iccid == audit_log.c.subject)
-            .where(audit_log.c.entity == "card", audit_log.c.action.in_(STOPS_CARD), audit_log.c.at < end)).all()
+            .where(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD), audit_log.c.at < end)).all()
         fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
         prices = defaultdict(dict)
         for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level,
