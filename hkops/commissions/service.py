@@ -126,6 +126,20 @@ def _amounts(rule, chain: list[dict], monthly_fee: int, prices: dict[int, int]) 
     return out
 
 
+def _insert_new(conn: Connection, rows: list[dict]) -> None:
+    """Insert ledger entries, skipping any another accrual run inserted meanwhile (the unique key)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(commission_entries)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(commission_entries)
+    conn.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "event", "month", "agent_id", "kind"]),
+                 rows)
+
+
 def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime) -> dict:
     """Turn order events, card stops and month ends up to ``until`` (default ``as_of``) into ledger
     entries and clawbacks, and move entries held -> eligible as of ``as_of``. Idempotent: an entry
@@ -222,7 +236,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
                                          amount_fen=amount, scheme_id=row["id"], event_at=at, eligible_on=eligible,
                                          state="accrued", batch_id=None, created_at=now))
         if new_rows:
-            conn.execute(commission_entries.insert(), new_rows)
+            _insert_new(conn, new_rows)
         # Clawback: a stop inside the window of a credit appends its negative reversal.
         reversals = []
         if stops:
@@ -240,7 +254,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
                                   "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
                                   "state": "eligible", "batch_id": None, "created_at": now})
             if reversals:
-                conn.execute(commission_entries.insert(), reversals)
+                _insert_new(conn, reversals)
         moving = conn.execute(select(commission_entries.c.id, commission_entries.c.state,
                                      commission_entries.c.eligible_on, commission_entries.c.order_number)
                               .where(commission_entries.c.state.in_(("accrued", "held")))).all()
