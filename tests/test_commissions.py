@@ -357,3 +357,19 @@ def test_a_suspension_inside_the_window_claws_back_and_accrual_for_a_settled_per
     assert sum(e["amount_fen"] for e in commissions.list_entries(db, order=number, agent="A3")) == 0
     assert _settle(db, "2027-01", date(2027, 2, 1), "JAN")["A3"] == -4_160
     assert commissions.balance(db, "A3")["balance_fen"] == 0
+
+
+def test_an_agent_user_reads_its_own_subtree_only(distribution, hlr, clock, tmp_path):
+    from hkops.security.access import AccessDenied, Principal
+
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 10, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    a2 = Principal("a2-user", roles=("agent",), permissions={"settlement.read"}, agent="A2")
+    assert {e["agent"] for e in commissions.list_entries(db, actor=a2)} == {"A2", "A3"}
+    assert commissions.balance(db, "A3", actor=a2)["pending_fen"] == {"eligible": 4_160}
+    with pytest.raises(AccessDenied):
+        commissions.balance(db, "A1", actor=a2)
+    with pytest.raises(AccessDenied):
+        commissions.accrue(db, as_of=date(2026, 12, 31), actor=a2, now=NOW)
