@@ -373,3 +373,22 @@ def test_an_agent_user_reads_its_own_subtree_only(distribution, hlr, clock, tmp_
         commissions.balance(db, "A1", actor=a2)
     with pytest.raises(AccessDenied):
         commissions.accrue(db, as_of=date(2026, 12, 31), actor=a2, now=NOW)
+
+
+def test_hkops_check_finds_a_batch_whose_total_differs_from_its_lines(distribution, hlr, clock, tmp_path):
+    from sqlalchemy import update
+
+    from hkops import check
+    from hkops.commissions.tables import settlement_batches
+
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 11, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    _settle(db, "2026-12", date(2027, 1, 1), "DEC")
+    with db.read() as conn:
+        assert commissions.inconsistencies(conn) == []
+    with db.write() as conn:  # a hand edit, as a bug would make it
+        conn.execute(update(settlement_batches).where(settlement_batches.c.id == 1).values(total_fen=1))
+    report = check.run(db, skip=tuple(c.name for c in check.CHECKS if c.name != "settlement_batches"))
+    assert sorted(v.kind for v in report.violations) == ["batch_payment_differs", "batch_total_differs"]

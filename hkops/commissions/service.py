@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 
 from hkops import audit
 from hkops.agents.tables import agents
@@ -507,3 +507,32 @@ def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, act
         writer.writerow([batch_id, batch["agent"], batch["period"], "", "", "total", "", "", "",
                          batch["total_fen"], "", ""])
     return len(batch["lines"])
+
+
+def inconsistencies(conn: Connection) -> list[dict]:
+    """Settlement batches that disagree with their lines or with the balance ledger (for ``hkops check``):
+    a total that is not the sum of its lines, a paid batch whose lines are not paid or whose total was
+    not credited once, a credit without a paid batch. Dicts of kind, batch and the figures."""
+    lines = (select(commission_entries.c.batch_id, func.sum(commission_entries.c.amount_fen).label("sum"),
+                    func.count().label("n"),
+                    func.sum(case((commission_entries.c.state != "paid", 1), else_=0)).label("unpaid"))
+             .group_by(commission_entries.c.batch_id).subquery())
+    credits = (select(agent_ledger.c.batch_id, func.sum(agent_ledger.c.amount_fen).label("credited"),
+                      func.count().label("credits"))
+               .where(agent_ledger.c.kind == "settlement").group_by(agent_ledger.c.batch_id).subquery())
+    found = []
+    rows = conn.execute(select(settlement_batches.c.id, settlement_batches.c.state, settlement_batches.c.total_fen,
+                               lines.c.sum, lines.c.unpaid, credits.c.credited, credits.c.credits)
+                        .outerjoin(lines, lines.c.batch_id == settlement_batches.c.id)
+                        .outerjoin(credits, credits.c.batch_id == settlement_batches.c.id)).all()
+    for r in rows:
+        if (r.sum or 0) != r.total_fen:
+            found.append({"kind": "batch_total_differs", "batch": r.id, "total_fen": r.total_fen,
+                          "lines_fen": int(r.sum or 0)})
+        if r.state == "paid" and (r.unpaid or r.credits != 1 or r.credited != r.total_fen):
+            found.append({"kind": "batch_payment_differs", "batch": r.id, "total_fen": r.total_fen,
+                          "credited_fen": int(r.credited or 0)})
+        if r.state != "paid" and r.credits:
+            found.append({"kind": "batch_credited_unpaid", "batch": r.id, "total_fen": r.total_fen,
+                          "credited_fen": int(r.credited or 0)})
+    return found
