@@ -392,3 +392,17 @@ def test_hkops_check_finds_a_batch_whose_total_differs_from_its_lines(distributi
         conn.execute(update(settlement_batches).where(settlement_batches.c.id == 1).values(total_fen=1))
     report = check.run(db, skip=tuple(c.name for c in check.CHECKS if c.name != "settlement_batches"))
     assert sorted(v.kind for v in report.violations) == ["batch_payment_differs", "batch_total_differs"]
+
+
+def test_lookup_of_an_order_and_an_agent_shows_their_commissions(distribution, hlr, clock, tmp_path):
+    from hkops import lookup
+
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    number = _sold_by_a3(db, 12, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    found = lookup.lookup(db, number)
+    assert sorted((c["agent"], c["amount_fen"]) for c in found["orders"][0]["commissions"]) == [
+        ("A1", 500), ("A2", 580), ("A2", 1_000), ("A3", 1_160), ("A3", 3_000)]
+    assert "commission activation m0  A3 #1  credit ¥30.00  eligible" in lookup.format_lookup(found)
+    assert lookup.lookup(db, "A2")["agent"]["commissions_by_state"] == {"eligible": 1_580}
