@@ -340,6 +340,15 @@ def order_money(conn: Connection, context: Context) -> list[Violation]:
     return found
 
 
+def settlement_batches(conn: Connection, context: Context) -> list[Violation]:
+    """Every settlement batch's total equals its lines, and a paid batch was credited once, in full."""
+    from hkops.commissions import service as commissions
+
+    return [Violation(item["kind"], f"settlement batch {item['batch']}: {item['kind'].replace('_', ' ')} "
+                      f"(total {item['total_fen']} fen)", {k: v for k, v in item.items() if k != "kind"})
+            for item in commissions.inconsistencies(conn)]
+
+
 # ---------------------------------------------------------------- the HLR
 
 
@@ -409,6 +418,7 @@ CHECKS: list[Check] = [
     Check("open_orders", open_orders),
     Check("numbers_per_person", numbers_per_person),
     Check("order_money", order_money),
+    Check("settlement_batches", settlement_batches),
     Check("hlr_commands", hlr_commands, frozenset({"hlr_command_stale"}), _send_pending, repair_needs_hlr=True),
     Check("hlr_registry", hlr_registry, frozenset({"hlr_missing", "hlr_imsi_differs", "hlr_barring_differs",
                                                    "hlr_unexpected"}), _reconcile_hlr, needs_hlr=True,

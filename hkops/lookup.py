@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, func, or_, select
 
 from hkops.agents.service import scope_query
 from hkops.agents.tables import agents
@@ -20,6 +20,7 @@ from hkops.errors import InvalidValue, NotFound
 from hkops.ids import looks_like_resident_id, mask_id_text, parse_resident_id
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.orders.tables import orders, shipments
+from hkops.commissions.tables import commission_entries
 from hkops.payments.tables import payments
 from hkops.security.access import out_of_scope, require, sees_personal_data
 from hkops.stock.tables import stock_moves
@@ -241,6 +242,12 @@ def _order_chain(conn: Connection, order: dict) -> dict:
         .where(payments.c.order_id == order["id"]).order_by(payments.c.id)).mappings()]
     order["paid_fen"] = sum(p["amount_fen"] if p["kind"] == "collection" else -p["amount_fen"]
                             for p in order["payments"])
+    order["commissions"] = [dict(r) for r in conn.execute(
+        select(commission_entries.c.event, commission_entries.c.month, agents.c.code.label("agent"),
+               commission_entries.c.position, commission_entries.c.kind, commission_entries.c.amount_fen,
+               commission_entries.c.state, commission_entries.c.batch_id)
+        .join(agents, agents.c.id == commission_entries.c.agent_id)
+        .where(commission_entries.c.order_id == order["id"]).order_by(commission_entries.c.id)).mappings()]
     return order
 
 
@@ -261,6 +268,9 @@ def _agent(conn: Connection, agent) -> dict:
     return {**{k: agent[k] for k in ("id", "code", "name", "level", "price_level", "location", "province",
                                      "contact_name", "active")},
             "parents": chain, "children": children,
+            "commissions_by_state": {state: int(fen) for state, fen in conn.execute(
+                select(commission_entries.c.state, func.sum(commission_entries.c.amount_fen))
+                .where(commission_entries.c.agent_id == agent["id"]).group_by(commission_entries.c.state))},
             "cards_at_location": len(on_hand),
             "cards_in_stock": sum(1 for r in on_hand if r.state == "in_stock")}
 
@@ -290,6 +300,9 @@ def format_lookup(found: dict) -> str:
         for p in o["payments"]:
             lines.append(f"  payment  {p['kind']} {format_yuan(p['amount_fen'])}  {p['method']} {p['reference']}  "
                          f"{local(p['at'])}")
+        for c in o["commissions"]:
+            lines.append(f"  commission {c['event']} m{c['month']}  {c['agent']} #{c['position']}  {c['kind']} "
+                         f"{format_yuan(c['amount_fen'])}  {c['state']}")
     agent = found["agent"]
     if agent:
         parents = " ← ".join(p["code"] for p in agent["parents"]) or "(top level)"
@@ -297,6 +310,9 @@ def format_lookup(found: dict) -> str:
                      f"{agent['price_level']}  under {parents}  sub-agents {', '.join(agent['children']) or '-'}")
         lines.append(f"  stock    {agent['location']}: {agent['cards_in_stock']} in stock "
                      f"({agent['cards_at_location']} cards there)")
+        if agent["commissions_by_state"]:
+            lines.append("  commissions " + ", ".join(f"{state} {format_yuan(fen)}"
+                                                      for state, fen in sorted(agent["commissions_by_state"].items())))
     for m in found["stock_moves"]:
         lines.append(f"move     {m['iccid']}  {m['from_location']} → {m['to_location']}  {m['kind']}  "
                      f"{m['document']}  by {m['actor']}  {local(m['at'])}")

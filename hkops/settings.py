@@ -29,6 +29,14 @@ DEFAULTS: dict[str, str] = {
     "audit_database_id": "",
     "login_max_failures": "5",
     "login_lockout": "15m",
+    # Withdrawals (hkops.commissions.service.request_withdrawal): amounts in fen, percentages as decimals.
+    "withdrawal_minimum_fen": "1300",
+    "withdrawal_fee_percent": "0",
+    "withdrawal_fee_min_fen": "0",
+    "withdrawal_fee_max_fen": "0",
+    "withdrawal_tax_percent": "6",
+    "withdrawal_every_days": "7",
+    "withdrawal_monthly_cap_fen": "5000000",
 }
 #: Settings hkops keeps itself; a person cannot set them (the audit identity starts the chain).
 INTERNAL = {"audit_database_id"}
@@ -58,6 +66,9 @@ def set_value(conn: Connection, key: str, value: str, *, actor: str | None = Non
         raise InvalidValue("hlr_registry", value, "must be 1 to 32 lower-case letters, digits or dashes")
     if key == "login_max_failures" and (not str(value).isdigit() or not 1 <= int(value) <= 100):
         raise InvalidValue("login_max_failures", value, "must be a whole number of failed logins from 1 to 100")
+    if key.startswith("withdrawal_") and not re.fullmatch(r"\d{1,12}" + (r"(\.\d{1,4})?" if "percent" in key else ""),
+                                                          str(value)):
+        raise InvalidValue(key, value, "must be a whole number (a percentage may have decimals), 0 or more")
     if key in ("reservation_ttl", "order_payment_ttl", "login_lockout"):
         from hkops.timeutil import parse_duration
 

@@ -37,6 +37,9 @@ LAZY_GROUPS = {
     "payments": "payments",
     "audit": "audit",
     "users": "users",
+    "commissions": "commissions",
+    "settlement": "settlement",
+    "withdrawals": "withdrawals",
 }
 
 
