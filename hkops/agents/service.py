@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, literal, select
-from sqlalchemy.orm import aliased
 
 from hkops import audit
 from hkops.agents.tables import agents
@@ -55,7 +54,7 @@ class Agent:
         return asdict(self)
 
 
-_parents = aliased(agents, name="parents")
+_parents = agents.alias("parents")
 
 
 def _select():

@@ -24,7 +24,6 @@ from typing import Callable, Iterable
 
 from sqlalchemy import (Connection, String, any_, bindparam, column, delete, func, literal, or_, select, table, text,
                         union_all)
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from hkops import audit
 from hkops.audit import Event, audit_log
@@ -104,6 +103,8 @@ def matching(conn: Connection, column, values: list[str]) -> list:
     are staged in a temporary table, which the next call refills (use the clauses before).
     """
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY  # PostgreSQL only: commands start without its dialect
+
         return [column == any_(bindparam(None, values, type_=ARRAY(String)))] if values else []
     if len(values) <= _CHUNK:
         return [column.in_(values)] if values else []
