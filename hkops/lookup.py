@@ -178,7 +178,7 @@ def _lookup(conn: Connection, value: str, scope=None) -> dict | None:
         "subscribers": [dict(r) for r in conn.execute(
             select(*_SUBSCRIBER_COLUMNS).where(subscribers.c.id.in_(subscriber_ids)).order_by(subscribers.c.id)
         ).mappings()],
-        "orders": [_order_chain(conn, order) for order in found_orders],
+        "orders": [_order_chain(conn, order, scope) for order in found_orders],
         "agent": _agent(conn, agent) if agent is not None else None,
         "stock_moves": [dict(r) for r in conn.execute(
             select(stock_moves.c.iccid, stock_moves.c.from_location, stock_moves.c.to_location, stock_moves.c.kind,
@@ -231,7 +231,9 @@ def _cards(conn: Connection, iccids: set[str]) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def _order_chain(conn: Connection, order: dict) -> dict:
+def _order_chain(conn: Connection, order: dict, scope=None) -> dict:
+    """The order with its shipments, payments and commission entries (for an agent user, ``scope``,
+    only the entries of its own subtree: never what the agents above it earn)."""
     order = dict(order)
     order["agent_chain"] = json.loads(order["agent_chain"]) if order.get("agent_chain") else []
     order["shipments"] = [dict(r) for r in conn.execute(
@@ -242,12 +244,14 @@ def _order_chain(conn: Connection, order: dict) -> dict:
         .where(payments.c.order_id == order["id"]).order_by(payments.c.id)).mappings()]
     order["paid_fen"] = sum(p["amount_fen"] if p["kind"] == "collection" else -p["amount_fen"]
                             for p in order["payments"])
-    order["commissions"] = [dict(r) for r in conn.execute(
-        select(commission_entries.c.event, commission_entries.c.month, agents.c.code.label("agent"),
-               commission_entries.c.position, commission_entries.c.kind, commission_entries.c.amount_fen,
-               commission_entries.c.state, commission_entries.c.batch_id)
-        .join(agents, agents.c.id == commission_entries.c.agent_id)
-        .where(commission_entries.c.order_id == order["id"]).order_by(commission_entries.c.id)).mappings()]
+    entries = (select(commission_entries.c.event, commission_entries.c.month, agents.c.code.label("agent"),
+                      commission_entries.c.position, commission_entries.c.kind, commission_entries.c.amount_fen,
+                      commission_entries.c.state, commission_entries.c.batch_id)
+               .join(agents, agents.c.id == commission_entries.c.agent_id)
+               .where(commission_entries.c.order_id == order["id"]).order_by(commission_entries.c.id))
+    if scope is not None:
+        entries = entries.where(commission_entries.c.agent_id.in_(scope))
+    order["commissions"] = [dict(r) for r in conn.execute(entries).mappings()]
     return order
 
 

@@ -406,3 +406,9 @@ def test_lookup_of_an_order_and_an_agent_shows_their_commissions(distribution, h
         ("A1", 500), ("A2", 580), ("A2", 1_000), ("A3", 1_160), ("A3", 3_000)]
     assert "commission activation m0  A3 #1  credit ¥30.00  eligible" in lookup.format_lookup(found)
     assert lookup.lookup(db, "A2")["agent"]["commissions_by_state"] == {"eligible": 1_580}
+    # An agent user sees what its subtree earns on the order, never what the agents above it earn.
+    from hkops.security.access import Principal
+
+    a2 = Principal("a2-user", roles=("agent",), permissions={"orders.read"}, agent="A2")
+    assert sorted(c["agent"] for c in lookup.lookup(db, number, actor=a2)["orders"][0]["commissions"]) == [
+        "A2", "A2", "A3", "A3"]
