@@ -373,6 +373,14 @@ def test_an_agent_user_reads_its_own_subtree_only(distribution, hlr, clock, tmp_
         commissions.balance(db, "A1", actor=a2)
     with pytest.raises(AccessDenied):
         commissions.accrue(db, as_of=date(2026, 12, 31), actor=a2, now=NOW)
+    batches = {commissions.show_batch(db, b)["agent"]: b
+               for b in commissions.create_batches(db, "2026-12", as_of=date(2027, 1, 1), actor="finance",
+                                                   now=_at(date(2027, 1, 1)))}
+    assert commissions.show_batch(db, batches["A3"], actor=a2)["agent"] == "A3"
+    with pytest.raises(AccessDenied, match="not in the subtree|outside|may not"):  # A1 is above A2
+        commissions.show_batch(db, batches["A1"], actor=a2)
+    with pytest.raises(AccessDenied):
+        commissions.export_batch(db, batches["A1"], tmp_path / "a1.csv", actor=a2)
 
 
 def test_hkops_check_finds_a_batch_whose_total_differs_from_its_lines(distribution, hlr, clock, tmp_path):

@@ -49,7 +49,7 @@ def show(batch: int = typer.Argument(...), as_json: bool = Json):
 
     db = store()
     require(actor(), "settlement.read", f"show settlement batch {batch}")
-    _show(service.show_batch(db, batch), as_json)
+    _show(service.show_batch(db, batch, actor=actor()), as_json)
 
 
 def _move(action: str):

@@ -365,12 +365,18 @@ def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: dateti
     return show_batch(db, batch_id)
 
 
-def show_batch(db: Store | Connection, batch_id: int) -> dict:
-    """The batch with its lines (order, event, month, position, amount)."""
+def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = None) -> dict:
+    """The batch with its lines (order, event, month, position, amount); ``settlement.read``, and
+    an agent user sees only its own subtree's batches (another's reads as not existing)."""
+    if actor is not None:
+        require(actor, "settlement.read", f"see settlement batch {batch_id}")
     with unit_of_work(db) as conn:
         batch = conn.execute(select(settlement_batches, agents.c.code.label("agent")).join(
             agents, agents.c.id == settlement_batches.c.agent_id).where(settlement_batches.c.id == batch_id)
         ).mappings().first()
+        scope = agent_scope(actor) if actor is not None else None
+        if scope is not None and (batch is None or batch["agent_id"] not in subtree_ids(conn, scope)):
+            raise out_of_scope(actor, f"see settlement batch {batch_id}")
         if batch is None:
             raise NotFound(f"settlement batch {batch_id} does not exist")
         lines = conn.execute(select(commission_entries).where(commission_entries.c.batch_id == batch_id)
@@ -495,7 +501,7 @@ def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, act
 
     if actor is not None:
         require(actor, "settlement.read", f"export settlement batch {batch_id}")
-    batch = show_batch(db, batch_id)
+    batch = show_batch(db, batch_id, actor=actor)
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["batch", "agent", "period", "entry", "order", "event", "month", "position", "kind",
