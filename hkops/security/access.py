@@ -143,17 +143,14 @@ def require_agent(db, actor: str, agents: Iterable[str | None], what: str, *, lo
     scope = agent_scope(actor)
     if scope is None or _inside_transaction(db):
         return
-    from hkops.agents.service import agent_tree
+    from sqlalchemy import select
 
-    tree = agent_tree(db)
-    below: dict[int | None, list] = {}
-    for agent in tree:
-        below.setdefault(agent.parent_id, []).append(agent)
-    own = [a for a in tree if a.code == scope]
-    mine = list(own)
-    for agent in mine:  # grows as it goes: the subtree, breadth first
-        mine.extend(below.get(agent.id, []))
-    allowed = {a.location for a in mine} if locations else {a.code for a in mine}
+    from hkops.agents.service import scope_query
+    from hkops.agents.tables import agents as agents_table
+
+    column = agents_table.c.location if locations else agents_table.c.code
+    with db.read() as conn:  # the subtree as the read paths scope it (one recursive query)
+        allowed = set(conn.execute(select(column).where(agents_table.c.id.in_(scope_query(actor)))).scalars())
     outside = sorted({str(code) for code in agents if code is None or str(code).upper() not in allowed}, key=str)
     if not outside:
         return
