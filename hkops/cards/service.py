@@ -23,7 +23,6 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from hkops import audit
 from hkops.audit import Event
-from hkops.cards.batches import card_secrets
 from hkops.cards.model import MOVES, NetworkSync, SimState, SuspendReason, target_state
 from hkops.cards.tables import provisioning_outbox as outbox
 from hkops.cards.tables import sim_batches, sims
@@ -490,6 +489,8 @@ def _command(conn: Connection, row, keyring: Keyring | None):
     msisdn = str(row.msisdn)
     if row.command == "change_imsi":
         new = _card(conn, row.other_iccid, lock=False)
+        from hkops.cards.batches import card_secrets
+
         keys = card_secrets(conn, row.other_iccid, keyring=keyring)
         return mod_imsi(msisdn, new.imsi, keys["ki"].reveal(), keys["opc"].reveal(), req=row.req)
     if row.command == "bar":
@@ -858,6 +859,8 @@ def _repair(db: Store, network: ProvisioningClient, differences: list[Difference
                 commands.append(rmv_sub(d.msisdn))
                 continue
             imsi, barred, iccid = expected[d.msisdn]
+            from hkops.cards.batches import card_secrets
+
             keys = card_secrets(conn, iccid, keyring=keyring)
             if d.kind == "missing_in_hlr":
                 commands.append(add_sub(d.msisdn, imsi, keys["ki"].reveal(), keys["opc"].reveal()))

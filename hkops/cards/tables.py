@@ -7,16 +7,16 @@ secret fields of a batch header.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from hkops.cards.model import SimState
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
 
 #: The state of a card as received (states: hkops.cards.model.SimState).
 IN_STOCK = SimState.IN_STOCK.value
 #: A card in one of these states serves its number (hkops.cards.service.LIVE): at most one per number.
-_LIVE_NUMBER = text("state IN ('paired', 'active', 'suspended', 'lost')")
+_LIVE_NUMBER = "state IN ('paired', 'active', 'suspended', 'lost')"
 
 sim_batches = Table(
     "sim_batches",
@@ -76,7 +76,7 @@ sims = Table(
     Index(None, "msisdn"),
     Index(None, "network_sync"),
     Index(None, "location", "state", "iccid"),
-    Index("uq_sims_live_msisdn", "msisdn", unique=True, sqlite_where=_LIVE_NUMBER, postgresql_where=_LIVE_NUMBER),
+    partial_unique_index("uq_sims_live_msisdn", "msisdn", _LIVE_NUMBER),
 )
 
 # Commands for the HLR, written in the same transaction as the inventory change they

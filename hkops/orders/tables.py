@@ -7,14 +7,14 @@ when the order was placed) and the stock location the card left from.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
 
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
 
 #: An order in one of these states holds its number (hkops.orders.model.OPEN): at most one per number.
-_OPEN_NUMBER = text("msisdn IS NOT NULL AND state IN "
-                    "('verifying', 'approved', 'paid', 'allocated', 'shipped', 'delivered')")
+_OPEN_NUMBER = ("msisdn IS NOT NULL AND state IN "
+                "('verifying', 'approved', 'paid', 'allocated', 'shipped', 'delivered')")
 
 # States: hkops.orders.model.OrderState (DOMAIN.md section 5).
 orders = Table(
@@ -64,7 +64,7 @@ orders = Table(
     Index(None, "iccid"),
     Index(None, "resident_id_hash"),
     Index(None, "agent_id"),
-    Index("uq_orders_open_msisdn", "msisdn", unique=True, sqlite_where=_OPEN_NUMBER, postgresql_where=_OPEN_NUMBER),
+    partial_unique_index("uq_orders_open_msisdn", "msisdn", _OPEN_NUMBER),
 )
 
 # States: hkops.orders.model.ShipmentState.

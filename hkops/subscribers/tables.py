@@ -20,10 +20,10 @@ an 18-character ID would be brute-forced in hours: the ID space is ~10^11).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
 
 subscribers = Table(
     "subscribers",
@@ -67,8 +67,7 @@ subscriber_numbers = Table(
     Index(None, "subscriber_id", "carrier"),
     Index(None, "msisdn"),
     # One live holder per number.
-    Index("uq_subscriber_numbers_live_msisdn", "msisdn", unique=True, sqlite_where=text("until IS NULL"),
-          postgresql_where=text("until IS NULL")),
+    partial_unique_index("uq_subscriber_numbers_live_msisdn", "msisdn", "until IS NULL"),
 )
 
 subscriber_keys = Table(
