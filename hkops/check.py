@@ -377,30 +377,29 @@ def _send_pending(db: Store, violations: list[Violation], context: Context, acto
     cards.sync(db, context.network, iccids=sorted({v.ids["iccid"] for v in violations}))
 
 
+#: What ``cards.compare`` calls each disagreement, as ``hkops check`` names it.
+_HLR_KINDS = {"missing_in_hlr": "hlr_missing", "imsi_mismatch": "hlr_imsi_differs",
+              "barring_mismatch": "hlr_barring_differs", "unexpected_in_hlr": "hlr_unexpected"}
+
+
 def hlr_registry(conn: Connection, context: Context) -> list[Violation]:
     """The HLR registry holds exactly the live, provisioned cards (IMSI and barring as in
     inventory); numbers whose card waits for the HLR are left to :func:`hlr_commands`."""
+    from hkops.cards import service as cards
+
     rows = conn.execute(select(sims.c.msisdn, sims.c.imsi, sims.c.state, sims.c.iccid, sims.c.network_sync)
                         .where(or_(sims.c.state.in_(["active", "suspended", "lost"]),
                                    sims.c.network_sync == "pending"))).all()
     waiting = {str(r.msisdn) for r in rows if r.network_sync == "pending"}
     expected = {str(r.msisdn): (r.imsi, r.state != "active", r.iccid) for r in rows
                 if r.state in ("active", "suspended", "lost") and str(r.msisdn) not in waiting}
-    actual = {record.isdn: record for record in context.network.iter_all() if record.isdn not in waiting}
     found = []
-    for msisdn, (imsi, barred, iccid) in sorted(expected.items()):
-        record = actual.get(msisdn)
-        ids = {"msisdn": msisdn, "iccid": iccid}
-        if record is None:
-            found.append(Violation("hlr_missing", f"{msisdn} (SIM {iccid}) is live but the HLR does not know it", ids))
-        elif record.imsi != imsi:
-            found.append(Violation("hlr_imsi_differs", f"the HLR has IMSI {record.imsi} for {msisdn}, inventory "
-                                   f"{imsi} (SIM {iccid})", ids))
-        elif record.barred != barred:
-            found.append(Violation("hlr_barring_differs", f"{msisdn} is {'' if record.barred else 'not '}barred in "
-                                   f"the HLR, {'' if barred else 'not '}barred in inventory (SIM {iccid})", ids))
-    found += [Violation("hlr_unexpected", f"the HLR serves {msisdn} (IMSI {record.imsi}) but no live card has it",
-                        {"msisdn": msisdn}) for msisdn, record in sorted(actual.items()) if msisdn not in expected]
+    for d in cards.compare(expected, (r for r in context.network.iter_all() if r.isdn not in waiting)):
+        iccid = expected[d.msisdn][2] if d.msisdn in expected else None
+        ids = {"msisdn": d.msisdn, "iccid": iccid} if iccid else {"msisdn": d.msisdn}
+        card = f" (SIM {iccid})" if iccid else ""
+        found.append(Violation(_HLR_KINDS[d.kind], f"{d.msisdn}{card}: inventory has {d.inventory}, the HLR "
+                               f"{d.hlr}", ids))
     return found
 
 

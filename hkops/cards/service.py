@@ -808,6 +808,24 @@ def _expected(conn: Connection) -> dict[str, tuple[str, bool, str]]:
     return {str(r.msisdn): (r.imsi, r.state != C.ACTIVE.value, r.iccid) for r in rows}
 
 
+def compare(expected: dict[str, tuple[str, bool, str]], records: Iterable) -> list[Difference]:
+    """How the HLR's ``records`` differ from the cards it should know (``expected``: MSISDN ->
+    IMSI, barred, ICCID): numbers missing, with another IMSI or barring, or served with no live card."""
+    actual = {record.isdn: record for record in records}
+    differences: list[Difference] = []
+    for msisdn, (imsi, barred, _iccid) in sorted(expected.items()):
+        record = actual.get(msisdn)
+        if record is None:
+            differences.append(Difference(msisdn, "missing_in_hlr", f"IMSI {imsi}", "absent"))
+        elif record.imsi != imsi:
+            differences.append(Difference(msisdn, "imsi_mismatch", f"IMSI {imsi}", f"IMSI {record.imsi}"))
+        elif record.barred != barred:
+            differences.append(Difference(msisdn, "barring_mismatch", "barred" if barred else "not barred",
+                                          "barred" if record.barred else "not barred"))
+    return differences + [Difference(msisdn, "unexpected_in_hlr", "no live card", f"IMSI {record.imsi}")
+                          for msisdn, record in sorted(actual.items()) if msisdn not in expected]
+
+
 def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, actor: str,
               keyring: Keyring | None = None) -> list[Difference]:
     """Compare inventory with the HLR registry; with ``fix`` make the HLR match inventory.
@@ -826,19 +844,7 @@ def reconcile(db: Store, network: ProvisioningClient, *, fix: bool = False, acto
     sync(db, network, keyring=keyring)
     with db.read() as conn:
         expected = _expected(conn)
-    actual = {record.isdn: record for record in network.iter_all()}
-    differences: list[Difference] = []
-    for msisdn, (imsi, barred, _iccid) in sorted(expected.items()):
-        record = actual.get(msisdn)
-        if record is None:
-            differences.append(Difference(msisdn, "missing_in_hlr", f"IMSI {imsi}", "absent"))
-        elif record.imsi != imsi:
-            differences.append(Difference(msisdn, "imsi_mismatch", f"IMSI {imsi}", f"IMSI {record.imsi}"))
-        elif record.barred != barred:
-            differences.append(Difference(msisdn, "barring_mismatch", "barred" if barred else "not barred",
-                                          "barred" if record.barred else "not barred"))
-    differences += [Difference(msisdn, "unexpected_in_hlr", "no live card", f"IMSI {record.imsi}")
-                    for msisdn, record in sorted(actual.items()) if msisdn not in expected]
+    differences = compare(expected, network.iter_all())
     if fix and differences:
         _repair(db, network, differences, expected, keyring or load_keyring())
     differences = book + differences
