@@ -17,6 +17,8 @@ import urllib.request
 import psutil
 import pytest
 
+from hkops.security import users
+from hkops.store.engine import Store
 from hkops.ui.serving import free_port
 
 pytestmark = pytest.mark.slow
@@ -79,6 +81,8 @@ def test_serve_ends_every_process_it_started(world, tmp_path, stop_signal, voila
             pytest.fail("hkops serve did not come up: " + (tmp_path / "serve.log").read_text(errors="replace")[-2000:])
         family = psutil.Process(serve.pid).children(recursive=True)
         assert len(family) >= 3  # Voilà, a kernel, the HLR simulator
+        warned = "the database has no users" in (tmp_path / "serve.log").read_text(errors="replace")
+        assert warned == (not users.any_user(Store(world.url)))
 
         if voila_hangs:
             [voila] = [p for p in family if "voila" in " ".join(p.cmdline()) and "ipykernel" not in " ".join(p.cmdline())]

@@ -171,6 +171,11 @@ def serve(
     changed = service.regrade_if_rules_changed(db, actor=getpass.getuser())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")
+    from hkops.security import users
+
+    if not users.any_user(db):
+        echo("warning: the database has no users, so nobody can log in to the consoles; add an admin with "
+             "`hkops users add NAME --role admin`", err=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops serve as Ctrl+C does
     hlr = _start_hlr(folder_for(db))
     voila = None

@@ -168,8 +168,8 @@ def progress(total: int | None, unit: str, desc: str) -> Iterator["tqdm"]:
         yield bar
 
 
-def echo(text: str) -> None:
-    typer.echo(text)
+def echo(text: str, err: bool = False) -> None:
+    typer.echo(text, err=err)
 
 
 #: What a resident ID option says in ``--help``.
