@@ -72,6 +72,8 @@ WITHDRAWAL_FILTERS = [("待处理 pending (requested, approved)", PENDING), (ANY
 BATCH_FILTERS = [(ANY, "")] + [(BATCH_BADGES.label(s), s) for s in BATCH_ZH]
 FORMATS = [("Excel (.xlsx)", "xlsx"), ("CSV (.csv)", "csv")]
 ALL_AGENTS = "全部代理商 every agent"
+#: The value of "nothing picked" in the batch and withdrawal dropdowns (ids start at 1).
+NONE = 0
 
 _STYLE = """
 .hkops-settlement .hkops-total td { font-weight: 600; border-top: 1px solid #d1d5db; }
@@ -162,7 +164,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
         self.batch_period_filter.continuous_update = False
         self.batch_state_filter = choice("状态 State", BATCH_FILTERS, "hkops-batch-state-filter", "220px")
         self.batches_table = widgets.HTML().add_class("hkops-batches")
-        self.batch_pick = choice("结算单 Batch", [("— 选择结算单 pick a batch —", None)], "hkops-batch-pick", "96%")
+        self.batch_pick = choice("结算单 Batch", [("— 选择结算单 pick a batch —", NONE)], "hkops-batch-pick", "96%")
         self.batch_detail = widgets.HTML().add_class("hkops-batch-detail")
         self.reference = field("付款流水 Payment reference", "bank transfer no.", "hkops-batch-reference", "330px")
         self.confirm_batch_button = button("确认 Confirm batch", "hkops-batch-confirm", "info", "check")
@@ -177,7 +179,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
         # withdrawals
         self.withdrawal_filter = choice("状态 State", WITHDRAWAL_FILTERS, "hkops-withdrawal-filter", "300px")
         self.withdrawals_table = widgets.HTML().add_class("hkops-withdrawals")
-        self.withdrawal_pick = choice("提现 Withdrawal", [("— 选择提现 pick a withdrawal —", None)],
+        self.withdrawal_pick = choice("提现 Withdrawal", [("— 选择提现 pick a withdrawal —", NONE)],
                                       "hkops-withdrawal-pick", "96%")
         self.withdrawal_reference = field("付款流水 Reference", "bank transfer no.", "hkops-withdrawal-reference",
                                           "300px")
@@ -385,15 +387,15 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
         self._quiet = True
         try:
             current = self.batch_pick.value
-            if current is not None and current not in {r["id"] for r in rows}:
+            if current and current not in {r["id"] for r in rows}:
                 options.append((f"#{current}", current))  # keep showing the batch that was picked
-            set_options(self.batch_pick, [("— 选择结算单 pick a batch —", None)] + options)
+            set_options(self.batch_pick, [("— 选择结算单 pick a batch —", NONE)] + options)
         finally:
             self._quiet = False
         self._show_batch()
 
     def _show_batch(self) -> None:
-        if self.batch_pick.value is None:
+        if not self.batch_pick.value:
             self.batch_detail.value = "<div class='hkops-empty'>选择一个结算单 Pick a batch.</div>"
             return
         batch = commissions.show_batch(self.store, self.batch_pick.value, actor=self.actor)
@@ -429,7 +431,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
             empty="没有提现 No withdrawals here.")
         self._quiet = True
         try:
-            set_options(self.withdrawal_pick, [("— 选择提现 pick a withdrawal —", None)] + [
+            set_options(self.withdrawal_pick, [("— 选择提现 pick a withdrawal —", NONE)] + [
                 (f"#{w['id']} · {w['agent']} · {format_yuan(w['amount_fen'])} · {WITHDRAWAL_BADGES.label(w['state'])}",
                  w["id"]) for w in rows])
         finally:
@@ -465,7 +467,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
     # ------------------------------------------------------------ batches
 
     def _batch(self) -> dict:
-        if self.batch_pick.value is None:
+        if not self.batch_pick.value:
             raise InvalidValue("batch", "", "pick a settlement batch first")
         return commissions.show_batch(self.store, self.batch_pick.value, actor=self.actor)
 
@@ -565,7 +567,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
     def ask_withdrawal(self, action: str) -> None:
         """Ask before approving, paying or rejecting the picked withdrawal."""
         def run():
-            if self.withdrawal_pick.value is None:
+            if not self.withdrawal_pick.value:
                 raise InvalidValue("withdrawal", "", "pick a withdrawal from the queue first")
             access.require(self.actor, "settlement.write", f"{action} withdrawal {self.withdrawal_pick.value}",
                            self.store)
