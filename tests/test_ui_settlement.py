@@ -308,3 +308,22 @@ def test_the_index_links_to_the_settlement_console():
     from hkops.ui import index
 
     assert "href='settlement.ipynb'" in index().children[1].value
+
+
+from strategies import hkops_cli  # noqa: E402,F401  (fixture)
+
+
+def test_the_command_line_exports_excel_and_refuses_another_suffix(month, hkops_cli):
+    from openpyxl import load_workbook
+
+    db, tmp = month["db"], month["tmp"]
+    batch = _paid_batch(db)
+    status, out, err = hkops_cli(db, "settlement", "export", str(batch), "--out", str(tmp / "dec.xlsx"))
+    assert status == 0, err
+    assert "4 line(s) written" in out
+    rows = list(load_workbook(tmp / "dec.xlsx")["statement"].iter_rows(values_only=True))
+    assert rows[-1][-2] == 8_320 and len(rows) == 6  # head, 4 lines, total
+    status, _, err = hkops_cli(db, "settlement", "export", str(batch), "--out", str(tmp / "dec.pdf"))
+    assert status == 2 and "must end in .xlsx (Excel) or .csv" in err and not (tmp / "dec.pdf").exists()
+    status, out, _ = hkops_cli(db, "settlement", "export", "--help")
+    assert ".xlsx" in out
