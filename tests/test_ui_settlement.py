@@ -226,8 +226,13 @@ def test_the_withdrawal_queue_approves_pays_and_rejects_with_a_reason(month):
                                           rules=RULES)
     refused = commissions.request_withdrawal(db, "A2", "20.00", as_of=date(2027, 1, 5), actor="finance", now=NOW,
                                              rules=RULES)
+    above = commissions.request_withdrawal(db, "A1", "5.00", as_of=date(2027, 1, 5), actor="finance", now=NOW,
+                                           rules={**RULES, "minimum_fen": 100})
+    seen_by_a2 = console_for(month, actor=A2_USER, as_of=date(2027, 1, 6)).withdrawals_table.value
+    assert f"data-withdrawal='{paid['id']}'" in seen_by_a2 and f"data-withdrawal='{above['id']}'" not in seen_by_a2
     console = console_for(month, as_of=date(2027, 1, 6))
     assert f"data-withdrawal='{paid['id']}'" in console.withdrawals_table.value
+    assert f"data-withdrawal='{above['id']}'" in console.withdrawals_table.value
 
     console.withdrawal_pick.value = refused["id"]
     console.withdrawal_reject_button.click()
