@@ -308,7 +308,7 @@ def test_the_command_line_from_scheme_to_withdrawal(distribution, hlr, clock, hk
     out = tmp_path / "statement.csv"
     assert cli("settlement", "export", str(batch), "--out", str(out))[0] == 0
     rows = out.read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 4 and all(number in row for row in rows[1:3]) and rows[-1].endswith(",4160,,")
+    assert len(rows) == 4 and all(number in row for row in rows[1:3]) and rows[-1].endswith(",4160,41.60")
     assert _ok(cli("commissions", "balance", "A3", "--json"))["balance_fen"] == 4_160
     w = _ok(cli("withdrawals", "request", "A3", "--amount", "20.00", "--as-of", "2027-01-02", "--json"))
     assert (w["amount_fen"], w["tax_fen"]) == (2_000, 120)  # 6% tax by default

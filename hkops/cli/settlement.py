@@ -74,8 +74,11 @@ def pay(batch: int = typer.Argument(...), reference: str = typer.Option(..., "--
 
 
 @app.command("export")
-def export(batch: int = typer.Argument(...), path: Path = typer.Option(..., "--out", help="CSV file to write.")):
-    """The batch's statement as CSV, each line traceable to its order and event."""
+def export(batch: int = typer.Argument(...),
+           path: Path = typer.Option(..., "--out", help="File to write: .xlsx (Excel) or .csv.")):
+    """The batch's statement as Excel (.xlsx) or CSV (.csv), chosen by the file's suffix: one line per
+    entry, traceable to its order and event (entry, order, event, month, position, kind, time,
+    scheme version), the amount in integer fen and in yuan, then a total line."""
     from hkops.commissions import service
 
     lines = service.export_batch(store(), batch, path, actor=actor())

@@ -5,6 +5,7 @@ that the caller cannot give (``as_of``)."""
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,7 +21,7 @@ from hkops.commissions import schemes as scheme_files
 from hkops.commissions.tables import (agent_ledger, commission_entries, commission_schemes, settlement_batches,
                                       withdrawals)
 from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
-from hkops.money import yuan_to_fen
+from hkops.money import fen_to_yuan, yuan_to_fen
 from hkops.orders.tables import orders
 from hkops.agents.service import scope_query, subtree_ids
 from hkops.security.access import agent_scope, out_of_scope, require
@@ -275,13 +276,17 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
 
 
 def list_entries(db: Store | Connection, *, agent: str | None = None, order: str | None = None,
-                 state: str | None = None, actor: str | None = None) -> list[dict]:
-    """Ledger entries, oldest first, with the agent's code."""
+                 state: str | None = None, kind: str | None = None, limit: int | None = None,
+                 actor: str | None = None) -> list[dict]:
+    """Ledger entries, oldest first, with the agent's code; ``kind`` credit or reversal; with
+    ``limit``, the newest ``limit`` of them (still oldest first)."""
     if actor is not None:
         require(actor, "settlement.read", "list commission entries")
     with unit_of_work(db) as conn:
         query = select(commission_entries, agents.c.code.label("agent")).join(
-            agents, agents.c.id == commission_entries.c.agent_id).order_by(commission_entries.c.id)
+            agents, agents.c.id == commission_entries.c.agent_id)
+        query = query.order_by(commission_entries.c.id.desc()).limit(limit) if limit else query.order_by(
+            commission_entries.c.id)
         scope = scope_query(actor) if actor is not None else None
         if scope is not None:  # an agent user sees its own subtree's entries only
             query = query.where(commission_entries.c.agent_id.in_(scope))
@@ -291,7 +296,10 @@ def list_entries(db: Store | Connection, *, agent: str | None = None, order: str
             query = query.where(commission_entries.c.order_number == order)
         if state:
             query = query.where(commission_entries.c.state == state)
-        return [dict(r) for r in conn.execute(query).mappings()]
+        if kind:
+            query = query.where(commission_entries.c.kind == kind)
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return rows[::-1] if limit else rows
 
 
 # ---- settlement ----------------------------------------------------------------------------------
@@ -304,22 +312,35 @@ def _period(period: str) -> tuple[date, date]:
     return start, _month_start(start, 1)
 
 
-def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = None, actor: str,
-                   now: datetime) -> list[int]:
-    """A draft batch per agent of the eligible entries (and reversals) not yet in a batch, up to the
-    end of ``period``; refused for a period that has not ended by ``as_of``."""
-    require(actor, "settlement.write", f"create settlement {period}", db)
+def _ended(period: str, as_of: date) -> date:
+    """The first day after ``period``; refused when that is after ``as_of`` (the period has not ended)."""
     _, end = _period(period)
     if as_of < end:
         raise InvalidValue("period", period, f"has not ended (as of {as_of})")
+    return end
+
+
+def _to_settle(end: date):
+    """Per agent, the eligible entries not in a batch up to ``end``: agent_id, total, entries."""
+    return select(commission_entries.c.agent_id, func.sum(commission_entries.c.amount_fen).label("total"),
+                  func.count().label("entries")).where(
+        commission_entries.c.state == "eligible", commission_entries.c.batch_id.is_(None),
+        commission_entries.c.eligible_on < end).group_by(commission_entries.c.agent_id)
+
+
+def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = None, actor: str,
+                   now: datetime, progress=None) -> list[int]:
+    """A draft batch per agent of the eligible entries (and reversals) not yet in a batch, up to the
+    end of ``period``; refused for a period that has not ended by ``as_of``. ``progress`` (if given)
+    is called with 1 after each agent's batch."""
+    require(actor, "settlement.write", f"create settlement {period}", db)
+    end = _ended(period, as_of)
     with unit_of_work(db) as conn:
-        query = select(commission_entries.c.agent_id, func.sum(commission_entries.c.amount_fen)).where(
-            commission_entries.c.state == "eligible", commission_entries.c.batch_id.is_(None),
-            commission_entries.c.eligible_on < end).group_by(commission_entries.c.agent_id)
+        query = _to_settle(end)
         if agent:
             query = query.where(commission_entries.c.agent_id == _agent(conn, agent).id)
         ids = []
-        for agent_id, total in conn.execute(query).all():
+        for agent_id, total, _ in conn.execute(query).all():
             if conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.agent_id == agent_id,
                                                                   settlement_batches.c.period == period)).first():
                 raise InvalidValue("period", period, f"agent {agent_id} already has a batch for it")
@@ -331,6 +352,8 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
                 commission_entries.c.batch_id.is_(None), commission_entries.c.eligible_on < end)
                 .values(batch_id=batch, state="settled"))
             ids.append(batch)
+            if progress:
+                progress(1)
         audit.record(conn, actor, [Event("settlement", str(b), "create", None, "draft", None, {"period": period})
                                    for b in ids], now)
     return ids
@@ -483,36 +506,113 @@ def get_withdrawal(db: Store | Connection, wid: int) -> dict:
     return dict(row)
 
 
-def list_withdrawals(db: Store | Connection, *, agent: str | None = None, state: str | None = None) -> list[dict]:
+def list_withdrawals(db: Store | Connection, *, agent: str | None = None, state: str | None = None,
+                     actor: str | None = None) -> list[dict]:
+    """Withdrawals, oldest first, with the agent's code; ``state`` one state or several (a tuple).
+    With ``actor``: ``settlement.read``, and an agent user sees its own subtree's only."""
+    if actor is not None:
+        require(actor, "settlement.read", "list withdrawals")
     with unit_of_work(db) as conn:
         query = select(withdrawals, agents.c.code.label("agent")).join(
             agents, agents.c.id == withdrawals.c.agent_id).order_by(withdrawals.c.id)
+        scope = scope_query(actor) if actor is not None else None
+        if scope is not None:
+            query = query.where(withdrawals.c.agent_id.in_(scope))
         if agent:
             query = query.where(agents.c.code == agent.upper())
         if state:
-            query = query.where(withdrawals.c.state == state)
+            query = query.where(withdrawals.c.state.in_((state,) if isinstance(state, str) else tuple(state)))
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, actor: str | None = None) -> int:
-    """Write the batch's statement as CSV (one line per entry: order, event, month, position, kind,
-    amount in fen, scheme version) and a total line; returns the number of entry lines."""
-    import csv
+#: The columns of a batch statement (CSV and Excel): each line names its entry, order and event.
+STATEMENT_COLUMNS = ["batch", "agent", "period", "entry", "order", "event", "month", "position", "kind",
+                     "event_at", "scheme_id", "amount_fen", "amount_yuan"]
+#: Excel's number format for the yuan column.
+YUAN_FORMAT = '"¥"#,##0.00;[Red]-"¥"#,##0.00'
 
+
+def statement(batch: dict) -> tuple[list[list], list]:
+    """A batch (:func:`show_batch`) as statement lines (:data:`STATEMENT_COLUMNS`, the event's time in
+    Asia/Shanghai, yuan as Decimal) and its total line."""
+    head = [batch["id"], batch["agent"], batch["period"]]
+    lines = [head + [line["id"], line["order_number"], line["event"], line["month"], line["position"], line["kind"],
+                     line["event_at"].astimezone(SHANGHAI).isoformat(timespec="seconds"), line["scheme_id"],
+                     line["amount_fen"], fen_to_yuan(line["amount_fen"])] for line in batch["lines"]]
+    total = head + ["", "", "total", "", "", "", "", "", batch["total_fen"], fen_to_yuan(batch["total_fen"])]
+    return lines, total
+
+
+def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, actor: str | None = None) -> int:
+    """Write the batch's statement to ``path``: an Excel workbook for ``.xlsx``, CSV for ``.csv``.
+    One line per entry (:data:`STATEMENT_COLUMNS`: the entry, its order, event, in-network month,
+    chain position, kind, the event's time, the scheme version, the amount in integer fen and in
+    yuan), then a total line. The file is written whole or not at all; returns the number of entry lines."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".csv"):
+        raise InvalidValue("out", str(path), "must end in .xlsx (Excel) or .csv")
     if actor is not None:
         require(actor, "settlement.read", f"export settlement batch {batch_id}")
     batch = show_batch(db, batch_id, actor=actor)
+    lines, total = statement(batch)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        (_write_xlsx if suffix == ".xlsx" else _write_csv)(partial, batch, lines, total)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(lines)
+
+
+def _write_csv(path: Path, batch: dict, lines: list[list], total: list) -> None:
+    import csv
+
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["batch", "agent", "period", "entry", "order", "event", "month", "position", "kind",
-                         "amount_fen", "scheme_id", "event_at"])
-        for line in batch["lines"]:
-            writer.writerow([batch_id, batch["agent"], batch["period"], line["id"], line["order_number"],
-                             line["event"], line["month"], line["position"], line["kind"], line["amount_fen"],
-                             line["scheme_id"], line["event_at"].isoformat()])
-        writer.writerow([batch_id, batch["agent"], batch["period"], "", "", "total", "", "", "",
-                         batch["total_fen"], "", ""])
-    return len(batch["lines"])
+        writer.writerow(STATEMENT_COLUMNS)
+        writer.writerows(lines)
+        writer.writerow(total)
+
+
+def _write_xlsx(path: Path, batch: dict, lines: list[list], total: list) -> None:
+    """Sheet ``statement`` (the lines, a bold total line, yuan formatted as money) and sheet ``batch``."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("statement")
+    sheet.freeze_panes = "A2"
+    for letter, width in zip("ABCDEFGHIJKLM", (8, 10, 9, 10, 14, 12, 7, 9, 9, 26, 10, 13, 14)):
+        sheet.column_dimensions[letter].width = width
+    bold = Font(bold=True)
+
+    def cells(target, values: list, font=None) -> list:
+        """``values`` as cells of ``target``, the last one (yuan) formatted as money."""
+        out = []
+        for n, value in enumerate(values):
+            cell = WriteOnlyCell(target, value=value)
+            if n == len(values) - 1 and isinstance(value, Decimal):
+                cell.number_format = YUAN_FORMAT
+            if font:
+                cell.font = font
+            out.append(cell)
+        return out
+
+    sheet.append(cells(sheet, STATEMENT_COLUMNS, bold))
+    for line in lines:
+        sheet.append(cells(sheet, line))
+    sheet.append(cells(sheet, total, bold))
+    summary = book.create_sheet("batch")
+    for key in ("id", "agent", "period", "state", "reference"):
+        summary.append([key, batch[key] or ""])
+    summary.append(["total_fen", batch["total_fen"]])
+    summary.append(cells(summary, ["total_yuan", fen_to_yuan(batch["total_fen"])]))
+    summary.append(["lines", len(lines)])
+    for key in ("created_at", "changed_at"):
+        summary.append([key, batch[key].astimezone(SHANGHAI).isoformat(timespec="seconds")])
+    book.save(path)
 
 
 def inconsistencies(conn: Connection) -> list[dict]:
@@ -542,3 +642,151 @@ def inconsistencies(conn: Connection) -> list[dict]:
             found.append({"kind": "batch_credited_unpaid", "batch": r.id, "total_fen": r.total_fen,
                           "credited_fen": int(r.credited or 0)})
     return found
+
+
+# ---- reads for the settlement console ----------------------------------------------------------
+
+#: States of an entry not paid yet, as agent_balances reports them.
+OPEN_STATES = ("accrued", "held", "eligible", "settled")
+
+
+def _reader(db: Store | Connection):
+    return unit_of_work(db) if isinstance(db, Connection) else db.read()
+
+
+def agent_balances(db: Store | Connection, *, actor: str | None = None) -> list[dict]:
+    """Every agent (an agent user: its own subtree), by code, with its balance, frozen and available
+    amounts, its commission not paid yet by state (``accrued_fen`` ... ``settled_fen``), what was
+    clawed back from it (``clawed_back_fen``, the reversals' sum) and its number of entries."""
+    if actor is not None:
+        require(actor, "settlement.read", "read agent balances")
+    e = commission_entries.c
+    ledger = select(agent_ledger.c.agent_id, func.sum(agent_ledger.c.amount_fen).label("balance")).group_by(
+        agent_ledger.c.agent_id).subquery()
+    frozen = select(withdrawals.c.agent_id, func.sum(withdrawals.c.amount_fen).label("frozen")).where(
+        withdrawals.c.state.in_(("requested", "approved"))).group_by(withdrawals.c.agent_id).subquery()
+    entries = select(e.agent_id, func.count().label("entries"),
+                     func.sum(case((e.kind == "reversal", e.amount_fen), else_=0)).label("clawed_back"),
+                     *[func.sum(case((e.state == state, e.amount_fen), else_=0)).label(state) for state in OPEN_STATES]
+                     ).group_by(e.agent_id).subquery()
+    query = (select(agents.c.code, agents.c.name, agents.c.level, ledger.c.balance, frozen.c.frozen, entries)
+             .outerjoin(ledger, ledger.c.agent_id == agents.c.id).outerjoin(frozen, frozen.c.agent_id == agents.c.id)
+             .outerjoin(entries, entries.c.agent_id == agents.c.id).order_by(agents.c.code))
+    scope = scope_query(actor) if actor is not None else None
+    if scope is not None:
+        query = query.where(agents.c.id.in_(scope))
+    with _reader(db) as conn:
+        rows = conn.execute(query).mappings().all()
+    out = []
+    for r in rows:
+        balance_fen, frozen_fen = int(r["balance"] or 0), int(r["frozen"] or 0)
+        out.append({"agent": r["code"], "name": r["name"], "level": r["level"], "balance_fen": balance_fen,
+                    "frozen_fen": frozen_fen, "available_fen": balance_fen - frozen_fen,
+                    **{f"{state}_fen": int(r[state] or 0) for state in OPEN_STATES},
+                    "clawed_back_fen": int(r["clawed_back"] or 0), "entries": int(r["entries"] or 0)})
+    return out
+
+
+def list_batches(db: Store | Connection, *, period: str | None = None, state: str | None = None,
+                 agent: str | None = None, limit: int | None = None, actor: str | None = None) -> list[dict]:
+    """Settlement batches, newest first, with the agent's code and the number of lines; an agent
+    user sees its own subtree's only."""
+    if actor is not None:
+        require(actor, "settlement.read", "list settlement batches")
+    lines = select(commission_entries.c.batch_id, func.count().label("lines")).where(
+        commission_entries.c.batch_id.is_not(None)).group_by(commission_entries.c.batch_id).subquery()
+    query = (select(settlement_batches, agents.c.code.label("agent"), func.coalesce(lines.c.lines, 0).label("lines"))
+             .join(agents, agents.c.id == settlement_batches.c.agent_id)
+             .outerjoin(lines, lines.c.batch_id == settlement_batches.c.id)
+             .order_by(settlement_batches.c.id.desc()))
+    if period:
+        query = query.where(settlement_batches.c.period == period)
+    if state:
+        query = query.where(settlement_batches.c.state == state)
+    if agent:
+        query = query.where(agents.c.code == agent.upper())
+    scope = scope_query(actor) if actor is not None else None
+    if scope is not None:
+        query = query.where(settlement_batches.c.agent_id.in_(scope))
+    if limit:
+        query = query.limit(limit)
+    with _reader(db) as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def batch_preview(db: Store | Connection, period: str, *, as_of: date, agent: str | None = None,
+                  actor: str | None = None) -> list[dict]:
+    """What :func:`create_batches` would gather, per agent (agent, entries, total_fen), writing
+    nothing; refused alike for a period that has not ended."""
+    if actor is not None:
+        require(actor, "settlement.read", f"preview settlement {period}")
+    end = _ended(period, as_of)
+    with _reader(db) as conn:
+        wanted = _to_settle(end).subquery()
+        query = select(agents.c.code, wanted.c.entries, wanted.c.total).join(
+            agents, agents.c.id == wanted.c.agent_id).order_by(agents.c.code)
+        if agent:
+            query = query.where(agents.c.id == _agent(conn, agent).id)
+        return [{"agent": code, "entries": int(entries), "total_fen": int(total)}
+                for code, entries, total in conn.execute(query)]
+
+
+def _local_month(conn: Connection, column):
+    """YYYY-MM of a UTC timestamp column in Asia/Shanghai (UTC+8 all year), in SQL."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM")
+    return func.strftime("%Y-%m", column, "+8 hours")
+
+
+def commission_report(db: Store | Connection, *, actor: str | None = None) -> list[dict]:
+    """Commission by month of the event (Asia/Shanghai), oldest first, for the settlement charts:
+    ``credit_fen`` by chain position (1 the selling agent, 2 its parent, ...), ``reversal_fen``
+    (clawbacks booked that month, negative), ``net_fen``; ``clawback_percent``, the share of that
+    month's credits later clawed back (Decimal, one place); ``activations`` (orders sold through
+    agents activated that month) and ``cost_per_activation_fen`` (net / activations, whole fen).
+    An agent user sees its own subtree's figures only."""
+    if actor is not None:
+        require(actor, "settlement.read", "read commission figures")
+    scope = scope_query(actor) if actor is not None else None
+    e = commission_entries.c
+    with _reader(db) as conn:
+        month = _local_month(conn, e.event_at).label("month")
+        booked = select(month, e.kind, e.position, func.sum(e.amount_fen)).group_by(month, e.kind, e.position)
+        reversal = commission_entries.alias("reversal")
+        credit_month = _local_month(conn, e.event_at).label("month")
+        clawed = (select(credit_month, func.sum(e.amount_fen)).select_from(commission_entries.join(
+            reversal, (reversal.c.kind == "reversal") & (reversal.c.order_id == e.order_id)
+            & (reversal.c.event == e.event) & (reversal.c.month == e.month) & (reversal.c.agent_id == e.agent_id)))
+            .where(e.kind == "credit").group_by(credit_month))
+        activated_month = _local_month(conn, audit_log.c.at).label("month")
+        activations = (select(activated_month, func.count(func.distinct(orders.c.id)))
+                       .join(orders, orders.c.number == audit_log.c.subject)
+                       .where(audit_log.c.entity == "order", audit_log.c.action == "activate",
+                              orders.c.agent_id.is_not(None)).group_by(activated_month))
+        if scope is not None:
+            booked = booked.where(e.agent_id.in_(scope))
+            clawed = clawed.where(e.agent_id.in_(scope))
+            activations = activations.where(orders.c.agent_id.in_(scope))
+        months: dict[str, dict] = defaultdict(lambda: {"credit_fen": {}, "reversal_fen": 0, "clawed_fen": 0,
+                                                       "activations": 0})
+        for m, kind, position, total in conn.execute(booked):
+            if kind == "credit":
+                months[m]["credit_fen"][position] = int(total)
+            else:
+                months[m]["reversal_fen"] += int(total)
+        for m, total in conn.execute(clawed):
+            months[m]["clawed_fen"] = int(total)
+        for m, count in conn.execute(activations):
+            months[m]["activations"] = int(count)
+    out = []
+    for m in sorted(months):
+        figures = months[m]
+        credits = sum(figures["credit_fen"].values())
+        net = credits + figures["reversal_fen"]
+        rate = (Decimal(figures["clawed_fen"]) * 100 / credits).quantize(Decimal("0.1")) if credits else None
+        cost = (int((Decimal(net) / figures["activations"]).to_integral_value(ROUND_HALF_UP))
+                if figures["activations"] else None)
+        out.append({"month": m, "credit_fen": dict(sorted(figures["credit_fen"].items())),
+                    "reversal_fen": figures["reversal_fen"], "net_fen": net, "clawback_percent": rate,
+                    "activations": figures["activations"], "cost_per_activation_fen": cost})
+    return out

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "show", "stock_console"]
+__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "settlement_console", "show",
+           "stock_console"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
     "index": "hkops.ui.home",
     "lifecycle_console": "hkops.ui.lifecycle",
     "orders_console": "hkops.ui.orders",
+    "settlement_console": "hkops.ui.settlement",
     "show": "hkops.ui.serving",
     "stock_console": "hkops.ui.stock",
 }

@@ -30,7 +30,9 @@ CONSOLES = [
     Console("订单 Orders", "Take an order with live real-name and limit checks; the pipeline by state; "
             "an order's timeline, shipment and payments; pay, ship, deliver, activate, cancel or return it.",
             "orders.ipynb"),
-    Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
+    Console("结算 Settlement", "Agents' balances and pending commission down to each order, clawbacks, "
+            "month-end settlement batches (create, confirm, approve, pay, export to Excel), the withdrawal queue "
+            "and commission charts.", "settlement.ipynb"),
     Console("趋势 Trends", "Sales and usage trends (to come)."),
 ]
 
