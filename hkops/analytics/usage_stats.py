@@ -129,7 +129,7 @@ def sold_cards(db) -> "pd.DataFrame":
                             .order_by(orders.c.id)).all()
     frame = pd.DataFrame(rows, columns=["msisdn", "plan", "channel"]).drop_duplicates("msisdn", keep="last")
     frame["msisdn"] = frame["msisdn"].astype("int64")
-    frame["agent"] = frame["channel"].where(frame["channel"] != "direct", None)
+    frame["agent"] = [None if channel == "direct" else channel for channel in frame["channel"]]
     return frame.reset_index(drop=True)
 
 
