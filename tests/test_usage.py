@@ -167,13 +167,20 @@ def test_a_cards_frame_without_required_columns_is_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def nationwide(tmp_path_factory) -> pd.DataFrame:
+def nationwide_store(tmp_path_factory):
     """40,000 active cards spread over the provinces by population, one whole week (so that the
-    weekday rhythm averages out): per card its province, data (GiB) and outgoing voice minutes,
-    both scaled to 30 days. Large enough that a mean's standard error is about 1%."""
+    weekday rhythm averages out): the store and the cards."""
     frame = synthetic_cards(40_000, seed=21, state_shares={"active": 1.0})
     out = tmp_path_factory.mktemp("nationwide")
     generate_usage(frame, start=START, days=7, seed=5, out_dir=out)
+    return out, frame
+
+
+@pytest.fixture(scope="module")
+def nationwide(nationwide_store) -> pd.DataFrame:
+    """Per card of the nationwide store its province, data (GiB) and outgoing voice minutes, both
+    scaled to 30 days. Large enough that a mean's standard error is about 1%."""
+    out, frame = nationwide_store
     recs = pd.read_parquet(out / "records", columns=["msisdn", "type", "duration_s", "bytes_up", "bytes_down"])
     data = (recs["bytes_up"] + recs["bytes_down"]).groupby(recs["msisdn"]).sum()
     voice = recs.loc[recs["type"] == "voice_mo", "duration_s"].groupby(recs["msisdn"]).sum()
@@ -197,6 +204,34 @@ def test_outgoing_voice_minutes_per_active_card_over_30_days_are_the_national_fi
     mean, se = _mean_and_se(nationwide["voice_min"])
     assert se < 0.015 * VOICE_MO_MINUTES
     assert abs(mean - VOICE_MO_MINUTES) <= 3 * se, (mean, se)
+
+
+def test_the_statistics_dou_and_mou_are_the_national_figures_within_sampling_error(nationwide_store, nationwide):
+    """MIIT's national monthly means, as ``usage_stats.per_user`` computes them from the store."""
+    tables = usage_stats._tables(nationwide_store[0])
+    national = usage_stats.per_user(tables["records"], tables["cards"]).to_pandas().iloc[0]
+    assert national["users"] == len(nationwide) and national["days"] == 7
+    for column, published, per_card in (("dou_gb", DOU_GIB, "data_gib"), ("mou", VOICE_MO_MINUTES, "voice_min")):
+        mean, se = _mean_and_se(nationwide[per_card])
+        assert national[column] == pytest.approx(mean)
+        assert abs(national[column] - published) <= 3 * se, (column, national[column], published, se)
+
+
+def test_the_provinces_dou_follows_the_published_ordering_within_sampling_error(nationwide_store, nationwide):
+    """Per home province, ``per_user``'s DOU ranks as ``_PROVINCE_DOU_GB`` does (rank correlation), and
+    no pair of provinces is the wrong way round by more than 3 standard errors of their difference."""
+    tables = usage_stats._tables(nationwide_store[0])
+    got = usage_stats.per_user(tables["records"], tables["cards"], by=["region"]).to_pandas().set_index("region")
+    published = pd.Series({p: _province_factors(p)[0] for p in got.index})
+    se = nationwide.groupby("province")["data_gib"].agg(lambda v: v.std() / np.sqrt(len(v)))
+    rank_correlation = np.corrcoef(got["dou_gb"].rank(), published.loc[got.index].rank())[0, 1]
+    assert rank_correlation > 0.7, rank_correlation
+    wrong = [(a, b) for a in got.index for b in got.index
+             if published[a] > published[b]
+             and got.loc[a, "dou_gb"] - got.loc[b, "dou_gb"] < -3 * np.hypot(se[a], se[b])]
+    assert wrong == []
+    top = got["dou_gb"].idxmax()
+    assert top.startswith("西藏") or got.loc[top, "dou_gb"] - got.loc["西藏自治区", "dou_gb"] < 3 * np.hypot(se[top], se["西藏自治区"])
 
 
 def test_sms_is_small_next_to_calls(cards, billable):

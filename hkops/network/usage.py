@@ -168,6 +168,12 @@ _WEEK = _WEEK / _WEEK.mean(axis=1, keepdims=True)
 #: Provinces the text does not name take their region's December 2023 figure; the seven named above
 #: 20 GB take 20.5, the three lowest 12.0 and 西藏 12.0 + 15.6. These placeholders keep the sourced
 #: ordering; they are not MIIT's provincial values, which the published text does not give.
+#: A search of stored copies of MIIT's reports and their press coverage (November 2026) found no
+#: table of 2024 values per province either: the only provincial figures in the text are older,
+#: 西藏 15.95, 云南 15.06, 贵州 14.81 GB in June 2020 (national 10.14, highest less lowest 9.15;
+#: 《2020年上半年通信业经济运行情况》) and 西藏 23.4, the lowest 9.3 GB in October 2021 (national
+#: 14.32). Their ratios to the national mean (西藏 1.57 and 1.63, the lowest 0.65) agree with the
+#: placeholders' (27.6 / 17.82 = 1.55, 12.0 / 17.82 = 0.67).
 _PROVINCE_DOU_GB = {
     # east (东部)
     "北京": 18.63, "天津": 18.63, "河北": 12.0, "上海": 12.0, "江苏": 18.63, "浙江": 18.63, "福建": 18.63,
