@@ -326,3 +326,14 @@ def test_the_report_command_writes_excel_and_refuses_bad_input_with_exit_2(store
     assert not (tmp_path / "bad.xlsx").exists() and not (tmp_path / "bad.txt").exists()
     grouped = _hkops("usage", "stats", "--by", "plan,service", "--region", "Atlantis", "--out", str(store), database=db)
     assert grouped.returncode == 2 and "region 'Atlantis'" in grouped.stderr
+
+
+def test_the_daily_reports_charges_are_that_days_overage_by_the_plans(store):
+    t = _tables(store)
+    rated = _run(us.rate(t["records"], t["cards"], us.plans_table(PLANS), start=date(2026, 11, 1)))
+    day = date(2026, 11, 3)
+    expected = int(rated.loc[rated["day"].astype(str) == day.isoformat(), "overage_fen"].sum())
+    rep = us.daily_report(store, day, plans=PLANS)
+    assert Decimal(rep["charges_yuan"]) == Decimal(expected) / 100 > 0
+    assert "beyond the plans' allowances" in us.format_report(rep)
+    assert us.daily_report(store, day)["charges_yuan"] is None
