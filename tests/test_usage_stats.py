@@ -242,7 +242,11 @@ def test_a_week_report_has_every_table_and_adds_up(store, frames):
     assert float(sum(sheets["by_region"]["data_gb"])) == pytest.approx((week["bytes_up"] + week["bytes_down"]).sum() / GIB,
                                                                abs=0.05)
     assert all(isinstance(v, Decimal) for v in sheets["charges"]["bill_yuan"])
-    assert Decimal(summary["overage_yuan"]) > 0
+    t = _tables(store)
+    rated = _run(us.rate(t["records"], t["cards"], us.plans_table(PLANS)))
+    days = pd.to_datetime(rated["day"]).dt.date
+    in_week = rated.loc[days.between(date(2026, 10, 26), date(2026, 11, 1)), "overage_fen"]
+    assert Decimal(summary["overage_yuan"]) == Decimal(int(in_week.sum())) / 100 > 0
 
 
 def test_reports_export_to_excel_and_csv_and_nothing_is_left_on_failure(store, tmp_path):

@@ -568,14 +568,19 @@ def _yuan(fen: int) -> str:
 
 
 def _overage(tables: dict, plans, first: date, last: date) -> int | None:
-    """Overage charges (fen) of the records made from ``first`` to ``last``, counting each card's
-    month from its first day; None without plans or cards to rate by."""
+    """Overage charges (fen) of the records made from ``first`` to ``last``, each card's month
+    counted from its first day; None without plans or cards to rate by. The same as summing
+    ``rate``'s ``overage_fen`` over those days, from two sets of bills instead of a sort."""
     cards = tables.get("cards")
     if plans is None or cards is None:
         return None
-    rated = rate(tables["records"], cards, plans_table(plans), start=first.replace(day=1), end=last)
-    rated = rated.filter(rated.day >= first)
-    return int(_execute(rated.aggregate(fen=rated.overage_fen.sum().fill_null(0)))["fen"].iloc[0])
+    p = plans_table(plans)
+
+    def overage(end: date) -> int:
+        b = bills(tables["records"], cards, p, start=first.replace(day=1), end=end)
+        return int(_execute(b.aggregate(fen=(b.bill_fen - b.monthly_fee_fen).sum().fill_null(0)))["fen"].iloc[0])
+
+    return overage(last) - (overage(first - timedelta(days=1)) if first.day > 1 else 0)
 
 
 def daily_report(store_dir, day: date | str, *, top: int = 5, plans=None) -> dict:
