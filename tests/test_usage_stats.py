@@ -341,3 +341,16 @@ def test_the_daily_reports_charges_are_that_days_overage_by_the_plans(store):
     assert Decimal(rep["charges_yuan"]) == Decimal(expected) / 100 > 0
     assert "beyond the plans' allowances" in us.format_report(rep)
     assert us.daily_report(store, day)["charges_yuan"] is None
+
+
+def test_stats_by_dimensions_prints_json_rows_with_people_units(store, frames, tmp_path):
+    import json
+
+    billable, _ = frames
+    done = _hkops("usage", "stats", "--by", "plan", "--start", "2026-11-01", "--out", str(store), "--json",
+                  database=tmp_path / "hkops.db")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    november = billable[billable["day"] >= date(2026, 11, 1)]
+    assert {r["plan"]: r["records"] for r in rows} == november.groupby("plan").size().to_dict()
+    assert all(isinstance(r["data_gb"], str) for r in rows)
