@@ -163,3 +163,17 @@ def test_province_names_are_accepted_in_english_and_chinese():
     assert service.canonical_province("内蒙古") == "Inner Mongolia"
     assert service.canonical_province("广东省") == "Guangdong"
     assert len(set(service._province_names().values())) == 31
+
+
+def test_a_plan_carries_overage_rates_defaulting_to_the_common_ones(world):
+    plain = gold(world)
+    assert (plain.overage_data_fen_per_gb, plain.overage_voice_fen_per_min, plain.overage_sms_fen) == (500, 15, 10)
+    dear = service.add_plan(world, "dear", "Dear", "中国移动", **PLAN, overage_data_fen_per_gb=1_000,
+                            overage_voice_fen_per_min=19, overage_sms_fen=0, actor="ana")
+    assert service.get_plan(world, "DEAR").as_dict()["overage_voice_fen_per_min"] == 19
+    assert (dear.overage_data_fen_per_gb, dear.overage_sms_fen) == (1_000, 0)
+    before = snapshot(world)
+    with pytest.raises(InvalidValues, match="overage_sms_fen"):
+        service.add_plan(world, "bad", "Bad", "中国移动", **PLAN, overage_sms_fen=-1, overage_data_fen_per_gb=2.5,
+                         actor="ana")
+    assert snapshot(world) == before

@@ -15,8 +15,8 @@ import pytest
 
 from hkops.analytics import usage_stats
 from hkops.errors import InvalidValue
-from hkops.network.usage import (DEMO_CITIES, DOU_GIB, GIB, TARIFF, VOICE_MO_MINUTES, _province_factors,
-                                 generate_usage, synthetic_cards)
+from hkops.network.usage import (DEMO_CITIES, DOU_GIB, GIB, VOICE_MO_MINUTES, _province_factors, generate_usage,
+                                 synthetic_cards)
 
 START = date(2026, 11, 2)  # a Monday
 DAYS = 30
@@ -102,7 +102,7 @@ def test_summary_counts_what_was_written(store, records, topups):
     assert summary.data_bytes == int((records["bytes_up"] + records["bytes_down"]).sum())
     assert summary.charge_fen == int(records["charge_fen"].sum())
     assert summary.topup_fen == int(topups["amount_fen"].sum())
-    assert len(summary.files) == 2 * DAYS
+    assert len(summary.files) == 2 * DAYS + 1  # and the cards
     assert json.loads(json.dumps(summary.to_dict()))["records"] == len(records)
 
 
@@ -135,7 +135,7 @@ def test_a_day_without_billable_usage_reports_zeros_and_its_refusals(tmp_path):
     summary = generate_usage(frame, start=START, days=1, seed=2, out_dir=tmp_path)
     rep = usage_stats.report(tmp_path)
     assert rep["day"] == START.isoformat()
-    assert rep["billable_records"] == 0 and rep["active_cards"] == 0 and rep["charges_yuan"] == "0.00"
+    assert rep["billable_records"] == 0 and rep["active_cards"] == 0 and rep["charges_yuan"] is None
     assert rep["refusals"] == {"lost": summary.refused} and summary.refused > 0
     assert rep["peak_hour"] is None and "busiest" not in usage_stats.format_report(rep)
 
@@ -167,13 +167,20 @@ def test_a_cards_frame_without_required_columns_is_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def nationwide(tmp_path_factory) -> pd.DataFrame:
+def nationwide_store(tmp_path_factory):
     """40,000 active cards spread over the provinces by population, one whole week (so that the
-    weekday rhythm averages out): per card its province, data (GiB) and outgoing voice minutes,
-    both scaled to 30 days. Large enough that a mean's standard error is about 1%."""
+    weekday rhythm averages out): the store and the cards."""
     frame = synthetic_cards(40_000, seed=21, state_shares={"active": 1.0})
     out = tmp_path_factory.mktemp("nationwide")
     generate_usage(frame, start=START, days=7, seed=5, out_dir=out)
+    return out, frame
+
+
+@pytest.fixture(scope="module")
+def nationwide(nationwide_store) -> pd.DataFrame:
+    """Per card of the nationwide store its province, data (GiB) and outgoing voice minutes, both
+    scaled to 30 days. Large enough that a mean's standard error is about 1%."""
+    out, frame = nationwide_store
     recs = pd.read_parquet(out / "records", columns=["msisdn", "type", "duration_s", "bytes_up", "bytes_down"])
     data = (recs["bytes_up"] + recs["bytes_down"]).groupby(recs["msisdn"]).sum()
     voice = recs.loc[recs["type"] == "voice_mo", "duration_s"].groupby(recs["msisdn"]).sum()
@@ -197,6 +204,34 @@ def test_outgoing_voice_minutes_per_active_card_over_30_days_are_the_national_fi
     mean, se = _mean_and_se(nationwide["voice_min"])
     assert se < 0.015 * VOICE_MO_MINUTES
     assert abs(mean - VOICE_MO_MINUTES) <= 3 * se, (mean, se)
+
+
+def test_the_statistics_dou_and_mou_are_the_national_figures_within_sampling_error(nationwide_store, nationwide):
+    """MIIT's national monthly means, as ``usage_stats.per_user`` computes them from the store."""
+    tables = usage_stats._tables(nationwide_store[0])
+    national = usage_stats.per_user(tables["records"], tables["cards"]).to_pandas().iloc[0]
+    assert national["users"] == len(nationwide) and national["days"] == 7
+    for column, published, per_card in (("dou_gb", DOU_GIB, "data_gib"), ("mou", VOICE_MO_MINUTES, "voice_min")):
+        mean, se = _mean_and_se(nationwide[per_card])
+        assert national[column] == pytest.approx(mean)
+        assert abs(national[column] - published) <= 3 * se, (column, national[column], published, se)
+
+
+def test_the_provinces_dou_follows_the_published_ordering_within_sampling_error(nationwide_store, nationwide):
+    """Per home province, ``per_user``'s DOU ranks as ``_PROVINCE_DOU_GB`` does (rank correlation), and
+    no pair of provinces is the wrong way round by more than 3 standard errors of their difference."""
+    tables = usage_stats._tables(nationwide_store[0])
+    got = usage_stats.per_user(tables["records"], tables["cards"], by=["region"]).to_pandas().set_index("region")
+    published = pd.Series({p: _province_factors(p)[0] for p in got.index})
+    se = nationwide.groupby("province")["data_gib"].agg(lambda v: v.std() / np.sqrt(len(v)))
+    rank_correlation = np.corrcoef(got["dou_gb"].rank(), published.loc[got.index].rank())[0, 1]
+    assert rank_correlation > 0.7, rank_correlation
+    wrong = [(a, b) for a in got.index for b in got.index
+             if published[a] > published[b]
+             and got.loc[a, "dou_gb"] - got.loc[b, "dou_gb"] < -3 * np.hypot(se[a], se[b])]
+    assert wrong == []
+    top = got["dou_gb"].idxmax()
+    assert top.startswith("西藏") or got.loc[top, "dou_gb"] - got.loc["西藏自治区", "dou_gb"] < 3 * np.hypot(se[top], se["西藏自治区"])
 
 
 def test_sms_is_small_next_to_calls(cards, billable):
@@ -288,16 +323,24 @@ def test_most_usage_is_in_the_home_city_with_some_travel(cards, billable):
 # --- records, money and the store ----------------------------------------------------
 
 
-def test_money_is_integer_fen_and_charges_follow_the_tariff(store, billable, topups):
+def test_money_is_integer_fen_and_records_leave_the_network_unrated(store, records, topups):
     out, _ = store
     day = f"day={START.isoformat()}"
     assert pq.read_schema(out / "records" / day / "part-0.parquet").field("charge_fen").type == pa.int64()
     assert pq.read_schema(out / "topups" / day / "part-0.parquet").field("amount_fen").type == pa.int64()
-    calls = billable[billable["type"] == "voice_mo"]
-    assert (calls["charge_fen"] == -(-calls["duration_s"] // 60) * TARIFF["voice_mo_per_min"]).all()
-    assert (billable.loc[billable["type"] == "sms_mo", "charge_fen"] == TARIFF["sms_mo"]).all()
-    assert (billable.loc[billable["type"].isin(["voice_mt", "sms_mt"]), "charge_fen"] == 0).all()
+    assert (records["charge_fen"] == 0).all()  # billing rates by the plan sold (hkops.analytics.usage_stats.rate)
     assert (topups["amount_fen"] % 100 == 0).all() and (topups["amount_fen"] > 0).all()
+
+
+def test_the_cards_are_stored_beside_the_records_with_their_plan_and_channel(store, cards):
+    out, _ = store
+    stored = pd.read_parquet(out / "cards")
+    assert list(stored.columns) == ["msisdn", "province", "city", "state", "plan", "channel", "agent"]
+    assert sorted(stored["msisdn"]) == sorted(cards["msisdn"])
+    assert set(stored["plan"]) <= {"CM-58", "CM-128", "CU-39", "CT-29"}
+    direct = stored["channel"] == "direct"
+    assert 0.2 < direct.mean() < 0.4 and stored.loc[direct, "agent"].isna().all()
+    assert (stored.loc[~direct, "agent"] == stored.loc[~direct, "channel"]).all()
 
 
 def test_records_carry_the_fields_of_a_usage_record(records):
@@ -358,7 +401,7 @@ def test_daily_report_equals_a_pandas_recomputation(store, records, topups):
     assert rep["voice_mo_calls"] == int((b["type"] == "voice_mo").sum())
     assert rep["sms_mo"] == int((b["type"] == "sms_mo").sum())
     assert rep["sms_mt"] == int((b["type"] == "sms_mt").sum())
-    assert Decimal(rep["charges_yuan"]) == Decimal(int(r["charge_fen"].sum())) / 100
+    assert rep["charges_yuan"] is None  # no plans given to rate by
     assert rep["topups"]["count"] == len(t)
     assert Decimal(rep["topups"]["yuan"]) == Decimal(int(t["amount_fen"].sum())) / 100
     by_reason = r[r["refused"]].groupby(r["refusal"].astype(str)).size()
@@ -373,7 +416,6 @@ def test_daily_report_is_json_ready_with_money_as_decimal_strings(store):
     rep = usage_stats.report(store[0])  # the latest day
     assert rep["day"] == date(2026, 12, 1).isoformat()
     assert json.loads(json.dumps(rep, ensure_ascii=False)) == rep
-    assert isinstance(rep["charges_yuan"], str) and Decimal(rep["charges_yuan"]) > 0
     assert isinstance(rep["topups"]["yuan"], str)
     assert all(isinstance(v["yuan"], str) for v in rep["topups"]["by_channel"].values())
     assert rep["peak_hour"] in range(17, 24)
@@ -390,7 +432,7 @@ def test_usage_per_card_agrees_with_pandas_and_shows_refused_only_cards(store, r
     assert per_card["msisdn"].nunique() == records["msisdn"].nunique()
     assert (got.loc[expected.index] == expected).all()
     assert per_card["data_bytes"].is_monotonic_decreasing
-    assert per_card["charge_fen"].dtype == np.int64
+    assert per_card["voice_mo_s"].dtype == np.int64
     lost = cards[cards["state"] == "lost"]["msisdn"]
     seen_lost = per_card[per_card["msisdn"].isin(lost)]
     assert len(seen_lost) > 0 and (seen_lost["records"] == 0).all() and (seen_lost["refused"] > 0).all()

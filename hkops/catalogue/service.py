@@ -31,6 +31,9 @@ MAX_CONTRACT_MONTHS = 120
 MAX_PRICE_LEVEL = 99
 _BLOCK_SIZE = 10_000
 _CODE = re.compile(r"[A-Z0-9_-]{1,32}")
+#: Overage rates of a plan that names none (fen): ¥5 per GB, ¥0.15 per minute, ¥0.10 per SMS, the common
+#: 套外 rates of Chinese carriers' plans (practice); the plans table's server defaults are the same.
+DEFAULT_OVERAGE = {"data_fen_per_gb": 500, "voice_fen_per_min": 15, "sms_fen": 10}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Plan:
     #: English province names (as in number_blocks.province) the plan is not shipped to.
     excluded_provinces: tuple[str, ...]
     active: bool
+    #: Overage (套外) beyond the allowances: fen per GB of data, per started outgoing minute, per outgoing SMS.
+    overage_data_fen_per_gb: int = DEFAULT_OVERAGE["data_fen_per_gb"]
+    overage_voice_fen_per_min: int = DEFAULT_OVERAGE["voice_fen_per_min"]
+    overage_sms_fen: int = DEFAULT_OVERAGE["sms_fen"]
 
     def as_dict(self) -> dict:
         return {**asdict(self), "excluded_provinces": list(self.excluded_provinces)}
@@ -221,13 +228,16 @@ def _plan(row) -> Plan:
                 data_mb=row.data_mb, voice_minutes=row.voice_minutes, sms=row.sms,
                 contract_months=row.contract_months, first_topup_fen=row.first_topup_fen, min_age=row.min_age,
                 max_age=row.max_age, excluded_provinces=tuple(json.loads(row.excluded_provinces or "[]")),
-                active=bool(row.active))
+                active=bool(row.active), overage_data_fen_per_gb=row.overage_data_fen_per_gb,
+                overage_voice_fen_per_min=row.overage_voice_fen_per_min, overage_sms_fen=row.overage_sms_fen)
 
 
 def add_plan(db: Store | Connection, code: str, name: str, carrier: str, *, monthly_fee_fen: int, data_mb: int,
              voice_minutes: int, sms: int, contract_months: int = 0, first_topup_fen: int = 0, min_age: int = 16,
-             max_age: int = 60, excluded_provinces=(), actor: str) -> Plan:
-    """Add a plan; every bad value is reported at once and nothing is written."""
+             max_age: int = 60, excluded_provinces=(), overage_data_fen_per_gb: int | None = None,
+             overage_voice_fen_per_min: int | None = None, overage_sms_fen: int | None = None, actor: str) -> Plan:
+    """Add a plan; every bad value is reported at once and nothing is written. Overage rates
+    left out take ``DEFAULT_OVERAGE``."""
     access.require(actor, "catalogue.write", f"add plan {code}", db)
     problems: list[InvalidValue] = []
     code = _collect(problems, check_code, code, "plan")
@@ -238,6 +248,13 @@ def add_plan(db: Store | Connection, code: str, name: str, carrier: str, *, mont
     _collect(problems, _whole, sms, "sms", 0)
     _collect(problems, _whole, contract_months, "contract_months", 0, MAX_CONTRACT_MONTHS)
     _collect(problems, _whole, first_topup_fen, "first_topup", 0)
+    overage = {"overage_data_fen_per_gb": overage_data_fen_per_gb, "overage_voice_fen_per_min": overage_voice_fen_per_min,
+               "overage_sms_fen": overage_sms_fen}
+    for key, value in overage.items():
+        if value is None:
+            overage[key] = DEFAULT_OVERAGE[key.removeprefix("overage_")]
+        else:
+            _collect(problems, _whole, value, key, 0, 100_000)
     ages = [_collect(problems, _whole, min_age, "min_age", MIN_AGE, MAX_AGE),
             _collect(problems, _whole, max_age, "max_age", MIN_AGE, MAX_AGE)]
     if None not in ages and min_age > max_age:
@@ -254,7 +271,7 @@ def add_plan(db: Store | Connection, code: str, name: str, carrier: str, *, mont
         values = dict(code=code, name=name, carrier=carrier, monthly_fee_fen=monthly_fee_fen, data_mb=data_mb,
                       voice_minutes=voice_minutes, sms=sms, contract_months=contract_months,
                       first_topup_fen=first_topup_fen, min_age=min_age, max_age=max_age,
-                      excluded_provinces=json.dumps(excluded, ensure_ascii=False), active=True)
+                      excluded_provinces=json.dumps(excluded, ensure_ascii=False), active=True, **overage)
         conn.execute(plans.insert().values(**values, created_at=utc_now()))
         details = {k: v for k, v in values.items() if k not in ("code", "active", "excluded_provinces")}
         audit.record(conn, actor, [Event("plan", code, "create", None, "active", None,

@@ -29,6 +29,11 @@ plans = Table(
     Column("data_mb", Integer, nullable=False),
     Column("voice_minutes", Integer, nullable=False),
     Column("sms", Integer, nullable=False),
+    # Overage (套外) beyond the monthly allowances: fen per GB (2**30 bytes) of data, per started
+    # minute of outgoing voice, per outgoing SMS.
+    Column("overage_data_fen_per_gb", Integer, nullable=False, server_default="500"),
+    Column("overage_voice_fen_per_min", Integer, nullable=False, server_default="15"),
+    Column("overage_sms_fen", Integer, nullable=False, server_default="10"),
     Column("contract_months", Integer, nullable=False, server_default="0"),
     # The top-up the customer must make on activation (首充), 0 for none.
     Column("first_topup_fen", BigInteger, nullable=False, server_default="0"),

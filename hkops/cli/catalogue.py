@@ -47,6 +47,10 @@ def plan_add(
     min_age: int = typer.Option(16, "--min-age"),
     max_age: int = typer.Option(60, "--max-age"),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="A province it is not shipped to (repeat)."),
+    overage_data: Optional[str] = typer.Option(None, "--overage-data", help="Yuan per GB beyond the allowance (default 5)."),
+    overage_voice: Optional[str] = typer.Option(None, "--overage-voice",
+                                                help="Yuan per outgoing minute beyond the allowance (default 0.15)."),
+    overage_sms: Optional[str] = typer.Option(None, "--overage-sms", help="Yuan per SMS beyond the allowance (default 0.10)."),
 ):
     """Add a plan (套餐)."""
     from hkops.catalogue import service
@@ -55,7 +59,10 @@ def plan_add(
         store(), code, name, carrier, monthly_fee_fen=yuan_to_fen(monthly_fee, "monthly-fee"), data_mb=data_mb,
         voice_minutes=voice, sms=sms, contract_months=contract_months,
         first_topup_fen=yuan_to_fen(first_topup, "first-topup"), min_age=min_age, max_age=max_age,
-        excluded_provinces=exclude or (), actor=actor(),
+        excluded_provinces=exclude or (),
+        overage_data_fen_per_gb=None if overage_data is None else yuan_to_fen(overage_data, "overage-data"),
+        overage_voice_fen_per_min=None if overage_voice is None else yuan_to_fen(overage_voice, "overage-voice"),
+        overage_sms_fen=None if overage_sms is None else yuan_to_fen(overage_sms, "overage-sms"), actor=actor(),
     )
     echo(f"added plan {plan.code}: {plan.carrier}, {format_yuan(plan.monthly_fee_fen)} a month")
 

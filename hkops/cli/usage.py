@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Optional
@@ -51,6 +52,10 @@ def generate(
     access.require(actor(), "usage.write", "generate usage records", db)
     first = _day(start, "start") or (utc_now().astimezone(SHANGHAI).date() - timedelta(days=days))
     population = None if synthetic else network_cards(store())
+    if population is not None and not population.empty:
+        from hkops.analytics.usage_stats import sold_cards
+
+        population = population.merge(sold_cards(db), on="msisdn", how="left")
     if population is None or population.empty:
         population = synthetic_cards(cards, seed=seed)
         source = f"{cards:,} synthetic cards"
@@ -66,21 +71,76 @@ def generate(
              f"for {days} day(s) from {first}, {source}, in {summary.out_dir} ({summary.records_per_s:,.0f} records/s)")
 
 
-@app.command()
-def stats(
-    day: Optional[str] = typer.Option(None, "--day", help="The day to report (default: the latest)."),
-    out: Optional[Path] = Out,
-    as_json: bool = typer.Option(False, "--json"),
-):
-    """The daily statistics report over the Parquet store (DuckDB); needs ``analytics.read``
-    (usage covers every card, so agent users, who see only their own subtree, are refused)."""
-    from hkops.analytics import usage_stats
+def _plans(db):
+    """The catalogue's plans, or None when it has none (charges are then not rated)."""
+    from hkops.catalogue.service import all_plans
+
+    return all_plans(db) or None
+
+
+def _reader():
+    """The store, after checking that the user may read every card's usage (``analytics.read``;
+    agent users, who see only their own subtree, are refused)."""
     from hkops.cli.common import actor, store
-    from hkops.network.usage import DEFAULT_OUT_DIR
     from hkops.security import access
 
     db = store()  # migrated and logged in first: actor() needs the users table
     access.require(actor(), "analytics.read", "read the usage statistics of every card", db)
+    return db
 
-    report = usage_stats.report(out or DEFAULT_OUT_DIR, _day(day, "day"))
-    emit_json(report) if as_json else echo(usage_stats.format_report(report))
+
+@app.command()
+def stats(
+    day: Optional[str] = typer.Option(None, "--day", help="The day to report (default: the latest)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Group instead by these, comma-separated: service, type, "
+                                     "hour, day, week, month, region, area, plan, channel, agent, msisdn, rat."),
+    start: Optional[str] = typer.Option(None, "--start", help="With --by: first local day."),
+    end: Optional[str] = typer.Option(None, "--end", help="With --by: last local day."),
+    region: Optional[str] = typer.Option(None, "--region", help="With --by: only this province (广东省)."),
+    plan: Optional[str] = typer.Option(None, "--plan", help="With --by: only cards of this plan."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="With --by: only cards this agent sold."),
+    channel: Optional[str] = typer.Option(None, "--channel", help="With --by: only cards of this channel."),
+    out: Optional[Path] = Out,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The daily statistics report over the Parquet store, or usage grouped ``--by`` dimensions
+    with filters; needs ``analytics.read``."""
+    from hkops.analytics import usage_stats
+    from hkops.network.usage import DEFAULT_OUT_DIR
+
+    db = _reader()
+    store_dir = out or DEFAULT_OUT_DIR
+    if by is None:
+        report = usage_stats.report(store_dir, _day(day, "day"), plans=_plans(db))
+        emit_json(report) if as_json else echo(usage_stats.format_report(report))
+        return
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    frame = usage_stats.statistics(store_dir, by=keys, plans=_plans(db), start=_day(start, "start"),
+                                   end=_day(end, "end"), region=region, plan=plan, agent=agent, channel=channel)
+    frame = usage_stats.for_people(frame)
+    if as_json:
+        emit_json(json.loads(frame.to_json(orient="records", force_ascii=False, default_handler=str)))
+    else:
+        echo(frame.to_string(index=False))
+
+
+@app.command()
+def report(
+    period: str = typer.Option(..., "--period", help="day, week (ISO, Monday to Sunday) or month."),
+    on: str = typer.Option(..., "--date", help="A day of the period, such as 2026-11-01."),
+    to: Path = typer.Option(..., "--out", help="The report to write: FILE.xlsx (a sheet per table) or FILE.csv."),
+    top: int = typer.Option(20, "--top", min=1, max=1000, help="How many top users to list."),
+    store_dir: Optional[Path] = typer.Option(None, "--store", help="The Parquet store (default data/usage)."),
+):
+    """Usage report of a day, week or month (volumes by time, place, service, plan and channel; DOU,
+    MOU, SMS and ARPU per plan and province; charges by the plans sold; top users) to Excel or CSV."""
+    from hkops.analytics import usage_stats
+    from hkops.network.usage import DEFAULT_OUT_DIR
+
+    db = _reader()
+    if to.suffix.lower() not in (".xlsx", ".csv"):
+        raise InvalidValue("out", str(to), "must end in .xlsx or .csv")
+    sheets = usage_stats.period_report(store_dir or DEFAULT_OUT_DIR, period, _day(on, "date"), plans=_plans(db), top=top)
+    usage_stats.export_report(sheets, to)
+    echo(f"{period} report of {sheets['summary'].iloc[1, 1]}..{sheets['summary'].iloc[2, 1]} written to {to} "
+         f"({', '.join(sheets)})")

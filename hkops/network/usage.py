@@ -18,6 +18,10 @@ city           str (``深圳市``). Required; blank or missing is read as the pr
 state          str, the SIM card state of DOMAIN.md section 5. Required.
 activated_at   datetime (UTC, or naive UTC), optional. A card makes no usage before it.
 is_5g          bool, optional. Without it 52% of cards are drawn as 5G (DOMAIN.md 7).
+plan           str, optional: the catalogue plan the card was sold with (``CM-58``).
+channel        str, optional: the order's sales channel (the selling agent's code, or
+               ``direct``).
+agent          str, optional: the selling agent's code, blank for direct sales.
 =============  ========================================================================
 
 The frame is a snapshot held for the whole window. What each state produces:
@@ -33,7 +37,10 @@ The frame is a snapshot held for the whole window. What each state produces:
 Parquet layout
 --------------
 ``out_dir/records/day=YYYY-MM-DD/part-0.parquet`` and
-``out_dir/topups/day=YYYY-MM-DD/part-0.parquet`` (hive partitions). ``day`` is the
+``out_dir/topups/day=YYYY-MM-DD/part-0.parquet`` (hive partitions), and
+``out_dir/cards/part-0.parquet``: the cards of the latest run (``CARD_COLUMNS``: where
+each card lives, its state, plan and sales channel), which statistics by plan and
+channel join on ``msisdn``. ``day`` is the
 business day in Asia/Shanghai; ``start`` / ``at`` are UTC timestamps (microseconds).
 Re-generating a day replaces its partition. Ids are ``day_number << 32 | sequence``
 (day_number = days since 1970-01-01), so they are unique across runs over different
@@ -44,8 +51,11 @@ outgoing voice 101.2 minutes per 30 days (MIIT's national figures for April 2024
 small, 52% of cards on 5G, per-card activity lognormal (the top tenth of users carry
 about half the data), an evening peak and a pre-dawn trough, weekday/weekend rhythm,
 provincial data use after what MIIT publishes of it (``_PROVINCE_DOU_GB``: the sources
-and what is a placeholder are named there). The rhythms are illustrative; the tariff
-(``TARIFF``) is an illustrative pay-as-you-go rate card giving an ARPU near ¥50.
+and what is a placeholder are named there). The rhythms are illustrative.
+
+Records leave the network unrated (``charge_fen`` 0): what a card pays follows the plan it
+was sold with (monthly fee, allowances, overage rates of the catalogue), which
+``hkops.analytics.usage_stats.rate`` and ``bills`` apply.
 """
 
 from __future__ import annotations
@@ -123,9 +133,8 @@ TOPUP_AMOUNTS_FEN = np.array([1_000, 2_000, 3_000, 5_000, 10_000, 20_000], dtype
 TOPUP_AMOUNT_P = np.array([0.08, 0.20, 0.20, 0.30, 0.17, 0.05])
 TOPUP_CHANNEL_P = np.array([0.42, 0.28, 0.15, 0.08, 0.05, 0.02])
 
-#: Illustrative rate card (fen): per started minute of outgoing voice, per outgoing SMS,
-#: per started 5 MiB of data; incoming calls and SMS are free (China's practice).
-TARIFF = {"voice_mo_per_min": 10, "sms_mo": 10, "data_per_5mib": 1}
+#: The columns of ``out_dir/cards/part-0.parquet`` (plan, channel and agent null when not known).
+CARD_COLUMNS = ("msisdn", "province", "city", "state", "plan", "channel", "agent")
 
 #: Relative weight of each local hour (Asia/Shanghai), per record type group.
 _HOURS_DATA = np.array([0.55, 0.32, 0.18, 0.11, 0.09, 0.10, 0.22, 0.50, 0.80, 0.90, 0.95, 1.00,
@@ -159,6 +168,12 @@ _WEEK = _WEEK / _WEEK.mean(axis=1, keepdims=True)
 #: Provinces the text does not name take their region's December 2023 figure; the seven named above
 #: 20 GB take 20.5, the three lowest 12.0 and 西藏 12.0 + 15.6. These placeholders keep the sourced
 #: ordering; they are not MIIT's provincial values, which the published text does not give.
+#: A search of stored copies of MIIT's reports and their press coverage (November 2026) found no
+#: table of 2024 values per province either: the only provincial figures in the text are older,
+#: 西藏 15.95, 云南 15.06, 贵州 14.81 GB in June 2020 (national 10.14, highest less lowest 9.15;
+#: 《2020年上半年通信业经济运行情况》) and 西藏 23.4, the lowest 9.3 GB in October 2021 (national
+#: 14.32). Their ratios to the national mean (西藏 1.57 and 1.63, the lowest 0.65) agree with the
+#: placeholders' (27.6 / 17.82 = 1.55, 12.0 / 17.82 = 0.67).
 _PROVINCE_DOU_GB = {
     # east (东部)
     "北京": 18.63, "天津": 18.63, "河北": 12.0, "上海": 12.0, "江苏": 18.63, "浙江": 18.63, "福建": 18.63,
@@ -280,6 +295,10 @@ def _check_cards(cards: pd.DataFrame) -> pd.DataFrame:
     frame["state"] = frame["state"].astype(str).str.strip().str.lower()
     frame["province"] = frame["province"].fillna("").astype(str).str.strip()
     frame["city"] = frame["city"].fillna("").astype(str).str.strip()
+    for column in ("plan", "channel", "agent"):
+        values = frame[column] if column in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+        values = values.astype(object).where(values.notna(), None)
+        frame[column] = [str(v).strip() or None if v is not None else None for v in values]
     frame.loc[frame["province"] == "", "province"] = "未知"
     blank_city = frame["city"] == ""
     frame.loc[blank_city, "city"] = frame.loc[blank_city, "province"]
@@ -491,11 +510,7 @@ def _day_records(pop: _Population, rng: np.random.Generator, day: date, day_numb
     cell = np.where(wander, (rng.random(n) * cells).astype(np.int64), cell) % cells
     cell_id = pop.city_cell_base[rec_city] + cell
 
-    charge = np.zeros(n, dtype=np.int64)
-    vmo = rtype == VOICE_MO
-    charge[vmo] = -(-duration[vmo].astype(np.int64) // 60) * TARIFF["voice_mo_per_min"]
-    charge[rtype == SMS_MO] = TARIFF["sms_mo"]
-    charge[is_data] = -(-total[is_data] // (5 << 20)) * TARIFF["data_per_5mib"]
+    charge = np.zeros(n, dtype=np.int64)  # unrated: billing prices usage by the plan sold
 
     # A card activated during the day makes nothing before its activation.
     keep = start >= pop.activated_us[card]
@@ -574,6 +589,19 @@ def _write(table: pa.Table, directory: Path, compression: str) -> str:
     return str(path)
 
 
+def _write_cards(frame: pd.DataFrame, out_dir: Path) -> str:
+    table = pa.Table.from_pandas(frame[list(CARD_COLUMNS)], preserve_index=False, schema=pa.schema([
+        ("msisdn", pa.int64()), ("province", pa.string()), ("city", pa.string()), ("state", pa.string()),
+        ("plan", pa.string()), ("channel", pa.string()), ("agent", pa.string())]))
+    directory = out_dir / "cards"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    path = directory / "part-0.parquet"
+    pq.write_table(table, path)
+    return str(path)
+
+
 def generate_usage(
     cards: pd.DataFrame,
     *,
@@ -622,6 +650,7 @@ def generate_usage(
                 progress(i + 1, days)
         for future in pending:
             summary.files.extend(future.result())
+    summary.files.append(_write_cards(frame, out_dir))
     summary.seconds = time.perf_counter() - began
     return summary
 
@@ -631,7 +660,8 @@ def synthetic_cards(n: int, *, seed: int = 7, provinces: dict[str, list[str]] | 
     """A ``cards`` frame for demos, tests and benchmarks until the card lifecycle feeds one.
 
     Cards are spread over provinces by rough population, mostly ``active`` (92%), with
-    some suspended, lost, terminated and replaced ones.
+    some suspended, lost, terminated and replaced ones; each has one of the demo world's
+    plans (``DEMO_PLAN_SHARES``) and was sold directly or by one of its shops (``DEMO_SHOPS``).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
     provinces = provinces or DEMO_CITIES
@@ -644,13 +674,28 @@ def synthetic_cards(n: int, *, seed: int = 7, provinces: dict[str, list[str]] | 
     imsi = (460_000_000_000_000 + rng.choice(10_000_000_000, size=n, replace=False).astype(np.int64)).astype(str)
     states = list(shares)
     state = np.array(states, dtype=object)[rng.choice(len(states), size=n, p=np.array(list(shares.values())) / sum(shares.values()))]
+    sales = np.random.default_rng(np.random.SeedSequence([seed, 98]))
+    plan_codes = list(DEMO_PLAN_SHARES)
+    plan = np.array(plan_codes, dtype=object)[sales.choice(len(plan_codes), size=n, p=list(DEMO_PLAN_SHARES.values()))]
+    agent = np.array(DEMO_SHOPS, dtype=object)[sales.integers(0, len(DEMO_SHOPS), n)]
+    agent[sales.random(n) < DEMO_DIRECT_SHARE] = None
     return pd.DataFrame({
         "msisdn": msisdn,
         "imsi": imsi,
         "province": np.array(names, dtype=object)[prov],
         "city": city,
         "state": state,
+        "plan": plan,
+        "channel": np.where(pd.isna(agent), "direct", agent).astype(object),
+        "agent": agent,
     })
+
+
+#: Plans of the demo world's catalogue (hkops.demo_distribution.PLANS) and their shares of cards.
+DEMO_PLAN_SHARES = {"CM-58": 0.35, "CM-128": 0.10, "CU-39": 0.35, "CT-29": 0.20}
+#: The demo world's shops (level-3 agents) and the share of cards sold directly.
+DEMO_SHOPS = tuple(f"A-{region}-{n}-{m}" for region in ("NORTH", "SOUTH", "EAST") for n in (1, 2) for m in (1, 2))
+DEMO_DIRECT_SHARE = 0.3
 
 
 #: A few cities per province for ``synthetic_cards``, and rough population weights.
