@@ -78,8 +78,15 @@ def _typed(frame, table):
 
 
 def execute(expr):
-    """Run an Ibis expression (DuckDB for in-memory tables) and return a pandas DataFrame."""
-    return expr.to_pandas()
+    """Run an Ibis expression (DuckDB for in-memory tables) and return a pandas DataFrame
+    (date columns as ``datetime.date`` values, as the analyses compare them with days)."""
+    import pandas as pd
+
+    frame = expr.to_pandas()
+    for name, dtype in expr.schema().items():
+        if dtype.is_date() and len(frame):
+            frame[name] = pd.to_datetime(frame[name]).dt.date
+    return frame
 
 
 def agent_scope(db: Store, actor) -> list[int] | None:
