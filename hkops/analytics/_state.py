@@ -100,3 +100,20 @@ def agent_scope(db: Store, actor) -> list[int] | None:
         return None
     with db.read() as conn:
         return [int(i) for i in conn.execute(query).scalars()]
+
+
+def usage_records(store_dir):
+    """The usage records of the Parquet store (``records/day=YYYY-MM-DD/*.parquet``) as an Ibis
+    table with a ``day`` date column; InvalidValue naming the store when it holds none."""
+    from pathlib import Path
+
+    import ibis
+
+    from hkops.errors import InvalidValue
+
+    root = Path(store_dir) / "records"
+    if not any(root.glob("day=*/*.parquet")):
+        raise InvalidValue("usage store", str(store_dir),
+                           f"holds no records (expected {root}/day=YYYY-MM-DD/*.parquet); run `hkops usage generate`")
+    records = ibis.duckdb.connect().read_parquet(str(root / "day=*" / "*.parquet"), hive_partitioning=True)
+    return records.mutate(day=records.day.cast("date"))
