@@ -28,7 +28,7 @@ HOLDOUT_DAYS = 28
 #: Days a model needs to fit: two weekly seasons.
 FIT_DAYS = 2 * SEASON
 #: |robust score| beyond which a day is an anomaly.
-ANOMALY_SCORE = 3.5
+ANOMALY_SCORE = 4.0
 METHODS = ("ets", "stl")
 #: STL smoothing windows (days) for anomalies: a season that changes slowly and a trend over about
 #: a month, so that a spike stays in the residual instead of being absorbed.
@@ -164,10 +164,12 @@ def anomalies(series, threshold: float = ANOMALY_SCORE):
     result = STL(series.astype(float), period=SEASON, seasonal=STL_SEASONAL, trend=STL_TREND, robust=True).fit()
     resid = result.resid.to_numpy()
     centre = float(np.median(resid))
-    spread = MAD_SCALE * float(np.median(np.abs(resid - centre)))
-    if spread == 0:
-        spread = float(np.mean(np.abs(resid - centre))) * 1.2533 or 1.0
-    score = (resid - centre) / spread
+    deviation = resid - centre
+    negligible = 1e-9 * max(1.0, float(np.abs(series.to_numpy()).max()))
+    spread = MAD_SCALE * float(np.median(np.abs(deviation)))
+    if spread <= negligible:  # most days fit exactly: scale by the mean deviation instead
+        spread = 1.2533 * float(np.mean(np.abs(deviation)))
+    score = deviation / spread if spread > negligible else np.zeros_like(deviation)  # nothing stands out
     flagged = np.abs(score) > threshold
     return pd.DataFrame({"day": series.index[flagged], "value": series.to_numpy()[flagged],
                          "expected": (series.to_numpy() - resid)[flagged], "score": score[flagged]})
