@@ -51,7 +51,8 @@ def _tables(db: Store, names, *, agent_ids: list[int] | None = None) -> dict:
             stmt = select(*columns)
             if agent_ids is not None and name in ("orders", "commission_entries"):
                 stmt = stmt.where(table.c.agent_id.in_(agent_ids))
-            frame = pd.DataFrame(conn.execute(stmt).all(), columns=list(COLUMNS[name]))
+            rows = conn.execute(stmt).all()
+            frame = pd.DataFrame(dict(zip(COLUMNS[name], zip(*rows))) if rows else {c: [] for c in COLUMNS[name]})
             found[name] = ibis.memtable(_typed(frame, table))
     return found
 

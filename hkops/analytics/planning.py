@@ -198,7 +198,9 @@ def runway(available: dict[str, int], demand_per_day: dict[str, float], recycled
 # ---------------------------------------------------------------- reading the database
 
 
-def _read(db: Store, actor):
+def planning_tables(db: Store, actor=None) -> dict:
+    """The tables planning reads (checks ``analytics.read``); pass them as ``tables=`` to the
+    reports below to read the database once for several of them."""
     from hkops.analytics._state import _tables
     from hkops.security.access import require
 
@@ -206,31 +208,31 @@ def _read(db: Store, actor):
     return _tables(db, PLANNING_TABLES)
 
 
-def utilisation_report(db: Store, by: str = "region", *, actor=None, region: str | None = None):
+def utilisation_report(db: Store, by: str = "region", *, actor=None, region: str | None = None, tables=None):
     """:func:`pool_utilisation` of ``db`` now (one region's rows only with ``region``)."""
     from hkops.analytics._state import execute
     from hkops.timeutil import utc_now
 
-    t = _read(db, actor)
+    t = tables or planning_tables(db, actor)
     frame = execute(pool_utilisation(t["numbers"], t["number_blocks"], by, as_of=utc_now().replace(tzinfo=None)))
     if region is not None and by == "region":
         frame = frame[frame["region"] == region]
     return frame.reset_index(drop=True)
 
 
-def history_report(db: Store, start: date, end: date, by: str = "region", *, actor=None):
+def history_report(db: Store, start: date, end: date, by: str = "region", *, actor=None, tables=None):
     """:func:`utilisation_history` for every day from ``start`` to ``end`` (local, inclusive)."""
     from hkops.analytics._state import execute
 
     if end < start:
         raise InvalidValue("end", end.isoformat(), f"is before start {start.isoformat()}: the date range is empty")
-    t = _read(db, actor)
+    t = tables or planning_tables(db, actor)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     return execute(utilisation_history(t["numbers"], t["number_blocks"], t["audit_log"], days, by))
 
 
 def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, today: date | None = None,
-               actor=None):
+               actor=None, tables=None):
     """Per region: available numbers, demand per day (numbers taken over the last ``window_days``
     days, per day), numbers recycled from quarantine within the cover, the day it runs out and the
     blocks to request for ``months_of_cover`` months (:func:`runway`)."""
@@ -241,7 +243,7 @@ def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, 
     if window_days < 1:
         raise InvalidValue("window_days", window_days, "must be 1 or more")
     today = today or local_today()
-    t = _read(db, actor)
+    t = tables or planning_tables(db, actor)
     pool = execute(pool_utilisation(t["numbers"], t["number_blocks"], "region", as_of=utc_now().replace(tzinfo=None)))
     demand = execute(demand_history(t["numbers"], t["number_blocks"], t["audit_log"]))
     recent = demand[(demand["day"] > today - timedelta(days=window_days)) & (demand["day"] <= today)]
@@ -256,7 +258,7 @@ def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, 
 
 
 def quarantine_outlook(db: Store, *, horizon_days: int = 90, window_days: int = 28, today: date | None = None,
-                       actor=None):
+                       actor=None, tables=None):
     """Per region, the ``horizon_days`` ahead: numbers expected into quarantine (the daily
     terminations of the last ``window_days`` days, carried forward) and numbers due back to the
     pool (their cool-off ends), with the net change of the quarantined stock."""
@@ -266,7 +268,7 @@ def quarantine_outlook(db: Store, *, horizon_days: int = 90, window_days: int = 
     from hkops.analytics.filters import today as local_today
 
     today = today or local_today()
-    t = _read(db, actor)
+    t = tables or planning_tables(db, actor)
     inflow = execute(quarantine_inflow(t["numbers"], t["number_blocks"], t["audit_log"]))
     recent = inflow[(inflow["day"] > today - timedelta(days=window_days)) & (inflow["day"] <= today)]
     expected = recent.groupby("region")["quarantined"].sum() / window_days * horizon_days

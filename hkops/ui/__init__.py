@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "show", "stock_console"]
+__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "show", "stock_console", "trends_console"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
@@ -18,6 +18,7 @@ _WHERE = {
     "orders_console": "hkops.ui.orders",
     "show": "hkops.ui.serving",
     "stock_console": "hkops.ui.stock",
+    "trends_console": "hkops.ui.trends",
 }
 
 

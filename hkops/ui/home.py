@@ -31,7 +31,9 @@ CONSOLES = [
             "an order's timeline, shipment and payments; pay, ship, deliver, activate, cancel or return it.",
             "orders.ipynb"),
     Console("结算 Settlement", "Commissions, clawbacks, settlement batches and withdrawals (to come)."),
-    Console("趋势 Trends", "Sales and usage trends (to come)."),
+    Console("趋势 Trends", "The sales funnel and its trend, usage per day, the number pool and the blocks to "
+            "request, forecasts with their intervals and back-test error, anomalies; filter by dates, region, "
+            "plan and agent; export to Excel or CSV.", "trends.ipynb"),
 ]
 
 
