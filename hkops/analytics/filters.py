@@ -56,6 +56,19 @@ def regions(db: Store) -> list[str]:
                                          select(orders.c.ship_province))).scalars())
 
 
+def choices(db: Store) -> dict[str, list[str]]:
+    """What each filter can be set to: ``regions``, ``plans`` (codes) and ``agents`` (codes), sorted."""
+    from sqlalchemy import select
+
+    from hkops.agents.tables import agents
+    from hkops.catalogue.tables import plans
+
+    with db.read() as conn:
+        plan_codes = list(conn.execute(select(plans.c.code).order_by(plans.c.code)).scalars())
+        agent_codes = list(conn.execute(select(agents.c.code).order_by(agents.c.code)).scalars())
+    return {"regions": regions(db), "plans": plan_codes, "agents": agent_codes}
+
+
 def check_filters(db: Store, *, start=None, end=None, region=None, plan=None, agent=None,
                   as_of: date | None = None) -> Filters:
     """Check the filters against ``db`` and return them; InvalidValue naming the first bad one.

@@ -6,8 +6,8 @@ no resident IDs, no addresses; people appear only as pseudonymous keys.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from hkops.audit import audit_log
@@ -16,6 +16,9 @@ from hkops.orders.tables import orders
 from hkops.security.access import require
 from hkops.store.engine import Store
 from hkops.timeutil import SHANGHAI
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Funnel stages: the audited order action that marks reaching each one.
 FUNNEL = [("placed", "create"), ("approved", "approve"), ("paid", "pay"), ("allocated", "allocate"),
@@ -37,6 +40,8 @@ def orders_frame(db: Store, *, actor: str | None = None) -> pd.DataFrame:
     person (the same for one person's orders, so distinct customers can be counted; see
     :func:`hkops.subscribers.service.pseudonyms`). Needs ``analytics.read``; an agent user gets
     only its subtree's orders."""
+    import pandas as pd
+
     from hkops.subscribers.service import pseudonyms
 
     scope = _scope(actor)
@@ -64,6 +69,8 @@ def funnel(db: Store, *, actor: str | None = None) -> pd.DataFrame:
     """How many orders reached each stage (from the audit trail, so cancelled and returned
     orders count for the stages they passed), with the share of placed orders.
     Needs ``analytics.read``; an agent user counts only its subtree's orders."""
+    import pandas as pd
+
     scope = _scope(actor)
     stmt = (select(audit_log.c.action, func.count(func.distinct(audit_log.c.subject)))
             .where(audit_log.c.entity == "order", audit_log.c.action.in_([a for _, a in FUNNEL]))

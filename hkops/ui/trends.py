@@ -142,18 +142,12 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self._show()
 
     def _load_choices(self) -> None:
-        from sqlalchemy import select
+        from hkops.analytics.filters import choices, today
 
-        from hkops.agents.tables import agents
-        from hkops.analytics.filters import regions, today
-        from hkops.catalogue.tables import plans
-
-        with self.store.read() as conn:
-            plan_codes = list(conn.execute(select(plans.c.code).order_by(plans.c.code)).scalars())
-            agent_codes = list(conn.execute(select(agents.c.code).order_by(agents.c.code)).scalars())
-        set_options(self.region, [(ANY, "")] + [(r, r) for r in regions(self.store)])
-        set_options(self.plan, [(ANY, "")] + [(p, p) for p in plan_codes])
-        set_options(self.agent, [(ANY, "")] + [(a, a) for a in agent_codes])
+        offered = choices(self.store)
+        set_options(self.region, [(ANY, "")] + [(r, r) for r in offered["regions"]])
+        set_options(self.plan, [(ANY, "")] + [(p, p) for p in offered["plans"]])
+        set_options(self.agent, [(ANY, "")] + [(a, a) for a in offered["agents"]])
         if not self.end.value and not self.start.value:
             self.end.value = today().isoformat()
             self.start.value = (today() - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
