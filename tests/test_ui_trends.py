@@ -54,7 +54,19 @@ def test_it_opens_on_the_last_90_days_with_the_funnel_the_trend_usage_and_the_po
     regions = {x for trace in console.pool_chart.data for x in trace.x}
     assert {"Beijing", "Guangdong"} <= regions
     assert "data-region='Beijing'" in console.plan_table.value
-    assert set(console.tables) == {"funnel", "daily", "usage", "pool", "blocks to request"}
+    (history,) = [t for t in console.pool_history_chart.data if t.name == "Beijing"]
+    assert history.y[-1] == pytest.approx(100 * 2 / 20_000)  # two numbers held of two Beijing blocks
+    assert set(console.tables) == {"funnel", "daily", "usage", "pool", "blocks to request", "funnel by agent"}
+
+
+def test_the_funnel_breaks_down_by_agent_channel_plan_or_province(console):
+    assert "data-key='A3'" in console.breakdown_table.value and "data-key='B'" in console.breakdown_table.value
+    console.breakdown.value = "channel"
+    assert "data-key='level-3 agent'" in console.breakdown_table.value  # A3
+    assert "data-key='level-2 agent'" in console.breakdown_table.value  # B
+    console.breakdown.value = "province"
+    assert "data-key='Beijing'" in console.breakdown_table.value  # 北京, as the catalogue names it
+    assert "funnel by province" in console.tables and "funnel by channel" not in console.tables
 
 
 def test_filters_narrow_the_figures_and_bad_ones_are_named_without_changing_what_is_shown(console, two_agents):
@@ -114,7 +126,7 @@ def test_export_offers_an_excel_workbook_or_a_zip_of_csv_files(console):
     console.export_button.click()
     assert console.status.kind == "ok", console.status.text
     book = load_workbook(io.BytesIO(downloaded(console)))
-    assert book.sheetnames == ["funnel", "daily", "usage", "pool", "blocks to request"]
+    assert book.sheetnames == ["funnel", "daily", "usage", "pool", "blocks to request", "funnel by agent"]
     head = [c.value for c in book["funnel"][1]]
     assert book["funnel"].cell(2, head.index("placed") + 1).value == 2
     console.export_format.value = "csv"

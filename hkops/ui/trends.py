@@ -39,6 +39,7 @@ DEFAULT_DAYS = 90
 SERIES = [("激活 Activations", "activated"), ("订单 Orders", "placed"), ("流量 Usage (data GB)", "usage")]
 METHODS = [("指数平滑 ETS (Holt-Winters)", "ets"), ("STL", "stl")]
 FORMATS = [("Excel", "xlsx"), ("CSV (zip)", "csv")]
+BREAKDOWNS = [("代理商 Agent", "agent"), ("渠道 Channel", "channel"), ("套餐 Plan", "plan"), ("省份 Province", "province")]
 STEP_ZH = {"placed": "下单 placed", "paid": "支付 paid", "shipped": "发货 shipped", "delivered": "签收 delivered",
            "activated": "激活 activated", "first_topup": "首充 first top-up"}
 GIB = 1 << 30
@@ -84,6 +85,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self.pending = None
         self.tables: dict = {}
         self.filters = None
+        self._steps = None
 
         self.status = StatusLine()
         self.progress = Busy()
@@ -96,11 +98,15 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
 
         self.funnel_table = widgets.HTML().add_class("hkops-trends-funnel")
         self.funnel_chart = _chart("hkops-funnel-chart", _layout("销售漏斗 Sales funnel", 320))
+        self.breakdown = choice("分组 Break down by", BREAKDOWNS, "hkops-funnel-by", "240px")
+        self.breakdown_table = widgets.HTML().add_class("hkops-funnel-breakdown")
         self.trend_chart = _chart("hkops-trend-chart", _layout("每日 Orders per day by step"))
         self.usage_chart = _chart("hkops-usage-chart", _layout("用量 Data per day (GB)"))
         self.usage_note = widgets.HTML().add_class("hkops-usage-note")
         self.pool_chart = _chart("hkops-pool-chart", _layout("号码池 Number pool by region", 320, barmode="stack"))
         self.plan_table = widgets.HTML().add_class("hkops-plan")
+        self.pool_history_chart = _chart("hkops-pool-history-chart",
+                                         _layout("号码使用率 Utilisation per day (in use / all numbers)", 280))
 
         self.forecast_series = choice("序列 Series", SERIES, "hkops-forecast-series", "240px")
         self.forecast_method = choice("方法 Method", METHODS, "hkops-forecast-method", "260px")
@@ -115,15 +121,18 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self.download = widgets.HTML().add_class("hkops-download")
 
         self.show_button.on_click(lambda _b: self._guard(self._show, announce=False))
+        self.breakdown.observe(lambda _c: self._guard(self._show_breakdown), names="value")
         self.forecast_button.on_click(lambda _b: self._guard(self._forecast))
         self.export_button.on_click(lambda _b: self._guard(self._export))
 
         title = widgets.HTML("<h2 class='hkops-title'>趋势 <span>Trends</span></h2>")
         filters = row([self.start, self.end, self.region, self.plan, self.agent, self.show_button], "hkops-filters")
-        funnel = panel("销售漏斗 Sales funnel", [self.funnel_table, self.funnel_chart], "1 1 520px")
+        funnel = panel("销售漏斗 Sales funnel", [self.funnel_table, self.funnel_chart, self.breakdown,
+                                               self.breakdown_table], "1 1 520px")
         trend = panel("销售趋势 Sales trend", [self.trend_chart], "1 1 520px")
         usage = panel("用量 Usage", [self.usage_note, self.usage_chart], "1 1 520px")
-        pool = panel("号码池 Number pool and blocks to request", [self.pool_chart, self.plan_table], "1 1 520px")
+        pool = panel("号码池 Number pool and blocks to request", [self.pool_chart, self.pool_history_chart,
+                                                             self.plan_table], "1 1 520px")
         forecast = panel("预测与异常 Forecast and anomalies", [
             row([self.forecast_series, self.forecast_method, self.horizon, self.forecast_button], "hkops-filters"),
             self.forecast_note, self.forecast_chart], "1 1 100%")
@@ -162,9 +171,10 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         """Check the filters, then read and draw the funnel, trend, usage and pool."""
         from hkops.analytics import planning, sales
         from hkops.analytics._state import execute
+        from hkops.analytics.filters import today
 
         filters = self._checked()  # a bad filter stops here, with everything shown left as it was
-        with self.progress.busy("读取 Reading orders, usage and the pool", 5) as step:
+        with self.progress.busy("读取 Reading orders, usage and the pool", 6) as step:
             steps = sales.steps_for(self.store, actor=self.actor, filters=filters)
             funnel = execute(sales.funnel_by(steps))
             step()
@@ -176,10 +186,15 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
             pool = planning.utilisation_report(self.store, actor=self.actor, tables=tables)
             step()
             plan = planning.block_plan(self.store, actor=self.actor, tables=tables)
+            step()
+            first = filters.start or (filters.end or today()) - timedelta(days=DEFAULT_DAYS - 1)
+            history = planning.history_report(self.store, first, filters.end or today(), actor=self.actor,
+                                              tables=tables)
             if filters.region:
                 pool, plan = pool[pool.region == filters.region], plan[plan.region == filters.region]
+                history = history[history.region == filters.region]
             step()
-        self.filters = filters
+        self.filters, self._steps = filters, steps
         trend = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
         self.tables = {"funnel": funnel, "daily": trend.reset_index(), "usage": usage, "pool": pool,
                        "blocks to request": plan}
@@ -187,6 +202,8 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self._draw_trend(trend)
         self._draw_usage(usage)
         self._draw_pool(pool, plan)
+        self._draw_history(history)
+        self._show_breakdown()
         self.status.ok(f"已更新 Shown for {self._described(filters)}.")
 
     def _usage(self, filters):
@@ -234,6 +251,35 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
                                                   x=[int(figures[s]) if figures is not None else 0 for s in STEPS],
                                                   textinfo="value+percent initial"))
         charts.snapshot(self.funnel_chart)
+
+    def _show_breakdown(self) -> None:
+        """The funnel per agent, channel, plan or province (as chosen), for the filters last shown."""
+        from hkops.analytics import sales
+        from hkops.analytics._state import execute
+
+        if getattr(self, "_steps", None) is None:
+            return
+        by = self.breakdown.value
+        frame = execute(sales.funnel_by(self._steps, by)).sort_values(["placed", by], ascending=[False, True])
+        self.tables = {k: v for k, v in self.tables.items() if not k.startswith("funnel by ")}
+        self.tables[f"funnel by {by}"] = frame
+        cells = [[html.escape(str(r[by])), f"{int(r['placed']):,}", f"{int(r['paid']):,}", f"{int(r['activated']):,}",
+                  _percent(r["activated_conv"]), f"{int(r['first_topup']):,}", _hours(r["paid_hours"])]
+                 for r in frame.to_dict("records")]
+        self.breakdown_table.value = html_table(
+            [dict((v, k) for k, v in BREAKDOWNS)[by], "下单 Placed", "支付 Paid", "激活 Activated",
+             "签收→激活 Delivered→activated", "首充 First top-up", "下单→支付 Placed→paid"], cells,
+            numeric={1, 2, 3, 4, 5, 6}, row_attrs=[f"data-key='{html.escape(str(r))}'" for r in frame[by]],
+            empty="没有订单 No orders for these filters.")
+
+    def _draw_history(self, history) -> None:
+        with self.pool_history_chart.batch_update():
+            self.pool_history_chart.data = ()
+            for region, rows in history.groupby("region", sort=True):
+                self.pool_history_chart.add_trace(go.Scatter(
+                    x=[str(d) for d in rows["day"]], y=(100 * rows["utilisation"]).round(3).tolist(), mode="lines",
+                    name=region, hovertemplate=region + " %{x}: %{y:.2f}%<extra></extra>"))
+        charts.snapshot(self.pool_history_chart)
 
     def _draw_trend(self, trend) -> None:
         with self.trend_chart.batch_update():
