@@ -73,6 +73,10 @@ def test_utilisation_over_time_is_rebuilt_backwards_from_the_audit_trail():
     assert [d.day for d in gd.index] == [16, 20]  # the block exists from 15 November
     assert gd["in_use"].tolist() == [1, 1] and gd["total"].tolist() == [4, 4]
     assert history[history.region == "Beijing"]["utilisation"].iloc[-1] == pytest.approx(3 / 6)
+    by_grade = planning.utilisation_history(numbers_t, blocks, audit, [date(2026, 11, 20)], "grade").to_pandas()
+    assert by_grade.set_index("grade")["in_use"].to_dict() == {"plain": 4, "AAAA": 0}
+    by_block = planning.utilisation_history(numbers_t, blocks, audit, [date(2026, 11, 3)], "block").to_pandas()
+    assert by_block[["block", "in_use", "total"]].values.tolist() == [[BJ, 1, 6]]  # SZ not added yet
 
 
 def test_demand_and_quarantine_flows():

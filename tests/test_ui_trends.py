@@ -136,6 +136,18 @@ def test_export_offers_an_excel_workbook_or_a_zip_of_csv_files(console):
         assert archive.read("funnel.csv").decode("utf-8-sig").startswith("placed,paid,")
 
 
+def test_export_refuses_an_unknown_format_or_nothing_to_export():
+    import pandas as pd
+
+    from hkops.analytics.export import export_tables
+    from hkops.errors import InvalidValue
+
+    with pytest.raises(InvalidValue, match="format 'pdf'"):
+        export_tables({"funnel": pd.DataFrame({"placed": [1]})}, "pdf")
+    with pytest.raises(InvalidValue, match="there is no table to export yet"):
+        export_tables({}, "xlsx")
+
+
 def test_an_agent_user_without_analytics_is_told_so(two_agents, usage_dir):
     console = trends_console(two_agents.db, actor=two_agents.ua, usage_dir=usage_dir)
     assert console.status.kind == "error" and "analytics.read" in console.status.text
