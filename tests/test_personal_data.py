@@ -211,6 +211,9 @@ def test_no_output_lets_anyone_rebuild_a_resident_id(distribution, cli, hlr):
 
     frame = sales.orders_frame(db)
     seen += [frame.to_csv(), sales.funnel(db).to_csv(), sales.daily_orders(frame).to_csv()]
+    # The analyses over the Ibis tables, and what the trends console exports.
+    seen += [sales.funnel_report(db, by).to_csv() for by in sales.DIMENSIONS]
+    seen += [sales.league_report(db).to_csv(), sales.trends_report(db).to_csv(), sales.rates_report(db).to_csv()]
     # The consoles' pages.
     from hkops.ui import lifecycle_console, orders_console
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 
 __all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "settlement_console", "show",
-           "stock_console"]
+           "stock_console", "trends_console"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
@@ -20,6 +20,7 @@ _WHERE = {
     "settlement_console": "hkops.ui.settlement",
     "show": "hkops.ui.serving",
     "stock_console": "hkops.ui.stock",
+    "trends_console": "hkops.ui.trends",
 }
 
 

@@ -33,7 +33,9 @@ CONSOLES = [
     Console("结算 Settlement", "Agents' balances and pending commission down to each order, clawbacks, "
             "month-end settlement batches (create, confirm, approve, pay, export to Excel), the withdrawal queue "
             "and commission charts.", "settlement.ipynb"),
-    Console("趋势 Trends", "Sales and usage trends (to come)."),
+    Console("趋势 Trends", "The sales funnel and its trend, usage per day, the number pool and the blocks to "
+            "request, forecasts with their intervals and back-test error, anomalies; filter by dates, region, "
+            "plan and agent; export to Excel or CSV.", "trends.ipynb"),
 ]
 
 

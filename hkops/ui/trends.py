@@ -1,0 +1,397 @@
+"""The trends console (趋势): sales funnel and trends, usage, the number pool, forecasts, export.
+
+The widget only wires: the figures are :mod:`hkops.analytics.sales`, :mod:`~hkops.analytics.planning`,
+:mod:`~hkops.analytics.forecast` and :mod:`~hkops.analytics.usage_stats`; the filters are checked by
+:func:`hkops.analytics.filters.check_filters` (a bad one is named in the status line, nothing shown
+changes). Reading takes a few seconds on a large database: a progress bar says what it is doing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import timedelta
+from pathlib import Path
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from hkops.audit import default_actor
+from hkops.store.engine import Store, get_store
+from hkops.ui import charts
+from hkops.ui._common import (
+    ANY,
+    Busy,
+    GuardedConsole,
+    StatusLine,
+    button,
+    choice,
+    field,
+    html_table,
+    panel,
+    row,
+    set_options,
+    stylesheet,
+)
+
+#: Days shown when the console opens: the last 90.
+DEFAULT_DAYS = 90
+SERIES = [("激活 Activations", "activated"), ("订单 Orders", "placed"), ("流量 Usage (data GB)", "usage")]
+METHODS = [("指数平滑 ETS (Holt-Winters)", "ets"), ("STL", "stl")]
+FORMATS = [("Excel", "xlsx"), ("CSV (zip)", "csv")]
+BREAKDOWNS = [("代理商 Agent", "agent"), ("渠道 Channel", "channel"), ("套餐 Plan", "plan"), ("省份 Province", "province")]
+STEP_ZH = {"placed": "下单 placed", "paid": "支付 paid", "shipped": "发货 shipped", "delivered": "签收 delivered",
+           "activated": "激活 activated", "first_topup": "首充 first top-up"}
+GIB = 1 << 30
+
+
+def _layout(title: str, height: int = 300, **extra) -> go.Layout:
+    return go.Layout(title={"text": title, "font": {"size": 14}, "x": 0.01}, height=height, template="plotly_white",
+                     margin={"l": 50, "r": 10, "t": 40, "b": 40}, font={"size": 11},
+                     legend={"orientation": "h", "y": -0.2}, **extra)
+
+
+def _chart(css: str, layout: go.Layout):
+    fig = charts.figure(layout=layout)
+    fig.add_class("hkops-chart").add_class(css)
+    return fig
+
+
+def _percent(value) -> str:
+    return "—" if value is None or value != value else f"{100 * value:.1f}%"
+
+
+def _hours(value) -> str:
+    return "—" if value is None or value != value else f"{value:,.1f} h"
+
+
+class TrendsConsole(GuardedConsole, widgets.VBox):
+    """趋势 Trends: filters (date range, region, plan, agent), the sales funnel and its trend, usage
+    per day, the number pool and the blocks to request, a forecast with its interval, back-test
+    error and anomalies, and export of what is shown.
+
+    Attributes tests drive: ``start``, ``end``, ``region``, ``plan``, ``agent``, ``show_button``,
+    ``funnel_table``, ``funnel_chart``, ``trend_chart``, ``usage_chart``, ``usage_note``, ``pool_chart``,
+    ``plan_table``, ``forecast_series``, ``forecast_method``, ``forecast_button``, ``forecast_chart``,
+    ``forecast_note``, ``export_format``, ``export_button``, ``download``, ``status``, ``progress``;
+    ``tables`` holds the frames last shown (what export writes).
+    """
+
+    def __init__(self, store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None):
+        super().__init__()
+        self.store = store or get_store()
+        self.actor = actor or default_actor()
+        self.usage_dir = usage_dir
+        self.pending = None
+        self.tables: dict = {}
+        self.filters = None
+        self._steps = None
+
+        self.status = StatusLine()
+        self.progress = Busy()
+        self.start = field("从 From", "YYYY-MM-DD", "hkops-trends-start", "200px")
+        self.end = field("到 To", "YYYY-MM-DD", "hkops-trends-end", "200px")
+        self.region = choice("地区 Region", [(ANY, "")], "hkops-trends-region", "220px")
+        self.plan = choice("套餐 Plan", [(ANY, "")], "hkops-trends-plan", "200px")
+        self.agent = choice("代理商 Agent", [(ANY, "")], "hkops-trends-agent", "220px")
+        self.show_button = button("查询 Show", "hkops-trends-show", "primary", "search")
+
+        self.funnel_table = widgets.HTML().add_class("hkops-trends-funnel")
+        self.funnel_chart = _chart("hkops-funnel-chart", _layout("销售漏斗 Sales funnel", 320))
+        self.breakdown = choice("分组 Break down by", BREAKDOWNS, "hkops-funnel-by", "240px")
+        self.breakdown_table = widgets.HTML().add_class("hkops-funnel-breakdown")
+        self.trend_chart = _chart("hkops-trend-chart", _layout("每日 Orders per day by step"))
+        self.usage_chart = _chart("hkops-usage-chart", _layout("用量 Data per day (GB)"))
+        self.usage_note = widgets.HTML().add_class("hkops-usage-note")
+        self.pool_chart = _chart("hkops-pool-chart", _layout("号码池 Number pool by region", 320, barmode="stack"))
+        self.plan_table = widgets.HTML().add_class("hkops-plan")
+        self.pool_history_chart = _chart("hkops-pool-history-chart",
+                                         _layout("号码使用率 Utilisation per day (in use / all numbers)", 280))
+
+        self.forecast_series = choice("序列 Series", SERIES, "hkops-forecast-series", "240px")
+        self.forecast_method = choice("方法 Method", METHODS, "hkops-forecast-method", "260px")
+        self.horizon = field("天数 Days ahead", css="hkops-forecast-horizon", width="180px",
+                             kind=widgets.BoundedIntText, value=28, min=1, max=180)
+        self.forecast_button = button("预测 Forecast", "hkops-forecast", "primary", "line-chart")
+        self.forecast_chart = _chart("hkops-forecast-chart", _layout("预测 Forecast", 340))
+        self.forecast_note = widgets.HTML().add_class("hkops-forecast-note")
+
+        self.export_format = choice("格式 Format", FORMATS, "hkops-export-format", "200px")
+        self.export_button = button("导出 Export", "hkops-export", icon="download")
+        self.download = widgets.HTML().add_class("hkops-download")
+
+        self.show_button.on_click(lambda _b: self._guard(self._show, announce=False))
+        self.breakdown.observe(lambda _c: self._guard(self._show_breakdown), names="value")
+        self.forecast_button.on_click(lambda _b: self._guard(self._forecast))
+        self.export_button.on_click(lambda _b: self._guard(self._export))
+
+        title = widgets.HTML("<h2 class='hkops-title'>趋势 <span>Trends</span></h2>")
+        filters = row([self.start, self.end, self.region, self.plan, self.agent, self.show_button], "hkops-filters")
+        funnel = panel("销售漏斗 Sales funnel", [self.funnel_table, self.funnel_chart, self.breakdown,
+                                               self.breakdown_table], "1 1 520px")
+        trend = panel("销售趋势 Sales trend", [self.trend_chart], "1 1 520px")
+        usage = panel("用量 Usage", [self.usage_note, self.usage_chart], "1 1 520px")
+        pool = panel("号码池 Number pool and blocks to request", [self.pool_chart, self.pool_history_chart,
+                                                             self.plan_table], "1 1 520px")
+        forecast = panel("预测与异常 Forecast and anomalies", [
+            row([self.forecast_series, self.forecast_method, self.horizon, self.forecast_button], "hkops-filters"),
+            self.forecast_note, self.forecast_chart], "1 1 100%")
+        export = panel("导出 Export", [row([self.export_format, self.export_button]), self.download], "1 1 100%")
+        self.children = [stylesheet(), title, filters, self.progress, self.status, charts.FitCharts(),
+                         row([funnel, trend]), row([usage, pool]), row([forecast]), row([export])]
+        self.add_class("hkops-console")
+        self.add_class("hkops-trends")
+        self.refresh()
+
+    # ------------------------------------------------------------ reading
+
+    def _refresh(self) -> None:
+        """Load the filter choices, then show the figures for the filters as they are."""
+        self._load_choices()
+        self._show()
+
+    def _load_choices(self) -> None:
+        from hkops.analytics.filters import choices, today
+
+        offered = choices(self.store)
+        set_options(self.region, [(ANY, "")] + [(r, r) for r in offered["regions"]])
+        set_options(self.plan, [(ANY, "")] + [(p, p) for p in offered["plans"]])
+        set_options(self.agent, [(ANY, "")] + [(a, a) for a in offered["agents"]])
+        if not self.end.value and not self.start.value:
+            self.end.value = today().isoformat()
+            self.start.value = (today() - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+
+    def _checked(self):
+        from hkops.analytics.filters import check_filters
+
+        return check_filters(self.store, start=self.start.value, end=self.end.value, region=self.region.value,
+                             plan=self.plan.value, agent=self.agent.value)
+
+    def _show(self) -> None:
+        """Check the filters, then read and draw the funnel, trend, usage and pool."""
+        from hkops.analytics import planning, sales
+        from hkops.analytics._state import execute
+        from hkops.analytics.filters import today
+
+        filters = self._checked()  # a bad filter stops here, with everything shown left as it was
+        with self.progress.busy("读取 Reading orders, usage and the pool", 6) as step:
+            steps = sales.steps_for(self.store, actor=self.actor, filters=filters)
+            funnel = execute(sales.funnel_by(steps))
+            step()
+            long = execute(sales.trends(steps, "day"))
+            step()
+            usage = self._usage(filters)
+            step()
+            tables = planning.planning_tables(self.store, self.actor)
+            pool = planning.utilisation_report(self.store, actor=self.actor, tables=tables)
+            step()
+            plan = planning.block_plan(self.store, actor=self.actor, tables=tables)
+            step()
+            first = filters.start or (filters.end or today()) - timedelta(days=DEFAULT_DAYS - 1)
+            history = planning.history_report(self.store, first, filters.end or today(), actor=self.actor,
+                                              tables=tables)
+            if filters.region:
+                pool, plan = pool[pool.region == filters.region], plan[plan.region == filters.region]
+                history = history[history.region == filters.region]
+            step()
+        self.filters, self._steps = filters, steps
+        trend = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
+        self.tables = {"funnel": funnel, "daily": trend.reset_index(), "usage": usage, "pool": pool,
+                       "blocks to request": plan}
+        self._draw_funnel(funnel)
+        self._draw_trend(trend)
+        self._draw_usage(usage)
+        self._draw_pool(pool, plan)
+        self._draw_history(history)
+        self._show_breakdown()
+        self.status.ok(f"已更新 Shown for {self._described(filters)}.")
+
+    def _usage(self, filters):
+        import pandas as pd
+
+        from hkops.analytics import usage_stats
+        from hkops.errors import InvalidValue
+        from hkops.network.usage import DEFAULT_OUT_DIR
+
+        try:
+            frame = usage_stats.usage_per_day(self.usage_dir or DEFAULT_OUT_DIR, region=filters.region,
+                                              start=filters.start, end=filters.end)
+        except InvalidValue as missing:  # no usage store yet: say so in the panel, not as an error
+            self.usage_note.value = f"<div class='hkops-muted'>{html.escape(str(missing))}</div>"
+            return pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"])
+        self.usage_note.value = "" if len(frame) else (
+            "<div class='hkops-muted'>没有用量 No usage records for these filters.</div>")
+        return frame[["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]]
+
+    @staticmethod
+    def _described(filters) -> str:
+        parts = [f"{filters.start or '…'} to {filters.end or '…'}"]
+        parts += [f"{name} {value}" for name, value in (("region", filters.region), ("plan", filters.plan),
+                                                       ("agent", filters.agent)) if value]
+        return ", ".join(parts)
+
+    # ------------------------------------------------------------ drawing
+
+    def _draw_funnel(self, funnel) -> None:
+        from hkops.analytics.sales import STEPS
+
+        figures = funnel.iloc[0] if len(funnel) else None
+        cells = []
+        for n, step in enumerate(STEPS):
+            count = int(figures[step]) if figures is not None else 0
+            conversion = _percent(figures[f"{step}_conv"]) if figures is not None and n else ""
+            hours = _hours(figures[f"{step}_hours"]) if figures is not None and n else ""
+            cells.append([html.escape(STEP_ZH[step]), f"{count:,}", conversion, hours])
+        self.funnel_table.value = html_table(["环节 Step", "订单 Orders", "转化 Conversion", "中位用时 Median time"],
+                                             cells, numeric={1, 2, 3},
+                                             row_attrs=[f"data-step='{s}'" for s in STEPS])
+        with self.funnel_chart.batch_update():
+            self.funnel_chart.data = ()
+            self.funnel_chart.add_trace(go.Funnel(y=[STEP_ZH[s] for s in STEPS],
+                                                  x=[int(figures[s]) if figures is not None else 0 for s in STEPS],
+                                                  textinfo="value+percent initial"))
+        charts.snapshot(self.funnel_chart)
+
+    def _show_breakdown(self) -> None:
+        """The funnel per agent, channel, plan or province (as chosen), for the filters last shown."""
+        from hkops.analytics import sales
+        from hkops.analytics._state import execute
+
+        if getattr(self, "_steps", None) is None:
+            return
+        by = self.breakdown.value
+        frame = execute(sales.funnel_by(self._steps, by)).sort_values(["placed", by], ascending=[False, True])
+        self.tables = {k: v for k, v in self.tables.items() if not k.startswith("funnel by ")}
+        self.tables[f"funnel by {by}"] = frame
+        cells = [[html.escape(str(r[by])), f"{int(r['placed']):,}", f"{int(r['paid']):,}", f"{int(r['activated']):,}",
+                  _percent(r["activated_conv"]), f"{int(r['first_topup']):,}", _hours(r["paid_hours"])]
+                 for r in frame.to_dict("records")]
+        self.breakdown_table.value = html_table(
+            [dict((v, k) for k, v in BREAKDOWNS)[by], "下单 Placed", "支付 Paid", "激活 Activated",
+             "签收→激活 Delivered→activated", "首充 First top-up", "下单→支付 Placed→paid"], cells,
+            numeric={1, 2, 3, 4, 5, 6}, row_attrs=[f"data-key='{html.escape(str(r))}'" for r in frame[by]],
+            empty="没有订单 No orders for these filters.")
+
+    def _draw_history(self, history) -> None:
+        with self.pool_history_chart.batch_update():
+            self.pool_history_chart.data = ()
+            for region, rows in history.groupby("region", sort=True):
+                self.pool_history_chart.add_trace(go.Scatter(
+                    x=[str(d) for d in rows["day"]], y=(100 * rows["utilisation"]).round(3).tolist(), mode="lines",
+                    name=region, hovertemplate=region + " %{x}: %{y:.2f}%<extra></extra>"))
+        charts.snapshot(self.pool_history_chart)
+
+    def _draw_trend(self, trend) -> None:
+        with self.trend_chart.batch_update():
+            self.trend_chart.data = ()
+            for step in ("placed", "paid", "activated", "cancelled", "returned"):
+                if step in trend.columns:
+                    self.trend_chart.add_trace(go.Scatter(x=[str(d) for d in trend.index], y=trend[step].tolist(),
+                                                          mode="lines", name=STEP_ZH.get(step, step)))
+        charts.snapshot(self.trend_chart)
+
+    def _draw_usage(self, usage) -> None:
+        with self.usage_chart.batch_update():
+            self.usage_chart.data = ()
+            if len(usage):
+                self.usage_chart.add_trace(go.Bar(x=[str(d)[:10] for d in usage["day"]],
+                                                  y=[int(b) / GIB for b in usage["data_bytes"]], name="GB"))
+        charts.snapshot(self.usage_chart)
+
+    def _draw_pool(self, pool, plan) -> None:
+        from hkops.ui._common import STATE_COLOURS, STATE_LABELS
+
+        with self.pool_chart.batch_update():
+            self.pool_chart.data = ()
+            for state in ("available", "reserved", "assigned", "active", "suspended", "quarantined", "blocked"):
+                self.pool_chart.add_trace(go.Bar(x=pool["region"].tolist(), y=pool[state].tolist(),
+                                                 name=STATE_LABELS[state], marker_color=STATE_COLOURS[state]))
+        charts.snapshot(self.pool_chart)
+        cells = [[html.escape(r.region), f"{int(r.available):,}", f"{r.demand_per_day:,.1f}",
+                  "—" if r.days_left != r.days_left or r.days_left is None else f"{int(r.days_left):,}",
+                  html.escape(str(r.runs_out_on)) if r.runs_out_on else "—", f"<b>{int(r.blocks_to_request)}</b>"]
+                 for r in plan.itertuples()]
+        self.plan_table.value = html_table(
+            ["地区 Region", "可用 Available", "日需 Taken a day", "剩余天数 Days left", "用尽 Runs out on",
+             "申请号段 Blocks to request"], cells, numeric={1, 2, 3, 5},
+            row_attrs=[f"data-region='{html.escape(r)}'" for r in plan["region"]],
+            empty="没有号段 No number blocks yet.")
+
+    # ------------------------------------------------------------ forecast and export
+
+    def _forecast(self) -> None:
+        """Forecast the chosen series for the filters (all regions together unless one is chosen)."""
+        from hkops.analytics import forecast as fc
+
+        filters = self._checked()
+        what = self.forecast_series.value
+        with self.progress.busy("预测 Fitting the forecast", 2) as step:
+            if what == "usage":
+                from hkops.network.usage import DEFAULT_OUT_DIR
+
+                long = fc.usage_series(self.usage_dir or DEFAULT_OUT_DIR, "data_bytes", start=filters.start,
+                                       end=filters.end, region=filters.region)
+                long["value"] = long["value"] / GIB
+            else:
+                long = fc.sales_series(self.store, what, actor=self.actor, filters=filters)
+            step()
+            series = long.groupby("day")["value"].sum()
+            if what != "usage" and filters.start is not None and filters.end is not None and len(series):
+                # a day without orders is a 0; a day without usage records is a day the store does not hold
+                import pandas as pd
+
+                days = pd.date_range(filters.start, filters.end, freq="D").date
+                series = series.reindex(days, fill_value=0)
+            label = dict((v, k) for k, v in SERIES)[what]
+            result = fc.forecast(series, name=f"{label} ({filters.region or 'all regions'})",
+                                 method=self.forecast_method.value, horizon=int(self.horizon.value))
+            step()
+        self._draw_forecast(result, label)
+        self.tables["forecast"] = result.frame()
+        mape = "—" if result.mape is None else f"{result.mape:.1f}%"
+        self.forecast_note.value = (
+            f"<div class='hkops-forecast-figures'>回测误差 Back-test MAPE over the last {fc.HOLDOUT_DAYS} days: "
+            f"<b class='hkops-mape'>{mape}</b> · {int(result.level * 100)}% prediction interval · "
+            f"异常 anomalies: <b class='hkops-anomalies'>{len(result.anomalies)}</b></div>")
+        self.status.ok(f"已预测 Forecast {label} {len(result.mean)} day(s) ahead ({result.method}).")
+
+    def _draw_forecast(self, result, label: str) -> None:
+        days = [str(d)[:10] for d in result.history.index]
+        ahead = [str(d)[:10] for d in result.mean.index]
+        with self.forecast_chart.batch_update():
+            self.forecast_chart.data = ()
+            self.forecast_chart.add_traces([
+                go.Scatter(x=days, y=result.history.tolist(), mode="lines", name=label),
+                go.Scatter(x=ahead + ahead[::-1], y=result.upper.tolist() + result.lower.tolist()[::-1],
+                           fill="toself", fillcolor="rgba(37,99,235,0.15)", line={"width": 0},
+                           name=f"{int(result.level * 100)}% interval", hoverinfo="skip"),
+                go.Scatter(x=ahead, y=result.mean.tolist(), mode="lines", name="预测 forecast",
+                           line={"dash": "dash", "color": "#2563eb"}),
+                go.Scatter(x=[str(d)[:10] for d in result.anomalies["day"]], y=result.anomalies["value"].tolist(),
+                           mode="markers", name="异常 anomaly", marker={"color": "#dc2626", "size": 10, "symbol": "x"}),
+            ])
+        charts.snapshot(self.forecast_chart)
+
+    def _export(self) -> None:
+        """Offer the tables shown as a file to download (Excel or a zip of CSVs)."""
+        from hkops.analytics.export import FORMATS as MIME
+        from hkops.analytics.export import export_tables
+
+        fmt = self.export_format.value
+        with self.progress.busy("导出 Exporting", 1) as step:
+            content = export_tables(self.tables, fmt)
+            step()
+        name = f"hkops-trends.{'xlsx' if fmt == 'xlsx' else 'zip'}"
+        data = base64.b64encode(content).decode("ascii")
+        self.download.value = (f"<a class='hkops-download-link' download='{name}' href='data:{MIME[fmt]};base64,{data}'>"
+                               f"⬇ {html.escape(name)}</a> <span class='hkops-muted'>({len(content):,} bytes: "
+                               f"{', '.join(html.escape(t) for t in self.tables)})</span>")
+        self.status.ok(f"已导出 Exported {len(self.tables)} table(s) as {name}.")
+
+    def _buttons(self):
+        return (self.show_button, self.forecast_button, self.export_button)
+
+
+def trends_console(store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None):
+    """The trends console (趋势) on ``store`` (default: the configured database)."""
+    return TrendsConsole(store, actor, usage_dir)

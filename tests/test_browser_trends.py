@@ -1,0 +1,77 @@
+"""The trends console in a real Chromium, served by Voilà as ``hkops serve`` serves it: an analyst
+sees the funnel and the pool, gets a bad date refused in the page, forecasts orders and exports."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+
+from hkops import demo
+from hkops.store.engine import Store
+from hkops.ui.serving import VoilaServer
+from console_login import add_console_user, log_in_page
+from test_browser_allocation import browser, page  # noqa: F401  (the same Chromium set-up)
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 180_000  # the page's kernel starts fresh (no preheated pool) and fits the model
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('trends') / 'demo.db'}"
+    store = Store(url)
+    demo.build(store, per_province=1, orders=200)  # 200 orders over the last 90 days
+    store.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def voila(database_url, tmp_path_factory):
+    server = VoilaServer(database_url, log_path=tmp_path_factory.mktemp("voila") / "voila.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def type_into(page, css: str, text: str) -> None:
+    box = page.locator(f".{css} input")
+    box.fill(text)
+    box.press("Tab")
+
+
+def test_an_analyst_reads_the_trends_forecasts_orders_and_exports_in_the_browser(voila, page, database_url):
+    page.set_default_timeout(TIMEOUT_MS)
+    fetched = []
+    page.on("requestfinished", lambda request: fetched.append(urlparse(request.url).path))
+    log_in_page(page, voila.url, *add_console_user(database_url, "ann", "analyst"), "/voila/render/trends.ipynb")
+    page.wait_for_selector("#loading", state="detached")
+    page.wait_for_selector(".hkops-trends-funnel tr[data-step='placed']")
+    assert page.inner_text(".hkops-trends-funnel tr[data-step='placed'] td.num") == "200"
+    page.wait_for_selector(".hkops-pool-chart .main-svg", state="visible")
+    page.wait_for_selector(".hkops-funnel-chart .main-svg", state="visible")
+    assert page.locator(".hkops-plan tr[data-region]").count() == 12  # one per province of the demo
+
+    type_into(page, "hkops-trends-end", "2099-01-01")
+    page.locator("button.hkops-trends-show").click()
+    page.wait_for_selector(".hkops-msg-error:has-text(\"end '2099-01-01': is in the future\")")
+    assert page.inner_text(".hkops-trends-funnel tr[data-step='placed'] td.num") == "200"  # unchanged
+
+    type_into(page, "hkops-trends-end", "")
+    page.locator(".hkops-forecast-series select").select_option(label="订单 Orders")
+    page.locator("button.hkops-forecast").click()
+    page.wait_for_selector(".hkops-msg-ok:has-text('Forecast')")
+    page.wait_for_selector(".hkops-forecast-chart .main-svg", state="visible")
+    assert page.locator(".hkops-mape").count() == 1 and "%" in page.inner_text(".hkops-mape")
+
+    page.locator("button.hkops-export").click()
+    link = page.wait_for_selector("a.hkops-download-link")
+    assert link.get_attribute("download") == "hkops-trends.xlsx"
+    assert link.get_attribute("href").startswith("data:application/vnd.openxmlformats")
+
+    text = page.inner_text("body")
+    assert "Traceback" not in text and "There was an error when executing cell" not in text
+    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    assert "/voila/labextensions/widgetbundle.js" in fetched

@@ -1,0 +1,164 @@
+"""The trends console, driven like an analyst would (set filters, click), without a browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import zipfile
+from datetime import date, timedelta
+
+import pytest
+
+from hkops.analytics.filters import today
+from hkops.ui import trends_console
+from hkops.ui.home import index
+from hkops.ui.trends import TrendsConsole
+from scoping_world import two_agents  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def usage_dir(tmp_path):
+    """Sixty days of usage for a few synthetic cards, up to yesterday."""
+    from hkops.network.usage import generate_usage, synthetic_cards
+
+    generate_usage(synthetic_cards(40, provinces={"北京市": ["北京市"]}), start=today() - timedelta(days=60), days=60,
+                   seed=5, out_dir=tmp_path / "usage")
+    return tmp_path / "usage"
+
+
+@pytest.fixture
+def console(two_agents, usage_dir) -> TrendsConsole:
+    return trends_console(two_agents.db, actor=two_agents.root, usage_dir=usage_dir)
+
+
+def downloaded(console: TrendsConsole) -> bytes:
+    (data,) = re.findall(r"base64,([A-Za-z0-9+/=]+)'", console.download.value)
+    return base64.b64decode(data)
+
+
+def test_it_opens_on_the_last_90_days_with_the_funnel_the_trend_usage_and_the_pool(console):
+    assert console.status.kind == "ok", console.status.text
+    assert console.end.value == today().isoformat()
+    assert console.start.value == (today() - timedelta(days=89)).isoformat()
+    table = console.funnel_table.value
+    placed = re.search(r"data-step='placed'><td>[^<]*</td><td class='num'>(\d+)<", table).group(1)
+    paid = re.search(r"data-step='paid'><td>[^<]*</td><td class='num'>(\d+)<", table).group(1)
+    assert (placed, paid) == ("2", "2")  # both orders of the world are paid and allocated
+    (funnel,) = console.funnel_chart.data
+    assert list(funnel.x) == [2, 2, 0, 0, 0, 0]
+    placed_trace = next(t for t in console.trend_chart.data if "placed" in t.name)
+    assert sum(placed_trace.y) == 2
+    (usage,) = console.usage_chart.data
+    assert len(usage.x) == 60 and min(usage.y) > 0
+    regions = {x for trace in console.pool_chart.data for x in trace.x}
+    assert {"Beijing", "Guangdong"} <= regions
+    assert "data-region='Beijing'" in console.plan_table.value
+    (history,) = [t for t in console.pool_history_chart.data if t.name == "Beijing"]
+    assert history.y[-1] == pytest.approx(100 * 2 / 20_000)  # two numbers held of two Beijing blocks
+    assert set(console.tables) == {"funnel", "daily", "usage", "pool", "blocks to request", "funnel by agent"}
+
+
+def test_the_funnel_breaks_down_by_agent_channel_plan_or_province(console):
+    assert "data-key='A3'" in console.breakdown_table.value and "data-key='B'" in console.breakdown_table.value
+    console.breakdown.value = "channel"
+    assert "data-key='level-3 agent'" in console.breakdown_table.value  # A3
+    assert "data-key='level-2 agent'" in console.breakdown_table.value  # B
+    console.breakdown.value = "province"
+    assert "data-key='Beijing'" in console.breakdown_table.value  # 北京, as the catalogue names it
+    assert "funnel by province" in console.tables and "funnel by channel" not in console.tables
+
+
+def test_filters_narrow_the_figures_and_bad_ones_are_named_without_changing_what_is_shown(console, two_agents):
+    console.agent.value = "B"
+    console.show_button.click()
+    assert console.status.kind == "ok" and "agent B" in console.status.text
+    assert list(console.funnel_chart.data[0].x)[:2] == [1, 1]
+    shown = console.funnel_table.value
+
+    console.end.value = (today() + timedelta(days=3)).isoformat()
+    console.show_button.click()
+    assert console.status.kind == "error"
+    assert f"end '{console.end.value}': is in the future" in console.status.text
+    console.end.value, console.start.value = "2026-01-01", "2026-02-01"
+    console.show_button.click()
+    assert "is before start 2026-02-01: the date range is empty" in console.status.text
+    console.start.value = "first of May"
+    console.show_button.click()
+    assert "start 'first of May': must be a day" in console.status.text
+    assert console.funnel_table.value == shown and not console.show_button.disabled
+
+
+def test_a_forecast_shows_its_interval_back_test_error_and_anomalies(console):
+    labels = []
+    real_busy = console.progress.busy
+    console.progress.busy = lambda label, steps: labels.append(label) or real_busy(label, steps)
+    console.forecast_series.value = "usage"
+    console.horizon.value = 14
+    console.forecast_button.click()
+    assert console.status.kind == "ok", console.status.text
+    assert any("Fitting the forecast" in label for label in labels)  # a long query shows progress
+    assert console.progress.layout.visibility == "hidden"  # and hides it when done
+    history, band, mean, anomalies = console.forecast_chart.data
+    assert len(history.x) == 60 and len(mean.x) == 14 and band.fill == "toself"
+    assert all(lo <= m <= hi for lo, m, hi in zip(band.y[14:][::-1], mean.y, band.y[:14]))
+    assert anomalies.mode == "markers"
+    mape = re.search(r"class='hkops-mape'>([\d.]+)%", console.forecast_note.value)
+    assert mape and 0 <= float(mape.group(1)) < 100
+    assert "forecast" in console.tables
+
+
+def test_an_empty_or_too_short_series_is_refused_with_a_clear_message(console):
+    console.forecast_series.value = "activated"  # nothing activated in this world
+    console.forecast_button.click()
+    assert console.status.kind == "error"
+    assert "Activations (all regions) 'no days': has no data to forecast" in console.status.text
+    console.forecast_series.value = "placed"
+    console.start.value = console.end.value = today().isoformat()
+    console.forecast_button.click()
+    assert "Orders (all regions) '1 days': is too short: a forecast needs at least 42 days" in console.status.text
+    assert console.forecast_chart.data == () and not console.forecast_button.disabled
+
+
+def test_export_offers_an_excel_workbook_or_a_zip_of_csv_files(console):
+    from openpyxl import load_workbook
+
+    console.export_button.click()
+    assert console.status.kind == "ok", console.status.text
+    book = load_workbook(io.BytesIO(downloaded(console)))
+    assert book.sheetnames == ["funnel", "daily", "usage", "pool", "blocks to request", "funnel by agent"]
+    head = [c.value for c in book["funnel"][1]]
+    assert book["funnel"].cell(2, head.index("placed") + 1).value == 2
+    console.export_format.value = "csv"
+    console.export_button.click()
+    with zipfile.ZipFile(io.BytesIO(downloaded(console))) as archive:
+        assert "funnel.csv" in archive.namelist()
+        assert archive.read("funnel.csv").decode("utf-8-sig").startswith("placed,paid,")
+
+
+def test_export_refuses_an_unknown_format_or_nothing_to_export():
+    import pandas as pd
+
+    from hkops.analytics.export import export_tables
+    from hkops.errors import InvalidValue
+
+    with pytest.raises(InvalidValue, match="format 'pdf'"):
+        export_tables({"funnel": pd.DataFrame({"placed": [1]})}, "pdf")
+    with pytest.raises(InvalidValue, match="there is no table to export yet"):
+        export_tables({}, "xlsx")
+
+
+def test_an_agent_user_without_analytics_is_told_so(two_agents, usage_dir):
+    console = trends_console(two_agents.db, actor=two_agents.ua, usage_dir=usage_dir)
+    assert console.status.kind == "error" and "analytics.read" in console.status.text
+
+
+def test_the_consoles_index_links_the_trends_console():
+    assert "href='trends.ipynb'" in index().children[1].value
+
+
+def test_without_a_usage_store_the_usage_panel_says_so(two_agents, tmp_path):
+    console = trends_console(two_agents.db, actor=two_agents.root, usage_dir=tmp_path / "none")
+    assert console.status.kind == "ok", console.status.text
+    assert "holds no records" in console.usage_note.value and console.usage_chart.data == ()
+    assert date.fromisoformat(console.end.value) == today()
