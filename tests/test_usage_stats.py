@@ -354,3 +354,15 @@ def test_stats_by_dimensions_prints_json_rows_with_people_units(store, frames, t
     november = billable[billable["day"] >= date(2026, 11, 1)]
     assert {r["plan"]: r["records"] for r in rows} == november.groupby("plan").size().to_dict()
     assert all(isinstance(r["data_gb"], str) for r in rows)
+
+
+def test_a_province_in_english_or_chinese_filters_the_usage_stores_spelling(store):
+    """Number blocks and orders name provinces in English, the usage store as the cards' data did
+    (广东省): a filter in either spelling gives the same days, and an unknown one is refused."""
+    chinese = us.usage_per_day(store, region="广东省")
+    assert len(chinese) and chinese.equals(us.usage_per_day(store, region="Guangdong"))
+    assert chinese.equals(us.usage_per_day(store, region="广东"))
+    assert int(chinese["records"].sum()) < int(us.usage_per_day(store)["records"].sum())
+    with pytest.raises(InvalidValue) as refused:
+        us.usage_per_day(store, region="Atlantis")
+    assert refused.value.field == "region"

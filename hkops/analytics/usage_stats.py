@@ -409,6 +409,31 @@ def _distinct(table: "ibis.Table", column: str) -> list[str]:
     return sorted(str(v) for v in _execute(table.select(column).distinct())[column].dropna())
 
 
+def store_region(records: "ibis.Table", region: str) -> str:
+    """The usage store's spelling of the province ``region``, given in any spelling hkops accepts
+    (``Beijing``, ``北京市``, ``北京``): the store keeps what the cards' data said, the number blocks
+    and orders keep English names. An unknown province raises ``InvalidValue`` naming it."""
+    from hkops.catalogue.service import canonical_province
+
+    value = str(region).strip()
+    names = _distinct(records, "region")
+    if value in names:
+        return value
+
+    def canonical(name):
+        try:
+            return canonical_province(name, "region")
+        except InvalidValue:
+            return None
+
+    wanted = canonical(value)
+    same = [name for name in names if wanted is not None and canonical(name) == wanted]
+    if not same:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise InvalidValue("region", region, f"is not a province of the usage store ({shown or 'none'})")
+    return same[0]
+
+
 def check_filters(tables: dict, *, plans: "ibis.Table | None" = None, start=None, end=None, region=None, area=None,
                   plan=None, channel=None, agent=None, msisdn=None, type=None, today: date | None = None) -> dict:
     """The filters as ``filtered`` takes them, each checked against what exists: a region or area
@@ -430,7 +455,7 @@ def check_filters(tables: dict, *, plans: "ibis.Table | None" = None, start=None
         return value
 
     if region is not None:
-        region = known("region", region, records, "region", "province of the usage store")
+        region = store_region(records, region)
     if area is not None:
         area = known("area", area, records, "city of the usage store")
     if plan is not None:
@@ -474,7 +499,8 @@ def usage_per_card(store_dir, msisdn: int | None = None, *, start=None, end=None
     if order_by not in columns:
         raise InvalidValue("order_by", order_by, f"must be one of {', '.join(sorted(columns))}")
     start, end = _as_day(start, "start"), _as_day(end, "end")
-    t = filtered(_tables(store_dir)["records"], start=start, end=end, region=region, msisdn=msisdn)
+    records = _tables(store_dir)["records"]
+    t = filtered(records, start=start, end=end, region=region and store_region(records, region), msisdn=msisdn)
     metrics = _metrics(t)
     del metrics["cards"]
     expr = t.group_by("msisdn").aggregate(
@@ -497,7 +523,9 @@ def usage_per_region(store_dir, *, level: str = "region", start=None, end=None, 
     if level not in ("region", "area"):
         raise InvalidValue("level", level, "must be region or area")
     keys = ["region"] if level == "region" else ["region", "area"]
-    t = filtered(_tables(store_dir)["records"], start=_as_day(start, "start"), end=_as_day(end, "end"), region=region)
+    records = _tables(store_dir)["records"]
+    t = filtered(records, start=_as_day(start, "start"), end=_as_day(end, "end"),
+                 region=region and store_region(records, region))
     expr = t.group_by(keys).aggregate(**_metrics(t), cells=t.cell_id.nunique())
     return _execute(expr.order_by([ibis.desc("data_bytes"), *keys]))
 
@@ -506,6 +534,7 @@ def usage_per_day(store_dir, *, msisdn: int | None = None, region: str | None = 
                   end=None) -> "pd.DataFrame":
     """Usage per local day: volumes, durations, refusals and active cards."""
     t = _tables(store_dir)["records"]
+    region = region and store_region(t, region)
     return _execute(usage_by(t, by=["day"], msisdn=msisdn, region=region, start=_as_day(start, "start"),
                              end=_as_day(end, "end")))
 
@@ -523,7 +552,8 @@ def time_of_day_profile(store_dir, *, msisdn: int | None = None, region: str | N
     """Billable usage per local hour 0..23 (all 24 rows): records, voice seconds, data bytes, share of records."""
     import pandas as pd
 
-    t = filtered(_tables(store_dir)["records"], msisdn=msisdn, region=region, start=_as_day(start, "start"),
+    records = _tables(store_dir)["records"]
+    t = filtered(records, msisdn=msisdn, region=region and store_region(records, region), start=_as_day(start, "start"),
                  end=_as_day(end, "end"), type=type)
     t = t.filter(~t.refused)
     expr = t.group_by("hour").aggregate(
