@@ -79,6 +79,8 @@ def as_frame(table) -> pd.DataFrame:
     """A feed batch (Arrow table) as the frame the detectors read: times as int64 µs UTC."""
     columns = [c for c in FEED_COLUMNS if c in table.schema.names]
     frame = table.select(columns).to_pandas()
+    if "written_at" not in frame.columns:  # records from elsewhere than the feed: no feed time
+        frame["written_at"] = pd.Series(np.zeros(len(frame), "datetime64[us]"))
     for column in ("start", "written_at"):
         frame[column] = frame[column].to_numpy("datetime64[us]").astype(np.int64) if len(frame) else \
             np.zeros(0, np.int64)
