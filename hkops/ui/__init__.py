@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "show", "stock_console"]
+__all__ = ["allocation_console", "index", "lifecycle_console", "monitoring_console", "orders_console", "show", "stock_console"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
     "index": "hkops.ui.home",
     "lifecycle_console": "hkops.ui.lifecycle",
+    "monitoring_console": "hkops.ui.monitoring",
     "orders_console": "hkops.ui.orders",
     "show": "hkops.ui.serving",
     "stock_console": "hkops.ui.stock",
