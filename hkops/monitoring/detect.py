@@ -76,7 +76,8 @@ def labels(starts: np.ndarray, minutes: bool = True) -> np.ndarray:
 
 
 def as_frame(table) -> pd.DataFrame:
-    """A feed batch (Arrow table) as the frame the detectors read: times as int64 µs UTC."""
+    """A feed batch (Arrow table) as the frame the detectors read: times as int64 µs UTC,
+    ``region`` and ``refusal`` categorical, and each record's ``lat``/``lon`` (its province)."""
     columns = [c for c in FEED_COLUMNS if c in table.schema.names]
     frame = table.select(columns).to_pandas()
     if "written_at" not in frame.columns:  # records from elsewhere than the feed: no feed time
@@ -84,27 +85,39 @@ def as_frame(table) -> pd.DataFrame:
     for column in ("start", "written_at"):
         frame[column] = frame[column].to_numpy("datetime64[us]").astype(np.int64) if len(frame) else \
             np.zeros(0, np.int64)
-    frame["region"] = frame["region"].astype(str)
-    frame["refusal"] = frame["refusal"].astype(object)
+    for column in ("region", "refusal"):
+        if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    regions = frame["region"].cat
+    places = np.array([place_of(name) for name in regions.categories], dtype=float).reshape(-1, 2)
+    codes = regions.codes.to_numpy()
+    frame["lat"], frame["lon"] = places[codes, 0], places[codes, 1]
     return frame
 
 
 def _findings(rule: Rule, frame: pd.DataFrame) -> pd.DataFrame:
     """Group the records that fired ``rule`` (columns subject, start, written_at, window and the
-    detail columns) into one finding per subject and window."""
+    detail columns) into one finding per subject and window; the details are the last record's."""
     if frame.empty:
         return pd.DataFrame(columns=FINDING_COLUMNS)
-    grouped = frame.groupby(["subject", "window"], sort=True)
-    out = grouped.agg(first_seen=("start", "min"), last_seen=("start", "max"), hits=("start", "size"),
-                      written_at=("written_at", "min")).reset_index()
+    subject = frame["subject"].to_numpy(object)
+    window = frame["window"].to_numpy(object)
+    codes, _ = pd.factorize(pd.Series(subject + "\x00" + window))
+    k = int(codes.max()) + 1
+    start, written = frame["start"].to_numpy(np.int64), frame["written_at"].to_numpy(np.int64)
+    first, last = np.full(k, np.iinfo(np.int64).max), np.full(k, np.iinfo(np.int64).min)
+    earliest, final = np.full(k, np.iinfo(np.int64).max), np.full(k, -1)
+    np.minimum.at(first, codes, start)
+    np.maximum.at(last, codes, start)
+    np.minimum.at(earliest, codes, written)
+    np.maximum.at(final, codes, np.arange(len(codes)))
     detail_columns = [c for c in frame.columns if c not in ("subject", "window", "start", "written_at")]
-    if detail_columns:
-        last = grouped[detail_columns].last().reset_index(drop=True)
-        out["details"] = [json.dumps(d, ensure_ascii=False, default=_plain) for d in last.to_dict("records")]
-    else:
-        out["details"] = None
-    out["rule"], out["kind"], out["severity"] = rule.name, rule.kind, rule.severity
-    return out[FINDING_COLUMNS]
+    details = frame[detail_columns].iloc[final].to_dict("records") if detail_columns else [None] * k
+    return pd.DataFrame({
+        "rule": rule.name, "kind": rule.kind, "severity": rule.severity, "subject": subject[final],
+        "window": window[final], "first_seen": first, "last_seen": last, "hits": np.bincount(codes, minlength=k),
+        "details": [None if d is None else json.dumps(d, ensure_ascii=False, default=_plain) for d in details],
+        "written_at": earliest}, columns=FINDING_COLUMNS)
 
 
 def _plain(value):
@@ -121,8 +134,8 @@ class Detector:
         self.rules = [r for r in rules if r.enabled and r.kind != "never_used"]
         self.history = Path(history) if history else None
         self.position = None  # the watermark the state stands at (None: not built)
-        self._last = pd.DataFrame({"start": np.zeros(0, np.int64), "region": np.zeros(0, object)},
-                                  index=pd.Index(np.zeros(0, np.int64), name="msisdn"))
+        self._last = pd.DataFrame({"start": np.zeros(0, np.int64), "lat": np.zeros(0), "lon": np.zeros(0),
+                                   "region": np.zeros(0, object)}, index=pd.Index(np.zeros(0, np.int64), name="msisdn"))
         self._day = None          # local day start (µs) of _today
         self._today = pd.Series(dtype=np.int64)
         self._buckets: dict[str, pd.DataFrame] = {}   # rule -> counts, index bucket start, columns regions
@@ -173,7 +186,9 @@ class Detector:
         """Take a consumed batch into the state (after its alerts are stored)."""
         if frame.empty:
             return
-        latest = frame.groupby("msisdn", sort=False).agg(start=("start", "max"), region=("region", "last"))
+        ordered = frame.sort_values("start", kind="stable")
+        latest = ordered.drop_duplicates("msisdn", keep="last").set_index("msisdn")[["start", "lat", "lon", "region"]]
+        latest = latest.assign(region=latest["region"].astype(object))
         self._last = pd.concat([self._last[~self._last.index.isin(latest.index)], latest])
         horizon = int(frame["start"].max()) - self.lookback_us()
         if len(self._last) > 200_000:
@@ -201,9 +216,16 @@ class Detector:
         return totals
 
     def _bucket_counts(self, rule: Rule, frame: pd.DataFrame) -> pd.DataFrame:
+        """Records per bucket (index: bucket start, µs) and province (columns): the state's and the batch's."""
         width = rule["bucket_minutes"] * US_PER_MINUTE
-        bucket = frame["start"].to_numpy() // width * width
-        batch = pd.crosstab(bucket, frame["region"].to_numpy())
+        bucket = frame["start"].to_numpy() // width
+        first = int(bucket.min())
+        regions = frame["region"].cat
+        k = len(regions.categories)
+        counts = np.bincount((bucket - first) * k + regions.codes.to_numpy(), minlength=k * (int(bucket.max()) - first + 1))
+        batch = pd.DataFrame(counts.reshape(-1, k), columns=list(regions.categories),
+                             index=(np.arange(first, int(bucket.max()) + 1) * width))
+        batch = batch.loc[batch.sum(axis=1) > 0]  # buckets without any record: the feed was not running
         known = self._buckets.get(rule.name)
         if known is None or known.empty:
             return batch
@@ -231,7 +253,7 @@ class Detector:
         return pd.concat(parts, ignore_index=True)
 
     def _windowed(self, rule: Rule, hits: pd.DataFrame, subject) -> pd.DataFrame:
-        hits = hits.assign(subject=np.asarray(subject).astype(str),
+        hits = hits.assign(subject=np.asarray(subject).astype(str).astype(object),
                            window=labels(window_start(hits["start"].to_numpy(), rule.window_hours),
                                          minutes=rule.window_hours % 24 != 0))
         return _findings(rule, hits)
@@ -313,30 +335,30 @@ class Detector:
         return self._windowed(rule, details, hits["msisdn"].to_numpy())
 
     def _impossible_travel(self, rule, frame, swaps):
-        cards = frame["msisdn"].unique()
-        before = self._last[self._last.index.isin(cards)].reset_index()
-        records = pd.concat([before.assign(written_at=np.int64(0), old=True),
-                             frame[["msisdn", "start", "region", "written_at"]].assign(old=False)],
-                            ignore_index=True).sort_values(["msisdn", "start"], kind="stable")
-        msisdn = records["msisdn"].to_numpy()
+        before = self._last[self._last.index.isin(frame["msisdn"].to_numpy())]
+        region = frame["region"].cat.categories.to_numpy(object)[frame["region"].cat.codes.to_numpy()]
+        n_old = len(before)
+        msisdn = np.concatenate([before.index.to_numpy(np.int64), frame["msisdn"].to_numpy(np.int64)])
+        start = np.concatenate([before["start"].to_numpy(np.int64), frame["start"].to_numpy()])
+        lat = np.concatenate([before["lat"].to_numpy(float), frame["lat"].to_numpy()])
+        lon = np.concatenate([before["lon"].to_numpy(float), frame["lon"].to_numpy()])
+        regions = np.concatenate([before["region"].to_numpy(object), region])
+        written = np.concatenate([np.zeros(n_old, np.int64), frame["written_at"].to_numpy()])
+        old = np.r_[np.ones(n_old, bool), np.zeros(len(frame), bool)]
+        order = np.lexsort((start, msisdn))
+        msisdn, start, lat, lon, regions, written, old = (a[order] for a in (msisdn, start, lat, lon, regions,
+                                                                            written, old))
         same = np.r_[False, msisdn[1:] == msisdn[:-1]]
-        regions = records["region"].to_numpy(object)
-        unique, inverse = np.unique(regions.astype(str), return_inverse=True)
-        places = np.array([place_of(r) for r in unique]).reshape(-1, 2)[inverse]
-        start = records["start"].to_numpy()
-        prev_place, prev_start = np.roll(places, 1, axis=0), np.roll(start, 1)
-        km = distance_km(prev_place[:, 0], prev_place[:, 1], places[:, 0], places[:, 1])
-        minutes = (start - prev_start) / US_PER_MINUTE
+        km = np.r_[0.0, distance_km(lat[:-1], lon[:-1], lat[1:], lon[1:])]
+        minutes = np.r_[0.0, np.diff(start) / US_PER_MINUTE]
         kmh = km / np.maximum(minutes, 1 / 60) * 60
-        fired = (same & ~records["old"].to_numpy() & (km >= rule["min_km"]) & (kmh >= rule["max_kmh"])
-                 & (minutes <= rule["within_minutes"]))
+        fired = same & ~old & (km >= rule["min_km"]) & (kmh >= rule["max_kmh"]) & (minutes <= rule["within_minutes"])
         if not fired.any():
             return None
-        prev_region = np.roll(regions, 1)
-        details = pd.DataFrame({"start": start[fired], "written_at": records["written_at"].to_numpy()[fired],
-                                "from": prev_region[fired], "to": regions[fired], "km": km[fired].round(0),
-                                "minutes": minutes[fired].round(1)})
-        return self._windowed(rule, details, msisdn[fired])
+        where = np.flatnonzero(fired)
+        details = pd.DataFrame({"start": start[where], "written_at": written[where], "from": regions[where - 1],
+                                "to": regions[where], "km": km[where].round(0), "minutes": minutes[where].round(1)})
+        return self._windowed(rule, details, msisdn[where])
 
     def _region_drop(self, rule, frame, swaps):
         counts = self._bucket_counts(rule, frame)
