@@ -49,7 +49,7 @@ def monitor(db, tmp_path):
 
 
 def test_the_feed_appends_whole_batches_in_sequence_and_reads_them_back(tmp_path):
-    source = feed.FeedSource(synthetic_cards(300, seed=3))
+    source = feed.FeedSource(synthetic_cards(300, seed=3, state_shares={"active": 0.5, "suspended": 0.3, "lost": 0.2}))
     summary = feed.stream(source, tmp_path, rate=2_000, duration=0.6, batch_s=0.1)
     found = feed.batches(tmp_path)
     assert [seq for seq, _ in found] == list(range(1, summary.batches + 1)) and summary.batches >= 3
@@ -255,3 +255,13 @@ def test_the_distance_table_knows_every_province_of_the_synthetic_cards():
     from hkops.network.usage import DEMO_CITIES
 
     assert all(not np.isnan(place_of(p)[0]) for p in DEMO_CITIES)
+
+
+def test_an_outage_silences_a_province_of_the_feed_and_an_unknown_province_is_refused():
+    cards = synthetic_cards(2_000, seed=4)
+    source = feed.FeedSource(cards, outage=("广东",))
+    table = source.records(0, 60_000_000, 5_000)
+    regions = set(table.column("region").to_pylist())
+    assert "广东省" not in regions and len(regions) > 10 and table.num_rows > 4_500
+    with pytest.raises(InvalidValue, match="outage 'Atlantis'"):
+        feed.FeedSource(cards, outage=("Atlantis",))

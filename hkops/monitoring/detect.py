@@ -173,10 +173,13 @@ class Detector:
         self.position = position
 
     def lookback_us(self) -> int:
-        """How far back the state reaches: a day (the spike rule's day so far) at least."""
-        need = [US_PER_DAY]
+        """How far back the state reaches: the spike rule's local day so far, the travel rule's
+        minutes, the outage rule's baseline."""
+        need = [10 * US_PER_MINUTE]
         for rule in self.rules:
-            if rule.kind == "impossible_travel":
+            if rule.kind == "usage_spike":
+                need.append(US_PER_DAY)
+            elif rule.kind == "impossible_travel":
                 need.append(rule["within_minutes"] * US_PER_MINUTE)
             elif rule.kind == "region_drop":
                 need.append((rule["baseline_buckets"] + 2) * rule["bucket_minutes"] * US_PER_MINUTE)

@@ -106,7 +106,7 @@ def consume(monitor: Monitor, *, actor: str, now: datetime | None = None, max_ba
     position, _ = watermark(db, monitor.consumer)
     if detector.position != position:  # first step, or another monitor moved on: read the state back
         detector.rebuild(monitor.feed_dir, position)
-    pending = feed.batches(monitor.feed_dir, after=position)[:max_batches]
+    pending = feed.batches(monitor.feed_dir, after=position, limit=max_batches)
     step = Step(watermark=position)
     if not pending:
         return step

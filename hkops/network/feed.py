@@ -55,9 +55,21 @@ def feed_schema():
     return RECORD_SCHEMA.append(pa.field("written_at", pa.timestamp("us", tz="UTC")))
 
 
-def batches(folder: str | Path, after: int = 0) -> list[tuple[int, Path]]:
-    """The feed's batches with a sequence above ``after``, oldest first: (sequence, path)."""
+def _path(folder: Path, sequence: int) -> Path:
+    return folder / f"batch-{sequence:012d}.arrow"
+
+
+def batches(folder: str | Path, after: int = 0, limit: int | None = None) -> list[tuple[int, Path]]:
+    """The feed's batches with a sequence above ``after``, oldest first (at most ``limit``):
+    (sequence, path). A consumer whose last batch is still there probes the sequences after it
+    (batches are numbered without gaps), so a look costs the new batches, not the whole folder."""
     folder = Path(folder)
+    if after > 0 and _path(folder, after).exists():
+        found, sequence = [], after + 1
+        while (limit is None or len(found) < limit) and _path(folder, sequence).exists():
+            found.append((sequence, _path(folder, sequence)))
+            sequence += 1
+        return found
     if not folder.is_dir():
         return []
     found = []
@@ -65,7 +77,7 @@ def batches(folder: str | Path, after: int = 0) -> list[tuple[int, Path]]:
         match = _NAME.match(entry.name)
         if match and int(match.group(1)) > after:
             found.append((int(match.group(1)), Path(entry.path)))
-    return sorted(found)
+    return sorted(found)[:limit]
 
 
 def last_sequence(folder: str | Path) -> int:
@@ -101,7 +113,7 @@ def append(folder: str | Path, table, sequence: int | None = None) -> tuple[int,
         writer.write_table(table)
     try:
         while True:
-            path = folder / f"batch-{sequence:012d}.arrow"
+            path = _path(folder, sequence)
             try:
                 os.link(temporary, path)
                 return sequence, path
