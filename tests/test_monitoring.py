@@ -265,3 +265,14 @@ def test_an_outage_silences_a_province_of_the_feed_and_an_unknown_province_is_re
     assert "广东省" not in regions and len(regions) > 10 and table.num_rows > 4_500
     with pytest.raises(InvalidValue, match="outage 'Atlantis'"):
         feed.FeedSource(cards, outage=("Atlantis",))
+
+
+def test_a_new_subscription_counts_as_a_swap_only_when_the_rule_says_so(shop, hlr, tmp_path):  # noqa: F811
+    active_card(shop, hlr, 0, "13800130127")
+    now = pd.Timestamp(utc_now())
+    for count, expected in ((False, 0), (True, 1)):
+        folder = tmp_path / f"stream-{count}"
+        monitor = service.Monitor(shop, rules("sim_swap_traffic", count_activation=count), folder,
+                                  consumer=f"m-{count}")
+        feed.append(folder, feed.table_from_frame(pd.DataFrame({"msisdn": [13800130127], "start": [now]})))
+        assert service.consume(monitor, actor="ops").raised == expected

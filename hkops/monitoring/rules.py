@@ -23,7 +23,7 @@ _COMMON = {"kind": (str, None), "severity": (str, "medium"), "enabled": (bool, T
 #: Each kind's parameters: name -> (type, default, (minimum, maximum)).
 KINDS: dict[str, dict[str, tuple]] = {
     "lost_card_use": {"states": (list, ["lost", "terminated", "replaced"], None)},
-    "sim_swap_traffic": {"max_age_hours": (int, 24, (1, 2400))},
+    "sim_swap_traffic": {"max_age_hours": (int, 24, (1, 2400)), "count_activation": (bool, False, None)},
     "usage_spike": {"threshold": (float, 5.0, (0.5, 1000)), "history_days": (int, 28, (3, 366)),
                     "min_history_days": (int, 7, (3, 366)), "min_bytes": (int, 1 << 30, (0, 1 << 50))},
     "never_used": {"days": (int, 30, (1, 3650)), "every_minutes": (int, 60, (1, 10_080))},

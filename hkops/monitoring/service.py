@@ -79,15 +79,18 @@ def watermark(db: Store | Connection, consumer: str = CONSUMER) -> tuple[int, in
         return query(conn)
 
 
-def _swaps(conn: Connection, since: datetime):
-    """The latest SIM swap (UTC µs) per MSISDN since ``since``: replacement cards' swapped_at."""
+def _swaps(conn: Connection, since: datetime, activations: bool = False):
+    """The latest SIM swap (UTC µs) per MSISDN since ``since``: replacement cards' swapped_at,
+    and with ``activations`` the activation of cards activated since then (CAMARA counts a new
+    subscription as a swap)."""
     import numpy as np
     import pandas as pd
 
     from hkops.cards.tables import sims
 
-    rows = conn.execute(select(sims.c.msisdn, func.max(sims.c.swapped_at))
-                        .where(sims.c.swapped_at >= since, sims.c.msisdn.is_not(None))
+    when = func.coalesce(sims.c.swapped_at, sims.c.activated_at) if activations else sims.c.swapped_at
+    rows = conn.execute(select(sims.c.msisdn, func.max(when))
+                        .where(when >= since, sims.c.msisdn.is_not(None))
                         .group_by(sims.c.msisdn)).all()
     if not rows:
         return pd.Series(dtype=np.int64)
@@ -116,7 +119,7 @@ def consume(monitor: Monitor, *, actor: str, now: datetime | None = None, max_ba
     if swap_rules and len(frame):
         oldest = int(frame["start"].min()) / 1e6 - max(r["max_age_hours"] for r in swap_rules) * 3600
         with db.read() as conn:
-            swaps = _swaps(conn, _when(oldest * 1e6))
+            swaps = _swaps(conn, _when(oldest * 1e6), any(r["count_activation"] for r in swap_rules))
     found = detector.evaluate(frame, swaps)
     last = pending[-1][0]
     with db.write() as conn:
