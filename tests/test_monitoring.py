@@ -276,3 +276,22 @@ def test_a_new_subscription_counts_as_a_swap_only_when_the_rule_says_so(shop, hl
                                   consumer=f"m-{count}")
         feed.append(folder, feed.table_from_frame(pd.DataFrame({"msisdn": [13800130127], "start": [now]})))
         assert service.consume(monitor, actor="ops").raised == expected
+
+
+def test_pruned_batches_are_gone_and_a_monitor_still_finds_the_newer_ones(monitor):
+    import os
+
+    for second in range(3):
+        append(monitor.feed_dir, [(LOST, second, "北京市", "lost")])
+    service.consume(monitor, actor="ops")
+    for n, (_, path) in enumerate(feed.batches(monitor.feed_dir)):
+        os.utime(path, (1_000 + n, 1_000 + n))  # written long ago
+    append(monitor.feed_dir, [(LOST, 10, "北京市", "lost")])
+    assert feed.prune(monitor.feed_dir, keep_s=3600) == 3
+    assert [seq for seq, _ in feed.batches(monitor.feed_dir)] == [4]
+    restarted = service.Monitor(monitor.db, monitor.rules, monitor.feed_dir)
+    assert service.consume(restarted, actor="ops").batches == 1
+    assert service.list_alerts(monitor.db, actor="ops")[0]["hits"] == 4
+    os.utime(feed.batches(monitor.feed_dir)[0][1], (1_000, 1_000))
+    assert feed.prune(monitor.feed_dir, keep_s=3600) == 0  # the newest stays: sequences are never reused
+    assert feed.last_sequence(monitor.feed_dir) == 4

@@ -101,6 +101,8 @@ def stream(
                                                           "notice; repeatable."),
     clone_share: float = typer.Option(0.0, "--clone-share", min=0, max=1,
                                       help="Share of records made in another province than the card's (cloning)."),
+    keep_hours: Optional[float] = typer.Option(None, "--keep-hours", min=0.01,
+                                               help="Delete feed batches older than this (default: keep all)."),
     out: Optional[Path] = Out,
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -123,7 +125,8 @@ def stream(
     if not as_json:
         echo(f"streaming {rate or source.natural_rate:,.1f} records/s of {len(population):,} cards to {folder}"
              + ("" if duration else " (Ctrl+C stops)"))
-    summary = feed.stream(source, folder, rate=rate, duration=duration, batch_s=batch_ms / 1000)
+    summary = feed.stream(source, folder, rate=rate, duration=duration, batch_s=batch_ms / 1000,
+                          keep_s=None if keep_hours is None else keep_hours * 3600)
     if as_json:
         emit_json(summary.to_dict())
     else:

@@ -145,6 +145,24 @@ def table_from_frame(frame):
     return pa.Table.from_pandas(frame[RECORD_SCHEMA.names], schema=RECORD_SCHEMA, preserve_index=False)
 
 
+def prune(folder: str | Path, keep_s: float, now: float | None = None) -> int:
+    """Delete the batches written more than ``keep_s`` seconds ago (the feed's retention);
+    returns how many. The newest batch is always kept, so that sequence numbers are never
+    reused. A consumer stopped for longer than that loses them, as with any feed that keeps a
+    fixed time of history."""
+    cutoff = (now if now is not None else time.time()) - keep_s
+    gone = 0
+    for _, path in batches(folder)[:-1]:
+        try:
+            if path.stat().st_mtime >= cutoff:
+                break  # written in order: the rest are newer
+            path.unlink()
+            gone += 1
+        except FileNotFoundError:
+            continue
+    return gone
+
+
 def read(paths: Iterable[Path], columns: list[str] | None = None):
     """The records of the batches at ``paths`` as one Arrow table (memory-mapped)."""
     import pyarrow as pa
@@ -270,11 +288,12 @@ class StreamSummary:
 
 
 def stream(source: FeedSource, folder: str | Path, *, rate: float | None = None, duration: float | None = None,
-           batch_s: float = 0.2, stop: Callable[[], bool] | None = None,
+           batch_s: float = 0.2, stop: Callable[[], bool] | None = None, keep_s: float | None = None,
            clock: Callable[[], float] = time.time) -> StreamSummary:
     """Append ``source``'s records to the feed at ``rate`` records a second (default: the
     cards' own rate), one batch every ``batch_s`` seconds, for ``duration`` seconds (None:
-    until ``stop()`` says so, or Ctrl+C)."""
+    until ``stop()`` says so, or Ctrl+C); with ``keep_s``, batches older than that are
+    deleted as it goes (:func:`prune`, once a minute)."""
     import numpy as np
 
     rate = source.natural_rate if rate is None else rate
@@ -288,6 +307,7 @@ def stream(source: FeedSource, folder: str | Path, *, rate: float | None = None,
     owed = 0.0
     poisson = np.random.default_rng()
     sequence = last_sequence(folder)
+    pruned_at = began
     try:
         while True:
             now = clock()
@@ -308,6 +328,9 @@ def stream(source: FeedSource, folder: str | Path, *, rate: float | None = None,
                 summary.refused += int(np.asarray(table.column("refused")).sum())
                 summary.first_batch = summary.first_batch or sequence
                 summary.last_batch = sequence
+            if keep_s is not None and now - pruned_at >= 60:
+                prune(folder, keep_s)
+                pruned_at = now
             pause = batch_s - (clock() - now)
             if pause > 0:
                 time.sleep(pause)
