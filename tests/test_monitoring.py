@@ -295,3 +295,22 @@ def test_pruned_batches_are_gone_and_a_monitor_still_finds_the_newer_ones(monito
     os.utime(feed.batches(monitor.feed_dir)[0][1], (1_000, 1_000))
     assert feed.prune(monitor.feed_dir, keep_s=3600) == 0  # the newest stays: sequences are never reused
     assert feed.last_sequence(monitor.feed_dir) == 4
+
+
+def test_a_card_s_day_adds_up_over_batches_and_restarts_before_its_spike_shows(db, tmp_path):
+    cards = synthetic_cards(100, seed=6, state_shares={"active": 1.0})
+    day = pd.Timestamp(utc_now()).tz_convert("Asia/Shanghai").normalize()
+    generate_usage(cards, start=(day - pd.Timedelta(days=10)).date(), days=10, seed=7, out_dir=tmp_path)
+    monitor = service.Monitor(db, rules("usage_spike", min_bytes=1), tmp_path / "stream", tmp_path / "records")
+    card = int(cards["msisdn"][0])
+    profile = monitor.detector.profiles(int(day.value // 1000), 28).loc[card]
+    limit = profile["median"] + 5 * profile["mad"] / 0.6745
+    start = max(day.tz_convert("UTC"), pd.Timestamp(utc_now()) - pd.Timedelta(minutes=5))
+    batch = pd.DataFrame({"msisdn": [card], "start": [start], "bytes_down": [int(limit * 0.6)]})
+    feed.append(monitor.feed_dir, feed.table_from_frame(batch))
+    assert service.consume(monitor, actor="ops").raised == 0
+    feed.append(monitor.feed_dir, feed.table_from_frame(batch.assign(start=start + pd.Timedelta(seconds=1))))
+    restarted = service.Monitor(db, monitor.rules, monitor.feed_dir, monitor.history_dir)  # rebuilds the day
+    assert service.consume(restarted, actor="ops").raised == 1
+    (alert,) = service.list_alerts(db, actor="ops")
+    assert alert["details"]["bytes_today"] == 2 * int(limit * 0.6) + 2 * 1_000  # and the default upload
