@@ -40,5 +40,8 @@ def test_a_rules_file_with_an_unknown_field_is_refused_by_name(tmp_path):
                 database=tmp_path / "hkops.db")
     assert ran.returncode == 2
     assert "line 3: rule spike field 'window': unknown field for a usage_spike rule" in ran.stderr
+    bad_time = hkops("monitor", "--once", "--as-of", "tomorrow", "--out", str(tmp_path / "usage"),
+                     database=tmp_path / "hkops.db")
+    assert bad_time.returncode == 2 and "as-of 'tomorrow'" in bad_time.stderr
     bad_state = hkops("alerts", "list", "--state", "done", database=tmp_path / "hkops.db")
     assert bad_state.returncode == 2 and "state 'done'" in bad_state.stderr
