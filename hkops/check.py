@@ -349,6 +349,16 @@ def settlement_batches(conn: Connection, context: Context) -> list[Violation]:
             for item in commissions.inconsistencies(conn)]
 
 
+def alerts_audited(conn: Connection, context: Context) -> list[Violation]:
+    """Every alert's state is the one its latest audit record moved it to."""
+    from hkops.monitoring import service as monitoring
+
+    return [Violation("alert_state_differs_from_audit" if item["audited_state"] else "alert_without_audit",
+                      f"alert {item['alert']} is {item['state']} but its audit trail "
+                      + (f"last moved it to {item['audited_state']}" if item["audited_state"] else "never raised it"),
+                      item) for item in monitoring.inconsistencies(conn)]
+
+
 # ---------------------------------------------------------------- the HLR
 
 
@@ -418,6 +428,7 @@ CHECKS: list[Check] = [
     Check("numbers_per_person", numbers_per_person),
     Check("order_money", order_money),
     Check("settlement_batches", settlement_batches),
+    Check("alerts", alerts_audited),
     Check("hlr_commands", hlr_commands, frozenset({"hlr_command_stale"}), _send_pending, repair_needs_hlr=True),
     Check("hlr_registry", hlr_registry, frozenset({"hlr_missing", "hlr_imsi_differs", "hlr_barring_differs",
                                                    "hlr_unexpected"}), _reconcile_hlr, needs_hlr=True,

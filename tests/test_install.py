@@ -76,6 +76,13 @@ def test_an_installed_package_finds_its_notebooks_and_rules_and_keeps_data_out_o
     assert rules == (ROOT / "data" / "grading_rules.toml").read_text()
 
 
+def test_an_installed_package_loads_its_alert_rules(installed):
+    venv, purelib, env, cwd = installed
+    probe = "from hkops.monitoring.rules import load_rules, rules_file; print(rules_file(), len(load_rules()))"
+    where, count = _run([str(venv / "bin" / "python"), "-c", probe], env=env, cwd=cwd).stdout.split()
+    assert Path(where).is_relative_to(purelib) and int(count) == 6
+
+
 def test_an_installed_package_builds_the_demo_and_serves_the_consoles_from_any_folder(installed):
     venv, purelib, env, cwd = installed
     hkops = str(venv / "bin" / "hkops")

@@ -9,6 +9,7 @@ import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
 from typer.core import TyperGroup
 
+from hkops.cli import alerts as alerts_cli
 from hkops.cli import check as check_cli
 from hkops.cli import users as users_cli
 from hkops.cli.common import actor, echo, emit_json, progress, reset_actor, store
@@ -40,6 +41,7 @@ LAZY_GROUPS = {
     "commissions": "commissions",
     "settlement": "settlement",
     "withdrawals": "withdrawals",
+    "alerts": "alerts",
 }
 
 
@@ -74,6 +76,7 @@ class _LazyGroups(TyperGroup):
 app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command("check")(check_cli.check)
+app.command("monitor")(alerts_cli.monitor)
 
 
 # Logging in is every user's first command: its module is light, so these load with the CLI.

@@ -144,3 +144,51 @@ def report(
     usage_stats.export_report(sheets, to)
     echo(f"{period} report of {sheets['summary'].iloc[1, 1]}..{sheets['summary'].iloc[2, 1]} written to {to} "
          f"({', '.join(sheets)})")
+
+
+@app.command()
+def stream(
+    rate: Optional[float] = typer.Option(None, "--rate", min=0.001, help="Records a second (default: the cards' "
+                                                                          "own rate; more is a load test)."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.1, help="Seconds to run (default: until "
+                                                                               "Ctrl+C)."),
+    batch_ms: int = typer.Option(200, "--batch-ms", min=10, max=60_000, help="Milliseconds per micro-batch."),
+    seed: int = typer.Option(7, "--seed", help="The seed of `usage generate`: cards keep their activity."),
+    cards: int = typer.Option(10_000, "--cards", min=1, max=10_000_000,
+                              help="How many synthetic cards, when the inventory has no activated card."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Use synthetic cards even if the inventory has some."),
+    outage: list[str] = typer.Option([], "--outage", help="Silence a province (e.g. 广东), to see the monitor "
+                                                          "notice; repeatable."),
+    clone_share: float = typer.Option(0.0, "--clone-share", min=0, max=1,
+                                      help="Share of records made in another province than the card's (cloning)."),
+    keep_hours: Optional[float] = typer.Option(None, "--keep-hours", min=0.01,
+                                               help="Delete feed batches older than this (default: keep all)."),
+    out: Optional[Path] = Out,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Play the network's live usage feed: records of the cards in service as they happen (and
+    the refused attempts of suspended, lost, terminated and replaced cards), appended as Arrow
+    IPC micro-batches to the usage store's stream/ folder, which ``hkops monitor`` consumes."""
+    from hkops.cards.service import network_cards
+    from hkops.cli.common import actor, store
+    from hkops.network import feed
+    from hkops.network.usage import DEFAULT_OUT_DIR, synthetic_cards
+    from hkops.security import access
+
+    db = store()
+    access.require(actor(), "usage.write", "stream usage records", db)
+    population = None if synthetic else network_cards(db)
+    if population is None or population.empty:
+        population = synthetic_cards(cards, seed=seed)
+    source = feed.FeedSource(population, seed=seed, clone_share=clone_share, outage=tuple(outage))
+    folder = feed.stream_dir(out or DEFAULT_OUT_DIR)
+    if not as_json:
+        echo(f"streaming {rate or source.natural_rate:,.1f} records/s of {len(population):,} cards to {folder}"
+             + ("" if duration else " (Ctrl+C stops)"))
+    summary = feed.stream(source, folder, rate=rate, duration=duration, batch_s=batch_ms / 1000,
+                          keep_s=None if keep_hours is None else keep_hours * 3600)
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        echo(f"{summary.records:,} records ({summary.refused:,} refused) in {summary.batches} batch(es) "
+             f"{summary.first_batch}..{summary.last_batch}, {summary.seconds:.1f} s")

@@ -49,6 +49,8 @@ PERMISSIONS: dict[str, str] = {
     "settlement.write": "accrue, settle, approve and pay commissions and withdrawals",
     "analytics.read": "run analyses (personal data pseudonymised)",
     "usage.write": "generate and import usage records",
+    "monitoring.read": "see the monitor's alerts and how far it has read the usage feed",
+    "monitoring.write": "run the monitor; acknowledge and close alerts",
     "audit.read": "read the audit trail",
     "audit.verify": "verify and checkpoint the audit trail",
     "users.admin": "add, disable and change users; issue and revoke tokens",

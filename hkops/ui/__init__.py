@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["allocation_console", "index", "lifecycle_console", "orders_console", "settlement_console", "show",
-           "stock_console", "trends_console"]
+__all__ = ["allocation_console", "index", "lifecycle_console", "monitoring_console", "orders_console",
+           "settlement_console", "show", "stock_console", "trends_console"]
 
 _WHERE = {
     "allocation_console": "hkops.ui.allocation",
     "index": "hkops.ui.home",
     "lifecycle_console": "hkops.ui.lifecycle",
+    "monitoring_console": "hkops.ui.monitoring",
     "orders_console": "hkops.ui.orders",
     "settlement_console": "hkops.ui.settlement",
     "show": "hkops.ui.serving",

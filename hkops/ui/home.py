@@ -30,6 +30,9 @@ CONSOLES = [
     Console("订单 Orders", "Take an order with live real-name and limit checks; the pipeline by state; "
             "an order's timeline, shipment and payments; pay, ship, deliver, activate, cancel or return it.",
             "orders.ipynb"),
+    Console("监控告警 Live alerts", "The monitor's alerts as they arrive: lost or terminated cards in use, traffic "
+            "right after a SIM swap, usage far above a card's profile, cards never used, one card in two places, "
+            "regional outages; acknowledge and close them.", "monitoring.ipynb"),
     Console("结算 Settlement", "Agents' balances and pending commission down to each order, clawbacks, "
             "month-end settlement batches (create, confirm, approve, pay, export to Excel), the withdrawal queue "
             "and commission charts.", "settlement.ipynb"),
