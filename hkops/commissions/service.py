@@ -6,25 +6,28 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, and_, case, func,
+                        literal, null, or_, select, true, type_coerce, update)
 
 from hkops import audit
 from hkops.agents.tables import agents
 from hkops.audit import Event, audit_log
 from hkops.catalogue.tables import plan_prices, plans
 from hkops.commissions import schemes as scheme_files
-from hkops.commissions.tables import (agent_ledger, commission_entries, commission_schemes, settlement_batches,
-                                      withdrawals)
+from hkops.commissions.tables import (agent_ledger, commission_accrual, commission_entries, commission_schemes,
+                                      settlement_batches, withdrawals)
 from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
 from hkops.money import yuan_to_fen
 from hkops.orders.tables import orders
 from hkops.agents.service import scope_query, subtree_ids
 from hkops.security.access import agent_scope, out_of_scope, require
+from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
+from hkops.store.schema import UTCDateTime
 from hkops.timeutil import SHANGHAI
 
 PAYING = {"pay": "order_paid", "activate": "activation", "first_topup": "first_topup"}
@@ -126,152 +129,296 @@ def _amounts(rule, chain: list[dict], monthly_fee: int, prices: dict[int, int]) 
     return out
 
 
-def _insert_new(conn: Connection, rows: list[dict]) -> None:
-    """Insert ledger entries, skipping any another accrual run inserted meanwhile (the unique key)."""
+def _insert(conn: Connection, table):
+    """An INSERT for ``table`` that can skip rows already there (``on_conflict_do_nothing``)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(commission_entries)
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(commission_entries)
-    conn.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "event", "month", "agent_id", "kind"]),
-                 rows)
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
 
 
-def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime) -> dict:
+_ENTRY_KEY = ["order_id", "event", "month", "agent_id", "kind"]
+
+#: Per run, the credits to write, one row per paying event (or in-network month) naming its
+#: ``share``: the chain positions, agents and amounts of one (scheme version, rule, agent chain),
+#: of which there are few. The ledger rows are the join of the two, inserted in one statement.
+_scratch = MetaData()
+_run_events = Table(
+    "commission_run_events", _scratch,
+    Column("order_id", BigInteger), Column("order_number", String(24)), Column("event", String(16)),
+    Column("month", Integer), Column("event_at", UTCDateTime), Column("eligible_on", Date),
+    Column("state", String(10)), Column("share", Integer), prefixes=["TEMPORARY"])
+_run_shares = Table(
+    "commission_run_shares", _scratch,
+    Column("share", Integer), Column("scheme_id", BigInteger), Column("position", Integer),
+    Column("agent_id", BigInteger), Column("amount_fen", BigInteger),
+    Index("ix_commission_run_shares_share", "share"), prefixes=["TEMPORARY"])
+
+
+class _Accrual:
+    """What one accrual run knows: scheme versions, plan fees and prices, and the shares met so far."""
+
+    def __init__(self, conn: Connection, as_of: date):
+        self.as_of = as_of
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.versions: dict[str, list] = defaultdict(list)
+        for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
+            self.versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
+        self.windows = {row["id"]: row["window_days"] for rows in self.versions.values() for row, _ in rows}
+        self.fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
+        self.prices: dict[str, dict[int, int]] = defaultdict(dict)
+        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen)):
+            self.prices[plan][level] = price
+        self.shares: dict[tuple, int | None] = {}
+        self.share_rows: list[tuple] = []
+        self.events: list[tuple] = []
+        self._version: dict[tuple, tuple | None] = {}
+        self._eligible: dict[tuple, tuple] = {}
+
+    def version(self, plan: str, day: date):
+        """(scheme row, scheme) in force for ``plan`` on ``day``, or None."""
+        key = (plan, day)
+        if key not in self._version:
+            chosen = [v for v in self.versions.get(plan, ()) if v[0]["effective"] <= day]
+            self._version[key] = chosen[-1] if chosen else None
+        return self._version[key]
+
+    def share(self, scheme_row, index: int, rule, chain_json: str | None) -> int | None:
+        """The share id of ``rule`` (the ``index``-th of its scheme) over this agent chain; None if it pays nothing."""
+        key = (scheme_row["id"], index, chain_json)
+        if key not in self.shares:
+            chain = json.loads(chain_json or "[]")
+            paid = [(position, agent["id"], amount) for position, (agent, amount) in enumerate(zip(
+                chain, _amounts(rule, chain, self.fees.get(scheme_row["plan"], 0), self.prices[scheme_row["plan"]])), 1)
+                if amount]
+            share = len(self.shares) + 1 if paid else None
+            self.shares[key] = share
+            self.share_rows += [(share, scheme_row["id"], position, agent, amount) for position, agent, amount in paid]
+        return self.shares[key]
+
+    def add(self, order_id: int, number: str, event: str, month: int, at: datetime, day: date, scheme_row,
+            share: int) -> None:
+        """A credit to write: ``share`` of the event ``event`` (month ``month``) of the order at ``at``."""
+        key = (scheme_row["id"], day)
+        if key not in self._eligible:
+            eligible = day if scheme_row["timing"] == "instant" else max(
+                day + timedelta(days=scheme_row["window_days"]), _month_start(day, 1))
+            self._eligible[key] = (eligible.isoformat() if self.sqlite else eligible,
+                                   "eligible" if eligible <= self.as_of else "held")
+        eligible, state = self._eligible[key]
+        if self.sqlite:  # SQLite keeps times as naive UTC text, as UTCDateTime writes them
+            at = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        self.events.append((order_id, number, event, month, at, eligible, state, share))
+
+    def write(self, conn: Connection, now: datetime) -> None:
+        """Insert the credits gathered, set-wise; an entry already in the ledger is skipped (its unique key)."""
+        if not self.events:
+            return
+        for table in (_run_events, _run_shares):
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+        bulk.insert_rows(conn, _run_shares, [c.name for c in _run_shares.c], self.share_rows)
+        bulk.insert_rows(conn, _run_events, [c.name for c in _run_events.c], self.events)
+        e, s = _run_events.c, _run_shares.c
+        rows = (select(e.order_id, e.order_number, e.event, e.month, s.agent_id, s.position,
+                       literal("credit", String), s.amount_fen, s.scheme_id, e.event_at, e.eligible_on, e.state,
+                       null(), literal(now, UTCDateTime()))
+                .join(_run_shares, s.share == e.share).where(true()))  # WHERE: SQLite's upsert-after-join rule
+        conn.execute(_insert(conn, commission_entries).from_select(
+            ["order_id", "order_number", "event", "month", "agent_id", "position", "kind", "amount_fen", "scheme_id",
+             "event_at", "eligible_on", "state", "batch_id", "created_at"], rows)
+            .on_conflict_do_nothing(index_elements=_ENTRY_KEY))
+        for table in (_run_events, _run_shares):
+            table.drop(conn)
+
+
+def _stops(conn: Connection, *, after_id: int, since: datetime | None, end: datetime,
+           every: bool = False) -> dict[int, list[datetime]]:
+    """Order id -> times of the stops (order cancelled or returned; its card suspended, terminated or lost)
+    before ``end`` that are new (audit id above ``after_id``) or at ``since`` or later; ``every``: all of them."""
+    found: dict[int, set] = defaultdict(set)
+    for joined, where in ((orders.c.number, and_(audit_log.c.entity == "order", audit_log.c.action.in_(STOPS_ORDER))),
+                          (orders.c.iccid, and_(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD)))):
+        query = (select(orders.c.id, audit_log.c.at).join(orders, joined == audit_log.c.subject)
+                 .where(where, audit_log.c.at < end))
+        parts = [query] if every else [query.where(audit_log.c.id > after_id)] + (
+            [query.where(audit_log.c.at >= since)] if since is not None else [])
+        for part in parts:
+            for order_id, at in conn.execute(part):
+                found[order_id].add(at)
+    return {order_id: sorted(times) for order_id, times in found.items()}
+
+
+def _first_stop(stops: dict[int, list[datetime]], order_id: int, start: datetime, end: datetime) -> datetime | None:
+    """The first stop of the order in [start, end), or None."""
+    return next((at for at in stops.get(order_id, ()) if start <= at < end), None)
+
+
+def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
+    """Of ``wanted`` (order id, msisdn, month end, rule), those whose number used at least the rule's
+    minimums in the calendar month before the month end (read from the usage store)."""
+    from hkops.analytics.usage_stats import totals_per_number
+    from hkops.network.usage import DEFAULT_OUT_DIR
+
+    by_month = defaultdict(list)
+    for item in wanted:
+        by_month[item[2]].append(item)
+    met = set()
+    for month_end, items in by_month.items():
+        totals = totals_per_number(usage_dir or DEFAULT_OUT_DIR, [i[1] for i in items if i[1]],
+                                   start=_month_start(month_end, -1), end=month_end - timedelta(days=1))
+        for order_id, msisdn, _, rule in items:
+            used = totals.get(msisdn)
+            if used and used["spend_fen"] >= rule.min_spend_fen and used["topup_fen"] >= rule.min_topup_fen \
+                    and used["data_bytes"] >= rule.min_data_mb * (1 << 20) and used["voice_mo_s"] >= rule.min_voice_min * 60:
+                met.add((order_id, month_end, rule))
+    return met
+
+
+def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime,
+           usage_dir: str | Path | None = None) -> dict:
     """Turn order events, card stops and month ends up to ``until`` (default ``as_of``) into ledger
-    entries and clawbacks, and move entries held -> eligible as of ``as_of``. Idempotent: an entry
-    already there is never written again."""
+    entries and clawbacks, and move entries held -> eligible as of ``as_of``.
+
+    Incremental: only audit records after the stored watermark are read, and in-network months are
+    evaluated for the month ends passed since the last run; the watermark moves in the same
+    transaction as the entries, so a failed run loses nothing. Idempotent: an entry already there is
+    never written again (its unique key), so runs may repeat or overlap. In-network minimums of
+    spend or usage are read from the usage store at ``usage_dir`` (default ``data/usage``)."""
     require(actor, "settlement.write", "accrue commissions", db)
     until = min(until or as_of, as_of)
-    end = _utc(until + timedelta(days=1))
+    last_end = until + timedelta(days=1)  # a month ending on or before this day is over
+    end = _utc(last_end)
     with unit_of_work(db) as conn:
         settled = conn.execute(select(func.max(settlement_batches.c.period))).scalar()
         if settled and until < _period(settled)[1] - timedelta(days=1):
             raise InvalidValue("until", until.isoformat(), f"period {settled} is already settled; accrue up to "
                                                             "its end or later")
-        versions = defaultdict(list)
-        for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
-            versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
+        run = _Accrual(conn, as_of)
+        mark = conn.execute(select(commission_accrual).where(commission_accrual.c.id == 1)).mappings().first()
+        after_id, evaluated = 0, None
+        if mark is not None:
+            newer = conn.execute(select(func.min(commission_schemes.c.effective))
+                                 .where(commission_schemes.c.id > mark["scheme_id"])).scalar()
+            if newer is None or (mark["until"] is not None and newer > mark["until"]):
+                after_id, evaluated = mark["audit_id"], mark["month_end"]
+            # else: a version added since starts inside what was accrued: start over (idempotent)
+        relevant = or_(and_(audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING) + list(STOPS_ORDER))),
+                       and_(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD)))
+        beyond = conn.execute(select(func.min(audit_log.c.id)).where(
+            audit_log.c.id > after_id, audit_log.c.at >= end, relevant)).scalar()
+        head = beyond - 1 if beyond else conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
+        before = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
+
+        # One-off events: order paid, activation, first top-up.
+        act = audit_log.alias("act")
+        activated_at = type_coerce(select(func.max(act.c.at)).where(
+            act.c.subject == audit_log.c.subject, act.c.entity == "order", act.c.action == "activate",
+            act.c.at < end).scalar_subquery(), UTCDateTime())
         events = conn.execute(
-            select(audit_log.c.subject, audit_log.c.action, audit_log.c.at, orders.c.id, orders.c.plan,
-                   orders.c.agent_chain, orders.c.first_topup_fen, orders.c.iccid)
+            select(audit_log.c.action, audit_log.c.at, orders.c.id, orders.c.number, orders.c.plan,
+                   orders.c.agent_chain, orders.c.first_topup_fen,
+                   case((audit_log.c.action == "first_topup", activated_at)).label("activated_at"))
             .join(orders, orders.c.number == audit_log.c.subject)
-            .where(audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING) + list(STOPS_ORDER)),
+            .where(audit_log.c.id > after_id, audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING)),
                    audit_log.c.at < end, orders.c.agent_id.is_not(None))
             .order_by(audit_log.c.id)).all()
-        card_stops = conn.execute(
-            select(orders.c.number, audit_log.c.at).join(orders, orders.c.iccid == audit_log.c.subject)
-            .where(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD), audit_log.c.at < end)).all()
-        fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
-        prices = defaultdict(dict)
-        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level,
-                                                      plan_prices.c.price_fen)):
-            prices[plan][level] = price
-        orders_by_number, activated, stops = {}, {}, defaultdict(list)
         for e in events:
-            orders_by_number[e.subject] = e
-            if e.action == "activate":
-                activated[e.subject] = e.at
-            if e.action in STOPS_ORDER:
-                stops[e.subject].append(e.at)
-        for number, at in card_stops:
-            stops[number].append(at)
-
-        def stopped(number, start, end):
-            """The first stop of ``number`` in [start, end), or None."""
-            inside = [at for at in stops.get(number, ()) if start <= at < end]
-            return min(inside) if inside else None
-
-        def version(plan, day):
-            chosen = [v for v in versions.get(plan, []) if v[0]["effective"] <= day]
-            return chosen[-1] if chosen else None
-
-        wanted = []  # (order row, event name, month, event time)
-        for e in events:
-            if e.action in PAYING:
-                wanted.append((e, PAYING[e.action], 0, e.at))
-        for number, at in activated.items():
-            e = orders_by_number[number]
-            found = version(e.plan, _day(at))
-            for rule in (found[1].rules if found else ()):
-                if rule.event != "in_network":
-                    continue
-                for n in range(rule.months[0], rule.months[1] + 1):
-                    month_end = _month_start(_day(at), n)
-                    if month_end <= until + timedelta(days=1) and stopped(number, at, _utc(month_end)) is None:
-                        wanted.append((e, "in_network", n, _utc(month_end)))
-        existing = {(r.order_id, r.event, r.month, r.agent_id, r.kind) for r in conn.execute(
-            select(commission_entries.c.order_id, commission_entries.c.event, commission_entries.c.month,
-                   commission_entries.c.agent_id, commission_entries.c.kind))}
-        new_rows = []
-        for e, event, month, at in wanted:
-            found = version(e.plan, _day(at) if event != "in_network" else _day(activated[e.subject]))
-            if not found:
+            event, day = PAYING[e.action], _day(e.at)
+            found = run.version(e.plan, day)
+            if found is None:
                 continue
-            row, scheme = found
-            for rule in scheme.rules:
-                if rule.event != event or (event == "in_network" and not rule.months[0] <= month <= rule.months[1]):
+            for index, rule in enumerate(found[1].rules):
+                if rule.event != event:
                     continue
-                if event == "first_topup":
-                    if (e.first_topup_fen or 0) < rule.min_fen:
+                if event == "first_topup" and ((e.first_topup_fen or 0) < rule.min_fen or (
+                        rule.within_days is not None and (e.activated_at is None or
+                                                          e.at - e.activated_at > timedelta(rule.within_days)))):
+                    continue
+                share = run.share(found[0], index, rule, e.agent_chain)
+                if share is not None:
+                    run.add(e.id, e.number, event, 0, e.at, day, found[0], share)
+
+        # In-network months that ended since the last run (all of them for an activation seen first now).
+        longest = max((r.months[1] for v in run.versions.values() for _, s in v for r in s.rules
+                       if r.event == "in_network"), default=0)
+        months = []  # (order id, number, msisdn, activated at, n, month end, scheme row, rule index, rule)
+        if longest:
+            since = None if evaluated is None else _utc(_month_start(evaluated, 1 - longest))
+            activations = conn.execute(
+                select(audit_log.c.id, audit_log.c.at, orders.c.id.label("order_id"), orders.c.number, orders.c.plan,
+                       orders.c.msisdn, orders.c.agent_chain)
+                .join(orders, orders.c.number == audit_log.c.subject)
+                .where(audit_log.c.entity == "order", audit_log.c.action == "activate", audit_log.c.at < end,
+                       orders.c.agent_id.is_not(None),
+                       *(() if since is None else (or_(audit_log.c.at >= since, audit_log.c.id > after_id),)))
+                .order_by(audit_log.c.id)).all()
+            latest = {a.order_id: a for a in activations}  # an order activated twice counts from the last
+            for a in latest.values():
+                found = run.version(a.plan, _day(a.at))
+                for index, rule in enumerate(found[1].rules if found else ()):
+                    if rule.event != "in_network":
                         continue
-                    start = activated.get(e.subject)
-                    if rule.within_days is not None and (start is None or at - start > timedelta(rule.within_days)):
-                        continue
-                chain = json.loads(e.agent_chain or "[]")
-                for position, (agent, amount) in enumerate(zip(chain, _amounts(rule, chain, fees.get(e.plan, 0),
-                                                                                prices[e.plan]))):
-                    key = (e.id, event, month, agent["id"], "credit")
-                    if amount == 0 or key in existing:
-                        continue
-                    existing.add(key)
-                    day = _day(at)
-                    eligible = day if scheme.timing == "instant" else max(
-                        day + timedelta(days=row["window_days"]), _month_start(day, 1))
-                    new_rows.append(dict(order_id=e.id, order_number=e.subject, event=event, month=month,
-                                         agent_id=agent["id"], position=position + 1, kind="credit",
-                                         amount_fen=amount, scheme_id=row["id"], event_at=at, eligible_on=eligible,
-                                         state="accrued", batch_id=None, created_at=now))
-        if new_rows:
-            _insert_new(conn, new_rows)
+                    for n in range(rule.months[0], rule.months[1] + 1):
+                        month_end = _month_start(_day(a.at), n)
+                        if month_end <= last_end and (evaluated is None or a.id > after_id or month_end > evaluated):
+                            months.append((a, n, month_end, found[0], index, rule))
+        # Stops that may cut a credit of this run, or claw back an earlier one.
+        earliest = min([e.at for e in events] + [m[0].at for m in months], default=None)
+        stops = _stops(conn, after_id=after_id, since=earliest, end=end, every=not after_id and evaluated is None)
+        months = [m for m in months if _first_stop(stops, m[0].order_id, m[0].at, _utc(m[2])) is None]
+        wanted = [(m[0].order_id, m[0].msisdn, m[2], m[5]) for m in months if m[5].minimums]
+        met = _meets_minimums(usage_dir, wanted) if wanted else set()
+        for a, n, month_end, scheme_row, index, rule in months:
+            if rule.minimums and (a.order_id, month_end, rule) not in met:
+                continue
+            share = run.share(scheme_row, index, rule, a.agent_chain)
+            if share is not None:
+                run.add(a.order_id, a.number, "in_network", n, _utc(month_end), month_end, scheme_row, share)
+        run.write(conn, now)
+
         # Clawback: a stop inside the window of a credit appends its negative reversal.
         reversals = []
-        if stops:
-            windows = dict(conn.execute(select(commission_schemes.c.id, commission_schemes.c.window_days)).all())
-            credits = conn.execute(select(commission_entries).where(
-                commission_entries.c.kind == "credit",
-                commission_entries.c.order_number.in_(list(stops)))).mappings().all()
-            for c in credits:
-                stop = stopped(c["order_number"], c["event_at"], c["event_at"] + timedelta(windows[c["scheme_id"]]))
-                key = (c["order_id"], c["event"], c["month"], c["agent_id"], "reversal")
-                if key in existing or stop is None:
-                    continue
-                existing.add(key)
-                reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
-                                  "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
-                                  "state": "eligible", "batch_id": None, "created_at": now})
-            if reversals:
-                _insert_new(conn, reversals)
-        moving = conn.execute(select(commission_entries.c.id, commission_entries.c.state,
-                                     commission_entries.c.eligible_on, commission_entries.c.order_number)
-                              .where(commission_entries.c.state.in_(("accrued", "held")))).all()
-        to_eligible = [r for r in moving if r.eligible_on <= as_of]
-        to_held = [r for r in moving if r.eligible_on > as_of and r.state == "accrued"]
-        for target, group in (("eligible", to_eligible), ("held", to_held)):
-            if group:
-                conn.execute(update(commission_entries).where(commission_entries.c.id.in_([r.id for r in group]))
-                             .values(state=target))
-        audit.record(conn, actor, [
-            Event("commission", r["order_number"], "accrue" if r["kind"] == "credit" else "claw_back", None,
-                  r["state"], None, {"event": r["event"], "month": r["month"], "agent_id": r["agent_id"],
-                                     "amount_fen": r["amount_fen"]}) for r in new_rows + reversals] + [
-            Event("commission", r.order_number, "move", r.state, target, None, {"entry": r.id})
-            for target, group in (("eligible", to_eligible), ("held", to_held)) for r in group], now)
-    return {"accrued": len(new_rows), "clawed_back": len(reversals), "eligible": len(to_eligible),
-            "held": len(to_held)}
+        stopped_ids = sorted(stops)
+        for first in range(0, len(stopped_ids), 5_000):
+            for c in conn.execute(select(commission_entries).where(
+                    commission_entries.c.kind == "credit",
+                    commission_entries.c.order_id.in_(stopped_ids[first:first + 5_000]))).mappings():
+                stop = _first_stop(stops, c["order_id"], c["event_at"],
+                                   c["event_at"] + timedelta(run.windows[c["scheme_id"]]))
+                if stop is not None:
+                    reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
+                                      "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
+                                      "state": "eligible", "batch_id": None, "created_at": now})
+        if reversals:
+            conn.execute(_insert(conn, commission_entries).on_conflict_do_nothing(index_elements=_ENTRY_KEY),
+                         reversals)
+        moved = {}
+        for target, states, due in (("eligible", ("accrued", "held"), commission_entries.c.eligible_on <= as_of),
+                                    ("held", ("accrued",), commission_entries.c.eligible_on > as_of)):
+            moved[target] = conn.execute(update(commission_entries).where(
+                commission_entries.c.state.in_(states), due, commission_entries.c.id <= before)
+                .values(state=target)).rowcount
+        new = conn.execute(select(commission_entries.c.kind, commission_entries.c.state, func.count())
+                           .where(commission_entries.c.id > before)
+                           .group_by(commission_entries.c.kind, commission_entries.c.state)).all()
+        count = lambda kind, state=None: sum(n for k, s, n in new if k == kind and state in (None, s))  # noqa: E731
+        result = {"accrued": count("credit"), "clawed_back": count("reversal"),
+                  "eligible": count("credit", "eligible") + moved["eligible"],
+                  "held": count("credit", "held") + moved["held"]}
+        mark_values = dict(audit_id=max(head, after_id),
+                           month_end=max(filter(None, (evaluated, _month_start(last_end)))),
+                           until=max(filter(None, (mark and mark["until"], until))),
+                           scheme_id=max(run.windows, default=0), changed_at=now)
+        if mark is None:
+            conn.execute(commission_accrual.insert().values(id=1, **mark_values))
+        else:
+            conn.execute(update(commission_accrual).where(commission_accrual.c.id == 1).values(**mark_values))
+        audit.record(conn, actor, [Event("commission", f"accrual {until.isoformat()}", "accrue", str(after_id),
+                                         str(mark_values["audit_id"]), None,
+                                         {"as_of": as_of.isoformat(), "until": until.isoformat(), **result})], now)
+    return result
 
 
 def list_entries(db: Store | Connection, *, agent: str | None = None, order: str | None = None,
