@@ -1,4 +1,4 @@
-"""``python -m bench numbers|consoles|network|distribution|cli|security [--json]``: run a benchmark, print its figures."""
+"""``python -m bench numbers|consoles|network|distribution|cli|security|settlement [--json]``: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security"])
+    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security", "settlement"])
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
+    parser.add_argument("--orders", type=int, default=83_334, help="settlement: orders of the world (12 entries each)")
     args = parser.parse_args()
     if args.suite == "numbers":
         from bench import numbers
@@ -41,6 +42,10 @@ def main() -> None:
         from bench import security
 
         result = security.run(log=None if args.json else print)
+    elif args.suite == "settlement":
+        from bench import settlement
+
+        result = settlement.run(log=None if args.json else print, orders_count=args.orders)
     elif args.suite == "network":
         from bench import network
 

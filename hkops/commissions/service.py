@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, and_, case, func,
-                        literal, null, or_, select, true, type_coerce, update)
+from sqlalchemy import (BigInteger, Column, Connection, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
+                        and_, case, cast, exists, func, literal, null, or_, select, type_coerce, update)
 
 from hkops import audit
 from hkops.agents.tables import agents
@@ -139,97 +139,203 @@ def _insert(conn: Connection, table):
 
 
 _ENTRY_KEY = ["order_id", "event", "month", "agent_id", "kind"]
+_ENTRY_COLUMNS = ["order_id", "order_number", "event", "month", "agent_id", "position", "kind", "amount_fen",
+                  "scheme_id", "event_at", "eligible_on", "state", "batch_id", "created_at"]
+_ACTIONS = {event: action for action, event in PAYING.items()}
+_ZONE = "Asia/Shanghai"
 
-#: Per run, the credits to write, one row per paying event (or in-network month) naming its
-#: ``share``: the chain positions, agents and amounts of one (scheme version, rule, agent chain),
-#: of which there are few. The ledger rows are the join of the two, inserted in one statement.
+#: Scratch tables of one accrual run: temporary (seen by its connection only) and dropped at its end.
+#: They hold what is computed once per scheme version, day or agent chain, so that the ledger rows
+#: themselves are made by two INSERT ... SELECT statements joining the audit trail and the orders.
 _scratch = MetaData()
-_run_events = Table(
-    "commission_run_events", _scratch,
-    Column("order_id", BigInteger), Column("order_number", String(24)), Column("event", String(16)),
-    Column("month", Integer), Column("event_at", UTCDateTime), Column("eligible_on", Date),
-    Column("state", String(10)), Column("share", Integer), prefixes=["TEMPORARY"])
+#: The scheme version in force for each plan on each local day the run meets.
+_run_versions = Table(
+    "commission_run_versions", _scratch,
+    Column("plan", String(32)), Column("day", Date), Column("scheme_id", BigInteger),
+    Index("ix_commission_run_versions", "plan", "day"), prefixes=["TEMPORARY"])
+#: When an entry of each version earned on each day becomes eligible, and its state as of the run.
+_run_eligible = Table(
+    "commission_run_eligible", _scratch,
+    Column("scheme_id", BigInteger), Column("day", Date), Column("eligible_on", Date), Column("state", String(10)),
+    Index("ix_commission_run_eligible", "scheme_id", "day"), prefixes=["TEMPORARY"])
+#: What each rule of each version pays each position of each agent chain met, one row per (version,
+#: rule, month, chain, position). ``action``: the audit action of the order event, or in_network;
+#: ``months`` and ``within`` are ``month`` and ``within_days`` as SQLite date modifiers.
 _run_shares = Table(
     "commission_run_shares", _scratch,
-    Column("share", Integer), Column("scheme_id", BigInteger), Column("position", Integer),
-    Column("agent_id", BigInteger), Column("amount_fen", BigInteger),
-    Index("ix_commission_run_shares_share", "share"), prefixes=["TEMPORARY"])
+    Column("scheme_id", BigInteger), Column("rule", Integer), Column("action", String(16)), Column("event", String(16)),
+    Column("month", Integer), Column("months", String(16)), Column("chain", Text), Column("position", Integer),
+    Column("agent_id", BigInteger), Column("amount_fen", BigInteger), Column("min_fen", BigInteger),
+    Column("within_days", Integer), Column("within", String(16)), Column("usage", Integer),
+    Index("ix_commission_run_shares", "scheme_id", "action", "chain"), prefixes=["TEMPORARY"])
+#: In-network months whose minimum spend or usage was met: (order, version, rule, month).
+_run_usage = Table(
+    "commission_run_usage", _scratch,
+    Column("order_id", BigInteger), Column("scheme_id", BigInteger), Column("rule", Integer), Column("month", Integer),
+    Index("ix_commission_run_usage", "order_id"), prefixes=["TEMPORARY"])
+_RUN_TABLES = (_run_versions, _run_eligible, _run_shares, _run_usage)
+
+
+class _Sql:
+    """Date arithmetic in Asia/Shanghai (UTC+8, no daylight saving) for the dialect at hand."""
+
+    def __init__(self, conn: Connection):
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def day(self, at):
+        """The local day of the UTC moment ``at``."""
+        return func.date(at, "+8 hours") if self.sqlite else cast(func.timezone(_ZONE, at), Date)
+
+    def month_end(self, at):
+        """The first day of the local month ``_run_shares.month`` months after the month of ``at``."""
+        shares = _run_shares.c
+        if self.sqlite:
+            return func.date(at, "+8 hours", "start of month", shares.months)
+        return cast(func.date_trunc("month", func.timezone(_ZONE, at)) + func.make_interval(0, shares.month), Date)
+
+    def start_of(self, day):
+        """The UTC moment the local ``day`` begins."""
+        if self.sqlite:
+            return func.strftime("%Y-%m-%d %H:%M:%S.000000", day, "-8 hours")
+        return func.timezone(_ZONE, cast(day, DateTime))
+
+    def within_before(self, at):
+        """``at`` minus ``_run_shares.within_days`` days."""
+        shares = _run_shares.c
+        if self.sqlite:
+            return func.strftime("%Y-%m-%d %H:%M:%f", at, shares.within)
+        return at - func.make_interval(0, 0, 0, shares.within_days)
+
+    def value(self, day: date | None):
+        """A day as this dialect's bulk writer takes it."""
+        return day.isoformat() if self.sqlite and day is not None else day
 
 
 class _Accrual:
-    """What one accrual run knows: scheme versions, plan fees and prices, and the shares met so far."""
+    """One accrual run: what it reads once (scheme versions, plan fees and prices) and the SQL it runs."""
 
-    def __init__(self, conn: Connection, as_of: date):
-        self.as_of = as_of
-        self.sqlite = conn.dialect.name == "sqlite"
+    def __init__(self, conn: Connection, *, as_of: date, after_id: int, evaluated: date | None, since, end,
+                 last_end: date, now: datetime):
+        self.conn, self.sql = conn, _Sql(conn)
+        self.as_of, self.after_id, self.evaluated, self.since = as_of, after_id, evaluated, since
+        self.end, self.last_end, self.now = end, last_end, now
         self.versions: dict[str, list] = defaultdict(list)
         for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
             self.versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
-        self.windows = {row["id"]: row["window_days"] for rows in self.versions.values() for row, _ in rows}
+        self.schemes = {row["id"]: (row, scheme) for rows in self.versions.values() for row, scheme in rows}
         self.fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
         self.prices: dict[str, dict[int, int]] = defaultdict(dict)
         for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen)):
             self.prices[plan][level] = price
-        self.shares: dict[tuple, int | None] = {}
-        self.share_rows: list[tuple] = []
-        self.events: list[tuple] = []
-        self._version: dict[tuple, tuple | None] = {}
-        self._eligible: dict[tuple, tuple] = {}
 
-    def version(self, plan: str, day: date):
-        """(scheme row, scheme) in force for ``plan`` on ``day``, or None."""
-        key = (plan, day)
-        if key not in self._version:
-            chosen = [v for v in self.versions.get(plan, ()) if v[0]["effective"] <= day]
-            self._version[key] = chosen[-1] if chosen else None
-        return self._version[key]
+    def _new(self, actions) -> list:
+        """Conditions on ``audit_log`` joined to ``orders``: the order events with ``actions`` this run reads,
+        those after the watermark and (activations) those since ``since``."""
+        a = audit_log.c
+        recent = a.id > self.after_id
+        if self.since is not None:
+            recent = or_(recent, and_(a.action == "activate", a.at >= self.since))
+        return [a.entity == "order", a.action.in_(actions), a.at < self.end, orders.c.agent_id.is_not(None), recent]
 
-    def share(self, scheme_row, index: int, rule, chain_json: str | None) -> int | None:
-        """The share id of ``rule`` (the ``index``-th of its scheme) over this agent chain; None if it pays nothing."""
-        key = (scheme_row["id"], index, chain_json)
-        if key not in self.shares:
-            chain = json.loads(chain_json or "[]")
-            paid = [(position, agent["id"], amount) for position, (agent, amount) in enumerate(zip(
-                chain, _amounts(rule, chain, self.fees.get(scheme_row["plan"], 0), self.prices[scheme_row["plan"]])), 1)
-                if amount]
-            share = len(self.shares) + 1 if paid else None
-            self.shares[key] = share
-            self.share_rows += [(share, scheme_row["id"], position, agent, amount) for position, agent, amount in paid]
-        return self.shares[key]
-
-    def add(self, order_id: int, number: str, event: str, month: int, at: datetime, day: date, scheme_row,
-            share: int) -> None:
-        """A credit to write: ``share`` of the event ``event`` (month ``month``) of the order at ``at``."""
-        key = (scheme_row["id"], day)
-        if key not in self._eligible:
-            eligible = day if scheme_row["timing"] == "instant" else max(
-                day + timedelta(days=scheme_row["window_days"]), _month_start(day, 1))
-            self._eligible[key] = (eligible.isoformat() if self.sqlite else eligible,
-                                   "eligible" if eligible <= self.as_of else "held")
-        eligible, state = self._eligible[key]
-        if self.sqlite:  # SQLite keeps times as naive UTC text, as UTCDateTime writes them
-            at = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-        self.events.append((order_id, number, event, month, at, eligible, state, share))
-
-    def write(self, conn: Connection, now: datetime) -> None:
-        """Insert the credits gathered, set-wise; an entry already in the ledger is skipped (its unique key)."""
-        if not self.events:
-            return
-        for table in (_run_events, _run_shares):
+    def prepare(self) -> bool:
+        """Fill the scratch tables for the events and chains this run meets; False if there is nothing to do."""
+        conn, sql = self.conn, self.sql
+        wanted = list(PAYING) + ["activate"]
+        events = audit_log.join(orders, orders.c.number == audit_log.c.subject)
+        first = conn.execute(select(func.min(audit_log.c.at)).select_from(events).where(*self._new(wanted))).scalar()
+        if first is None or not self.schemes:
+            return False
+        chains = conn.execute(select(orders.c.plan, orders.c.agent_chain).distinct().select_from(events)
+                              .where(*self._new(wanted))).all()
+        for table in _RUN_TABLES:
             table.drop(conn, checkfirst=True)
             table.create(conn)
-        bulk.insert_rows(conn, _run_shares, [c.name for c in _run_shares.c], self.share_rows)
-        bulk.insert_rows(conn, _run_events, [c.name for c in _run_events.c], self.events)
-        e, s = _run_events.c, _run_shares.c
-        rows = (select(e.order_id, e.order_number, e.event, e.month, s.agent_id, s.position,
-                       literal("credit", String), s.amount_fen, s.scheme_id, e.event_at, e.eligible_on, e.state,
-                       null(), literal(now, UTCDateTime()))
-                .join(_run_shares, s.share == e.share).where(true()))  # WHERE: SQLite's upsert-after-join rule
-        conn.execute(_insert(conn, commission_entries).from_select(
-            ["order_id", "order_number", "event", "month", "agent_id", "position", "kind", "amount_fen", "scheme_id",
-             "event_at", "eligible_on", "state", "batch_id", "created_at"], rows)
-            .on_conflict_do_nothing(index_elements=_ENTRY_KEY))
-        for table in (_run_events, _run_shares):
+        days = [_day(first) + timedelta(days=n) for n in range((self.last_end - _day(first)).days + 1)]
+        versions, eligible = [], []
+        for plan, rows in self.versions.items():
+            for day in days:
+                chosen = [row for row, _ in rows if row["effective"] <= day]
+                if chosen:
+                    versions.append((plan, sql.value(day), chosen[-1]["id"]))
+        for row, _ in self.schemes.values():
+            for day in days:
+                due = day if row["timing"] == "instant" else max(day + timedelta(days=row["window_days"]),
+                                                                 _month_start(day, 1))
+                eligible.append((row["id"], sql.value(day), sql.value(due), "eligible" if due <= self.as_of else "held"))
+        shares = []
+        for plan, chain_json in chains:
+            chain = json.loads(chain_json or "[]")
+            for row, scheme in self.versions.get(plan, ()):
+                for index, rule in enumerate(scheme.rules):
+                    paid = [(position, agent["id"], amount) for position, (agent, amount) in enumerate(zip(
+                        chain, _amounts(rule, chain, self.fees.get(plan, 0), self.prices[plan])), 1) if amount]
+                    months = range(rule.months[0], rule.months[1] + 1) if rule.event == "in_network" else (0,)
+                    shares += [(row["id"], index, _ACTIONS.get(rule.event, rule.event), rule.event, month,
+                                f"+{month} months", chain_json, position, agent_id, amount, rule.min_fen,
+                                rule.within_days, f"-{rule.within_days} days" if rule.within_days is not None else None,
+                                int(bool(rule.minimums)))
+                               for month in months for position, agent_id, amount in paid]
+        for table, rows in ((_run_versions, versions), (_run_eligible, eligible), (_run_shares, shares)):
+            bulk.insert_rows(conn, table, [c.name for c in table.c], rows)
+        return True
+
+    def _credits(self, *, in_network: bool, usage: bool | None = None):
+        """The SELECT of the credits of one-off events, or (``in_network``) of the in-network months that ended
+        (``usage``: only the months of rules with a minimum, before their usage is known)."""
+        a, o, v, el, s, sql = audit_log.c, orders.c, _run_versions.c, _run_eligible.c, _run_shares.c, self.sql
+        day = sql.day(a.at)
+        at = a.at
+        if in_network:
+            month_end = sql.month_end(a.at)
+            at = sql.start_of(month_end)
+        joined = (audit_log.join(orders, o.number == a.subject)
+                  .join(_run_versions, and_(v.plan == o.plan, v.day == day))
+                  .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.chain == o.agent_chain,
+                                          s.action == ("in_network" if in_network else a.action)))
+                  .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == (month_end if in_network else day))))
+        query = select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
+                       s.amount_fen, s.scheme_id, at, el.eligible_on, el.state, null(),
+                       literal(self.now, UTCDateTime())).select_from(joined)
+        if not in_network:
+            act = audit_log.alias("act")
+            return (query.where(a.id > self.after_id, a.entity == "order", a.action.in_(list(PAYING)),
+                                a.at < self.end, o.agent_id.is_not(None),
+                                func.coalesce(o.first_topup_fen, 0) >= s.min_fen,
+                                or_(s.within_days.is_(None), exists().where(
+                                    act.c.subject == a.subject, act.c.entity == "order", act.c.action == "activate",
+                                    act.c.at < self.end, act.c.at >= sql.within_before(a.at)))))
+        later, stop, card_stop = audit_log.alias("later"), audit_log.alias("stop"), audit_log.alias("card_stop")
+        query = query.where(
+            *self._new(["activate"]), month_end <= self.last_end,
+            ~exists().where(later.c.subject == a.subject, later.c.entity == "order", later.c.action == "activate",
+                            later.c.id > a.id, later.c.at < self.end),
+            ~exists().where(stop.c.subject == o.number, stop.c.entity == "order", stop.c.action.in_(STOPS_ORDER),
+                            stop.c.at >= a.at, stop.c.at < at),
+            ~exists().where(card_stop.c.subject == o.iccid, card_stop.c.entity == "sim",
+                            card_stop.c.to_state.in_(STOPS_CARD), card_stop.c.at >= a.at, card_stop.c.at < at))
+        if self.evaluated is not None:
+            query = query.where(or_(a.id > self.after_id, month_end > self.evaluated))
+        u = _run_usage.c
+        if usage:
+            return query.where(s.usage == 1).with_only_columns(
+                o.id, o.msisdn, s.scheme_id, s.rule, s.month, type_coerce(month_end, Date)).distinct()
+        return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
+                                                              u.rule == s.rule, u.month == s.month)))
+
+    def write(self, usage_dir) -> None:
+        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key)."""
+        conn = self.conn
+        months = conn.execute(self._credits(in_network=True, usage=True)).all()
+        if months:
+            met = _meets_minimums(usage_dir, [(order_id, msisdn, month_end, self.schemes[scheme_id][1].rules[rule])
+                                              for order_id, msisdn, scheme_id, rule, _, month_end in months])
+            bulk.insert_rows(conn, _run_usage, [c.name for c in _run_usage.c],
+                             [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end
+                              in months if (order_id, month_end, self.schemes[scheme_id][1].rules[rule]) in met])
+        for in_network in (False, True):
+            conn.execute(_insert(conn, commission_entries).from_select(
+                _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY))
+        for table in _RUN_TABLES:
             table.drop(conn)
 
 
@@ -295,7 +401,6 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         if settled and until < _period(settled)[1] - timedelta(days=1):
             raise InvalidValue("until", until.isoformat(), f"period {settled} is already settled; accrue up to "
                                                             "its end or later")
-        run = _Accrual(conn, as_of)
         mark = conn.execute(select(commission_accrual).where(commission_accrual.c.id == 1)).mappings().first()
         after_id, evaluated = 0, None
         if mark is not None:
@@ -310,83 +415,27 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
             audit_log.c.id > after_id, audit_log.c.at >= end, relevant)).scalar()
         head = beyond - 1 if beyond else conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
         before = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
-
-        # One-off events: order paid, activation, first top-up.
-        act = audit_log.alias("act")
-        activated_at = type_coerce(select(func.max(act.c.at)).where(
-            act.c.subject == audit_log.c.subject, act.c.entity == "order", act.c.action == "activate",
-            act.c.at < end).scalar_subquery(), UTCDateTime())
-        events = conn.execute(
-            select(audit_log.c.action, audit_log.c.at, orders.c.id, orders.c.number, orders.c.plan,
-                   orders.c.agent_chain, orders.c.first_topup_fen,
-                   case((audit_log.c.action == "first_topup", activated_at)).label("activated_at"))
-            .join(orders, orders.c.number == audit_log.c.subject)
-            .where(audit_log.c.id > after_id, audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING)),
-                   audit_log.c.at < end, orders.c.agent_id.is_not(None))
-            .order_by(audit_log.c.id)).all()
-        for e in events:
-            event, day = PAYING[e.action], _day(e.at)
-            found = run.version(e.plan, day)
-            if found is None:
-                continue
-            for index, rule in enumerate(found[1].rules):
-                if rule.event != event:
-                    continue
-                if event == "first_topup" and ((e.first_topup_fen or 0) < rule.min_fen or (
-                        rule.within_days is not None and (e.activated_at is None or
-                                                          e.at - e.activated_at > timedelta(rule.within_days)))):
-                    continue
-                share = run.share(found[0], index, rule, e.agent_chain)
-                if share is not None:
-                    run.add(e.id, e.number, event, 0, e.at, day, found[0], share)
-
-        # In-network months that ended since the last run (all of them for an activation seen first now).
-        longest = max((r.months[1] for v in run.versions.values() for _, s in v for r in s.rules
-                       if r.event == "in_network"), default=0)
-        months = []  # (order id, number, msisdn, activated at, n, month end, scheme row, rule index, rule)
-        if longest:
-            since = None if evaluated is None else _utc(_month_start(evaluated, 1 - longest))
-            activations = conn.execute(
-                select(audit_log.c.id, audit_log.c.at, orders.c.id.label("order_id"), orders.c.number, orders.c.plan,
-                       orders.c.msisdn, orders.c.agent_chain)
-                .join(orders, orders.c.number == audit_log.c.subject)
-                .where(audit_log.c.entity == "order", audit_log.c.action == "activate", audit_log.c.at < end,
-                       orders.c.agent_id.is_not(None),
-                       *(() if since is None else (or_(audit_log.c.at >= since, audit_log.c.id > after_id),)))
-                .order_by(audit_log.c.id)).all()
-            latest = {a.order_id: a for a in activations}  # an order activated twice counts from the last
-            for a in latest.values():
-                found = run.version(a.plan, _day(a.at))
-                for index, rule in enumerate(found[1].rules if found else ()):
-                    if rule.event != "in_network":
-                        continue
-                    for n in range(rule.months[0], rule.months[1] + 1):
-                        month_end = _month_start(_day(a.at), n)
-                        if month_end <= last_end and (evaluated is None or a.id > after_id or month_end > evaluated):
-                            months.append((a, n, month_end, found[0], index, rule))
-        # Stops that may cut a credit of this run, or claw back an earlier one.
-        earliest = min([e.at for e in events] + [m[0].at for m in months], default=None)
-        stops = _stops(conn, after_id=after_id, since=earliest, end=end, every=not after_id and evaluated is None)
-        months = [m for m in months if _first_stop(stops, m[0].order_id, m[0].at, _utc(m[2])) is None]
-        wanted = [(m[0].order_id, m[0].msisdn, m[2], m[5]) for m in months if m[5].minimums]
-        met = _meets_minimums(usage_dir, wanted) if wanted else set()
-        for a, n, month_end, scheme_row, index, rule in months:
-            if rule.minimums and (a.order_id, month_end, rule) not in met:
-                continue
-            share = run.share(scheme_row, index, rule, a.agent_chain)
-            if share is not None:
-                run.add(a.order_id, a.number, "in_network", n, _utc(month_end), month_end, scheme_row, share)
-        run.write(conn, now)
+        longest = max((rule.months[1] for row in conn.execute(select(commission_schemes.c.body)).scalars()
+                       for rule in scheme_files.parse(row).rules if rule.event == "in_network"), default=0)
+        # Activations whose in-network months may have ended since the last run.
+        since = _utc(_month_start(evaluated, 1 - longest)) if evaluated is not None and longest else None
+        run = _Accrual(conn, as_of=as_of, after_id=after_id, evaluated=evaluated, since=since, end=end,
+                       last_end=last_end, now=now)
+        if run.prepare():
+            run.write(usage_dir)
 
         # Clawback: a stop inside the window of a credit appends its negative reversal.
+        earliest = conn.execute(select(func.min(commission_entries.c.event_at))
+                                .where(commission_entries.c.id > before)).scalar()
+        stops = _stops(conn, after_id=after_id, since=earliest, end=end, every=not after_id and evaluated is None)
+        windows = {scheme_id: row["window_days"] for scheme_id, (row, _) in run.schemes.items()}
         reversals = []
         stopped_ids = sorted(stops)
         for first in range(0, len(stopped_ids), 5_000):
             for c in conn.execute(select(commission_entries).where(
                     commission_entries.c.kind == "credit",
                     commission_entries.c.order_id.in_(stopped_ids[first:first + 5_000]))).mappings():
-                stop = _first_stop(stops, c["order_id"], c["event_at"],
-                                   c["event_at"] + timedelta(run.windows[c["scheme_id"]]))
+                stop = _first_stop(stops, c["order_id"], c["event_at"], c["event_at"] + timedelta(windows[c["scheme_id"]]))
                 if stop is not None:
                     reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
                                       "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
@@ -410,7 +459,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         mark_values = dict(audit_id=max(head, after_id),
                            month_end=max(filter(None, (evaluated, _month_start(last_end)))),
                            until=max(filter(None, (mark and mark["until"], until))),
-                           scheme_id=max(run.windows, default=0), changed_at=now)
+                           scheme_id=max(windows, default=0), changed_at=now)
         if mark is None:
             conn.execute(commission_accrual.insert().values(id=1, **mark_values))
         else:
@@ -460,24 +509,29 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
     if as_of < end:
         raise InvalidValue("period", period, f"has not ended (as of {as_of})")
     with unit_of_work(db) as conn:
-        query = select(commission_entries.c.agent_id, func.sum(commission_entries.c.amount_fen)).where(
-            commission_entries.c.state == "eligible", commission_entries.c.batch_id.is_(None),
-            commission_entries.c.eligible_on < end).group_by(commission_entries.c.agent_id)
+        due = [commission_entries.c.state == "eligible", commission_entries.c.batch_id.is_(None),
+               commission_entries.c.eligible_on < end]
         if agent:
-            query = query.where(commission_entries.c.agent_id == _agent(conn, agent).id)
-        ids = []
-        for agent_id, total in conn.execute(query).all():
-            if conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.agent_id == agent_id,
-                                                                  settlement_batches.c.period == period)).first():
-                raise InvalidValue("period", period, f"agent {agent_id} already has a batch for it")
-            batch = conn.execute(settlement_batches.insert().values(
-                agent_id=agent_id, period=period, state="draft", total_fen=int(total), created_at=now,
-                changed_at=now)).inserted_primary_key[0]
-            conn.execute(update(commission_entries).where(
-                commission_entries.c.agent_id == agent_id, commission_entries.c.state == "eligible",
-                commission_entries.c.batch_id.is_(None), commission_entries.c.eligible_on < end)
-                .values(batch_id=batch, state="settled"))
-            ids.append(batch)
+            due.append(commission_entries.c.agent_id == _agent(conn, agent).id)
+        totals = conn.execute(select(commission_entries.c.agent_id, func.sum(commission_entries.c.amount_fen))
+                              .where(*due).group_by(commission_entries.c.agent_id)
+                              .order_by(commission_entries.c.agent_id)).all()
+        taken = conn.execute(select(agents.c.code).join(settlement_batches, settlement_batches.c.agent_id == agents.c.id)
+                             .where(settlement_batches.c.period == period, settlement_batches.c.agent_id.in_(
+                                 select(commission_entries.c.agent_id).where(*due)))).scalars().first()
+        if taken:
+            raise InvalidValue("period", period, f"agent {taken} already has a batch for it")
+        if not totals:
+            return []
+        last = conn.execute(select(func.max(settlement_batches.c.id))).scalar() or 0
+        conn.execute(settlement_batches.insert(), [
+            dict(agent_id=agent_id, period=period, state="draft", total_fen=int(total), created_at=now, changed_at=now)
+            for agent_id, total in totals])
+        batch = (select(settlement_batches.c.id).where(settlement_batches.c.agent_id == commission_entries.c.agent_id,
+                                                       settlement_batches.c.period == period).scalar_subquery())
+        conn.execute(update(commission_entries).where(*due).values(batch_id=batch, state="settled"))
+        ids = list(conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.id > last)
+                                .order_by(settlement_batches.c.id)).scalars())
         audit.record(conn, actor, [Event("settlement", str(b), "create", None, "draft", None, {"period": period})
                                    for b in ids], now)
     return ids
@@ -487,9 +541,10 @@ _NEXT = {"confirm": ("draft", "confirmed"), "approve": ("confirmed", "approved")
 
 
 def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: datetime,
-               reference: str | None = None) -> dict:
+               reference: str | None = None, lines: bool = True) -> dict:
     """confirm (draft -> confirmed), approve (confirmed -> approved), pay (approved -> paid, with a
-    payment reference: the entries become paid and the total is credited to the agent's balance)."""
+    payment reference: the entries become paid and the total is credited to the agent's balance).
+    Returns the batch as :func:`show_batch` does (``lines=False``: without its lines)."""
     require(actor, "settlement.write", f"{action} settlement batch {batch_id}", db)
     before, after = _NEXT[action]
     if action == "pay" and not (reference or "").strip():
@@ -509,12 +564,13 @@ def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: dateti
                                                       amount_fen=batch["total_fen"], batch_id=batch_id, at=now))
         audit.record(conn, actor, [Event("settlement", str(batch_id), action, before, after, None,
                                          {"reference": reference} if reference else None)], now)
-    return show_batch(db, batch_id)
+    return show_batch(db, batch_id, lines=lines)
 
 
-def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = None) -> dict:
-    """The batch with its lines (order, event, month, position, amount); ``settlement.read``, and
-    an agent user sees only its own subtree's batches (another's reads as not existing)."""
+def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = None, lines: bool = True) -> dict:
+    """The batch with its lines (order, event, month, position, amount; none with ``lines=False``);
+    ``settlement.read``, and an agent user sees only its own subtree's batches (another's reads as
+    not existing)."""
     if actor is not None:
         require(actor, "settlement.read", f"see settlement batch {batch_id}")
     with unit_of_work(db) as conn:
@@ -526,9 +582,9 @@ def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = Non
             raise out_of_scope(actor, f"see settlement batch {batch_id}")
         if batch is None:
             raise NotFound(f"settlement batch {batch_id} does not exist")
-        lines = conn.execute(select(commission_entries).where(commission_entries.c.batch_id == batch_id)
-                             .order_by(commission_entries.c.id)).mappings().all()
-    return {**dict(batch), "lines": [dict(l) for l in lines]}
+        rows = conn.execute(select(commission_entries).where(commission_entries.c.batch_id == batch_id)
+                            .order_by(commission_entries.c.id)).mappings().all() if lines else []
+    return {**dict(batch), **({"lines": [dict(row) for row in rows]} if lines else {})}
 
 
 # ---- balances and withdrawals --------------------------------------------------------------------
