@@ -93,11 +93,12 @@ def _agents(conn, now):
     return sellers, {k: json.dumps(v, ensure_ascii=False) for k, v in chains.items()}
 
 
-def _day_of(k: int, january: int) -> date:
-    """The day order ``k`` is paid and activated: January for the first ``january``, then February to October."""
+def _day_of(k: int, count: int, january: int) -> date:
+    """The day order ``k`` is paid and activated: January for the first ``january``, then February to
+    October; order numbers and ids grow with time, as orders are placed."""
     if k < january:
-        return date(2026, 1, 1) + timedelta(days=k % 31)
-    return date(2026, 2, 1) + timedelta(days=(k - january) % 272)
+        return date(2026, 1, 1) + timedelta(days=31 * k // january)
+    return date(2026, 2, 1) + timedelta(days=272 * (k - january) // max(count - january, 1))
 
 
 def build_world(path: Path, orders_count: int = ORDERS, january: int = JANUARY):
@@ -129,7 +130,7 @@ def build_world(path: Path, orders_count: int = ORDERS, january: int = JANUARY):
             rows.append((k + 1, number, f"B{group}", seller, chains[seller], PLAN, "NANO", "China Mobile", "active",
                          13_900_000_000 + k, f"8986{k:016d}", "WH", "客户", "110***********0000", "h" * 64, "x",
                          "13800000000", "北京市", "—", 5_800, 5_800, 5_000, stamp, "bench", stamp))
-            day = _day_of(k, january)
+            day = _day_of(k, orders_count, january)
             days[day] += [("pay", number), ("activate", number), ("first_topup", number)]
             if k % 200 == 7:
                 days[day + timedelta(days=20)].append(("return", number))
