@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -157,23 +157,31 @@ _run_versions = Table(
 _run_eligible = Table(
     "commission_run_eligible", _scratch,
     Column("scheme_id", BigInteger), Column("day", Date), Column("eligible_on", Date), Column("state", String(10)),
-    Index("ix_commission_run_eligible", "scheme_id", "day"), prefixes=["TEMPORARY"])
+    Index("ix_commission_run_eligible", "scheme_id", "day", "eligible_on", "state"), prefixes=["TEMPORARY"])
 #: What each rule of each version pays each position of each agent chain met, one row per (version,
 #: rule, month, chain, position). ``action``: the audit action of the order event, or in_network;
-#: ``months`` and ``within`` are ``month`` and ``within_days`` as SQLite date modifiers.
+#: ``within`` is ``within_days`` as an SQLite date modifier.
 _run_shares = Table(
     "commission_run_shares", _scratch,
     Column("scheme_id", BigInteger), Column("rule", Integer), Column("action", String(16)), Column("event", String(16)),
-    Column("month", Integer), Column("months", String(16)), Column("chain", Text), Column("position", Integer),
+    Column("month", Integer), Column("chain", Text), Column("position", Integer),
     Column("agent_id", BigInteger), Column("amount_fen", BigInteger), Column("min_fen", BigInteger),
     Column("within_days", Integer), Column("within", String(16)), Column("usage", Integer),
     Index("ix_commission_run_shares", "scheme_id", "action", "chain"), prefixes=["TEMPORARY"])
+#: The in-network months that ended by the run's end: for each version, month ``month`` after an
+#: activation in the local month starting ``activated``, its end (``month_end``, and ``event_at`` the
+#: UTC moment it begins), eligibility and state; ``fresh``: it ended after the last run's month end.
+_run_months = Table(
+    "commission_run_months", _scratch,
+    Column("scheme_id", BigInteger), Column("activated", Date), Column("month", Integer), Column("month_end", Date),
+    Column("event_at", UTCDateTime), Column("eligible_on", Date), Column("state", String(10)), Column("fresh", Integer),
+    Index("ix_commission_run_months", "scheme_id", "activated", "month"), prefixes=["TEMPORARY"])
 #: In-network months whose minimum spend or usage was met: (order, version, rule, month).
 _run_usage = Table(
     "commission_run_usage", _scratch,
     Column("order_id", BigInteger), Column("scheme_id", BigInteger), Column("rule", Integer), Column("month", Integer),
     Index("ix_commission_run_usage", "order_id"), prefixes=["TEMPORARY"])
-_RUN_TABLES = (_run_versions, _run_eligible, _run_shares, _run_usage)
+_RUN_TABLES = (_run_versions, _run_eligible, _run_months, _run_shares, _run_usage)
 
 
 class _Sql:
@@ -186,18 +194,17 @@ class _Sql:
         """The local day of the UTC moment ``at``."""
         return func.date(at, "+8 hours") if self.sqlite else cast(func.timezone(_ZONE, at), Date)
 
-    def month_end(self, at):
-        """The first day of the local month ``_run_shares.month`` months after the month of ``at``."""
-        shares = _run_shares.c
+    def month_start(self, at):
+        """The first day of the local month of the UTC moment ``at``."""
         if self.sqlite:
-            return func.date(at, "+8 hours", "start of month", shares.months)
-        return cast(func.date_trunc("month", func.timezone(_ZONE, at)) + func.make_interval(0, shares.month), Date)
+            return func.date(at, "+8 hours", "start of month")
+        return cast(func.date_trunc("month", func.timezone(_ZONE, at)), Date)
 
-    def start_of(self, day):
-        """The UTC moment the local ``day`` begins."""
+    def moment(self, at: datetime):
+        """A UTC moment as this dialect's bulk writer takes it (SQLite: naive UTC text, as UTCDateTime writes it)."""
         if self.sqlite:
-            return func.strftime("%Y-%m-%d %H:%M:%S.000000", day, "-8 hours")
-        return func.timezone(_ZONE, cast(day, DateTime))
+            return at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return at
 
     def within_before(self, at):
         """``at`` minus ``_run_shares.within_days`` days."""
@@ -271,54 +278,68 @@ class _Accrual:
                         chain, _amounts(rule, chain, self.fees.get(plan, 0), self.prices[plan])), 1) if amount]
                     months = range(rule.months[0], rule.months[1] + 1) if rule.event == "in_network" else (0,)
                     shares += [(row["id"], index, _ACTIONS.get(rule.event, rule.event), rule.event, month,
-                                f"+{month} months", chain_json, position, agent_id, amount, rule.min_fen,
+                                chain_json, position, agent_id, amount, rule.min_fen,
                                 rule.within_days, f"-{rule.within_days} days" if rule.within_days is not None else None,
                                 int(bool(rule.minimums)))
                                for month in months for position, agent_id, amount in paid]
-        for table, rows in ((_run_versions, versions), (_run_eligible, eligible), (_run_shares, shares)):
+        months = []
+        for row, scheme in self.schemes.values():
+            for n in sorted({n for rule in scheme.rules if rule.event == "in_network"
+                             for n in range(rule.months[0], rule.months[1] + 1)}):
+                activated = _month_start(_day(first))
+                while (month_end := _month_start(activated, n)) <= self.last_end:
+                    due = month_end if row["timing"] == "instant" else max(
+                        month_end + timedelta(days=row["window_days"]), _month_start(month_end, 1))
+                    months.append((row["id"], sql.value(activated), n, sql.value(month_end),
+                                   sql.moment(_utc(month_end)), sql.value(due),
+                                   "eligible" if due <= self.as_of else "held",
+                                   int(self.evaluated is None or month_end > self.evaluated)))
+                    activated = _month_start(activated, 1)
+        for table, rows in ((_run_versions, versions), (_run_eligible, eligible), (_run_months, months),
+                            (_run_shares, shares)):
             bulk.insert_rows(conn, table, [c.name for c in table.c], rows)
         return True
 
     def _credits(self, *, in_network: bool, usage: bool | None = None):
         """The SELECT of the credits of one-off events, or (``in_network``) of the in-network months that ended
         (``usage``: only the months of rules with a minimum, before their usage is known)."""
-        a, o, v, el, s, sql = audit_log.c, orders.c, _run_versions.c, _run_eligible.c, _run_shares.c, self.sql
-        day = sql.day(a.at)
-        at = a.at
-        if in_network:
-            month_end = sql.month_end(a.at)
-            at = sql.start_of(month_end)
+        a, o, v, el, s, m, sql = (audit_log.c, orders.c, _run_versions.c, _run_eligible.c, _run_shares.c,
+                                  _run_months.c, self.sql)
         joined = (audit_log.join(orders, o.number == a.subject)
-                  .join(_run_versions, and_(v.plan == o.plan, v.day == day))
-                  .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.chain == o.agent_chain,
-                                          s.action == ("in_network" if in_network else a.action)))
-                  .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == (month_end if in_network else day))))
-        query = select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
-                       s.amount_fen, s.scheme_id, at, el.eligible_on, el.state, null(),
-                       literal(self.now, UTCDateTime())).select_from(joined)
+                  .join(_run_versions, and_(v.plan == o.plan, v.day == sql.day(a.at))))
         if not in_network:
             act = audit_log.alias("act")
-            return (query.where(a.id > self.after_id, a.entity == "order", a.action.in_(list(PAYING)),
-                                a.at < self.end, o.agent_id.is_not(None),
-                                func.coalesce(o.first_topup_fen, 0) >= s.min_fen,
-                                or_(s.within_days.is_(None), exists().where(
-                                    act.c.subject == a.subject, act.c.entity == "order", act.c.action == "activate",
-                                    act.c.at < self.end, act.c.at >= sql.within_before(a.at)))))
+            joined = (joined.join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == a.action,
+                                                    s.chain == o.agent_chain))
+                      .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == sql.day(a.at))))
+            return (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
+                           s.amount_fen, s.scheme_id, a.at, el.eligible_on, el.state, null(),
+                           literal(self.now, UTCDateTime())).select_from(joined)
+                    .where(a.id > self.after_id, a.entity == "order", a.action.in_(list(PAYING)),
+                           a.at < self.end, o.agent_id.is_not(None),
+                           func.coalesce(o.first_topup_fen, 0) >= s.min_fen,
+                           or_(s.within_days.is_(None), exists().where(
+                               act.c.subject == a.subject, act.c.entity == "order", act.c.action == "activate",
+                               act.c.at < self.end, act.c.at >= sql.within_before(a.at)))))
+        joined = (joined.join(_run_months, and_(m.scheme_id == v.scheme_id, m.activated == sql.month_start(a.at)))
+                  .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == "in_network",
+                                          s.chain == o.agent_chain, s.month == m.month)))
         later, stop, card_stop = audit_log.alias("later"), audit_log.alias("stop"), audit_log.alias("card_stop")
-        query = query.where(
-            *self._new(["activate"]), month_end <= self.last_end,
-            ~exists().where(later.c.subject == a.subject, later.c.entity == "order", later.c.action == "activate",
-                            later.c.id > a.id, later.c.at < self.end),
-            ~exists().where(stop.c.subject == o.number, stop.c.entity == "order", stop.c.action.in_(STOPS_ORDER),
-                            stop.c.at >= a.at, stop.c.at < at),
-            ~exists().where(card_stop.c.subject == o.iccid, card_stop.c.entity == "sim",
-                            card_stop.c.to_state.in_(STOPS_CARD), card_stop.c.at >= a.at, card_stop.c.at < at))
-        if self.evaluated is not None:
-            query = query.where(or_(a.id > self.after_id, month_end > self.evaluated))
+        query = (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
+                        s.amount_fen, s.scheme_id, m.event_at, m.eligible_on, m.state, null(),
+                        literal(self.now, UTCDateTime())).select_from(joined)
+                 .where(*self._new(["activate"]), or_(a.id > self.after_id, m.fresh == 1),
+                        ~exists().where(later.c.subject == a.subject, later.c.entity == "order",
+                                        later.c.action == "activate", later.c.id > a.id, later.c.at < self.end),
+                        ~exists().where(stop.c.subject == o.number, stop.c.entity == "order",
+                                        stop.c.action.in_(STOPS_ORDER), stop.c.at >= a.at, stop.c.at < m.event_at),
+                        ~exists().where(card_stop.c.subject == o.iccid, card_stop.c.entity == "sim",
+                                        card_stop.c.to_state.in_(STOPS_CARD), card_stop.c.at >= a.at,
+                                        card_stop.c.at < m.event_at)))
         u = _run_usage.c
         if usage:
             return query.where(s.usage == 1).with_only_columns(
-                o.id, o.msisdn, s.scheme_id, s.rule, s.month, type_coerce(month_end, Date)).distinct()
+                o.id, o.msisdn, s.scheme_id, s.rule, s.month, m.month_end).distinct()
         return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
                                                               u.rule == s.rule, u.month == s.month)))
 
