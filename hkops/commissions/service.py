@@ -226,6 +226,7 @@ class _Accrual:
         self.conn, self.sql = conn, _Sql(conn)
         self.as_of, self.after_id, self.evaluated, self.since = as_of, after_id, evaluated, since
         self.end, self.last_end, self.now = end, last_end, now
+        self.first: datetime | None = None
         self.versions: dict[str, list] = defaultdict(list)
         for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
             self.versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
@@ -250,6 +251,7 @@ class _Accrual:
         wanted = list(PAYING) + ["activate"]
         events = audit_log.join(orders, orders.c.number == audit_log.c.subject)
         first = conn.execute(select(func.min(audit_log.c.at)).select_from(events).where(*self._new(wanted))).scalar()
+        self.first = first  # no credit of this run is earlier
         if first is None or not self.schemes:
             return False
         chains = conn.execute(select(orders.c.plan, orders.c.agent_chain).distinct().select_from(events)
@@ -343,8 +345,9 @@ class _Accrual:
         return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
                                                               u.rule == s.rule, u.month == s.month)))
 
-    def write(self, usage_dir) -> None:
-        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key)."""
+    def write(self, usage_dir) -> int:
+        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key).
+        Returns how many were inserted."""
         conn = self.conn
         months = conn.execute(self._credits(in_network=True, usage=True)).all()
         if months:
@@ -353,11 +356,12 @@ class _Accrual:
             bulk.insert_rows(conn, _run_usage, [c.name for c in _run_usage.c],
                              [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end
                               in months if (order_id, month_end, self.schemes[scheme_id][1].rules[rule]) in met])
-        for in_network in (False, True):
-            conn.execute(_insert(conn, commission_entries).from_select(
-                _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY))
+        inserted = sum(conn.execute(_insert(conn, commission_entries).from_select(
+            _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY)
+        ).rowcount for in_network in (False, True))
         for table in _RUN_TABLES:
             table.drop(conn)
+        return inserted
 
 
 def _stops(conn: Connection, *, after_id: int, since: datetime | None, end: datetime,
@@ -442,13 +446,11 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         since = _utc(_month_start(evaluated, 1 - longest)) if evaluated is not None and longest else None
         run = _Accrual(conn, as_of=as_of, after_id=after_id, evaluated=evaluated, since=since, end=end,
                        last_end=last_end, now=now)
-        if run.prepare():
-            run.write(usage_dir)
+        accrued = run.write(usage_dir) if run.prepare() else 0
+        credited = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
 
         # Clawback: a stop inside the window of a credit appends its negative reversal.
-        earliest = conn.execute(select(func.min(commission_entries.c.event_at))
-                                .where(commission_entries.c.id > before)).scalar()
-        stops = _stops(conn, after_id=after_id, since=earliest, end=end, every=not after_id and evaluated is None)
+        stops = _stops(conn, after_id=after_id, since=run.first, end=end, every=not after_id and evaluated is None)
         windows = {scheme_id: row["window_days"] for scheme_id, (row, _) in run.schemes.items()}
         reversals = []
         stopped_ids = sorted(stops)
@@ -470,13 +472,12 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
             moved[target] = conn.execute(update(commission_entries).where(
                 commission_entries.c.state.in_(states), due, commission_entries.c.id <= before)
                 .values(state=target)).rowcount
-        new = conn.execute(select(commission_entries.c.kind, commission_entries.c.state, func.count())
-                           .where(commission_entries.c.id > before)
-                           .group_by(commission_entries.c.kind, commission_entries.c.state)).all()
-        count = lambda kind, state=None: sum(n for k, s, n in new if k == kind and state in (None, s))  # noqa: E731
-        result = {"accrued": count("credit"), "clawed_back": count("reversal"),
-                  "eligible": count("credit", "eligible") + moved["eligible"],
-                  "held": count("credit", "held") + moved["held"]}
+        count = lambda *where: conn.execute(  # noqa: E731
+            select(func.count()).select_from(commission_entries).where(*where)).scalar()
+        held = count(commission_entries.c.state == "held", commission_entries.c.id > before,
+                     commission_entries.c.id <= credited)
+        result = {"accrued": accrued, "clawed_back": count(commission_entries.c.id > credited),
+                  "eligible": accrued - held + moved["eligible"], "held": held + moved["held"]}
         mark_values = dict(audit_id=max(head, after_id),
                            month_end=max(filter(None, (evaluated, _month_start(last_end)))),
                            until=max(filter(None, (mark and mark["until"], until))),

@@ -3,7 +3,7 @@ ledger and withdrawals. Money in integer fen."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint, text
 
 from hkops.store.schema import BigKey, UTCDateTime, metadata
 
@@ -47,7 +47,7 @@ commission_entries = Table(
     UniqueConstraint("order_id", "event", "month", "agent_id", "kind"),
     # Covering: an agent's pending sums by state read the index alone.
     Index(None, "agent_id", "state", "amount_fen"),
-    Index(None, "batch_id"),
+    Index(None, "batch_id", sqlite_where=text("batch_id IS NOT NULL"), postgresql_where=text("batch_id IS NOT NULL")),
     # Accrual moves held -> eligible, settlement gathers eligible entries by date.
     Index(None, "state", "eligible_on"),
 )

@@ -28,6 +28,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('commission_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_commission_entries_agent_id_state'))
+        # Only entries in a batch: accrual inserts entries outside any, and never pays for indexing them.
+        batch_op.drop_index(batch_op.f('ix_commission_entries_batch_id'))
+        batch_op.create_index(batch_op.f('ix_commission_entries_batch_id'), ['batch_id'], unique=False,
+                              sqlite_where=sa.text('batch_id IS NOT NULL'),
+                              postgresql_where=sa.text('batch_id IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_commission_entries_agent_id_state_amount_fen'),
                               ['agent_id', 'state', 'amount_fen'], unique=False)
         batch_op.create_index(batch_op.f('ix_commission_entries_state_eligible_on'), ['state', 'eligible_on'],
@@ -38,5 +43,7 @@ def downgrade() -> None:
     with op.batch_alter_table('commission_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_commission_entries_state_eligible_on'))
         batch_op.drop_index(batch_op.f('ix_commission_entries_agent_id_state_amount_fen'))
+        batch_op.drop_index(batch_op.f('ix_commission_entries_batch_id'))
+        batch_op.create_index(batch_op.f('ix_commission_entries_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_commission_entries_agent_id_state'), ['agent_id', 'state'], unique=False)
     op.drop_table('commission_accrual')
