@@ -257,13 +257,16 @@ def run(log=None, orders_count: int = ORDERS) -> dict:
 
         say("balances")
         commissions.balance(store, "B0")  # warm the page cache
-        samples = []
+        samples, cpu_samples = [], []
         for _ in range(30):
             for code in ("B0", "B1", "B2"):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 commissions.balance(store, code)
                 samples.append(1000 * (time.perf_counter() - started))
+                cpu_samples.append(1000 * (time.process_time() - cpu))
         result["balance_p95_ms"] = round(_p95(samples), 2)
+        result["balance_p95_cpu_ms"] = round(_p95(cpu_samples), 2)
+        result["balance_entries"] = {code: len(commissions.list_entries(store, agent=code)) for code in ("B0", "B1", "B2")}
         mixed = [f"B{a}" for a in range(3)] + [f"B{a}-{b}" for a in range(3) for b in range(10)] + [
             f"B{a}-{b}-{c}" for a in range(3) for b in range(10) for c in (0, 17, 42)][:67]
         samples = []

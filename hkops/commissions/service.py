@@ -345,9 +345,8 @@ class _Accrual:
         return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
                                                               u.rule == s.rule, u.month == s.month)))
 
-    def write(self, usage_dir) -> int:
-        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key).
-        Returns how many were inserted."""
+    def write(self, usage_dir) -> None:
+        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key)."""
         conn = self.conn
         months = conn.execute(self._credits(in_network=True, usage=True)).all()
         if months:
@@ -356,12 +355,11 @@ class _Accrual:
             bulk.insert_rows(conn, _run_usage, [c.name for c in _run_usage.c],
                              [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end
                               in months if (order_id, month_end, self.schemes[scheme_id][1].rules[rule]) in met])
-        inserted = sum(conn.execute(_insert(conn, commission_entries).from_select(
-            _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY)
-        ).rowcount for in_network in (False, True))
+        for in_network in (False, True):
+            conn.execute(_insert(conn, commission_entries).from_select(
+                _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY))
         for table in _RUN_TABLES:
             table.drop(conn)
-        return inserted
 
 
 def _stops(conn: Connection, *, after_id: int, since: datetime | None, end: datetime,
@@ -446,7 +444,8 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         since = _utc(_month_start(evaluated, 1 - longest)) if evaluated is not None and longest else None
         run = _Accrual(conn, as_of=as_of, after_id=after_id, evaluated=evaluated, since=since, end=end,
                        last_end=last_end, now=now)
-        accrued = run.write(usage_dir) if run.prepare() else 0
+        if run.prepare():
+            run.write(usage_dir)
         credited = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
 
         # Clawback: a stop inside the window of a credit appends its negative reversal.
@@ -474,6 +473,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
                 .values(state=target)).rowcount
         count = lambda *where: conn.execute(  # noqa: E731
             select(func.count()).select_from(commission_entries).where(*where)).scalar()
+        accrued = count(commission_entries.c.id > before, commission_entries.c.id <= credited)
         held = count(commission_entries.c.state == "held", commission_entries.c.id > before,
                      commission_entries.c.id <= credited)
         result = {"accrued": accrued, "clawed_back": count(commission_entries.c.id > credited),
