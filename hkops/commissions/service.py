@@ -313,7 +313,7 @@ class _Accrual:
             act = audit_log.alias("act")
             joined = (joined.join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == a.action,
                                                     s.chain == o.agent_chain))
-                      .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == sql.day(a.at))))
+                      .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == v.day)))
             return (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
                            s.amount_fen, s.scheme_id, a.at, el.eligible_on, el.state, null(),
                            literal(self.now, UTCDateTime())).select_from(joined)
@@ -348,7 +348,8 @@ class _Accrual:
     def write(self, usage_dir) -> None:
         """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key)."""
         conn = self.conn
-        months = conn.execute(self._credits(in_network=True, usage=True)).all()
+        minimums = any(rule.minimums for _, scheme in self.schemes.values() for rule in scheme.rules)
+        months = conn.execute(self._credits(in_network=True, usage=True)).all() if minimums else []
         if months:
             met = _meets_minimums(usage_dir, [(order_id, msisdn, month_end, self.schemes[scheme_id][1].rules[rule])
                                               for order_id, msisdn, scheme_id, rule, _, month_end in months])
