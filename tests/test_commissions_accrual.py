@@ -186,3 +186,20 @@ def test_two_processes_accruing_at_once_pay_each_entry_once(distribution, hlr, c
     assert sorted(r["accrued"] for r in reports) == [0, 3 * 8], reports
     with db.read() as conn:
         assert conn.execute(select(func.count()).select_from(commission_entries)).scalar() == 3 * 8
+
+
+def test_next_month_entries_are_held_through_the_window_then_become_eligible(distribution, hlr, clock, tmp_path):
+    """Next-month timing, 60-day window: what was earned on 10 December is eligible on 8 February;
+    month 2 (ended 1 February) on 2 April."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path, SCHEME.replace('"instant"', '"next_month"')), actor="finance",
+                           now=NOW)
+    number = _sold(db, 31, hlr[1], clock, date(2026, 12, 10))
+    assert commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW) == {
+        "accrued": 5, "clawed_back": 0, "eligible": 0, "held": 5}
+    assert {e["eligible_on"] for e in commissions.list_entries(db, order=number)} == {date(2027, 2, 8)}
+    assert commissions.accrue(db, as_of=date(2027, 2, 8), actor="finance", now=NOW) == {
+        "accrued": 3, "clawed_back": 0, "eligible": 5, "held": 3}
+    states = sorted((e["event"], e["state"], e["eligible_on"]) for e in commissions.list_entries(db, order=number))
+    assert set(states) == {("activation", "eligible", date(2027, 2, 8)), ("first_topup", "eligible", date(2027, 2, 8)),
+                           ("in_network", "held", date(2027, 4, 2))}

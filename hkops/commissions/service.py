@@ -10,8 +10,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Connection, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
-                        and_, case, cast, exists, func, literal, null, or_, select, type_coerce, update)
+from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, Text, and_, case,
+                        cast, exists, func, literal, null, or_, select, update)
 
 from hkops import audit
 from hkops.agents.tables import agents
@@ -207,7 +207,7 @@ class _Sql:
         return at
 
     def within_before(self, at):
-        """``at`` minus ``_run_shares.within_days`` days."""
+        """``at`` minus ``_run_shares.within_days`` days (on SQLite to the millisecond)."""
         shares = _run_shares.c
         if self.sqlite:
             return func.strftime("%Y-%m-%d %H:%M:%f", at, shares.within)
@@ -216,6 +216,14 @@ class _Sql:
     def value(self, day: date | None):
         """A day as this dialect's bulk writer takes it."""
         return day.isoformat() if self.sqlite and day is not None else day
+
+
+def _eligible_on(scheme_row, day: date) -> date:
+    """When an entry earned on ``day`` under this scheme version becomes eligible: at once when settled
+    instantly, else after its window and not before the next month."""
+    if scheme_row["timing"] == "instant":
+        return day
+    return max(day + timedelta(days=scheme_row["window_days"]), _month_start(day, 1))
 
 
 class _Accrual:
@@ -268,8 +276,7 @@ class _Accrual:
                     versions.append((plan, sql.value(day), chosen[-1]["id"]))
         for row, _ in self.schemes.values():
             for day in days:
-                due = day if row["timing"] == "instant" else max(day + timedelta(days=row["window_days"]),
-                                                                 _month_start(day, 1))
+                due = _eligible_on(row, day)
                 eligible.append((row["id"], sql.value(day), sql.value(due), "eligible" if due <= self.as_of else "held"))
         shares = []
         for plan, chain_json in chains:
@@ -290,8 +297,7 @@ class _Accrual:
                              for n in range(rule.months[0], rule.months[1] + 1)}):
                 activated = _month_start(_day(first))
                 while (month_end := _month_start(activated, n)) <= self.last_end:
-                    due = month_end if row["timing"] == "instant" else max(
-                        month_end + timedelta(days=row["window_days"]), _month_start(month_end, 1))
+                    due = _eligible_on(row, month_end)
                     months.append((row["id"], sql.value(activated), n, sql.value(month_end),
                                    sql.moment(_utc(month_end)), sql.value(due),
                                    "eligible" if due <= self.as_of else "held",
