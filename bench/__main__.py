@@ -1,4 +1,4 @@
-"""``python -m bench numbers|consoles|network|distribution|cli|security|monitoring [--json]``: run a benchmark, print its figures."""
+"""``python -m bench numbers|consoles|network|distribution|cli|security|monitoring|settlement [--json]``: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security", "monitoring"])
+    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security", "monitoring",
+                                          "settlement"])
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
+    parser.add_argument("--orders", type=int, default=83_334, help="settlement: orders of the world (12 entries each)")
     args = parser.parse_args()
     if args.suite == "numbers":
         from bench import numbers
@@ -45,6 +47,10 @@ def main() -> None:
         from bench import monitoring
 
         result = monitoring.run(log=None if args.json else print)
+    elif args.suite == "settlement":
+        from bench import settlement
+
+        result = settlement.run(log=None if args.json else print, orders_count=args.orders)
     elif args.suite == "network":
         from bench import network
 

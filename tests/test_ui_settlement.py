@@ -85,7 +85,7 @@ def test_a_month_is_settled_through_the_console_and_the_ledger_follows(month):
     assert console.status.kind == "ok" and "Created 3 draft batch(es) for 2026-12" in console.status.text
     made = batches(db)
     assert {a: b["state"] for a, b in made.items()} == {"A1": "draft", "A2": "draft", "A3": "draft"}
-    assert ("生成结算单 Creating batches…", 3) in steps  # one step per agent's batch
+    assert ("生成结算单 Creating batches…", 3) in steps  # the bar reaches the 3 batches made
     assert console.progress.layout.visibility == "hidden"
 
     a3 = made["A3"]["id"]

@@ -547,6 +547,34 @@ def topups_per_day(store_dir, *, msisdn: int | None = None, start=None, end=None
     return _execute(topups_by(topups, start=_as_day(start, "start"), end=_as_day(end, "end"), msisdn=msisdn))
 
 
+def totals_per_number(store_dir, msisdns, *, start, end) -> dict[int, dict]:
+    """For each of ``msisdns``, its billable charges (``spend_fen``), data up and down (``data_bytes``),
+    outgoing voice (``voice_mo_s``) and top-ups (``topup_fen``) on the days ``start`` .. ``end``
+    (inclusive); a number without records has zeros. Reads records and top-ups (the top-ups may be
+    absent); the records must be there."""
+    where, params = _where(start=start, end=end)
+    wanted = sorted({int(m) for m in msisdns})
+    out = {m: {"spend_fen": 0, "data_bytes": 0, "voice_mo_s": 0, "topup_fen": 0} for m in wanted}
+    if not wanted:
+        return out
+    keep = f"{where} AND msisdn IN (SELECT unnest(?::BIGINT[]))"
+    with _connect() as con:
+        for msisdn, spend, data, voice in con.execute(f"""
+                SELECT msisdn, coalesce(sum(charge_fen) FILTER (WHERE {_BILLABLE}), 0)::BIGINT,
+                       {_DATA_BYTES},
+                       coalesce(sum(duration_s) FILTER (WHERE type = 'voice_mo' AND {_BILLABLE}), 0)::BIGINT
+                FROM {_source(store_dir)}{keep} GROUP BY msisdn""", [*params, wanted]).fetchall():
+            out[int(msisdn)].update(spend_fen=int(spend), data_bytes=int(data), voice_mo_s=int(voice))
+        topups = _files(store_dir, "topups", required=False)
+        if topups:
+            for msisdn, amount in con.execute(f"""
+                    SELECT msisdn, coalesce(sum(amount_fen), 0)::BIGINT
+                    FROM read_parquet('{topups}', hive_partitioning = true){keep} GROUP BY msisdn""",
+                                              [*params, wanted]).fetchall():
+                out[int(msisdn)]["topup_fen"] = int(amount)
+    return out
+
+
 def time_of_day_profile(store_dir, *, msisdn: int | None = None, region: str | None = None, start=None, end=None,
                         type: str | None = None) -> "pd.DataFrame":
     """Billable usage per local hour 0..23 (all 24 rows): records, voice seconds, data bytes, share of records."""

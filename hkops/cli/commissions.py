@@ -72,13 +72,16 @@ def schemes(as_json: bool = Json):
 @app.command("accrue")
 def accrue(until: Optional[str] = typer.Option(None, "--until", help="Events up to this date (default: --as-of)."),
            as_of: Optional[str] = typer.Option(None, "--as-of", help="Today for this run (YYYY-MM-DD)."),
+           usage_dir: Optional[str] = typer.Option(None, "--usage-dir",
+                                                   help="Usage store for in-network minimums (default data/usage)."),
            as_json: bool = Json):
-    """Turn order events, card stops and month ends into ledger entries and clawbacks (safe to rerun)."""
+    """Turn the order and card events since the last run, and the month ends passed, into ledger
+    entries and clawbacks (incremental; safe to rerun)."""
     from hkops.commissions import service
 
     day = as_of_date(as_of)
     result = service.accrue(store(), as_of=day, until=as_of_date(until, "until") if until else None,
-                            actor=actor(), now=now())
+                            actor=actor(), now=now(), usage_dir=usage_dir)
     if as_json:
         emit_json(result)
         return

@@ -22,6 +22,10 @@
     event = "in_network"
     months = [2, 3]                 # months N..M after activation (activation month is 1)
     model = "price_difference"      # each level keeps its price minus the level below's
+    min_spend_fen = 3000            # optional minimums that month, from the usage store:
+    min_data_mb = 500               #   billable charges, data (MiB), outgoing voice minutes,
+    min_voice_min = 30              #   top-ups; the card active the whole month
+    min_topup_fen = 5000
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ from hkops.errors import InvalidFile, InvalidValue
 
 EVENTS = ("order_paid", "activation", "first_topup", "in_network")
 TIMINGS = ("instant", "next_month")
+#: Minimums an in-network month may require, each a whole non-negative number: the month's billable
+#: charges (fen), data up and down (MiB), outgoing voice (minutes), top-ups (fen).
+USAGE_MINIMUMS = ("min_spend_fen", "min_data_mb", "min_voice_min", "min_topup_fen")
+#: The fields a rule may have, by event (the amount fields are common to all).
+_RULE_FIELDS = {"event", "amounts", "percent", "model"}
+_EVENT_FIELDS = {"first_topup": {"min_fen", "within_days"}, "in_network": {"months", *USAGE_MINIMUMS}}
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,22 @@ class Rule:
     min_fen: int = 0
     within_days: int | None = None
     months: tuple[int, int] = (0, 0)
+    #: In-network minimums of the month (``USAGE_MINIMUMS``); 0 = none.
+    min_spend_fen: int = 0
+    min_data_mb: int = 0
+    min_voice_min: int = 0
+    min_topup_fen: int = 0
     #: The line of the rule's amounts in its file, for messages.
     line: int = field(default=0, compare=False)
 
     @property
     def positions(self) -> int:
         return len(self.amounts or self.percent)
+
+    @property
+    def minimums(self) -> dict[str, int]:
+        """The in-network minimums this rule sets (those above 0)."""
+        return {name: getattr(self, name) for name in USAGE_MINIMUMS if getattr(self, name)}
 
 
 @dataclass(frozen=True)
@@ -76,11 +96,12 @@ def _line_of(text: str, key: str, start: int = 1) -> int:
     return start
 
 
-def _fen(value, field: str, line: int) -> int:
+def _fen(value, field: str, line: int, unit: str = "fen") -> int:
     if isinstance(value, float):
-        raise InvalidValue(field, value, "money is integer fen, never a float", line=line)
+        raise InvalidValue(field, value, "money is integer fen, never a float" if unit == "fen"
+                           else f"must be a whole number of {unit}, not a float", line=line)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidValue(field, value, "must be an integer number of fen", line=line)
+        raise InvalidValue(field, value, f"must be an integer number of {unit}", line=line)
     if value < 0:
         raise InvalidValue(field, value, "must not be negative", line=line)
     return value
@@ -135,6 +156,12 @@ def _rule(raw: dict, text: str, start: int) -> Rule:
     event = raw.get("event")
     if event not in EVENTS:
         raise InvalidValue("event", event, f"unknown event; known: {', '.join(EVENTS)}", line=line("event"))
+    allowed = _RULE_FIELDS | _EVENT_FIELDS.get(event, set())
+    for key in raw:
+        if key not in allowed:
+            owners = [e for e, names in _EVENT_FIELDS.items() if key in names]
+            raise InvalidValue(key, raw[key], f"only for event {owners[0]}" if owners else
+                               f"unknown field; a {event} rule has {', '.join(sorted(allowed))}", line=line(key))
     values: dict = {"event": event, "line": start}
     if "amounts" in raw:
         values["line"] = line("amounts")
@@ -167,4 +194,8 @@ def _rule(raw: dict, text: str, start: int) -> Rule:
                 or not 1 <= months[0] <= months[1]):
             raise InvalidValue("months", months, "give [N, M] with 1 <= N <= M", line=line("months"))
         values["months"] = (months[0], months[1])
+        for name in USAGE_MINIMUMS:
+            if name in raw:
+                unit = {"min_data_mb": "MiB", "min_voice_min": "minutes"}.get(name, "fen")
+                values[name] = _fen(raw[name], name, line(name), unit)
     return Rule(**values)

@@ -7,25 +7,28 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, Text, and_, case,
+                        cast, exists, func, literal, null, or_, select, update)
 
 from hkops import audit
 from hkops.agents.tables import agents
 from hkops.audit import Event, audit_log
 from hkops.catalogue.tables import plan_prices, plans
 from hkops.commissions import schemes as scheme_files
-from hkops.commissions.tables import (agent_ledger, commission_entries, commission_schemes, settlement_batches,
-                                      withdrawals)
+from hkops.commissions.tables import (agent_ledger, commission_accrual, commission_entries, commission_schemes,
+                                      settlement_batches, withdrawals)
 from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
 from hkops.money import fen_to_yuan, yuan_to_fen
 from hkops.orders.tables import orders
 from hkops.agents.service import scope_query, subtree_ids
 from hkops.security.access import agent_scope, out_of_scope, require
+from hkops.store import bulk
 from hkops.store.engine import Store, unit_of_work
+from hkops.store.schema import UTCDateTime
 from hkops.timeutil import SHANGHAI
 
 PAYING = {"pay": "order_paid", "activate": "activation", "first_topup": "first_topup"}
@@ -127,152 +130,374 @@ def _amounts(rule, chain: list[dict], monthly_fee: int, prices: dict[int, int]) 
     return out
 
 
-def _insert_new(conn: Connection, rows: list[dict]) -> None:
-    """Insert ledger entries, skipping any another accrual run inserted meanwhile (the unique key)."""
+def _insert(conn: Connection, table):
+    """An INSERT for ``table`` that can skip rows already there (``on_conflict_do_nothing``)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(commission_entries)
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(commission_entries)
-    conn.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "event", "month", "agent_id", "kind"]),
-                 rows)
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
 
 
-def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime) -> dict:
+_ENTRY_KEY = ["order_id", "event", "month", "agent_id", "kind"]
+_ENTRY_COLUMNS = ["order_id", "order_number", "event", "month", "agent_id", "position", "kind", "amount_fen",
+                  "scheme_id", "event_at", "eligible_on", "state", "batch_id", "created_at"]
+_ACTIONS = {event: action for action, event in PAYING.items()}
+_ZONE = "Asia/Shanghai"
+
+#: Scratch tables of one accrual run: temporary (seen by its connection only) and dropped at its end.
+#: They hold what is computed once per scheme version, day or agent chain, so that the ledger rows
+#: themselves are made by two INSERT ... SELECT statements joining the audit trail and the orders.
+_scratch = MetaData()
+#: The scheme version in force for each plan on each local day the run meets.
+_run_versions = Table(
+    "commission_run_versions", _scratch,
+    Column("plan", String(32)), Column("day", Date), Column("scheme_id", BigInteger),
+    Index("ix_commission_run_versions", "plan", "day"), prefixes=["TEMPORARY"])
+#: When an entry of each version earned on each day becomes eligible, and its state as of the run.
+_run_eligible = Table(
+    "commission_run_eligible", _scratch,
+    Column("scheme_id", BigInteger), Column("day", Date), Column("eligible_on", Date), Column("state", String(10)),
+    Index("ix_commission_run_eligible", "scheme_id", "day", "eligible_on", "state"), prefixes=["TEMPORARY"])
+#: What each rule of each version pays each position of each agent chain met, one row per (version,
+#: rule, month, chain, position). ``action``: the audit action of the order event, or in_network;
+#: ``within`` is ``within_days`` as an SQLite date modifier.
+_run_shares = Table(
+    "commission_run_shares", _scratch,
+    Column("scheme_id", BigInteger), Column("rule", Integer), Column("action", String(16)), Column("event", String(16)),
+    Column("month", Integer), Column("chain", Text), Column("position", Integer),
+    Column("agent_id", BigInteger), Column("amount_fen", BigInteger), Column("min_fen", BigInteger),
+    Column("within_days", Integer), Column("within", String(16)), Column("usage", Integer),
+    Index("ix_commission_run_shares", "scheme_id", "action", "chain"), prefixes=["TEMPORARY"])
+#: The in-network months that ended by the run's end: for each version, month ``month`` after an
+#: activation in the local month starting ``activated``, its end (``month_end``, and ``event_at`` the
+#: UTC moment it begins), eligibility and state; ``fresh``: it ended after the last run's month end.
+_run_months = Table(
+    "commission_run_months", _scratch,
+    Column("scheme_id", BigInteger), Column("activated", Date), Column("month", Integer), Column("month_end", Date),
+    Column("event_at", UTCDateTime), Column("eligible_on", Date), Column("state", String(10)), Column("fresh", Integer),
+    Index("ix_commission_run_months", "scheme_id", "activated", "month"), prefixes=["TEMPORARY"])
+#: In-network months whose minimum spend or usage was met: (order, version, rule, month).
+_run_usage = Table(
+    "commission_run_usage", _scratch,
+    Column("order_id", BigInteger), Column("scheme_id", BigInteger), Column("rule", Integer), Column("month", Integer),
+    Index("ix_commission_run_usage", "order_id"), prefixes=["TEMPORARY"])
+_RUN_TABLES = (_run_versions, _run_eligible, _run_months, _run_shares, _run_usage)
+
+
+class _Sql:
+    """Date arithmetic in Asia/Shanghai (UTC+8, no daylight saving) for the dialect at hand."""
+
+    def __init__(self, conn: Connection):
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def day(self, at):
+        """The local day of the UTC moment ``at``."""
+        return func.date(at, "+8 hours") if self.sqlite else cast(func.timezone(_ZONE, at), Date)
+
+    def month_start(self, at):
+        """The first day of the local month of the UTC moment ``at``."""
+        if self.sqlite:
+            return func.date(at, "+8 hours", "start of month")
+        return cast(func.date_trunc("month", func.timezone(_ZONE, at)), Date)
+
+    def moment(self, at: datetime):
+        """A UTC moment as this dialect's bulk writer takes it (SQLite: naive UTC text, as UTCDateTime writes it)."""
+        if self.sqlite:
+            return at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return at
+
+    def within_before(self, at):
+        """``at`` minus ``_run_shares.within_days`` days (on SQLite to the millisecond)."""
+        shares = _run_shares.c
+        if self.sqlite:
+            return func.strftime("%Y-%m-%d %H:%M:%f", at, shares.within)
+        return at - func.make_interval(0, 0, 0, shares.within_days)
+
+    def value(self, day: date | None):
+        """A day as this dialect's bulk writer takes it."""
+        return day.isoformat() if self.sqlite and day is not None else day
+
+
+def _eligible_on(scheme_row, day: date) -> date:
+    """When an entry earned on ``day`` under this scheme version becomes eligible: at once when settled
+    instantly, else after its window and not before the next month."""
+    if scheme_row["timing"] == "instant":
+        return day
+    return max(day + timedelta(days=scheme_row["window_days"]), _month_start(day, 1))
+
+
+class _Accrual:
+    """One accrual run: what it reads once (scheme versions, plan fees and prices) and the SQL it runs."""
+
+    def __init__(self, conn: Connection, *, as_of: date, after_id: int, evaluated: date | None, since, end,
+                 last_end: date, now: datetime):
+        self.conn, self.sql = conn, _Sql(conn)
+        self.as_of, self.after_id, self.evaluated, self.since = as_of, after_id, evaluated, since
+        self.end, self.last_end, self.now = end, last_end, now
+        self.first: datetime | None = None
+        self.versions: dict[str, list] = defaultdict(list)
+        for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
+            self.versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
+        self.schemes = {row["id"]: (row, scheme) for rows in self.versions.values() for row, scheme in rows}
+        self.fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
+        self.prices: dict[str, dict[int, int]] = defaultdict(dict)
+        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level, plan_prices.c.price_fen)):
+            self.prices[plan][level] = price
+
+    def _new(self, actions) -> list:
+        """Conditions on ``audit_log`` joined to ``orders``: the order events with ``actions`` this run reads,
+        those after the watermark and (activations) those since ``since``."""
+        a = audit_log.c
+        recent = a.id > self.after_id
+        if self.since is not None:
+            recent = or_(recent, and_(a.action == "activate", a.at >= self.since))
+        return [a.entity == "order", a.action.in_(actions), a.at < self.end, orders.c.agent_id.is_not(None), recent]
+
+    def prepare(self) -> bool:
+        """Fill the scratch tables for the events and chains this run meets; False if there is nothing to do."""
+        conn, sql = self.conn, self.sql
+        wanted = list(PAYING) + ["activate"]
+        events = audit_log.join(orders, orders.c.number == audit_log.c.subject)
+        first = conn.execute(select(func.min(audit_log.c.at)).select_from(events).where(*self._new(wanted))).scalar()
+        self.first = first  # no credit of this run is earlier
+        if first is None or not self.schemes:
+            return False
+        chains = conn.execute(select(orders.c.plan, orders.c.agent_chain).distinct().select_from(events)
+                              .where(*self._new(wanted))).all()
+        for table in _RUN_TABLES:
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+        days = [_day(first) + timedelta(days=n) for n in range((self.last_end - _day(first)).days + 1)]
+        versions, eligible = [], []
+        for plan, rows in self.versions.items():
+            for day in days:
+                chosen = [row for row, _ in rows if row["effective"] <= day]
+                if chosen:
+                    versions.append((plan, sql.value(day), chosen[-1]["id"]))
+        for row, _ in self.schemes.values():
+            for day in days:
+                due = _eligible_on(row, day)
+                eligible.append((row["id"], sql.value(day), sql.value(due), "eligible" if due <= self.as_of else "held"))
+        shares = []
+        for plan, chain_json in chains:
+            chain = json.loads(chain_json or "[]")
+            for row, scheme in self.versions.get(plan, ()):
+                for index, rule in enumerate(scheme.rules):
+                    paid = [(position, agent["id"], amount) for position, (agent, amount) in enumerate(zip(
+                        chain, _amounts(rule, chain, self.fees.get(plan, 0), self.prices[plan])), 1) if amount]
+                    months = range(rule.months[0], rule.months[1] + 1) if rule.event == "in_network" else (0,)
+                    shares += [(row["id"], index, _ACTIONS.get(rule.event, rule.event), rule.event, month,
+                                chain_json, position, agent_id, amount, rule.min_fen,
+                                rule.within_days, f"-{rule.within_days} days" if rule.within_days is not None else None,
+                                int(bool(rule.minimums)))
+                               for month in months for position, agent_id, amount in paid]
+        months = []
+        for row, scheme in self.schemes.values():
+            for n in sorted({n for rule in scheme.rules if rule.event == "in_network"
+                             for n in range(rule.months[0], rule.months[1] + 1)}):
+                activated = _month_start(_day(first))
+                while (month_end := _month_start(activated, n)) <= self.last_end:
+                    due = _eligible_on(row, month_end)
+                    months.append((row["id"], sql.value(activated), n, sql.value(month_end),
+                                   sql.moment(_utc(month_end)), sql.value(due),
+                                   "eligible" if due <= self.as_of else "held",
+                                   int(self.evaluated is None or month_end > self.evaluated)))
+                    activated = _month_start(activated, 1)
+        for table, rows in ((_run_versions, versions), (_run_eligible, eligible), (_run_months, months),
+                            (_run_shares, shares)):
+            bulk.insert_rows(conn, table, [c.name for c in table.c], rows)
+        return True
+
+    def _credits(self, *, in_network: bool, usage: bool | None = None):
+        """The SELECT of the credits of one-off events, or (``in_network``) of the in-network months that ended
+        (``usage``: only the months of rules with a minimum, before their usage is known)."""
+        a, o, v, el, s, m, sql = (audit_log.c, orders.c, _run_versions.c, _run_eligible.c, _run_shares.c,
+                                  _run_months.c, self.sql)
+        joined = (audit_log.join(orders, o.number == a.subject)
+                  .join(_run_versions, and_(v.plan == o.plan, v.day == sql.day(a.at))))
+        if not in_network:
+            act = audit_log.alias("act")
+            joined = (joined.join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == a.action,
+                                                    s.chain == o.agent_chain))
+                      .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == v.day)))
+            return (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
+                           s.amount_fen, s.scheme_id, a.at, el.eligible_on, el.state, null(),
+                           literal(self.now, UTCDateTime())).select_from(joined)
+                    .where(a.id > self.after_id, a.entity == "order", a.action.in_(list(PAYING)),
+                           a.at < self.end, o.agent_id.is_not(None),
+                           func.coalesce(o.first_topup_fen, 0) >= s.min_fen,
+                           or_(s.within_days.is_(None), exists().where(
+                               act.c.subject == a.subject, act.c.entity == "order", act.c.action == "activate",
+                               act.c.at < self.end, act.c.at >= sql.within_before(a.at)))))
+        joined = (joined.join(_run_months, and_(m.scheme_id == v.scheme_id, m.activated == sql.month_start(a.at)))
+                  .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == "in_network",
+                                          s.chain == o.agent_chain, s.month == m.month)))
+        later, stop, card_stop = audit_log.alias("later"), audit_log.alias("stop"), audit_log.alias("card_stop")
+        query = (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
+                        s.amount_fen, s.scheme_id, m.event_at, m.eligible_on, m.state, null(),
+                        literal(self.now, UTCDateTime())).select_from(joined)
+                 .where(*self._new(["activate"]), or_(a.id > self.after_id, m.fresh == 1),
+                        ~exists().where(later.c.subject == a.subject, later.c.entity == "order",
+                                        later.c.action == "activate", later.c.id > a.id, later.c.at < self.end),
+                        ~exists().where(stop.c.subject == o.number, stop.c.entity == "order",
+                                        stop.c.action.in_(STOPS_ORDER), stop.c.at >= a.at, stop.c.at < m.event_at),
+                        ~exists().where(card_stop.c.subject == o.iccid, card_stop.c.entity == "sim",
+                                        card_stop.c.to_state.in_(STOPS_CARD), card_stop.c.at >= a.at,
+                                        card_stop.c.at < m.event_at)))
+        u = _run_usage.c
+        if usage:
+            return query.where(s.usage == 1).with_only_columns(
+                o.id, o.msisdn, s.scheme_id, s.rule, s.month, m.month_end).distinct()
+        return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
+                                                              u.rule == s.rule, u.month == s.month)))
+
+    def write(self, usage_dir) -> None:
+        """Insert the credits, set-wise; an entry already in the ledger is skipped (its unique key)."""
+        conn = self.conn
+        minimums = any(rule.minimums for _, scheme in self.schemes.values() for rule in scheme.rules)
+        months = conn.execute(self._credits(in_network=True, usage=True)).all() if minimums else []
+        if months:
+            met = _meets_minimums(usage_dir, [(order_id, msisdn, month_end, self.schemes[scheme_id][1].rules[rule])
+                                              for order_id, msisdn, scheme_id, rule, _, month_end in months])
+            bulk.insert_rows(conn, _run_usage, [c.name for c in _run_usage.c],
+                             [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end
+                              in months if (order_id, month_end, self.schemes[scheme_id][1].rules[rule]) in met])
+        for in_network in (False, True):
+            conn.execute(_insert(conn, commission_entries).from_select(
+                _ENTRY_COLUMNS, self._credits(in_network=in_network)).on_conflict_do_nothing(index_elements=_ENTRY_KEY))
+        for table in _RUN_TABLES:
+            table.drop(conn)
+
+
+def _stops(conn: Connection, *, after_id: int, since: datetime | None, end: datetime,
+           every: bool = False) -> dict[int, list[datetime]]:
+    """Order id -> times of the stops (order cancelled or returned; its card suspended, terminated or lost)
+    before ``end`` that are new (audit id above ``after_id``) or at ``since`` or later; ``every``: all of them."""
+    found: dict[int, set] = defaultdict(set)
+    for joined, where in ((orders.c.number, and_(audit_log.c.entity == "order", audit_log.c.action.in_(STOPS_ORDER))),
+                          (orders.c.iccid, and_(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD)))):
+        query = (select(orders.c.id, audit_log.c.at).join(orders, joined == audit_log.c.subject)
+                 .where(where, audit_log.c.at < end))
+        parts = [query] if every else [query.where(audit_log.c.id > after_id)] + (
+            [query.where(audit_log.c.at >= since)] if since is not None else [])
+        for part in parts:
+            for order_id, at in conn.execute(part):
+                found[order_id].add(at)
+    return {order_id: sorted(times) for order_id, times in found.items()}
+
+
+def _first_stop(stops: dict[int, list[datetime]], order_id: int, start: datetime, end: datetime) -> datetime | None:
+    """The first stop of the order in [start, end), or None."""
+    return next((at for at in stops.get(order_id, ()) if start <= at < end), None)
+
+
+def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
+    """Of ``wanted`` (order id, msisdn, month end, rule), those whose number used at least the rule's
+    minimums in the calendar month before the month end (read from the usage store)."""
+    from hkops.analytics.usage_stats import totals_per_number
+    from hkops.network.usage import DEFAULT_OUT_DIR
+
+    by_month = defaultdict(list)
+    for item in wanted:
+        by_month[item[2]].append(item)
+    met = set()
+    for month_end, items in by_month.items():
+        totals = totals_per_number(usage_dir or DEFAULT_OUT_DIR, [i[1] for i in items if i[1]],
+                                   start=_month_start(month_end, -1), end=month_end - timedelta(days=1))
+        for order_id, msisdn, _, rule in items:
+            used = totals.get(msisdn)
+            if used and used["spend_fen"] >= rule.min_spend_fen and used["topup_fen"] >= rule.min_topup_fen \
+                    and used["data_bytes"] >= rule.min_data_mb * (1 << 20) and used["voice_mo_s"] >= rule.min_voice_min * 60:
+                met.add((order_id, month_end, rule))
+    return met
+
+
+def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime,
+           usage_dir: str | Path | None = None) -> dict:
     """Turn order events, card stops and month ends up to ``until`` (default ``as_of``) into ledger
-    entries and clawbacks, and move entries held -> eligible as of ``as_of``. Idempotent: an entry
-    already there is never written again."""
+    entries and clawbacks, and move entries held -> eligible as of ``as_of``.
+
+    Incremental: only audit records after the stored watermark are read, and in-network months are
+    evaluated for the month ends passed since the last run; the watermark moves in the same
+    transaction as the entries, so a failed run loses nothing. Idempotent: an entry already there is
+    never written again (its unique key), so runs may repeat or overlap. In-network minimums of
+    spend or usage are read from the usage store at ``usage_dir`` (default ``data/usage``)."""
     require(actor, "settlement.write", "accrue commissions", db)
     until = min(until or as_of, as_of)
-    end = _utc(until + timedelta(days=1))
+    last_end = until + timedelta(days=1)  # a month ending on or before this day is over
+    end = _utc(last_end)
     with unit_of_work(db) as conn:
         settled = conn.execute(select(func.max(settlement_batches.c.period))).scalar()
         if settled and until < _period(settled)[1] - timedelta(days=1):
             raise InvalidValue("until", until.isoformat(), f"period {settled} is already settled; accrue up to "
                                                             "its end or later")
-        versions = defaultdict(list)
-        for row in conn.execute(select(commission_schemes).order_by(commission_schemes.c.effective)).mappings():
-            versions[row["plan"]].append((row, scheme_files.parse(row["body"])))
-        events = conn.execute(
-            select(audit_log.c.subject, audit_log.c.action, audit_log.c.at, orders.c.id, orders.c.plan,
-                   orders.c.agent_chain, orders.c.first_topup_fen, orders.c.iccid)
-            .join(orders, orders.c.number == audit_log.c.subject)
-            .where(audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING) + list(STOPS_ORDER)),
-                   audit_log.c.at < end, orders.c.agent_id.is_not(None))
-            .order_by(audit_log.c.id)).all()
-        card_stops = conn.execute(
-            select(orders.c.number, audit_log.c.at).join(orders, orders.c.iccid == audit_log.c.subject)
-            .where(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD), audit_log.c.at < end)).all()
-        fees = dict(conn.execute(select(plans.c.code, plans.c.monthly_fee_fen)).all())
-        prices = defaultdict(dict)
-        for plan, level, price in conn.execute(select(plan_prices.c.plan, plan_prices.c.level,
-                                                      plan_prices.c.price_fen)):
-            prices[plan][level] = price
-        orders_by_number, activated, stops = {}, {}, defaultdict(list)
-        for e in events:
-            orders_by_number[e.subject] = e
-            if e.action == "activate":
-                activated[e.subject] = e.at
-            if e.action in STOPS_ORDER:
-                stops[e.subject].append(e.at)
-        for number, at in card_stops:
-            stops[number].append(at)
+        mark = conn.execute(select(commission_accrual).where(commission_accrual.c.id == 1)).mappings().first()
+        after_id, evaluated = 0, None
+        if mark is not None:
+            newer = conn.execute(select(func.min(commission_schemes.c.effective))
+                                 .where(commission_schemes.c.id > mark["scheme_id"])).scalar()
+            if newer is None or (mark["until"] is not None and newer > mark["until"]):
+                after_id, evaluated = mark["audit_id"], mark["month_end"]
+            # else: a version added since starts inside what was accrued: start over (idempotent)
+        relevant = or_(and_(audit_log.c.entity == "order", audit_log.c.action.in_(list(PAYING) + list(STOPS_ORDER))),
+                       and_(audit_log.c.entity == "sim", audit_log.c.to_state.in_(STOPS_CARD)))
+        beyond = conn.execute(select(func.min(audit_log.c.id)).where(
+            audit_log.c.id > after_id, audit_log.c.at >= end, relevant)).scalar()
+        head = beyond - 1 if beyond else conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
+        before = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
+        longest = max((rule.months[1] for row in conn.execute(select(commission_schemes.c.body)).scalars()
+                       for rule in scheme_files.parse(row).rules if rule.event == "in_network"), default=0)
+        # Activations whose in-network months may have ended since the last run.
+        since = _utc(_month_start(evaluated, 1 - longest)) if evaluated is not None and longest else None
+        run = _Accrual(conn, as_of=as_of, after_id=after_id, evaluated=evaluated, since=since, end=end,
+                       last_end=last_end, now=now)
+        if run.prepare():
+            run.write(usage_dir)
+        credited = conn.execute(select(func.max(commission_entries.c.id))).scalar() or 0
 
-        def stopped(number, start, end):
-            """The first stop of ``number`` in [start, end), or None."""
-            inside = [at for at in stops.get(number, ()) if start <= at < end]
-            return min(inside) if inside else None
-
-        def version(plan, day):
-            chosen = [v for v in versions.get(plan, []) if v[0]["effective"] <= day]
-            return chosen[-1] if chosen else None
-
-        wanted = []  # (order row, event name, month, event time)
-        for e in events:
-            if e.action in PAYING:
-                wanted.append((e, PAYING[e.action], 0, e.at))
-        for number, at in activated.items():
-            e = orders_by_number[number]
-            found = version(e.plan, _day(at))
-            for rule in (found[1].rules if found else ()):
-                if rule.event != "in_network":
-                    continue
-                for n in range(rule.months[0], rule.months[1] + 1):
-                    month_end = _month_start(_day(at), n)
-                    if month_end <= until + timedelta(days=1) and stopped(number, at, _utc(month_end)) is None:
-                        wanted.append((e, "in_network", n, _utc(month_end)))
-        existing = {(r.order_id, r.event, r.month, r.agent_id, r.kind) for r in conn.execute(
-            select(commission_entries.c.order_id, commission_entries.c.event, commission_entries.c.month,
-                   commission_entries.c.agent_id, commission_entries.c.kind))}
-        new_rows = []
-        for e, event, month, at in wanted:
-            found = version(e.plan, _day(at) if event != "in_network" else _day(activated[e.subject]))
-            if not found:
-                continue
-            row, scheme = found
-            for rule in scheme.rules:
-                if rule.event != event or (event == "in_network" and not rule.months[0] <= month <= rule.months[1]):
-                    continue
-                if event == "first_topup":
-                    if (e.first_topup_fen or 0) < rule.min_fen:
-                        continue
-                    start = activated.get(e.subject)
-                    if rule.within_days is not None and (start is None or at - start > timedelta(rule.within_days)):
-                        continue
-                chain = json.loads(e.agent_chain or "[]")
-                for position, (agent, amount) in enumerate(zip(chain, _amounts(rule, chain, fees.get(e.plan, 0),
-                                                                                prices[e.plan]))):
-                    key = (e.id, event, month, agent["id"], "credit")
-                    if amount == 0 or key in existing:
-                        continue
-                    existing.add(key)
-                    day = _day(at)
-                    eligible = day if scheme.timing == "instant" else max(
-                        day + timedelta(days=row["window_days"]), _month_start(day, 1))
-                    new_rows.append(dict(order_id=e.id, order_number=e.subject, event=event, month=month,
-                                         agent_id=agent["id"], position=position + 1, kind="credit",
-                                         amount_fen=amount, scheme_id=row["id"], event_at=at, eligible_on=eligible,
-                                         state="accrued", batch_id=None, created_at=now))
-        if new_rows:
-            _insert_new(conn, new_rows)
         # Clawback: a stop inside the window of a credit appends its negative reversal.
+        stops = _stops(conn, after_id=after_id, since=run.first, end=end, every=not after_id and evaluated is None)
+        windows = {scheme_id: row["window_days"] for scheme_id, (row, _) in run.schemes.items()}
         reversals = []
-        if stops:
-            windows = dict(conn.execute(select(commission_schemes.c.id, commission_schemes.c.window_days)).all())
-            credits = conn.execute(select(commission_entries).where(
-                commission_entries.c.kind == "credit",
-                commission_entries.c.order_number.in_(list(stops)))).mappings().all()
-            for c in credits:
-                stop = stopped(c["order_number"], c["event_at"], c["event_at"] + timedelta(windows[c["scheme_id"]]))
-                key = (c["order_id"], c["event"], c["month"], c["agent_id"], "reversal")
-                if key in existing or stop is None:
-                    continue
-                existing.add(key)
-                reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
-                                  "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
-                                  "state": "eligible", "batch_id": None, "created_at": now})
-            if reversals:
-                _insert_new(conn, reversals)
-        moving = conn.execute(select(commission_entries.c.id, commission_entries.c.state,
-                                     commission_entries.c.eligible_on, commission_entries.c.order_number)
-                              .where(commission_entries.c.state.in_(("accrued", "held")))).all()
-        to_eligible = [r for r in moving if r.eligible_on <= as_of]
-        to_held = [r for r in moving if r.eligible_on > as_of and r.state == "accrued"]
-        for target, group in (("eligible", to_eligible), ("held", to_held)):
-            if group:
-                conn.execute(update(commission_entries).where(commission_entries.c.id.in_([r.id for r in group]))
-                             .values(state=target))
-        audit.record(conn, actor, [
-            Event("commission", r["order_number"], "accrue" if r["kind"] == "credit" else "claw_back", None,
-                  r["state"], None, {"event": r["event"], "month": r["month"], "agent_id": r["agent_id"],
-                                     "amount_fen": r["amount_fen"]}) for r in new_rows + reversals] + [
-            Event("commission", r.order_number, "move", r.state, target, None, {"entry": r.id})
-            for target, group in (("eligible", to_eligible), ("held", to_held)) for r in group], now)
-    return {"accrued": len(new_rows), "clawed_back": len(reversals), "eligible": len(to_eligible),
-            "held": len(to_held)}
+        stopped_ids = sorted(stops)
+        for first in range(0, len(stopped_ids), 5_000):
+            for c in conn.execute(select(commission_entries).where(
+                    commission_entries.c.kind == "credit",
+                    commission_entries.c.order_id.in_(stopped_ids[first:first + 5_000]))).mappings():
+                stop = _first_stop(stops, c["order_id"], c["event_at"], c["event_at"] + timedelta(windows[c["scheme_id"]]))
+                if stop is not None:
+                    reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
+                                      "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
+                                      "state": "eligible", "batch_id": None, "created_at": now})
+        if reversals:
+            conn.execute(_insert(conn, commission_entries).on_conflict_do_nothing(index_elements=_ENTRY_KEY),
+                         reversals)
+        moved = {}
+        for target, states, due in (("eligible", ("accrued", "held"), commission_entries.c.eligible_on <= as_of),
+                                    ("held", ("accrued",), commission_entries.c.eligible_on > as_of)):
+            moved[target] = conn.execute(update(commission_entries).where(
+                commission_entries.c.state.in_(states), due, commission_entries.c.id <= before)
+                .values(state=target)).rowcount
+        count = lambda *where: conn.execute(  # noqa: E731
+            select(func.count()).select_from(commission_entries).where(*where)).scalar()
+        accrued = count(commission_entries.c.id > before, commission_entries.c.id <= credited)
+        held = count(commission_entries.c.state == "held", commission_entries.c.id > before,
+                     commission_entries.c.id <= credited)
+        result = {"accrued": accrued, "clawed_back": count(commission_entries.c.id > credited),
+                  "eligible": accrued - held + moved["eligible"], "held": held + moved["held"]}
+        mark_values = dict(audit_id=max(head, after_id),
+                           month_end=max(filter(None, (evaluated, _month_start(last_end)))),
+                           until=max(filter(None, (mark and mark["until"], until))),
+                           scheme_id=max(windows, default=0), changed_at=now)
+        if mark is None:
+            conn.execute(commission_accrual.insert().values(id=1, **mark_values))
+        else:
+            conn.execute(update(commission_accrual).where(commission_accrual.c.id == 1).values(**mark_values))
+        audit.record(conn, actor, [Event("commission", f"accrual {until.isoformat()}", "accrue", str(after_id),
+                                         str(mark_values["audit_id"]), None,
+                                         {"as_of": as_of.isoformat(), "until": until.isoformat(), **result})], now)
+    return result
 
 
 def list_entries(db: Store | Connection, *, agent: str | None = None, order: str | None = None,
@@ -332,28 +557,35 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
                    now: datetime, progress=None) -> list[int]:
     """A draft batch per agent of the eligible entries (and reversals) not yet in a batch, up to the
     end of ``period``; refused for a period that has not ended by ``as_of``. ``progress`` (if given)
-    is called with 1 after each agent's batch."""
+    is called once with the number of batches made."""
     require(actor, "settlement.write", f"create settlement {period}", db)
     end = _ended(period, as_of)
     with unit_of_work(db) as conn:
-        query = _to_settle(end)
+        due = [commission_entries.c.state == "eligible", commission_entries.c.batch_id.is_(None),
+               commission_entries.c.eligible_on < end]
         if agent:
-            query = query.where(commission_entries.c.agent_id == _agent(conn, agent).id)
-        ids = []
-        for agent_id, total, _ in conn.execute(query).all():
-            if conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.agent_id == agent_id,
-                                                                  settlement_batches.c.period == period)).first():
-                raise InvalidValue("period", period, f"agent {agent_id} already has a batch for it")
-            batch = conn.execute(settlement_batches.insert().values(
-                agent_id=agent_id, period=period, state="draft", total_fen=int(total), created_at=now,
-                changed_at=now)).inserted_primary_key[0]
-            conn.execute(update(commission_entries).where(
-                commission_entries.c.agent_id == agent_id, commission_entries.c.state == "eligible",
-                commission_entries.c.batch_id.is_(None), commission_entries.c.eligible_on < end)
-                .values(batch_id=batch, state="settled"))
-            ids.append(batch)
-            if progress:
-                progress(1)
+            due.append(commission_entries.c.agent_id == _agent(conn, agent).id)
+        totals = conn.execute(select(commission_entries.c.agent_id, func.sum(commission_entries.c.amount_fen))
+                              .where(*due).group_by(commission_entries.c.agent_id)
+                              .order_by(commission_entries.c.agent_id)).all()
+        taken = conn.execute(select(agents.c.code).join(settlement_batches, settlement_batches.c.agent_id == agents.c.id)
+                             .where(settlement_batches.c.period == period, settlement_batches.c.agent_id.in_(
+                                 select(commission_entries.c.agent_id).where(*due)))).scalars().first()
+        if taken:
+            raise InvalidValue("period", period, f"agent {taken} already has a batch for it")
+        if not totals:
+            return []
+        last = conn.execute(select(func.max(settlement_batches.c.id))).scalar() or 0
+        conn.execute(settlement_batches.insert(), [
+            dict(agent_id=agent_id, period=period, state="draft", total_fen=int(total), created_at=now, changed_at=now)
+            for agent_id, total in totals])
+        batch = (select(settlement_batches.c.id).where(settlement_batches.c.agent_id == commission_entries.c.agent_id,
+                                                       settlement_batches.c.period == period).scalar_subquery())
+        conn.execute(update(commission_entries).where(*due).values(batch_id=batch, state="settled"))
+        ids = list(conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.id > last)
+                                .order_by(settlement_batches.c.id)).scalars())
+        if progress:
+            progress(len(ids))
         audit.record(conn, actor, [Event("settlement", str(b), "create", None, "draft", None, {"period": period})
                                    for b in ids], now)
     return ids
@@ -363,9 +595,10 @@ _NEXT = {"confirm": ("draft", "confirmed"), "approve": ("confirmed", "approved")
 
 
 def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: datetime,
-               reference: str | None = None) -> dict:
+               reference: str | None = None, lines: bool = True) -> dict:
     """confirm (draft -> confirmed), approve (confirmed -> approved), pay (approved -> paid, with a
-    payment reference: the entries become paid and the total is credited to the agent's balance)."""
+    payment reference: the entries become paid and the total is credited to the agent's balance).
+    Returns the batch as :func:`show_batch` does (``lines=False``: without its lines)."""
     require(actor, "settlement.write", f"{action} settlement batch {batch_id}", db)
     before, after = _NEXT[action]
     if action == "pay" and not (reference or "").strip():
@@ -385,12 +618,13 @@ def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: dateti
                                                       amount_fen=batch["total_fen"], batch_id=batch_id, at=now))
         audit.record(conn, actor, [Event("settlement", str(batch_id), action, before, after, None,
                                          {"reference": reference} if reference else None)], now)
-    return show_batch(db, batch_id)
+    return show_batch(db, batch_id, lines=lines)
 
 
-def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = None) -> dict:
-    """The batch with its lines (order, event, month, position, amount); ``settlement.read``, and
-    an agent user sees only its own subtree's batches (another's reads as not existing)."""
+def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = None, lines: bool = True) -> dict:
+    """The batch with its lines (order, event, month, position, amount; none with ``lines=False``);
+    ``settlement.read``, and an agent user sees only its own subtree's batches (another's reads as
+    not existing)."""
     if actor is not None:
         require(actor, "settlement.read", f"see settlement batch {batch_id}")
     with unit_of_work(db) as conn:
@@ -402,9 +636,9 @@ def show_batch(db: Store | Connection, batch_id: int, *, actor: str | None = Non
             raise out_of_scope(actor, f"see settlement batch {batch_id}")
         if batch is None:
             raise NotFound(f"settlement batch {batch_id} does not exist")
-        lines = conn.execute(select(commission_entries).where(commission_entries.c.batch_id == batch_id)
-                             .order_by(commission_entries.c.id)).mappings().all()
-    return {**dict(batch), "lines": [dict(l) for l in lines]}
+        rows = conn.execute(select(commission_entries).where(commission_entries.c.batch_id == batch_id)
+                            .order_by(commission_entries.c.id)).mappings().all() if lines else []
+    return {**dict(batch), **({"lines": [dict(row) for row in rows]} if lines else {})}
 
 
 # ---- balances and withdrawals --------------------------------------------------------------------

@@ -3,7 +3,7 @@ ledger and withdrawals. Money in integer fen."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint, text
 
 from hkops.store.schema import BigKey, UTCDateTime, metadata
 
@@ -45,8 +45,27 @@ commission_entries = Table(
     Column("batch_id", BigInteger),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("order_id", "event", "month", "agent_id", "kind"),
-    Index(None, "agent_id", "state"),
-    Index(None, "batch_id"),
+    # Covering: an agent's pending sums by state read the index alone.
+    Index(None, "agent_id", "state", "amount_fen"),
+    Index(None, "batch_id", sqlite_where=text("batch_id IS NOT NULL"), postgresql_where=text("batch_id IS NOT NULL")),
+    # Accrual moves held -> eligible, settlement gathers eligible entries by date.
+    Index(None, "state", "eligible_on"),
+)
+
+#: Where accrual stands (one row, id 1): every order and card event of the audit trail up to
+#: ``audit_id`` was turned into entries, and in-network months ending on or before ``month_end``
+#: were evaluated; ``scheme_id`` is the newest scheme version known then (a version added later
+#: that starts before ``until`` makes the next run start over, idempotently). Written in the same
+#: transaction as the entries, so a run that fails leaves it where it was.
+commission_accrual = Table(
+    "commission_accrual",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("audit_id", BigInteger, nullable=False),
+    Column("month_end", Date),
+    Column("until", Date),
+    Column("scheme_id", BigInteger, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
 )
 
 #: States: draft, confirmed, approved, paid.

@@ -11,7 +11,7 @@ import hkops.store.schema
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
