@@ -203,3 +203,19 @@ def test_next_month_entries_are_held_through_the_window_then_become_eligible(dis
     states = sorted((e["event"], e["state"], e["eligible_on"]) for e in commissions.list_entries(db, order=number))
     assert set(states) == {("activation", "eligible", date(2027, 2, 8)), ("first_topup", "eligible", date(2027, 2, 8)),
                            ("in_network", "held", date(2027, 4, 2))}
+
+
+def test_a_months_spend_is_the_plans_fee_plus_the_charges_of_its_records(distribution, hlr, clock, tmp_path):
+    """Plan fee ¥58; the rule asks ¥80 of spend in month 2: ¥30 of charges make ¥88 and pay, ¥10
+    make ¥68 and do not (both used data and voice enough)."""
+    db = distribution.db
+    rule = MINIMUMS.replace("min_spend_fen = 3000", "min_spend_fen = 8000")
+    commissions.add_scheme(db, _scheme(tmp_path, rule), actor="finance", now=NOW)
+    pays = _sold_by_a3(db, 24, hlr[1], clock)
+    short = _sold_by_a3(db, 25, hlr[1], clock)
+    msisdn = {n: int(orders.get_order(db, n).msisdn) for n in (pays, short)}
+    store = _usage(tmp_path / "usage", date(2027, 1, 15), {msisdn[pays]: (3_000, 600, 25),
+                                                          msisdn[short]: (1_000, 600, 25)})
+    commissions.accrue(db, as_of=date(2027, 2, 1), actor="finance", now=NOW, usage_dir=store)
+    assert [m for m, _, _ in _in_network(db, pays)] == [2, 2, 2]
+    assert _in_network(db, short) == []

@@ -547,31 +547,34 @@ def topups_per_day(store_dir, *, msisdn: int | None = None, start=None, end=None
     return _execute(topups_by(topups, start=_as_day(start, "start"), end=_as_day(end, "end"), msisdn=msisdn))
 
 
-def totals_per_number(store_dir, msisdns, *, start, end) -> dict[int, dict]:
-    """For each of ``msisdns``, its billable charges (``spend_fen``), data up and down (``data_bytes``),
-    outgoing voice (``voice_mo_s``) and top-ups (``topup_fen``) on the days ``start`` .. ``end``
-    (inclusive); a number without records has zeros. Reads records and top-ups (the top-ups may be
-    absent); the records must be there."""
-    where, params = _where(start=start, end=end)
+def totals_per_number(store_dir, msisdns, *, start: date, end: date) -> dict[int, dict]:
+    """For each of ``msisdns``, what it used on the days ``start`` .. ``end`` (inclusive, the store's
+    days): the charges its records carry (``charge_fen``: rated records, 0 in unrated ones), data up
+    and down (``data_bytes``), outgoing voice (``voice_mo_s``) and top-ups (``topup_fen``); a number
+    without records has zeros. The records must be there; the top-ups may be absent."""
     wanted = sorted({int(m) for m in msisdns})
-    out = {m: {"spend_fen": 0, "data_bytes": 0, "voice_mo_s": 0, "topup_fen": 0} for m in wanted}
+    out = {m: {"charge_fen": 0, "data_bytes": 0, "voice_mo_s": 0, "topup_fen": 0} for m in wanted}
     if not wanted:
         return out
-    keep = f"{where} AND msisdn IN (SELECT unnest(?::BIGINT[]))"
-    with _connect() as con:
-        for msisdn, spend, data, voice in con.execute(f"""
-                SELECT msisdn, coalesce(sum(charge_fen) FILTER (WHERE {_BILLABLE}), 0)::BIGINT,
-                       {_DATA_BYTES},
-                       coalesce(sum(duration_s) FILTER (WHERE type = 'voice_mo' AND {_BILLABLE}), 0)::BIGINT
-                FROM {_source(store_dir)}{keep} GROUP BY msisdn""", [*params, wanted]).fetchall():
-            out[int(msisdn)].update(spend_fen=int(spend), data_bytes=int(data), voice_mo_s=int(voice))
-        topups = _files(store_dir, "topups", required=False)
-        if topups:
-            for msisdn, amount in con.execute(f"""
-                    SELECT msisdn, coalesce(sum(amount_fen), 0)::BIGINT
-                    FROM read_parquet('{topups}', hive_partitioning = true){keep} GROUP BY msisdn""",
-                                              [*params, wanted]).fetchall():
-                out[int(msisdn)]["topup_fen"] = int(amount)
+    tables = _tables(store_dir)
+
+    def kept(t):
+        day = t.day.cast("date")
+        return t.filter(day >= start, day <= end, t.msisdn.isin(wanted))
+
+    t = kept(tables["records"])
+    t = t.filter(~t.refused)
+    billable = t.type.isin(["voice_mo", "sms_mo", "data"])
+    used = t.group_by("msisdn").aggregate(
+        charge_fen=t.charge_fen.sum(where=billable).fill_null(0).cast("int64"),
+        data_bytes=(t.bytes_up + t.bytes_down).sum(where=billable).fill_null(0).cast("int64"),
+        voice_mo_s=t.duration_s.sum(where=t.type == "voice_mo").fill_null(0).cast("int64"))
+    for row in _execute(used).to_dict("records"):
+        out[int(row.pop("msisdn"))].update({k: int(v) for k, v in row.items()})
+    if "topups" in tables:
+        p = kept(tables["topups"])
+        for row in _execute(p.group_by("msisdn").aggregate(topup_fen=p.amount_fen.sum().cast("int64"))).itertuples():
+            out[int(row.msisdn)]["topup_fen"] = int(row.topup_fen)
     return out
 
 

@@ -22,8 +22,8 @@
     event = "in_network"
     months = [2, 3]                 # months N..M after activation (activation month is 1)
     model = "price_difference"      # each level keeps its price minus the level below's
-    min_spend_fen = 3000            # optional minimums that month, from the usage store:
-    min_data_mb = 500               #   billable charges, data (MiB), outgoing voice minutes,
+    min_spend_fen = 8000            # optional minimums that month, from the usage store: spend
+    min_data_mb = 500               #   (the plan fee + charges), data (MiB), outgoing voice minutes,
     min_voice_min = 30              #   top-ups; the card active the whole month
     min_topup_fen = 5000
 """

@@ -348,7 +348,7 @@ class _Accrual:
         u = _run_usage.c
         if usage:
             return query.where(s.usage == 1).with_only_columns(
-                o.id, o.msisdn, s.scheme_id, s.rule, s.month, m.month_end).distinct()
+                o.id, o.msisdn, s.scheme_id, s.rule, s.month, m.month_end, o.plan).distinct()
         return query.where(or_(s.usage == 0, exists().where(u.order_id == o.id, u.scheme_id == s.scheme_id,
                                                               u.rule == s.rule, u.month == s.month)))
 
@@ -358,10 +358,11 @@ class _Accrual:
         minimums = any(rule.minimums for _, scheme in self.schemes.values() for rule in scheme.rules)
         months = conn.execute(self._credits(in_network=True, usage=True)).all() if minimums else []
         if months:
-            met = _meets_minimums(usage_dir, [(order_id, msisdn, month_end, self.schemes[scheme_id][1].rules[rule])
-                                              for order_id, msisdn, scheme_id, rule, _, month_end in months])
+            met = _meets_minimums(usage_dir, [(order_id, msisdn, month_end, self.schemes[scheme_id][1].rules[rule],
+                                               self.fees.get(plan, 0))
+                                              for order_id, msisdn, scheme_id, rule, _, month_end, plan in months])
             bulk.insert_rows(conn, _run_usage, [c.name for c in _run_usage.c],
-                             [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end
+                             [(order_id, scheme_id, rule, month) for order_id, msisdn, scheme_id, rule, month, month_end, _
                               in months if (order_id, month_end, self.schemes[scheme_id][1].rules[rule]) in met])
         for in_network in (False, True):
             conn.execute(_insert(conn, commission_entries).from_select(
@@ -393,8 +394,9 @@ def _first_stop(stops: dict[int, list[datetime]], order_id: int, start: datetime
 
 
 def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
-    """Of ``wanted`` (order id, msisdn, month end, rule), those whose number used at least the rule's
-    minimums in the calendar month before the month end (read from the usage store)."""
+    """Of ``wanted`` (order id, msisdn, month end, rule, the plan's monthly fee), those whose number
+    used at least the rule's minimums in the calendar month before the month end (read from the
+    usage store). A month's spend is the plan's monthly fee plus the charges its records carry."""
     from hkops.analytics.usage_stats import totals_per_number
     from hkops.network.usage import DEFAULT_OUT_DIR
 
@@ -405,9 +407,9 @@ def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
     for month_end, items in by_month.items():
         totals = totals_per_number(usage_dir or DEFAULT_OUT_DIR, [i[1] for i in items if i[1]],
                                    start=_month_start(month_end, -1), end=month_end - timedelta(days=1))
-        for order_id, msisdn, _, rule in items:
+        for order_id, msisdn, _, rule, fee in items:
             used = totals.get(msisdn)
-            if used and used["spend_fen"] >= rule.min_spend_fen and used["topup_fen"] >= rule.min_topup_fen \
+            if used and fee + used["charge_fen"] >= rule.min_spend_fen and used["topup_fen"] >= rule.min_topup_fen \
                     and used["data_bytes"] >= rule.min_data_mb * (1 << 20) and used["voice_mo_s"] >= rule.min_voice_min * 60:
                 met.add((order_id, month_end, rule))
     return met
