@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, T
 
 from hkops.cards.model import SimState
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_index
 
 #: The state of a card as received (states: hkops.cards.model.SimState).
 IN_STOCK = SimState.IN_STOCK.value
@@ -76,7 +76,7 @@ sims = Table(
     Index(None, "msisdn"),
     Index(None, "network_sync"),
     Index(None, "location", "state", "iccid"),
-    partial_unique_index("uq_sims_live_msisdn", "msisdn", _LIVE_NUMBER),
+    partial_index("uq_sims_live_msisdn", "msisdn", _LIVE_NUMBER, unique=True),
 )
 
 # Commands for the HLR, written in the same transaction as the inventory change they

@@ -3,9 +3,9 @@ ledger and withdrawals. Money in integer fen."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint
 
-from hkops.store.schema import BigKey, UTCDateTime, metadata
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_index
 
 #: One version of a scheme for one plan; ``body`` is the scheme file's text (TOML), kept as accrued under.
 commission_schemes = Table(
@@ -47,7 +47,7 @@ commission_entries = Table(
     UniqueConstraint("order_id", "event", "month", "agent_id", "kind"),
     # Covering: an agent's pending sums by state read the index alone.
     Index(None, "agent_id", "state", "amount_fen"),
-    Index(None, "batch_id", sqlite_where=text("batch_id IS NOT NULL"), postgresql_where=text("batch_id IS NOT NULL")),
+    partial_index(None, "batch_id", "batch_id IS NOT NULL"),
     # Accrual moves held -> eligible, settlement gathers eligible entries by date.
     Index(None, "state", "eligible_on"),
 )

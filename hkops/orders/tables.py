@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
 
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_index
 
 #: An order in one of these states holds its number (hkops.orders.model.OPEN): at most one per number.
 _OPEN_NUMBER = ("msisdn IS NOT NULL AND state IN "
@@ -64,7 +64,7 @@ orders = Table(
     Index(None, "iccid"),
     Index(None, "resident_id_hash"),
     Index(None, "agent_id"),
-    partial_unique_index("uq_orders_open_msisdn", "msisdn", _OPEN_NUMBER),
+    partial_index("uq_orders_open_msisdn", "msisdn", _OPEN_NUMBER, unique=True),
 )
 
 # States: hkops.orders.model.ShipmentState.

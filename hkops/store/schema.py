@@ -21,13 +21,13 @@ metadata = MetaData(
     }
 )
 
-def partial_unique_index(name: str, column: str, where: str) -> Index:
-    """A unique index over the rows where ``where`` (SQL) holds, on SQLite and PostgreSQL alike.
+def partial_index(name: str | None, column: str, where: str, *, unique: bool = False) -> Index:
+    """An index over the rows where ``where`` (SQL) holds, on SQLite and PostgreSQL alike.
 
     The condition is kept in ``info`` rather than passed as ``postgresql_where``, whose validation
     imports the PostgreSQL dialect into every command (about 17 ms); the migrations create the index
     with the dialects' own options, and ``_create_partial_index`` compiles it for ``create_all``."""
-    return Index(name, column, unique=True, info={"where": where})
+    return Index(name, column, unique=unique, info={"where": where})
 
 
 @compiles(CreateIndex)

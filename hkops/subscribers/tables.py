@@ -23,7 +23,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from hkops.security.crypto import SealedColumn
-from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_unique_index
+from hkops.store.schema import BigKey, UTCDateTime, metadata, partial_index
 
 subscribers = Table(
     "subscribers",
@@ -67,7 +67,7 @@ subscriber_numbers = Table(
     Index(None, "subscriber_id", "carrier"),
     Index(None, "msisdn"),
     # One live holder per number.
-    partial_unique_index("uq_subscriber_numbers_live_msisdn", "msisdn", "until IS NULL"),
+    partial_index("uq_subscriber_numbers_live_msisdn", "msisdn", "until IS NULL", unique=True),
 )
 
 subscriber_keys = Table(
