@@ -97,7 +97,8 @@ def build(
     ``cards`` China Mobile SIMs from the first delivery are sold to registered subscribers
     and activated through an HLR simulator whose registry is kept in ``hlr_dir`` (None: in
     memory only, so a later ``hkops hlr reconcile`` would find them missing), and a few are
-    suspended or reported lost.
+    suspended or reported lost. The money side: commission schemes for the plans, and 90 days
+    of commissions accrued, settled, paid, clawed back and withdrawn (hkops.demo_commissions).
     """
     migrate.upgrade(store)
     with store.read() as conn:
@@ -128,6 +129,9 @@ def build(
         if orders:
             orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr,
                                                             progress=order_progress)
+        from hkops import demo_commissions
+
+        demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
     except BaseException:
         simulator.close()
         empty(store, hlr_dir)  # a demo that fails leaves nothing half-built
