@@ -9,7 +9,7 @@ hkops (cards, orders, agents) grow this world further.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
@@ -49,6 +49,8 @@ class DemoSummary:
     numbers: int
     by_state: dict[str, int]
     orders_by_state: dict[str, int]
+    #: Commission entries by kind, settlement batches and withdrawals by state (hkops.demo_commissions).
+    commissions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def choose_blocks(seed: int, per_province: int = 2) -> list[str]:
@@ -131,7 +133,7 @@ def build(
                                                             progress=order_progress)
         from hkops import demo_commissions
 
-        demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
+        money = demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
     except BaseException:
         simulator.close()
         empty(store, hlr_dir)  # a demo that fails leaves nothing half-built
@@ -141,7 +143,7 @@ def build(
     from hkops.security import users
 
     users.add_demo_users(store)
-    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
+    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state, money)
 
 
 def resident_id(rng: random.Random, born: tuple[int, int] = (1990, 2006)) -> str:

@@ -63,9 +63,9 @@ def _month(day: date, months: int = 0) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def build(store: Store, rng: random.Random, hlr: ProvisioningClient, *, now: datetime) -> None:
+def build(store: Store, rng: random.Random, hlr: ProvisioningClient, *, now: datetime) -> dict:
     """Schemes, suspensions for arrears, and the months of accrual, settlement and withdrawals
-    up to ``now`` (see the module's docstring)."""
+    up to ``now`` (see the module's docstring). Returns what it made (:func:`summary`)."""
     today = _day(now)
     first_day = today - timedelta(days=DAYS)
 
@@ -79,25 +79,35 @@ def build(store: Store, rng: random.Random, hlr: ProvisioningClient, *, now: dat
             settings.set_value(conn, key, value, actor=ACTOR, reason="the demo operator's withdrawal rules")
     _suspend_for_arrears(store, rng, hlr, now)
 
-    periods = []
-    month = _month(first_day)
-    while _month(month, 1) <= today:
-        periods.append(month)
-        month = _month(month, 1)
+    # The months that ended since the first day; the sweep hits the shop that emptied its balance
+    # after the month before the last one was paid.
+    periods = [_month(first_day, n) for n in range(4) if _month(first_day, n + 1) <= today]
     swept = None
-    for n, period in enumerate(periods):
-        end = _month(period, 1)
-        last = n == len(periods) - 1
+    for period in periods:
+        end, last = _month(period, 1), period == periods[-1]
         if last and swept:
             _sweep(store, hlr, swept, at(end - timedelta(days=2), 15))
         commissions.accrue(store, as_of=end, until=end - timedelta(days=1), actor=ACTOR, now=at(end, 2))
         batches = commissions.create_batches(store, f"{period:%Y-%m}", as_of=end, actor=ACTOR, now=at(end, 3))
         _settle(store, batches, at, end, last=last, keep_paid=swept)
-        withdrew = _withdrawals(store, rng, at, end + timedelta(days=7), last=last,
-                                empty_one=n == len(periods) - 2)
-        if n == len(periods) - 2:
-            swept = withdrew
+        emptied = _withdrawals(store, rng, at, end + timedelta(days=7), last=last,
+                               empty_one=len(periods) > 1 and period == periods[-2])
+        swept = swept or emptied
+    # Last night's run: the days up to yesterday accrued, entries whose window passed eligible.
     commissions.accrue(store, as_of=today, until=today - timedelta(days=1), actor=ACTOR, now=now)
+    return summary(store)
+
+
+def summary(store: Store) -> dict:
+    """Counts of commission entries by kind, settlement batches and withdrawals by state."""
+    from hkops.commissions.tables import commission_entries, settlement_batches, withdrawals
+
+    def count(column) -> dict[str, int]:
+        return dict(conn.execute(select(column, func.count()).group_by(column).order_by(column)).all())
+
+    with store.read() as conn:
+        return {"entries": count(commission_entries.c.kind), "batches": count(settlement_batches.c.state),
+                "withdrawals": count(withdrawals.c.state)}
 
 
 def add_schemes(store: Store, today: date, now: datetime) -> None:
@@ -174,37 +184,41 @@ def _settle(store: Store, batches: list[int], at, end: date, *, last: bool, keep
 
 def _withdrawals(store: Store, rng: random.Random, at, day: date, *, last: bool,
                  empty_one: bool) -> agents.Agent | None:
-    """Agents with the minimum available ask to withdraw on ``day`` (whole yuan): after the last
-    month the requests are left in turn paid, approved, requested and rejected; before, they are
-    paid but the first (rejected: the account name does not match). With ``empty_one``, the agent
-    with the most available that sold cards still active withdraws all of it (returned)."""
+    """Agents with the minimum available ask on ``day`` to withdraw some of it (whole yuan). Before
+    the last month, the requests are paid, but the first is rejected (the account name does not
+    match); after the last month, they are left in turn paid, approved, requested and rejected.
+    With ``empty_one``, the shop with the most available among those whose sold cards are still
+    active withdraws all of it; returns that agent."""
     with store.read() as conn:
-        minimum = commissions.withdrawal_rules(conn)["minimum_fen"]
+        rules = commissions.withdrawal_rules(conn)
     candidates = []
     for agent in agents.agent_tree(store):
         available = commissions.balance(store, agent.code)["available_fen"]
-        if available >= minimum:
+        if available >= rules["minimum_fen"]:
             candidates.append((agent, available))
     emptied = None
     if empty_one:
         selling = [(a, v) for a, v in candidates if _live_cards(store, a.id)]
-        shops = [(a, v) for a, v in selling if a.level == 3]
-        selling = shops or selling
+        selling = [(a, v) for a, v in selling if a.level == 3] or selling
         emptied = max(selling, key=lambda pair: pair[1])[0] if selling else None
-    outcomes = ("pay", "approve", None, "reject") if last else ("reject",) + ("pay",) * 20
     for n, (agent, available) in enumerate(candidates):
         share = 100 if agent == emptied else rng.choice([50, 80, 100])
-        amount = max(available * share // 100, minimum) // 100
+        amount = min(max(available * share // 100, rules["minimum_fen"]), rules["monthly_cap_fen"]) // 100
         request = commissions.request_withdrawal(store, agent.code, str(amount), as_of=_day(at(day, 10)),
                                                  actor=ACTOR, now=at(day, 10 + n / 60))
-        outcome = "pay" if agent == emptied else outcomes[n % len(outcomes)]
+        if agent == emptied:
+            outcome = "pay"
+        elif last:
+            outcome = ("pay", "approve", "leave", "reject")[n % 4]
+        else:
+            outcome = "reject" if n == 0 else "pay"
         if outcome == "reject":
             commissions.move_withdrawal(store, request["id"], "reject", actor=ACTOR, now=at(day + timedelta(days=1), 11),
                                         reason="收款账户名不符 the account name does not match the agent")
-        elif outcome:
+        if outcome in ("approve", "pay"):
             commissions.move_withdrawal(store, request["id"], "approve", actor=ACTOR,
                                         now=at(day + timedelta(days=1), 11))
-            if outcome == "pay":
-                commissions.move_withdrawal(store, request["id"], "pay", actor=ACTOR,
-                                            now=at(day + timedelta(days=2), 11), reference=f"DEMO-WD-{request['id']}")
+        if outcome == "pay":
+            commissions.move_withdrawal(store, request["id"], "pay", actor=ACTOR,
+                                        now=at(day + timedelta(days=2), 11), reference=f"DEMO-WD-{request['id']}")
     return emptied

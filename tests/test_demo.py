@@ -142,6 +142,7 @@ def test_the_demo_settles_pays_claws_back_and_withdraws_commissions_in_every_sta
                               .where(commission_entries.c.kind == "reversal")).all()
         periods = dict(conn.execute(select(settlement_batches.c.id, settlement_batches.c.period)).all())
     assert all(batches[s] > 0 for s in ("draft", "confirmed", "approved", "paid")), batches
+    assert world.summary.commissions["batches"] == batches and world.summary.commissions["withdrawals"] == asked
     assert all(asked[s] > 0 for s in ("requested", "approved", "paid", "rejected")), asked
     assert all(entries[s] > 0 for s in ("held", "eligible", "settled", "paid")), entries
     assert first < utc_now() - timedelta(days=75) and utc_now() - timedelta(days=2) < last <= utc_now()
