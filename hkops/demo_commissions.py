@@ -30,13 +30,13 @@ from hkops.audit import audit_log
 from hkops.cards import service as cards
 from hkops.cards.tables import sims
 from hkops.commissions import service as commissions
+from hkops.demo_distribution import DAYS
 from hkops.network import ProvisioningClient
 from hkops.orders.tables import orders
 from hkops.store.engine import Store
 from hkops.timeutil import SHANGHAI
 
 ACTOR = "demo"
-DAYS = 90
 #: The scheme files the demo adds, shipped with hkops in this folder.
 SCHEMES_DIR = Path(__file__).resolve().parent / "commissions" / "demo_schemes"
 #: Each file, and whether it takes effect inside the 90 days (the first of the month 45 days
@@ -154,18 +154,20 @@ def _suspend(store: Store, hlr: ProvisioningClient, when: dict[str, datetime], w
 
 
 def _suspend_for_arrears(store: Store, rng: random.Random, hlr: ProvisioningClient, now: datetime) -> None:
-    """A few sold cards suspended for arrears (单停) 5 to 55 days after activation."""
+    """A few sold cards suspended for arrears (单停) 10 to 55 days after activation (after their
+    orders completed)."""
     live = _live_cards(store)
     chosen = rng.sample(live, round(len(live) * ARREARS_SHARE))
-    when = {iccid: activated + timedelta(days=rng.uniform(5, 55)) for iccid, activated in chosen}
+    when = {iccid: activated + timedelta(days=rng.uniform(10, 55)) for iccid, activated in chosen}
     _suspend(store, hlr, {i: at for i, at in sorted(when.items()) if at < now - timedelta(hours=1)}, "arrears",
              "单停 one-way suspension: arrears")
 
 
 def _sweep(store: Store, hlr: ProvisioningClient, agent: agents.Agent, at: datetime) -> None:
-    """An anti-fraud sweep (局停) suspends every card ``agent`` sold in the 60 days before ``at``."""
+    """An anti-fraud sweep (局停) at ``at`` suspends every card ``agent`` sold that was activated a
+    week to 60 days before and is still active."""
     _suspend(store, hlr, {iccid: at for iccid, activated in _live_cards(store, agent.id)
-                          if at - timedelta(days=60) <= activated < at},
+                          if at - timedelta(days=60) <= activated < at - timedelta(days=7)},
              "fraud", f"局停 anti-fraud: cards sold by {agent.code} never used after activation")
 
 
@@ -213,7 +215,8 @@ def _withdrawals(store: Store, rng: random.Random, at, day: date, *, last: bool,
         else:
             outcome = "reject" if n == 0 else "pay"
         if outcome == "reject":
-            commissions.move_withdrawal(store, request["id"], "reject", actor=ACTOR, now=at(day + timedelta(days=1), 11),
+            commissions.move_withdrawal(store, request["id"], "reject", actor=ACTOR,
+                                        now=at(day + timedelta(days=1), 11),
                                         reason="收款账户名不符 the account name does not match the agent")
         if outcome in ("approve", "pay"):
             commissions.move_withdrawal(store, request["id"], "approve", actor=ACTOR,
