@@ -280,3 +280,21 @@ def test_sales_figures_count_every_order_once_and_the_funnel_only_narrows(world)
     daily = sales.daily_orders(frame)
     assert int(daily.to_numpy().sum()) == int((~frame["state"].isin(["draft", "rejected"])).sum())
     assert set(daily.columns) <= {"direct", "A-NORTH", "A-SOUTH", "A-EAST"}
+
+
+def test_a_demo_that_fails_in_its_money_side_leaves_nothing_half_built(tmp_path, key_file, monkeypatch):
+    from hkops.commissions import service as commissions
+    from hkops.store.tables import metadata
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the bank is closed")
+
+    monkeypatch.setattr(commissions, "move_withdrawal", broken)
+    store = Store(f"sqlite:///{tmp_path / 'demo.db'}")
+    with pytest.raises(RuntimeError, match="bank"):
+        demo.build(store, per_province=1, cards=20, orders=60, hlr_dir=tmp_path / "hlr")
+    with store.read() as conn:
+        rows = {t.name: conn.execute(select(func.count()).select_from(t)).scalar() for t in metadata.sorted_tables}
+    store.dispose()
+    assert not any(rows.values()), {k: v for k, v in rows.items() if v}
+    assert not (tmp_path / "hlr").exists()
