@@ -9,7 +9,7 @@ hkops (cards, orders, agents) grow this world further.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
@@ -49,6 +49,8 @@ class DemoSummary:
     numbers: int
     by_state: dict[str, int]
     orders_by_state: dict[str, int]
+    #: Commission entries by kind, settlement batches and withdrawals by state (hkops.demo_commissions).
+    commissions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def choose_blocks(seed: int, per_province: int = 2) -> list[str]:
@@ -97,7 +99,8 @@ def build(
     ``cards`` China Mobile SIMs from the first delivery are sold to registered subscribers
     and activated through an HLR simulator whose registry is kept in ``hlr_dir`` (None: in
     memory only, so a later ``hkops hlr reconcile`` would find them missing), and a few are
-    suspended or reported lost.
+    suspended or reported lost. The money side: commission schemes for the plans, and 90 days
+    of commissions accrued, settled, paid, clawed back and withdrawn (hkops.demo_commissions).
     """
     migrate.upgrade(store)
     with store.read() as conn:
@@ -128,6 +131,9 @@ def build(
         if orders:
             orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr,
                                                             progress=order_progress)
+        from hkops import demo_commissions
+
+        money = demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
     except BaseException:
         simulator.close()
         empty(store, hlr_dir)  # a demo that fails leaves nothing half-built
@@ -137,7 +143,7 @@ def build(
     from hkops.security import users
 
     users.add_demo_users(store)
-    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state)
+    return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state, money)
 
 
 def resident_id(rng: random.Random, born: tuple[int, int] = (1990, 2006)) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -27,18 +27,40 @@ from hkops.timeutil import utc_now
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
+def key_file(tmp_path_factory):
+    """One secret key file for the demo worlds of this module."""
     patch = pytest.MonkeyPatch()
-    patch.setenv("HKOPS_SECRET_KEY_FILE", str(folder / "secret.key"))
+    path = tmp_path_factory.mktemp("key") / "secret.key"
+    patch.setenv("HKOPS_SECRET_KEY_FILE", str(path))
+    yield path
+    patch.undo()
+
+
+def _build(tmp_path_factory, seed: int) -> Store:
+    folder = tmp_path_factory.mktemp(f"demo{seed}")
     store = Store(f"sqlite:///{folder / 'demo.db'}")
-    summary = demo.build(store, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr")
-    # The demo has users, so the CLI needs a login: an admin's API token, as a script would have.
-    patch.setenv("HKOPS_TOKEN", users.issue_token(store, "admin", actor="tester")[0])
+    summary = demo.build(store, seed=seed, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr")
     store.summary, store.hlr_dir, store.url_text = summary, folder / "hlr", f"sqlite:///{folder / 'demo.db'}"
+    return store
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, key_file):
+    store = _build(tmp_path_factory, 7)
+    # The demo has users, so the CLI needs a login: an admin's API token, as a script would have.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HKOPS_TOKEN", users.issue_token(store, "admin", actor="tester")[0])
     yield store
     store.dispose()
     patch.undo()
+
+
+@pytest.fixture(scope="module")
+def world5(tmp_path_factory, key_file):
+    """The demo world of another seed, for what must hold whatever the seed."""
+    store = _build(tmp_path_factory, 5)
+    yield store
+    store.dispose()
 
 
 def test_the_demo_has_orders_in_every_lasting_state_spread_over_90_days(world):
@@ -70,8 +92,11 @@ def test_demo_stock_agrees_with_its_ledger_and_the_hlr_with_inventory(world):
     assert cards.reconcile(world, network, actor="tester") == []
 
 
-def test_the_demo_world_passes_hkops_check_and_sells_every_number_in_service_with_a_card(world):
+@pytest.mark.parametrize("seed", [7, 5])
+def test_the_demo_world_passes_hkops_check_and_sells_every_number_in_service_with_a_card(request, seed):
     from hkops import check
+
+    world = request.getfixturevalue("world" if seed == 7 else "world5")
     from hkops.numbers.tables import numbers
 
     network = ProvisioningClient(InProcessTransport(Simulator(world.hlr_dir)))
@@ -89,6 +114,88 @@ def test_demo_payments_reconcile_except_the_unpaid_approved_orders(world):
     with world.read() as conn:
         approved = conn.execute(select(func.count()).where(orders.c.state == "approved")).scalar()
     assert len(report.unpaid) == approved
+
+
+@pytest.mark.parametrize("seed", [7, 5])
+def test_the_demo_settles_pays_claws_back_and_withdraws_commissions_in_every_state(request, seed):
+    """90 days of commissions accrued from the orders: ended months settled, the last one's batches
+    in every state; clawbacks from cancellations, returns and suspensions inside the window, some
+    after the entry was paid; withdrawals in every state; and an agent that withdrew before a
+    clawback owes money (a negative balance)."""
+    from hkops.agents.service import agent_tree
+    from hkops.commissions import service as commissions
+    from hkops.commissions.tables import commission_entries, settlement_batches, withdrawals
+
+    world = request.getfixturevalue("world" if seed == 7 else "world5")
+    with world.read() as conn:
+        batches = Counter(dict(conn.execute(select(settlement_batches.c.state, func.count())
+                                            .group_by(settlement_batches.c.state)).all()))
+        asked = Counter(dict(conn.execute(select(withdrawals.c.state, func.count())
+                                          .group_by(withdrawals.c.state)).all()))
+        entries = Counter(dict(conn.execute(select(commission_entries.c.state, func.count())
+                                            .group_by(commission_entries.c.state)).all()))
+        first, last = conn.execute(select(func.min(commission_entries.c.event_at),
+                                          func.max(commission_entries.c.event_at))).one()
+        clawed = conn.execute(select(orders.c.state, sims.c.state).distinct()
+                              .join(commission_entries, commission_entries.c.order_id == orders.c.id)
+                              .join(sims, sims.c.iccid == orders.c.iccid, isouter=True)
+                              .where(commission_entries.c.kind == "reversal")).all()
+        periods = dict(conn.execute(select(settlement_batches.c.id, settlement_batches.c.period)).all())
+    assert all(batches[s] > 0 for s in ("draft", "confirmed", "approved", "paid")), batches
+    assert world.summary.commissions["batches"] == batches and world.summary.commissions["withdrawals"] == asked
+    assert all(asked[s] > 0 for s in ("requested", "approved", "paid", "rejected")), asked
+    assert all(entries[s] > 0 for s in ("held", "eligible", "settled", "paid")), entries
+    assert first < utc_now() - timedelta(days=75) and utc_now() - timedelta(days=2) < last <= utc_now()
+    assert {"cancelled", "returned"} <= {order for order, _ in clawed}
+    assert "suspended" in {card for _, card in clawed}  # 单停 for arrears, 局停 of a shop's cards
+
+    ledger = commissions.list_entries(world)
+    credits = {(e["order_id"], e["event"], e["month"], e["agent_id"]): e for e in ledger if e["kind"] == "credit"}
+
+    def credit_of(reversal: dict) -> dict:
+        return credits[reversal["order_id"], reversal["event"], reversal["month"], reversal["agent_id"]]
+
+    after_payment = [e for e in ledger if e["kind"] == "reversal" and credit_of(e)["state"] == "paid"
+                     and (e["batch_id"] is None or periods[e["batch_id"]] > periods[credit_of(e)["batch_id"]])]
+    assert after_payment  # clawed back after the commission was paid out
+    withdrawn = commissions.list_withdrawals(world, state="paid")
+    owed = Counter()  # settled minus withdrawn, to the fen
+    for batch in _paid_batches(world):
+        owed[batch["agent"]] += batch["total_fen"]
+    for w in withdrawn:
+        owed[w["agent"]] -= w["amount_fen"]
+    balances = {a.code: commissions.balance(world, a.code)["balance_fen"] for a in agent_tree(world)}
+    assert balances == {code: owed[code] for code in balances}
+    assert {code for code, fen in balances.items() if fen < 0} & {w["agent"] for w in withdrawn}
+
+
+def _paid_batches(world) -> list[dict]:
+    from hkops.agents.tables import agents
+    from hkops.commissions.tables import settlement_batches
+
+    with world.read() as conn:
+        return [dict(r) for r in conn.execute(
+            select(settlement_batches.c.total_fen, agents.c.code.label("agent"))
+            .join(agents, agents.c.id == settlement_batches.c.agent_id)
+            .where(settlement_batches.c.state == "paid")).mappings()]
+
+
+def test_the_demo_schemes_cover_every_plan_and_one_plan_changed_inside_the_90_days(world):
+    from hkops.catalogue.tables import plans
+    from hkops.commissions import service as commissions
+    from hkops.commissions.tables import commission_entries
+
+    schemes = commissions.list_schemes(world)
+    with world.read() as conn:
+        assert {s["plan"] for s in schemes} == set(conn.execute(select(plans.c.code)).scalars())
+        used = dict(conn.execute(select(commission_entries.c.scheme_id, func.count())
+                                 .group_by(commission_entries.c.scheme_id)).all())
+    cm58 = [s for s in schemes if s["plan"] == "CM-58"]
+    assert len(cm58) == 2
+    changed = date.fromisoformat(cm58[1]["effective"])
+    assert utc_now().date() - timedelta(days=90) < changed < utc_now().date()
+    assert all(used.get(s["id"], 0) > 0 for s in schemes)  # old entries keep the version they were accrued under
+    assert {s["timing"] for s in schemes} == {"instant", "next_month"}
 
 
 def _completed(world) -> dict:
@@ -173,3 +280,21 @@ def test_sales_figures_count_every_order_once_and_the_funnel_only_narrows(world)
     daily = sales.daily_orders(frame)
     assert int(daily.to_numpy().sum()) == int((~frame["state"].isin(["draft", "rejected"])).sum())
     assert set(daily.columns) <= {"direct", "A-NORTH", "A-SOUTH", "A-EAST"}
+
+
+def test_a_demo_that_fails_in_its_money_side_leaves_nothing_half_built(tmp_path, key_file, monkeypatch):
+    from hkops.commissions import service as commissions
+    from hkops.store.tables import metadata
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the bank is closed")
+
+    monkeypatch.setattr(commissions, "move_withdrawal", broken)
+    store = Store(f"sqlite:///{tmp_path / 'demo.db'}")
+    with pytest.raises(RuntimeError, match="bank"):
+        demo.build(store, per_province=1, cards=20, orders=60, hlr_dir=tmp_path / "hlr")
+    with store.read() as conn:
+        rows = {t.name: conn.execute(select(func.count()).select_from(t)).scalar() for t in metadata.sorted_tables}
+    store.dispose()
+    assert not any(rows.values()), {k: v for k, v in rows.items() if v}
+    assert not (tmp_path / "hlr").exists()

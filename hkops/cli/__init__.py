@@ -141,6 +141,10 @@ def demo(
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
     echo(f"{sum(summary.orders_by_state.values())} orders: "
          + ", ".join(f"{k} {v}" for k, v in summary.orders_by_state.items() if v))
+    money = summary.commissions
+    echo(f"commissions: {sum(money['entries'].values())} ledger entries ({money['entries'].get('reversal', 0)} "
+         "clawbacks); settlement batches " + (", ".join(f"{k} {v}" for k, v in money["batches"].items()) or "none")
+         + "; withdrawals " + (", ".join(f"{k} {v}" for k, v in money["withdrawals"].items()) or "none"))
     echo("demo users, each with the password demo-NAME (hkops login admin, password demo-admin): admin, ops, "
          "warehouse, sales, finance, analyst, auditor, and the agent users a-east (level 1) and a-east-1 (level 2)")
 
