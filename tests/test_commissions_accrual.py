@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from distribution_world import advance, distribution, place_order  # noqa: F401  (distribution: fixture)
+from hkops.cards import service as card_service
 from hkops.commissions import service as commissions
 from hkops.commissions.tables import commission_accrual, commission_entries
 from hkops.errors import InvalidFile
@@ -219,3 +220,23 @@ def test_a_months_spend_is_the_plans_fee_plus_the_charges_of_its_records(distrib
     commissions.accrue(db, as_of=date(2027, 2, 1), actor="finance", now=NOW, usage_dir=store)
     assert [m for m, _, _ in _in_network(db, pays)] == [2, 2, 2]
     assert _in_network(db, short) == []
+
+
+def test_a_credit_clawed_back_before_it_settles_nets_out_in_the_same_batch(distribution, hlr, clock, tmp_path):
+    """Next-month timing: the activation of 10 December is held until 8 February (60 days); the card
+    is suspended on 15 January. The reversal waits with its credit, so no batch goes negative: the
+    January batch has neither, the February batch has both, netting to zero."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path, SCHEME.replace('"instant"', '"next_month"')), actor="finance",
+                           now=NOW)
+    number = _sold_by_a3(db, 26, hlr[1], clock)
+    clock.now = _at(date(2027, 1, 15))
+    card_service.suspend(db, orders.get_order(db, number).iccid, "arrears", actor="desk", network=hlr[1])
+    commissions.accrue(db, as_of=date(2027, 2, 1), actor="finance", now=NOW)
+    mine = [e for e in commissions.list_entries(db, order=number) if e["agent"] == "A3"]
+    assert {e["kind"] for e in mine} == {"credit", "reversal"} and {e["state"] for e in mine} == {"held"}
+    assert commissions.create_batches(db, "2027-01", as_of=date(2027, 2, 1), actor="finance", now=NOW) == []
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=NOW)
+    made = commissions.create_batches(db, "2027-02", as_of=date(2027, 3, 1), actor="finance", now=NOW)
+    totals = {commissions.show_batch(db, b)["agent"]: commissions.show_batch(db, b)["total_fen"] for b in made}
+    assert totals["A3"] == 0 and all(t == 0 for t in totals.values())

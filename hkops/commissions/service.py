@@ -469,9 +469,12 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
                     commission_entries.c.order_id.in_(stopped_ids[first:first + 5_000]))).mappings():
                 stop = _first_stop(stops, c["order_id"], c["event_at"], c["event_at"] + timedelta(windows[c["scheme_id"]]))
                 if stop is not None:
+                    # A reversal of a credit not settled yet waits for it, so both net out in one batch.
+                    due = _day(stop) if c["state"] in ("settled", "paid") else max(_day(stop), c["eligible_on"])
                     reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
-                                      "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
-                                      "state": "eligible", "batch_id": None, "created_at": now})
+                                      "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": due,
+                                      "state": "eligible" if due <= as_of else "held", "batch_id": None,
+                                      "created_at": now})
         if reversals:
             conn.execute(_insert(conn, commission_entries).on_conflict_do_nothing(index_elements=_ENTRY_KEY),
                          reversals)
