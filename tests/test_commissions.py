@@ -420,3 +420,48 @@ def test_lookup_of_an_order_and_an_agent_shows_their_commissions(distribution, h
     a2 = Principal("a2-user", roles=("agent",), permissions={"orders.read"}, agent="A2")
     assert sorted(c["agent"] for c in lookup.lookup(db, number, actor=a2)["orders"][0]["commissions"]) == [
         "A2", "A2", "A3", "A3"]
+
+
+def test_a_clawback_of_a_credit_still_held_is_settled_with_it_never_before_it(distribution, hlr, clock, tmp_path):
+    """Next-month settlement: a return inside the window while the credits are still held must not
+    put a negative line into an earlier batch than the credits it reverses (the agent would owe
+    money it was never paid); credit and reversal become eligible together and net to zero."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path, SCHEME.replace('"instant"', '"next_month"')), actor="finance",
+                           now=NOW)
+    number = _sold_by_a3(db, 13, hlr[1], clock)  # 10 December: credits held until 8 February
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    assert {e["state"] for e in commissions.list_entries(db)} == {"held"}
+    clock.now = _at(date(2027, 1, 20))
+    orders.return_order(db, number, actor="desk", reason="customer changed mind")
+    commissions.accrue(db, as_of=date(2027, 2, 1), actor="finance", now=_at(date(2027, 2, 1)))
+    assert commissions.create_batches(db, "2027-01", as_of=date(2027, 2, 1), actor="finance", now=NOW) == []
+    assert commissions.balance(db, "A3")["balance_fen"] == 0
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=_at(date(2027, 3, 1)))
+    assert _settle(db, "2027-02", date(2027, 3, 1), "FEB") == {"A1": 0, "A2": 0, "A3": 0}
+    assert {(e["kind"], e["state"]) for e in commissions.list_entries(db, order=number)} == {
+        ("credit", "paid"), ("reversal", "paid")}
+    assert [commissions.balance(db, a)["balance_fen"] for a in ("A1", "A2", "A3")] == [0, 0, 0]
+
+
+def test_a_replayed_activation_neither_pays_twice_nor_moves_the_in_network_months(distribution, hlr, clock, tmp_path):
+    """The activation event delivered again on 5 January (a redelivered message): nothing new is
+    accrued, and months 2 and 3 still count from the first activation on 10 December."""
+    from hkops.audit import Event
+
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    number = _sold_by_a3(db, 14, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    before = commissions.list_entries(db)
+    with db.write() as conn:
+        audit.record(conn, "replay", [Event("order", number, "activate", "delivered", "activated")],
+                     _at(date(2027, 1, 5)))
+    assert commissions.accrue(db, as_of=date(2027, 1, 5), actor="finance", now=NOW)["accrued"] == 0
+    assert commissions.list_entries(db) == before
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=NOW)
+    months = {(e["month"], e["event_at"].astimezone(timezone.utc)) for e in commissions.list_entries(db, order=number)
+              if e["event"] == "in_network"}
+    # Month N ends at midnight (Shanghai) starting month N+1 after activation: 16:00 UTC the day before.
+    assert months == {(2, datetime(2027, 1, 31, 16, tzinfo=timezone.utc)),
+                      (3, datetime(2027, 2, 28, 16, tzinfo=timezone.utc))}

@@ -173,8 +173,8 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         orders_by_number, activated, stops = {}, {}, defaultdict(list)
         for e in events:
             orders_by_number[e.subject] = e
-            if e.action == "activate":
-                activated[e.subject] = e.at
+            if e.action == "activate":  # the first activation: a replayed event moves no month
+                activated.setdefault(e.subject, e.at)
             if e.action in STOPS_ORDER:
                 stops[e.subject].append(e.at)
         for number, at in card_stops:
@@ -250,9 +250,12 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
                 if key in existing or stop is None:
                     continue
                 existing.add(key)
+                # Never eligible before the credit it reverses: a clawback of a credit still held is
+                # settled with it (netting to zero), never first as a debt the agent was never paid.
                 reversals.append({**{k: v for k, v in c.items() if k != "id"}, "kind": "reversal",
-                                  "amount_fen": -c["amount_fen"], "event_at": stop, "eligible_on": _day(stop),
-                                  "state": "eligible", "batch_id": None, "created_at": now})
+                                  "amount_fen": -c["amount_fen"], "event_at": stop,
+                                  "eligible_on": max(_day(stop), c["eligible_on"]),
+                                  "state": "accrued", "batch_id": None, "created_at": now})
             if reversals:
                 _insert_new(conn, reversals)
         moving = conn.execute(select(commission_entries.c.id, commission_entries.c.state,
