@@ -457,13 +457,18 @@ class Commissions(RuleBasedStateMachine):
             rows = conn.execute(select(commission_entries)).mappings().all()
         got = {(r["order_number"], r["event"], r["month"], r["agent_id"]): r for r in rows if r["kind"] == "credit"}
         assert {k: r["amount_fen"] for k, r in got.items()} == credits
+        for r in got.values():  # instant: eligible at once; next month: after the window and the month
+            day = _day(r["event_at"])
+            assert r["eligible_on"] == (day if self.timing == "instant" else max(
+                day + timedelta(WINDOW), _month_start(day, 1))), dict(r)
         reversals = {}
         for key, r in got.items():
             stops = [s for s in self.orders[key[0]]["stops"]
                      if r["event_at"] <= s < min(end, r["event_at"] + timedelta(WINDOW))]
-            if stops:
-                reversals[key] = -r["amount_fen"]
-        assert {(r["order_number"], r["event"], r["month"], r["agent_id"]): r["amount_fen"]
+            if stops:  # at the first stop, never eligible before the credit it undoes
+                reversals[key] = (-r["amount_fen"], min(stops), max(_day(min(stops)), r["eligible_on"]))
+        assert {(r["order_number"], r["event"], r["month"], r["agent_id"]): (r["amount_fen"], r["event_at"],
+                                                                             r["eligible_on"])
                 for r in rows if r["kind"] == "reversal"} == reversals
         for r in rows:  # held until the window (next_month: and the month) is over, then eligible
             if r["state"] in ("accrued", "held", "eligible"):
@@ -554,11 +559,11 @@ class CommissionsOnPostgres(Commissions):
 
 
 Commissions.TestCase.settings = settings(
-    max_examples=int(os.environ.get("HKOPS_COMMISSIONS_EXAMPLES", 25)), stateful_step_count=30, deadline=None,
+    max_examples=int(os.environ.get("HKOPS_COMMISSIONS_EXAMPLES", 30)), stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 CommissionsOnPostgres.TestCase.settings = settings(
-    Commissions.TestCase.settings, max_examples=int(os.environ.get("HKOPS_COMMISSIONS_PG_EXAMPLES", 8)))
+    Commissions.TestCase.settings, max_examples=int(os.environ.get("HKOPS_COMMISSIONS_PG_EXAMPLES", 5)))
 test_commission_ledger_settlement_and_withdrawals_stay_consistent = Commissions.TestCase
 _POSTGRES_PROBLEM = postgres_reachable()
 if _POSTGRES_PROBLEM and IN_CI:
