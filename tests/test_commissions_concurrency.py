@@ -152,3 +152,55 @@ def test_two_processes_accruing_at_once_write_exactly_what_one_run_writes(distri
     assert commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=_at(date(2027, 3, 1)))["accrued"] == 0
     with db.read() as conn:
         assert _ledger(conn) == expected
+
+
+def pay_at_once(url: str, batch: int, withdrawal: int, worker: int, start, results) -> None:
+    """One OS process: wait for the others, then pay the batch and the withdrawal."""
+    from hkops.errors import IllegalTransition
+    from hkops.store.engine import Store
+
+    store = Store(url)
+    outcome = []
+    start.wait(timeout=120)
+    for call in (lambda: commissions.move_batch(store, batch, "pay", actor=f"w{worker}", now=NOW,
+                                                reference=f"BANK-{worker}"),
+                 lambda: commissions.move_withdrawal(store, withdrawal, "pay", actor=f"w{worker}", now=NOW,
+                                                     reference=f"OUT-{worker}")):
+        try:
+            call()
+            outcome.append("paid")
+        except IllegalTransition:
+            outcome.append("refused")
+        except Exception as exc:  # reported to the test, which fails on it
+            outcome.append(f"{type(exc).__name__}: {exc}")
+    store.dispose()
+    results.put((worker, outcome))
+
+
+def test_processes_paying_one_batch_and_one_withdrawal_at_once_pay_each_once(distribution, hlr, clock, tmp_path):
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 1, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    assert _settle(db, "2026-12", date(2027, 1, 1), "DEC")["A3"] == 4_160
+    clock.now = _at(date(2027, 1, 3))
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=NOW)  # month 2 and 3: 800 each for A3
+    [batch] = commissions.create_batches(db, "2027-02", as_of=date(2027, 3, 1), agent="A3", actor="finance", now=NOW)
+    for action in ("confirm", "approve"):
+        commissions.move_batch(db, batch, action, actor="finance", now=NOW)
+    w = commissions.request_withdrawal(db, "A3", "20", as_of=date(2027, 1, 5), actor="finance", now=NOW,
+                                       rules=OPEN_RULES)
+    commissions.move_withdrawal(db, w["id"], "approve", actor="finance", now=NOW)
+
+    reports = run_processes(pay_at_once, lambda i: (db.url, batch, w["id"], i), WORKERS)
+
+    outcomes = [outcome for _, outcome in reports]
+    assert sorted(o[0] for o in outcomes) == ["paid"] + ["refused"] * (WORKERS - 1)
+    assert sorted(o[1] for o in outcomes) == ["paid"] + ["refused"] * (WORKERS - 1)
+    with db.read() as conn:
+        credits = conn.execute(select(func.count(), func.sum(agent_ledger.c.amount_fen))
+                               .where(agent_ledger.c.batch_id == batch)).one()
+        paid_out = conn.execute(select(func.count(), func.sum(agent_ledger.c.amount_fen))
+                                .where(agent_ledger.c.withdrawal_id == w["id"])).one()
+    assert tuple(credits) == (1, 800) and tuple(paid_out) == (3, -2_000)  # payout, fee, tax: once
+    assert commissions.balance(db, "A3")["balance_fen"] == 4_160 + 800 - 2_000
