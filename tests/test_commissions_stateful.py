@@ -171,7 +171,7 @@ class Commissions(RuleBasedStateMachine):
             self.db = Store(f"sqlite:///{self.folder.name}/world.db")
         else:
             self.database = f"hkops_sm_{uuid.uuid4().hex[:10]}"
-            _admin(f'CREATE DATABASE "{self.database}" TEMPLATE "{source}" STRATEGY FILE_COPY')
+            _admin(f'CREATE DATABASE "{self.database}" TEMPLATE "{source}"')
             self.db = Store(_pg_url(self.database))
         self.clock = Clock(START)
         self.patched = [(module, module.utc_now) for module in (orders, card_service, audit)]
