@@ -322,12 +322,15 @@ class Commissions(RuleBasedStateMachine):
     def days_pass(self, days):
         self.clock.now += timedelta(days=days)
 
-    @rule(extra=st.integers(0, 3))
-    def month_end(self, extra):
-        """The clock moves to the start of next month (plus a few days) and accrual runs as of then."""
+    @rule(extra=st.integers(0, 3), settle=st.sampled_from([None, "draft", "approve", "pay", "pay", "pay"]))
+    def month_end(self, extra, settle):
+        """The clock moves to the start of next month (plus a few days), accrual runs as of then and,
+        most often, the month that ended is settled."""
         self.clock.now = datetime.combine(_month_start(self.today(), 1) + timedelta(days=extra),
                                           START.timetz())
         self._accrue(self.today())
+        if settle:
+            self.settle_last_month(settle)
 
     @precondition(lambda self: self.as_of is not None)
     @rule()
@@ -390,9 +393,15 @@ class Commissions(RuleBasedStateMachine):
 
     # ---- withdrawals
 
-    @rule(agent=st.sampled_from(AGENTS), amount=st.integers(1, 80) .map(lambda n: n * 100))
-    def request_withdrawal(self, agent, amount):
+    @precondition(lambda self: self.paid_batches)  # before any payment every request is refused
+    @rule(agent=st.sampled_from(AGENTS), share=st.sampled_from([None, 30, 60, 100, 101]),
+          fixed=st.integers(1, 80).map(lambda n: n * 100), then=st.sampled_from([None, "approve", "pay", "reject"]))
+    def request_withdrawal(self, agent, share, fixed, then):
+        """Ask for ``share`` percent of the available balance (101: just above it; None: a fixed
+        amount), whole yuan; then maybe approve, pay or reject it at once."""
         available = commissions.balance(self.db, agent)["available_fen"]
+        amount = fixed if share is None or available < 100 else (
+            available * share // 100 // 100 * 100 + (100 if share > 100 else 0))
         yuan = f"{Decimal(amount) / 100:.2f}"
         try:
             w = commissions.request_withdrawal(self.db, agent, yuan, as_of=self.today(), actor="finance",
@@ -404,6 +413,10 @@ class Commissions(RuleBasedStateMachine):
         fee = min(max(amount // 100, RULES["fee_min_fen"]), RULES["fee_max_fen"])
         assert (w["amount_fen"], w["fee_fen"], w["tax_fen"]) == (amount, fee, amount * 6 // 100)
         self.withdrawals[w["id"]] = "requested"
+        for action in {None: [], "approve": ["approve"], "pay": ["approve", "pay"], "reject": ["reject"]}[then]:
+            commissions.move_withdrawal(self.db, w["id"], action, actor="finance", now=self.clock.now,
+                                        reference=f"OUT-{w['id']}", reason="checked")
+            self.withdrawals[w["id"]] = {"approve": "approved", "pay": "paid", "reject": "rejected"}[action]
 
     @precondition(lambda self: self.withdrawals)
     @rule(index=st.integers(0, 99), action=st.sampled_from(["next", "next", "approve", "pay", "reject"]))
@@ -559,7 +572,7 @@ class CommissionsOnPostgres(Commissions):
 
 
 Commissions.TestCase.settings = settings(
-    max_examples=int(os.environ.get("HKOPS_COMMISSIONS_EXAMPLES", 30)), stateful_step_count=30, deadline=None,
+    max_examples=int(os.environ.get("HKOPS_COMMISSIONS_EXAMPLES", 50)), stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 CommissionsOnPostgres.TestCase.settings = settings(
