@@ -112,6 +112,8 @@ def template(dialect: str) -> tuple[Path, str]:
     of: a SQLite file, or a PostgreSQL database used as a template; built once per test run."""
     if dialect not in _templates:
         folder = Path(tempfile.mkdtemp(prefix="commissions-sm-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        saved = os.environ.get("HKOPS_SECRET_KEY_FILE")
         os.environ["HKOPS_SECRET_KEY_FILE"] = str(folder / "secret.key")
         if dialect == "sqlite":
             store = Store(f"sqlite:///{folder / 'template.db'}")
@@ -126,6 +128,10 @@ def template(dialect: str) -> tuple[Path, str]:
             store = Store(_pg_url(name))
             _build(store, folder)
         store.dispose()
+        if saved is None:
+            os.environ.pop("HKOPS_SECRET_KEY_FILE", None)
+        else:
+            os.environ["HKOPS_SECRET_KEY_FILE"] = saved
         _templates[dialect] = (folder, name)
     return _templates[dialect]
 
@@ -165,6 +171,10 @@ class Commissions(RuleBasedStateMachine):
         folder, source = template(self.dialect)
         self.saved_key_file = os.environ.get("HKOPS_SECRET_KEY_FILE")
         os.environ["HKOPS_SECRET_KEY_FILE"] = str(folder / "secret.key")
+        self.clock = Clock(START)
+        self.patched = [(module, module.utc_now) for module in (orders, card_service, audit)]
+        for module, _ in self.patched:
+            module.utc_now = self.clock
         self.folder = tempfile.TemporaryDirectory()
         if self.dialect == "sqlite":
             shutil.copy(source, f"{self.folder.name}/world.db")
@@ -173,10 +183,6 @@ class Commissions(RuleBasedStateMachine):
             self.database = f"hkops_sm_{uuid.uuid4().hex[:10]}"
             _admin(f'CREATE DATABASE "{self.database}" TEMPLATE "{source}"')
             self.db = Store(_pg_url(self.database))
-        self.clock = Clock(START)
-        self.patched = [(module, module.utc_now) for module in (orders, card_service, audit)]
-        for module, _ in self.patched:
-            module.utc_now = self.clock
         self.network = ProvisioningClient(InProcessTransport(Simulator()), retries=1, backoff=0, timeout=1)
         scheme = Path(self.folder.name) / "scheme.toml"
         scheme.write_text(SCHEME.format(window=WINDOW, timing=timing), encoding="utf-8")
@@ -193,23 +199,28 @@ class Commissions(RuleBasedStateMachine):
             self.deliver_and_activate(index)
 
     def teardown(self):
-        if not hasattr(self, "db"):
+        if not hasattr(self, "patched"):
             return
         from hkops import check
 
-        report = check.run(self.db, skip=tuple(c.name for c in check.CHECKS
-                                               if c.name not in ("settlement_batches", "agent_balances")))
-        assert report.violations == []  # hkops check agrees: batches equal their lines, balances their ledgers
-        for module, original in self.patched:
-            module.utc_now = original
-        self.db.dispose()
-        self.folder.cleanup()
-        if self.dialect == "postgresql":
-            _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        if self.saved_key_file is None:
-            os.environ.pop("HKOPS_SECRET_KEY_FILE", None)
-        else:
-            os.environ["HKOPS_SECRET_KEY_FILE"] = self.saved_key_file
+        try:
+            if hasattr(self, "db"):
+                report = check.run(self.db, skip=tuple(c.name for c in check.CHECKS
+                                                       if c.name not in ("settlement_batches", "agent_balances")))
+                assert report.violations == []  # hkops check agrees: batches equal lines, balances ledgers
+        finally:
+            for module, original in self.patched:
+                module.utc_now = original
+            if hasattr(self, "db"):
+                self.db.dispose()
+            if hasattr(self, "folder"):
+                self.folder.cleanup()
+            if hasattr(self, "database"):
+                _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            if self.saved_key_file is None:
+                os.environ.pop("HKOPS_SECRET_KEY_FILE", None)
+            else:
+                os.environ["HKOPS_SECRET_KEY_FILE"] = self.saved_key_file
 
     # ---- helpers
 
