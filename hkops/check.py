@@ -340,13 +340,28 @@ def order_money(conn: Connection, context: Context) -> list[Violation]:
     return found
 
 
+def _commission_violations(items: list[dict]) -> list[Violation]:
+    def said(ids: dict) -> str:
+        return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in ids.items() if value is not None)
+
+    return [Violation(item["kind"], f"{item['kind'].replace('_', ' ')}: {said(item)}",
+                      {k: v for k, v in item.items() if k != "kind"}) for item in items]
+
+
 def settlement_batches(conn: Connection, context: Context) -> list[Violation]:
-    """Every settlement batch's total equals its lines, and a paid batch was credited once, in full."""
+    """Every settlement batch's total equals its lines, a paid batch was credited once, in full, every
+    ledger entry's state agrees with its batch's, and every reversal undoes exactly one credit."""
     from hkops.commissions import service as commissions
 
-    return [Violation(item["kind"], f"settlement batch {item['batch']}: {item['kind'].replace('_', ' ')} "
-                      f"(total {item['total_fen']} fen)", {k: v for k, v in item.items() if k != "kind"})
-            for item in commissions.inconsistencies(conn)]
+    return _commission_violations(commissions.inconsistencies(conn))
+
+
+def agent_balances(conn: Connection, context: Context) -> list[Violation]:
+    """Every agent balance equals its ledger and every ledger row is explained: settlement credits by
+    their paid batches, payouts, fees and tax by their paid withdrawals, and nothing else."""
+    from hkops.commissions import service as commissions
+
+    return _commission_violations(commissions.ledger_inconsistencies(conn))
 
 
 def alerts_audited(conn: Connection, context: Context) -> list[Violation]:
@@ -429,6 +444,7 @@ CHECKS: list[Check] = [
     Check("order_money", order_money),
     Check("settlement_batches", settlement_batches),
     Check("alerts", alerts_audited),
+    Check("agent_balances", agent_balances),
     Check("hlr_commands", hlr_commands, frozenset({"hlr_command_stale"}), _send_pending, repair_needs_hlr=True),
     Check("hlr_registry", hlr_registry, frozenset({"hlr_missing", "hlr_imsi_differs", "hlr_barring_differs",
                                                    "hlr_unexpected"}), _reconcile_hlr, needs_hlr=True,

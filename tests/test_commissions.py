@@ -104,59 +104,125 @@ def _sold_by_a3(db, n, network, clock):
     return order.number
 
 
+def _entries(db, labels: dict[str, str]) -> dict[str, list[tuple]]:
+    """Every ledger entry by agent: (order label, event, month, kind, amount, state), sorted."""
+    found: dict[str, list[tuple]] = {}
+    for e in commissions.list_entries(db):
+        found.setdefault(e["agent"], []).append((labels[e["order_number"]], e["event"], e["month"], e["kind"],
+                                                 e["amount_fen"], e["state"]))
+    return {agent: sorted(rows) for agent, rows in found.items()}
+
+
+def _batches(db, period: str) -> dict[str, tuple]:
+    """The period's batches by agent: (state, total, the lines' amounts sorted)."""
+    from hkops.commissions.tables import settlement_batches
+
+    with db.read() as conn:
+        ids = conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.period == period)).scalars().all()
+    shown = [commissions.show_batch(db, b) for b in ids]
+    return {b["agent"]: (b["state"], b["total_fen"], sorted(line["amount_fen"] for line in b["lines"]))
+            for b in shown}
+
+
+def _balances(db) -> dict[str, tuple]:
+    """(balance, frozen, available) of each agent."""
+    return {a: tuple(commissions.balance(db, a)[k] for k in ("balance_fen", "frozen_fen", "available_fen"))
+            for a in ("A1", "A2", "A3")}
+
+
 def test_the_worked_example(distribution, hlr, clock, tmp_path):
-    """Two orders sold by A3 (chain A3 > A2 > A1) activated and topped up ¥50 on 10 December;
-    instant settlement, 60-day window. Per order: activation 3000/1000/500, first top-up 20%/10% of
-    the ¥58 monthly fee = 1160/580; months 2-3 in network 800/200/100 each."""
+    """Worked by hand. Two orders sold by A3 (chain A3 > A2 > A1), activated and topped up ¥50 on
+    10 December; instant settlement, 60-day window. Per order: activation 3000/1000/500, first
+    top-up 20%/10% of the ¥58 monthly fee = 1160/580 (the seller and its parent only); in network
+    in months 2 (January, ends 1 February) and 3 (February, ends 1 March) 800/200/100 each.
+    A3 withdraws ¥80 in January; o2 is returned on 20 January (month 2, inside the window): its
+    five credits are clawed back after they were paid, and A3's balance goes below zero."""
     db = distribution.db
     commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
     o1 = _sold_by_a3(db, 1, hlr[1], clock)
     o2 = _sold_by_a3(db, 2, hlr[1], clock)
+    labels = {o1: "o1", o2: "o2"}
 
     result = commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=_at(date(2026, 12, 31)))
     assert result == {"accrued": 10, "clawed_back": 0, "eligible": 10, "held": 0}
+    one_off = lambda o, state, a, f: [(o, "activation", 0, "credit", a, state)] + (  # noqa: E731
+        [(o, "first_topup", 0, "credit", f, state)] if f else [])
+    assert _entries(db, labels) == {
+        "A3": sorted(one_off("o1", "eligible", 3_000, 1_160) + one_off("o2", "eligible", 3_000, 1_160)),
+        "A2": sorted(one_off("o1", "eligible", 1_000, 580) + one_off("o2", "eligible", 1_000, 580)),
+        "A1": sorted(one_off("o1", "eligible", 500, 0) + one_off("o2", "eligible", 500, 0))}
+    assert commissions.balance(db, "A3")["pending_fen"] == {"eligible": 8_320}
     # December: A3 2 x (3000 + 1160) = 8320, A2 2 x (1000 + 580) = 3160, A1 2 x 500 = 1000.
     assert _settle(db, "2026-12", date(2027, 1, 1), "DEC") == {"A1": 1_000, "A2": 3_160, "A3": 8_320}
-    assert commissions.balance(db, "A3")["balance_fen"] == 8_320
+    assert _batches(db, "2026-12") == {"A3": ("paid", 8_320, [1_160, 1_160, 3_000, 3_000]),
+                                       "A2": ("paid", 3_160, [580, 580, 1_000, 1_000]),
+                                       "A1": ("paid", 1_000, [500, 500])}
+    assert _balances(db) == {"A1": (1_000, 0, 1_000), "A2": (3_160, 0, 3_160), "A3": (8_320, 0, 8_320)}
+    assert {e["state"] for e in commissions.list_entries(db)} == {"paid"}
 
     # A3 withdraws ¥80: fee 1% = 80 clamped up to 100, tax 6% = 480, 7420 paid out.
     w = commissions.request_withdrawal(db, "A3", "80.00", as_of=date(2027, 1, 5), actor="finance",
                                        now=_at(date(2027, 1, 5)), rules=RULES)
     assert (w["amount_fen"], w["fee_fen"], w["tax_fen"], w["state"]) == (8_000, 100, 480, "requested")
-    assert commissions.balance(db, "A3")["available_fen"] == 320
+    assert _balances(db)["A3"] == (8_320, 8_000, 320)
     commissions.move_withdrawal(db, w["id"], "approve", actor="finance", now=_at(date(2027, 1, 6)))
+    assert _balances(db)["A3"] == (8_320, 8_000, 320)
     commissions.move_withdrawal(db, w["id"], "pay", actor="finance", now=_at(date(2027, 1, 6)), reference="B1")
     with db.read() as conn:
         paid_out = dict(conn.execute(select(agent_ledger.c.kind, agent_ledger.c.amount_fen)
                                      .where(agent_ledger.c.withdrawal_id == w["id"])).all())
     assert paid_out == {"withdrawal": -7_420, "fee": -100, "tax": -480}
-    assert commissions.balance(db, "A3")["balance_fen"] == 320
+    assert _balances(db)["A3"] == (320, 0, 320)
 
     # 20 January (month 2, inside the window): o2 is returned; its card is terminated.
     clock.now = _at(date(2027, 1, 20))
     orders.return_order(db, o2, actor="desk", reason="customer changed mind")
     result = commissions.accrue(db, as_of=date(2027, 3, 1), until=date(2027, 2, 28), actor="finance",
                                 now=_at(date(2027, 3, 1)))
-    # o1 months 2 and 3 (3 entries each); o2 none, and its 5 credits reversed.
-    assert (result["accrued"], result["clawed_back"]) == (6, 5)
-    reversals = commissions.list_entries(db, order=o2)
-    assert sorted(e["amount_fen"] for e in reversals if e["kind"] == "reversal") == [-3_000, -1_160, -1_000, -580, -500]
-    assert sum(e["amount_fen"] for e in reversals) == 0  # credits untouched, netted by the reversals
-    assert not [e for e in commissions.list_entries(db, order=o2) if e["event"] == "in_network"]
+    # o1 months 2 and 3 (3 entries each; month 3 ends on 1 March, the day after --until); o2 no
+    # month, its 5 credits reversed. All 11 new entries are eligible as of 1 March.
+    assert result == {"accrued": 6, "clawed_back": 5, "eligible": 11, "held": 0}
+    month = lambda n, a, state: ("o1", "in_network", n, "credit", a, state)  # noqa: E731
+    back = lambda event, a: ("o2", event, 0, "reversal", -a, "eligible")  # noqa: E731
+    assert _entries(db, labels) == {
+        "A3": sorted(one_off("o1", "paid", 3_000, 1_160) + one_off("o2", "paid", 3_000, 1_160) + [
+            month(2, 800, "eligible"), month(3, 800, "eligible"), back("activation", 3_000),
+            back("first_topup", 1_160)]),
+        "A2": sorted(one_off("o1", "paid", 1_000, 580) + one_off("o2", "paid", 1_000, 580) + [
+            month(2, 200, "eligible"), month(3, 200, "eligible"), back("activation", 1_000),
+            back("first_topup", 580)]),
+        "A1": sorted(one_off("o1", "paid", 500, 0) + one_off("o2", "paid", 500, 0) + [
+            month(2, 100, "eligible"), month(3, 100, "eligible"), back("activation", 500)])}
+    assert sum(e["amount_fen"] for e in commissions.list_entries(db, order=o2)) == 0  # netted, never edited
 
-    # February batch: reversals plus o1's month 2 (month 3 ends on 1 March, next period).
+    # February batch: the reversals plus o1's month 2 (month 3 is eligible on 1 March, next period).
     # A3 -4160 + 800 = -3360, A2 -1580 + 200 = -1380, A1 -500 + 100 = -400.
     assert _settle(db, "2027-02", date(2027, 3, 1), "FEB") == {"A1": -400, "A2": -1_380, "A3": -3_360}
-    # A3 had withdrawn: 320 - 3360 = -3040, a receivable; A2 3160 - 1380; A1 1000 - 400.
-    assert [commissions.balance(db, a)["balance_fen"] for a in ("A3", "A2", "A1")] == [-3_040, 1_780, 600]
+    assert _batches(db, "2027-02") == {"A3": ("paid", -3_360, [-3_000, -1_160, 800]),
+                                       "A2": ("paid", -1_380, [-1_000, -580, 200]),
+                                       "A1": ("paid", -400, [-500, 100])}
+    # A3 had withdrawn: 320 - 3360 = -3040, a receivable; A2 3160 - 1380 = 1780; A1 1000 - 400 = 600.
+    assert _balances(db) == {"A1": (600, 0, 600), "A2": (1_780, 0, 1_780), "A3": (-3_040, 0, -3_040)}
     with pytest.raises(InvalidValue, match="available"):
         commissions.request_withdrawal(db, "A3", "13", as_of=date(2027, 3, 2), actor="finance",
                                        now=_at(date(2027, 3, 2)), rules=RULES)
     # March: o1's month 3 is set against the negative balance: -3040 + 800 = -2240.
     assert _settle(db, "2027-03", date(2027, 4, 1), "MAR") == {"A1": 100, "A2": 200, "A3": 800}
-    assert commissions.balance(db, "A3")["balance_fen"] == -2_240
+    assert _batches(db, "2027-03") == {"A3": ("paid", 800, [800]), "A2": ("paid", 200, [200]),
+                                       "A1": ("paid", 100, [100])}
+    assert _balances(db) == {"A1": (700, 0, 700), "A2": (1_980, 0, 1_980), "A3": (-2_240, 0, -2_240)}
+    # Every entry paid: credits 3000+1160+800+800 (o1) for A3, less the 8000 it withdrew.
     assert {e["state"] for e in commissions.list_entries(db)} == {"paid"}
-    assert commissions.list_entries(db, order=o1)[0]["scheme_id"] == 1
+    assert {e["scheme_id"] for e in commissions.list_entries(db)} == {1}
+    with db.read() as conn:
+        a3 = commissions._agent(conn, "A3").id
+        ledger = sorted(tuple(r) for r in conn.execute(select(agent_ledger.c.kind, agent_ledger.c.amount_fen)
+                                                       .where(agent_ledger.c.agent_id == a3)))
+    assert ledger == sorted([
+        ("settlement", 8_320), ("withdrawal", -7_420), ("fee", -100), ("tax", -480), ("settlement", -3_360),
+        ("settlement", 800)])
+    with db.read() as conn:
+        assert commissions.inconsistencies(conn) == [] and commissions.ledger_inconsistencies(conn) == []
 
 
 def test_accrual_twice_gives_the_same_ledger(distribution, hlr, clock, tmp_path):
@@ -420,3 +486,48 @@ def test_lookup_of_an_order_and_an_agent_shows_their_commissions(distribution, h
     a2 = Principal("a2-user", roles=("agent",), permissions={"orders.read"}, agent="A2")
     assert sorted(c["agent"] for c in lookup.lookup(db, number, actor=a2)["orders"][0]["commissions"]) == [
         "A2", "A2", "A3", "A3"]
+
+
+def test_a_clawback_of_a_credit_still_held_is_settled_with_it_never_before_it(distribution, hlr, clock, tmp_path):
+    """Next-month settlement: a return inside the window while the credits are still held must not
+    put a negative line into an earlier batch than the credits it reverses (the agent would owe
+    money it was never paid); credit and reversal become eligible together and net to zero."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path, SCHEME.replace('"instant"', '"next_month"')), actor="finance",
+                           now=NOW)
+    number = _sold_by_a3(db, 13, hlr[1], clock)  # 10 December: credits held until 8 February
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    assert {e["state"] for e in commissions.list_entries(db)} == {"held"}
+    clock.now = _at(date(2027, 1, 20))
+    orders.return_order(db, number, actor="desk", reason="customer changed mind")
+    commissions.accrue(db, as_of=date(2027, 2, 1), actor="finance", now=_at(date(2027, 2, 1)))
+    assert commissions.create_batches(db, "2027-01", as_of=date(2027, 2, 1), actor="finance", now=NOW) == []
+    assert commissions.balance(db, "A3")["balance_fen"] == 0
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=_at(date(2027, 3, 1)))
+    assert _settle(db, "2027-02", date(2027, 3, 1), "FEB") == {"A1": 0, "A2": 0, "A3": 0}
+    assert {(e["kind"], e["state"]) for e in commissions.list_entries(db, order=number)} == {
+        ("credit", "paid"), ("reversal", "paid")}
+    assert [commissions.balance(db, a)["balance_fen"] for a in ("A1", "A2", "A3")] == [0, 0, 0]
+
+
+def test_a_replayed_activation_neither_pays_twice_nor_moves_the_in_network_months(distribution, hlr, clock, tmp_path):
+    """The activation event delivered again on 5 January (a redelivered message): nothing new is
+    accrued, and months 2 and 3 still count from the first activation on 10 December."""
+    from hkops.audit import Event
+
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    number = _sold_by_a3(db, 14, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    before = commissions.list_entries(db)
+    with db.write() as conn:
+        audit.record(conn, "replay", [Event("order", number, "activate", "delivered", "activated")],
+                     _at(date(2027, 1, 5)))
+    assert commissions.accrue(db, as_of=date(2027, 1, 5), actor="finance", now=NOW)["accrued"] == 0
+    assert commissions.list_entries(db) == before
+    commissions.accrue(db, as_of=date(2027, 3, 1), actor="finance", now=NOW)
+    months = {(e["month"], e["event_at"].astimezone(timezone.utc)) for e in commissions.list_entries(db, order=number)
+              if e["event"] == "in_network"}
+    # Month N ends at midnight (Shanghai) starting month N+1 after activation: 16:00 UTC the day before.
+    assert months == {(2, datetime(2027, 1, 31, 16, tzinfo=timezone.utc)),
+                      (3, datetime(2027, 2, 28, 16, tzinfo=timezone.utc))}

@@ -21,7 +21,8 @@ def check(
                                                                      "of a running HLR (read from a copy)."),
     skip: list[str] = typer.Option([], "--skip", help="Leave out a check (repeatable)."),
 ):
-    """Check that numbers, cards, subscribers, stock, orders, payments and the HLR agree;
+    """Check that numbers, cards, subscribers, stock, orders, payments, settlement batches, agent
+    balances and the HLR agree;
     exit 1 when anything disagrees. Without a reachable HLR or --registry the HLR is
     compared with this database's own registry folder if it exists, else not checked.
     A registry folder is read from a copy: compared, never repaired (repairs need a running HLR)."""

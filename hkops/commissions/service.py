@@ -855,9 +855,15 @@ def _write_xlsx(path: Path, batch: dict, lines: list[list], total: list) -> None
 
 
 def inconsistencies(conn: Connection) -> list[dict]:
-    """Settlement batches that disagree with their lines or with the balance ledger (for ``hkops check``):
-    a total that is not the sum of its lines, a paid batch whose lines are not paid or whose total was
-    not credited once, a credit without a paid batch. Dicts of kind, batch and the figures."""
+    """Settlement batches and ledger entries that disagree (for ``hkops check``): a batch total that is
+    not the sum of its lines, a paid batch whose lines are not paid or whose total was not credited
+    once, a credit without a paid batch; an entry whose state disagrees with its batch's (or that
+    names a batch that does not exist, or another agent's); a reversal that does not undo exactly one
+    credit. Dicts of kind, the identifiers and the figures."""
+    return _batch_inconsistencies(conn) + _entry_inconsistencies(conn)
+
+
+def _batch_inconsistencies(conn: Connection) -> list[dict]:
     lines = (select(commission_entries.c.batch_id, func.sum(commission_entries.c.amount_fen).label("sum"),
                     func.count().label("n"),
                     func.sum(case((commission_entries.c.state != "paid", 1), else_=0)).label("unpaid"))
@@ -1029,3 +1035,92 @@ def commission_report(db: Store | Connection, *, actor: str | None = None) -> li
                     "reversal_fen": figures["reversal_fen"], "net_fen": net, "clawback_percent": rate,
                     "activations": figures["activations"], "cost_per_activation_fen": cost})
     return out
+
+
+def _entry_inconsistencies(conn: Connection) -> list[dict]:
+    e, b = commission_entries, settlement_batches
+    found = []
+    rows = conn.execute(
+        select(e.c.id, e.c.order_number, e.c.agent_id, e.c.state, e.c.batch_id, b.c.id.label("found"),
+               b.c.state.label("batch_state"), b.c.agent_id.label("batch_agent"))
+        .outerjoin(b, b.c.id == e.c.batch_id)
+        .where(or_(and_(e.c.batch_id.is_(None), e.c.state.in_(("settled", "paid"))),
+                   and_(e.c.batch_id.is_not(None), b.c.id.is_(None)),
+                   and_(b.c.state == "paid", e.c.state != "paid"),
+                   and_(b.c.state != "paid", e.c.state != "settled"),
+                   b.c.agent_id != e.c.agent_id))
+        .order_by(e.c.id)).all()
+    for r in rows:
+        ids = {"entry": r.id, "order": r.order_number, "agent_id": r.agent_id, "batch": r.batch_id}
+        if r.batch_id is not None and r.found is None:
+            found.append({"kind": "entry_batch_missing", **ids})
+        elif r.batch_id is not None and r.batch_agent != r.agent_id:
+            found.append({"kind": "entry_agent_differs_from_batch", **ids, "batch_agent_id": r.batch_agent})
+        else:
+            found.append({"kind": "entry_state_differs_from_batch", **ids, "state": r.state,
+                          "batch_state": r.batch_state})
+    credit = e.alias("credit")
+    reversals = conn.execute(
+        select(e.c.id, e.c.order_number, e.c.event, e.c.month, e.c.agent_id, e.c.amount_fen,
+               credit.c.amount_fen.label("credit_fen"))
+        .outerjoin(credit, and_(credit.c.order_id == e.c.order_id, credit.c.event == e.c.event,
+                                credit.c.month == e.c.month, credit.c.agent_id == e.c.agent_id,
+                                credit.c.kind == "credit"))
+        .where(e.c.kind == "reversal", or_(credit.c.id.is_(None), credit.c.amount_fen != -e.c.amount_fen))
+        .order_by(e.c.id)).all()
+    found += [{"kind": "reversal_differs_from_credit", "entry": r.id, "order": r.order_number, "event": r.event,
+               "month": r.month, "agent_id": r.agent_id, "reversal_fen": r.amount_fen,
+               "credit_fen": None if r.credit_fen is None else int(r.credit_fen)} for r in reversals]
+    found += [{"kind": "entry_kind_unknown", "entry": r.id, "order": r.order_number, "entry_kind": r.kind,
+               "amount_fen": r.amount_fen}
+              for r in conn.execute(select(e.c.id, e.c.order_number, e.c.kind, e.c.amount_fen).where(or_(
+                  e.c.kind.not_in(("credit", "reversal")), and_(e.c.kind == "credit", e.c.amount_fen < 0),
+                  and_(e.c.kind == "reversal", e.c.amount_fen > 0))).order_by(e.c.id))]
+    return found
+
+
+def ledger_inconsistencies(conn: Connection) -> list[dict]:
+    """Agent balance ledger rows that their sources do not explain (for ``hkops check``; the balance
+    is the ledger's sum, so this proves each balance): a settlement credit of a batch that does not
+    exist or belongs to another agent; a withdrawal whose ledger rows are not exactly its payout,
+    fee and tax (paid) or nothing (not paid); a row of an unknown kind or tied to nothing. Dicts of
+    kind, the identifiers and the figures."""
+    found = []
+    rows = conn.execute(
+        select(agent_ledger.c.id, agent_ledger.c.agent_id, agent_ledger.c.batch_id, agent_ledger.c.amount_fen,
+               settlement_batches.c.agent_id.label("batch_agent"))
+        .outerjoin(settlement_batches, settlement_batches.c.id == agent_ledger.c.batch_id)
+        .where(agent_ledger.c.kind == "settlement", agent_ledger.c.batch_id.is_not(None),
+               or_(settlement_batches.c.id.is_(None), settlement_batches.c.agent_id != agent_ledger.c.agent_id))
+        .order_by(agent_ledger.c.id)).all()
+    found += [{"kind": "ledger_settlement_without_batch", "ledger_entry": r.id, "agent_id": r.agent_id,
+               "batch": r.batch_id, "amount_fen": r.amount_fen, "batch_agent_id": r.batch_agent} for r in rows]
+    found += [{"kind": "ledger_entry_unexplained", "ledger_entry": r.id, "agent_id": r.agent_id,
+               "ledger_kind": r.kind, "amount_fen": r.amount_fen}
+              for r in conn.execute(select(agent_ledger).where(or_(
+                  agent_ledger.c.kind.not_in(("settlement", "withdrawal", "fee", "tax")),
+                  and_(agent_ledger.c.kind != "settlement", agent_ledger.c.withdrawal_id.is_(None)),
+                  and_(agent_ledger.c.kind == "settlement", agent_ledger.c.batch_id.is_(None))))
+                  .order_by(agent_ledger.c.id))]
+    booked = defaultdict(dict)
+    for wid, agent_id, kind, total in conn.execute(
+            select(agent_ledger.c.withdrawal_id, agent_ledger.c.agent_id, agent_ledger.c.kind,
+                   func.sum(agent_ledger.c.amount_fen))
+            .where(agent_ledger.c.withdrawal_id.is_not(None), agent_ledger.c.kind.in_(("withdrawal", "fee", "tax")))
+            .group_by(agent_ledger.c.withdrawal_id, agent_ledger.c.agent_id, agent_ledger.c.kind)):
+        booked[wid][(agent_id, kind)] = int(total)
+    for w in conn.execute(select(withdrawals).order_by(withdrawals.c.id)).mappings():
+        expected = {}
+        if w["state"] == "paid":
+            expected = {(w["agent_id"], kind): -value for kind, value in (
+                ("withdrawal", w["amount_fen"] - w["fee_fen"] - w["tax_fen"]), ("fee", w["fee_fen"]),
+                ("tax", w["tax_fen"])) if value}
+        got = booked.pop(w["id"], {})
+        if got != expected:
+            found.append({"kind": "withdrawal_ledger_differs", "withdrawal": w["id"], "agent_id": w["agent_id"],
+                          "state": w["state"], "amount_fen": w["amount_fen"],
+                          "expected_fen": sum(expected.values()), "ledger_fen": sum(got.values())})
+    found += [{"kind": "withdrawal_ledger_differs", "withdrawal": wid, "agent_id": sorted(got)[0][0], "state": None,
+               "amount_fen": None, "expected_fen": 0, "ledger_fen": sum(got.values())}
+              for wid, got in sorted(booked.items())]
+    return found
