@@ -333,13 +333,14 @@ class _Accrual:
         joined = (joined.join(_run_months, and_(m.scheme_id == v.scheme_id, m.activated == sql.month_start(a.at)))
                   .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == "in_network",
                                           s.chain == o.agent_chain, s.month == m.month)))
-        later, stop, card_stop = audit_log.alias("later"), audit_log.alias("stop"), audit_log.alias("card_stop")
+        earlier, stop, card_stop = audit_log.alias("earlier"), audit_log.alias("stop"), audit_log.alias("card_stop")
         query = (select(o.id, o.number, s.event, s.month, s.agent_id, s.position, literal("credit", String),
                         s.amount_fen, s.scheme_id, m.event_at, m.eligible_on, m.state, null(),
                         literal(self.now, UTCDateTime())).select_from(joined)
                  .where(*self._new(["activate"]), or_(a.id > self.after_id, m.fresh == 1),
-                        ~exists().where(later.c.subject == a.subject, later.c.entity == "order",
-                                        later.c.action == "activate", later.c.id > a.id, later.c.at < self.end),
+                        # months count from the first activation: a replayed event moves none
+                        ~exists().where(earlier.c.subject == a.subject, earlier.c.entity == "order",
+                                        earlier.c.action == "activate", earlier.c.id < a.id),
                         ~exists().where(stop.c.subject == o.number, stop.c.entity == "order",
                                         stop.c.action.in_(STOPS_ORDER), stop.c.at >= a.at, stop.c.at < m.event_at),
                         ~exists().where(card_stop.c.subject == o.iccid, card_stop.c.entity == "sim",
@@ -489,8 +490,11 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         accrued = count(commission_entries.c.id > before, commission_entries.c.id <= credited)
         held = count(commission_entries.c.state == "held", commission_entries.c.id > before,
                      commission_entries.c.id <= credited)
-        result = {"accrued": accrued, "clawed_back": count(commission_entries.c.id > credited),
-                  "eligible": accrued - held + moved["eligible"], "held": held + moved["held"]}
+        clawed = {state: count(commission_entries.c.id > credited, commission_entries.c.state == state)
+                  for state in ("eligible", "held")}
+        result = {"accrued": accrued, "clawed_back": sum(clawed.values()),
+                  "eligible": accrued - held + moved["eligible"] + clawed["eligible"],
+                  "held": held + moved["held"] + clawed["held"]}
         mark_values = dict(audit_id=max(head, after_id),
                            month_end=max(filter(None, (evaluated, _month_start(last_end)))),
                            until=max(filter(None, (mark and mark["until"], until))),
