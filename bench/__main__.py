@@ -1,4 +1,4 @@
-"""``python -m bench numbers|consoles|network|distribution|cli|security [--json]``: run a benchmark, print its figures."""
+"""``python -m bench numbers|consoles|network|distribution|cli|security|analytics [--json]``: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security"])
+    parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security",
+                                                 "analytics"])
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
     args = parser.parse_args()
@@ -41,6 +42,10 @@ def main() -> None:
         from bench import security
 
         result = security.run(log=None if args.json else print)
+    elif args.suite == "analytics":
+        from bench import analytics
+
+        result = analytics.run(log=None if args.json else print)
     elif args.suite == "network":
         from bench import network
 
