@@ -5,7 +5,7 @@ A real Spark standalone cluster (a master and two workers, from the pyspark pack
 :data:`hkops.analytics.engine.ANALYSES` runs on it through ``HKOPS_ANALYTICS=spark://…`` and on
 DuckDB over the same files, and the sorted results must be equal, exactly. Then the same on
 Spark ``local[2]``. Java is required: outside CI a machine without it skips, in CI (CI=true,
-whose ``.ci/run`` installs ``openjdk-17-jre-headless``) the tests fail instead.
+whose ``.ci/run`` installs ``openjdk-17-jre-headless``) the tests fail instead; likewise without PySpark.
 """
 
 from __future__ import annotations
@@ -38,11 +38,19 @@ DATABASE_ANALYSES = {name for name, function in engine.ANALYSES.items()
                          if spec.default is inspect.Parameter.empty} - {"usage", "topups"}}
 
 
-def _java_or_skip() -> None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        if IN_CI:
-            pytest.fail("Java is missing in CI: .ci/run installs openjdk-17-jre-headless")
-        pytest.skip("no Java on this machine (Spark needs Java 17): apt-get install openjdk-17-jre-headless")
+def _spark_or_skip() -> None:
+    """Fail in CI, skip elsewhere, when PySpark or Java is missing."""
+    import importlib.util
+
+    missing = None
+    if importlib.util.find_spec("pyspark") is None:
+        missing = "PySpark is not installed: pip install -e '.[test]'"
+    elif shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing = "no Java (Spark needs Java 17): apt-get install openjdk-17-jre-headless, as .ci/run does"
+    if missing and IN_CI:
+        pytest.fail(missing)
+    if missing:
+        pytest.skip(missing)
 
 
 def _free_port() -> int:
@@ -68,7 +76,7 @@ def _alive_workers(ui_port: int) -> int:
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory):
     """``spark://127.0.0.1:PORT`` of a standalone master with two 1-core workers, stopped at the end."""
-    _java_or_skip()
+    _spark_or_skip()
     home = _spark_home()
     folder = tmp_path_factory.mktemp("spark")
     env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_DAEMON_MEMORY": "256m",
@@ -205,7 +213,7 @@ def test_spark_cluster_and_duckdb_agree_on_the_database_analyses(name, cluster_c
 
 
 def test_spark_local_and_duckdb_agree(usage_store, monkeypatch):
-    _java_or_skip()
+    _spark_or_skip()
     monkeypatch.setenv(engine.ENGINE_VARIABLE, "local[2]")
     con = engine.connect()
     assert con._session.sparkContext.master == "local[2]"

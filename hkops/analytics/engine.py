@@ -226,6 +226,10 @@ def _compatible(expected, found) -> bool:
     return expected == found
 
 
+class UsageFileRefused(UserWarning):
+    """A file of the usage store was left out (missing column, wrong type, not Parquet)."""
+
+
 @dataclass
 class StoreScan:
     """The files of one dataset of the usage store: those that can be read, and those refused."""
@@ -329,10 +333,6 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
     columns = {c.name: table[c.name] for c in expected}
     columns["day"] = table["day"].cast("date")  # DuckDB and Spark infer the partition's type differently
     return table.select(**columns)
-
-
-class UsageFileRefused(UserWarning):
-    """A file of the usage store was left out (missing column, wrong type, not Parquet)."""
 
 
 # --- hkops database tables -------------------------------------------------------------
