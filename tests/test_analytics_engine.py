@@ -175,3 +175,14 @@ def test_state_tables_are_read_through_hkops_without_secrets(world):
     clerk = Principal("clerk", roles=["sales"], permissions={"orders.write"})
     with pytest.raises(AccessDenied):
         engine.state_table(con, world, "numbers", actor=clerk)
+
+
+def test_importing_the_query_layer_loads_no_engine():
+    import subprocess
+    import sys
+
+    probe = ("import sys, hkops.analytics.engine, hkops.analytics.queries\n"
+             "print(sorted(m for m in ('ibis', 'pyspark', 'duckdb', 'pandas', 'pyarrow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -15,7 +15,7 @@ import pytest
 from hkops.cli import LAZY_GROUPS
 
 HEAVY = ("pandas", "plotly", "numpy", "phonenumbers.geocoder", "phonenumbers.geodata", "phonenumbers.carrier",
-         "pyarrow", "duckdb", "psycopg", "sqlalchemy.orm")  # hkops uses SQLAlchemy Core; the ORM costs 40 ms
+         "pyarrow", "duckdb", "ibis", "pyspark", "psycopg", "sqlalchemy.orm")  # hkops uses SQLAlchemy Core; the ORM costs 40 ms
 
 _PROBE = """
 import json, sys
