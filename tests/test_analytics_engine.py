@@ -173,8 +173,11 @@ def test_state_tables_are_read_through_hkops_without_secrets(world):
     with pytest.raises(InvalidValue, match="must be one of"):
         engine.state_table(con, world, "user_tokens", actor="analyst")
     clerk = Principal("clerk", roles=["sales"], permissions={"orders.write"})
-    with pytest.raises(AccessDenied):
+    with pytest.raises(AccessDenied, match="analytics.read"):
         engine.state_table(con, world, "numbers", actor=clerk)
+    agent = Principal("a2-user", roles=("agent",), permissions={"analytics.read"}, agent="A2")
+    with pytest.raises(AccessDenied, match="its own subtree"):
+        engine.state_table(con, world, "orders", actor=agent)
 
 
 def test_importing_the_query_layer_loads_no_engine():

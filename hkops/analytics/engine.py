@@ -382,13 +382,15 @@ def state_arrow(db: "Store", name: str, *, actor=None):
     import pyarrow as pa
     from sqlalchemy import select
 
-    from hkops.security.access import require
-
-    require(actor, "analytics.read", f"read the {name} table for analysis")
     from hkops.agents.service import scope_query
+    from hkops.security.access import AccessDenied, deny, require
 
+    what = f"read the whole {name} table for analysis"
+    require(actor, "analytics.read", what, db)
     if scope_query(actor) is not None:
-        raise InvalidValue("actor", str(actor), "an agent user analyses its own subtree through the sales reports")
+        refused = AccessDenied(str(actor), what, detail="an agent user sees its own subtree through the sales reports")
+        deny(db, refused)
+        raise refused
     tables = state_tables()
     if name not in tables:
         raise InvalidValue("table", name, f"must be one of {', '.join(sorted(tables))}")
