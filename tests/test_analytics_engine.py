@@ -54,6 +54,8 @@ def test_every_registered_analysis_is_an_ibis_expression_over_named_tables(store
         frame = engine.execute(function(**engine.tables_for(function, con, store_dir=store)))
         assert len(frame) > 0, name
     assert engine.run("top_users", store_dir=store)["data_bytes"].is_monotonic_decreasing
+    hours = engine.run("hour_profile", store_dir=store).set_index(["hour", "type"])["records"]
+    assert hours[(21, "data")] > 3 * hours[(4, "data")]  # the evening peak and pre-dawn trough, local time
 
 
 def test_the_store_setting_names_the_usage_store(store, monkeypatch):

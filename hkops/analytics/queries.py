@@ -8,7 +8,7 @@ records, ``topups``: the top-ups, or an hkops database table such as ``orders``;
 Rules that keep the engines' answers identical: integer sums and counts only (money in fen,
 volumes in bytes, durations in seconds; ratios are computed by the caller), every sum filled
 with 0 where nothing matched, local (Asia/Shanghai, UTC+8, no daylight saving) hours and days
-from epoch arithmetic rather than the engine's time-zone data, and ties broken by a key.
+from a fixed offset on UTC (both engines' sessions run in UTC), and ties broken by a key.
 """
 
 from __future__ import annotations
