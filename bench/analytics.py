@@ -136,7 +136,7 @@ def _extra(module: str, function: str, *args):
     return provider(*args), None
 
 
-def run(log=None, *, cards: int = CARDS, days: int = DAYS, runs: int = 3, pandas_days: int = 6,
+def run(log=None, *, cards: int = CARDS, days: int = DAYS, runs: int = 5, pandas_days: int = 6,
         spark: bool = True) -> dict:
     say = log or (lambda *_: None)
     threads = os.cpu_count() or 1
