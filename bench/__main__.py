@@ -1,4 +1,4 @@
-"""``python -m bench numbers|consoles|network|distribution|cli|security|monitoring|settlement [--json]``: run a benchmark, print its figures."""
+"""``python -m bench numbers|consoles|network|distribution|cli|security|monitoring|settlement|analytics [--json]``: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("suite", choices=["numbers", "consoles", "network", "distribution", "cli", "security", "monitoring",
-                                          "settlement"])
+                                          "settlement", "analytics"])
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
     parser.add_argument("--orders", type=int, default=83_334, help="settlement: orders of the world (12 entries each)")
@@ -51,6 +51,10 @@ def main() -> None:
         from bench import settlement
 
         result = settlement.run(log=None if args.json else print, orders_count=args.orders)
+    elif args.suite == "analytics":
+        from bench import analytics
+
+        result = analytics.run(log=None if args.json else print)
     elif args.suite == "network":
         from bench import network
 

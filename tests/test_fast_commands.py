@@ -15,7 +15,7 @@ import pytest
 from hkops.cli import LAZY_GROUPS
 
 HEAVY = ("pandas", "plotly", "numpy", "phonenumbers.geocoder", "phonenumbers.geodata", "phonenumbers.carrier",
-         "pyarrow", "duckdb", "psycopg", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "pydantic")
+         "pyarrow", "duckdb", "ibis", "pyspark", "psycopg", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "pydantic")
 # hkops uses SQLAlchemy Core (the ORM costs 40 ms); the PostgreSQL dialect loads only on PostgreSQL (17 ms);
 # typer 0.29 imports pydantic at start (16 ms), hence the pin below 0.29 in pyproject.toml.
 

@@ -1,0 +1,451 @@
+"""One query layer, two engines: analyses written once as Ibis expressions, run on DuckDB or Spark.
+
+The engine is chosen by ``HKOPS_ANALYTICS`` (or the ``setting`` argument of :func:`connect`):
+
+=====================  =================================================================
+``duckdb`` (default)   embedded DuckDB in this process, all cores
+``local[N]``           Spark in this process with N worker threads (``local[*]``: all cores)
+``spark://HOST:PORT``  a Spark standalone cluster; its port is probed first, so a master
+                       that does not answer fails within seconds instead of hanging
+=====================  =================================================================
+
+The data:
+
+- :func:`usage_table`: the Parquet usage store (``records`` or ``topups``, what
+  :func:`hkops.network.usage.generate_usage` writes) as an Ibis table. The store is
+  ``HKOPS_USAGE_STORE`` when set (a local folder, a shared NFS path, or for Spark an
+  ``hdfs://`` / ``s3a://`` URI every executor can read), else ``data/usage``. Each local
+  file's schema is checked from its Parquet footer: a file with a missing column or a
+  column of the wrong type is refused by name (a warning, or an error with ``strict=True``)
+  and the rest of the store stays readable.
+- :func:`state_table`: a table of the hkops database (orders, sims, numbers, ...) read
+  through hkops (SQLAlchemy) into Arrow and registered in the engine, so no database
+  extension has to be downloaded. Secrets and personal columns are left out.
+
+Analyses are pure functions from Ibis tables to an Ibis expression (see
+:mod:`hkops.analytics.queries`), registered in :data:`ANALYSES`; :func:`execute` runs one
+and returns a pandas DataFrame. The same function gives the same result on both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from hkops.errors import HkopsError, InvalidValue, InvalidValues
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ibis.expr.types as ir
+    import pandas as pd
+
+    from hkops.store.engine import Store
+
+#: The environment variables this module reads.
+ENGINE_VARIABLE = "HKOPS_ANALYTICS"
+STORE_VARIABLE = "HKOPS_USAGE_STORE"
+#: Seconds to wait for a Spark master's port to answer before giving up.
+SPARK_PROBE_TIMEOUT_S = 3.0
+#: Seconds a probed master has to stay silent (a Spark server never answers the probe's frame).
+SPARK_REPLY_WAIT_S = 1.0
+#: Spark's network message type of an RPC response (org.apache.spark.network.protocol.Message.Type).
+_RPC_RESPONSE = 4
+#: Spark settings hkops starts a session with (overridden by ``HKOPS_SPARK_CONF``: ``key=value,key=value``).
+SPARK_DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "16",
+    "spark.sql.ansi.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+_LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
+_MASTER = re.compile(r"^spark://(?P<host>[^:/\s]+):(?P<port>\d{1,5})$")
+
+# name → function(tables) returning an Ibis expression; filled by hkops.analytics.queries.
+ANALYSES: dict[str, Callable[..., "ir.Table"]] = {}
+
+
+class EngineUnavailable(HkopsError):
+    """The analytics engine named by the setting cannot be reached or started."""
+
+
+def analysis(name: str):
+    """Register ``function`` in :data:`ANALYSES` under ``name`` (a decorator).
+
+    An analysis takes keyword arguments named after the tables it reads (``usage``,
+    ``topups``, ``orders``, ...), each an Ibis table, and returns an Ibis expression.
+    """
+
+    def register(function):
+        ANALYSES[name] = function
+        return function
+
+    return register
+
+
+# --- engines ---------------------------------------------------------------------------
+
+def engine_setting(setting: str | None = None) -> str:
+    """The engine setting in force: ``setting``, else ``HKOPS_ANALYTICS``, else ``duckdb``; validated."""
+    value = (setting if setting is not None else os.environ.get(ENGINE_VARIABLE, "")).strip() or "duckdb"
+    if value == "duckdb" or _LOCAL.match(value) or _MASTER.match(value):
+        return value
+    raise InvalidValue(ENGINE_VARIABLE, value, "must be duckdb, local[N] (Spark in this process) "
+                                               "or spark://HOST:PORT (a Spark standalone master)")
+
+
+def connect(setting: str | None = None, *, threads: int | None = None):
+    """An Ibis backend for the engine ``setting`` names (see the module text for the values).
+
+    ``threads`` caps DuckDB's threads (default: all cores). Raises :class:`InvalidValue` for an
+    unknown setting and :class:`EngineUnavailable` when Spark cannot be reached or started.
+    """
+    value = engine_setting(setting)
+    if value == "duckdb":
+        import ibis
+
+        con = ibis.duckdb.connect()
+        if threads:
+            con.raw_sql(f"SET threads = {int(threads)}")
+        return con
+    return _spark(value)
+
+
+def _probe_master(master: str) -> str:
+    """Check that a Spark master answers at ``master``; the local address that reaches it (for the driver).
+
+    Spark's own client would retry for a minute. The probe connects with a timeout, then sends a
+    frame a Spark server ignores (a reply to an RPC it never made): a Spark master stays silent,
+    while another service on that port (a web UI, a proxy) answers and is refused by name.
+    """
+    match = _MASTER.match(master)
+    host, port = match["host"], int(match["port"])
+    try:
+        with socket.create_connection((host, port), timeout=SPARK_PROBE_TIMEOUT_S) as probe:
+            local = probe.getsockname()[0]
+            probe.sendall(struct.pack(">qbqi", 21, _RPC_RESPONSE, -1, 0))
+            probe.settimeout(SPARK_REPLY_WAIT_S)
+            try:
+                reply = probe.recv(80)
+            except (TimeoutError, ConnectionError):
+                reply = b""
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise EngineUnavailable(
+            f"{ENGINE_VARIABLE}={master}: the Spark master at {host}:{port} does not answer "
+            f"({reason} within {SPARK_PROBE_TIMEOUT_S:g} s); start it or set {ENGINE_VARIABLE}=duckdb") from None
+    if reply:
+        shown = reply.split(b"\r\n", 1)[0][:60].decode("latin-1")
+        raise EngineUnavailable(
+            f"{ENGINE_VARIABLE}={master}: the Spark master at {host}:{port} does not answer: another service "
+            f"replied ({shown!r}); a master listens on its RPC port (7077 by default, not its web UI's 8080), "
+            f"or set {ENGINE_VARIABLE}=duckdb")
+    return local
+
+
+def _spark_conf() -> dict[str, str]:
+    conf = dict(SPARK_DEFAULTS)
+    extra = os.environ.get("HKOPS_SPARK_CONF", "").strip()
+    for item in filter(None, (part.strip() for part in extra.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidValue("HKOPS_SPARK_CONF", item, "must be key=value pairs separated by commas")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def _spark(master: str):
+    driver_host = _probe_master(master) if master.startswith("spark://") else None
+    try:
+        import ibis
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineUnavailable(f"{ENGINE_VARIABLE}={master} needs PySpark: pip install 'hkops[spark]'") from None
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        active.stop()  # a process has one SparkContext: switching engines replaces it
+    builder = SparkSession.builder.master(master).appName("hkops")
+    for key, value in _spark_conf().items():
+        builder = builder.config(key, value)
+    if driver_host is not None:
+        # Executors connect back to the driver: use the address that reached the master.
+        builder = builder.config("spark.driver.host", driver_host)
+        builder = builder.config("spark.pyspark.python", sys.executable)
+    try:
+        session = builder.getOrCreate()
+    except Exception as error:  # the JVM did not start: no Java, or a refused application
+        raise EngineUnavailable(f"{ENGINE_VARIABLE}={master}: Spark did not start ({str(error).splitlines()[0]}); "
+                                "it needs Java 17 or newer on PATH or JAVA_HOME") from None
+    session.sparkContext.setLogLevel("ERROR")
+    return ibis.pyspark.connect(session)
+
+
+def is_spark(con) -> bool:
+    """Whether ``con`` is a Spark backend."""
+    return con.name == "pyspark"
+
+
+def execute(expr) -> "pd.DataFrame":
+    """Run an Ibis expression on its backend; a pandas DataFrame."""
+    return expr.to_pandas()
+
+
+# --- the Parquet usage store -----------------------------------------------------------
+
+def _string(dtype) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def _expected(dataset: str):
+    from hkops.network.usage import RECORD_SCHEMA, TOPUP_SCHEMA
+
+    try:
+        return {"records": RECORD_SCHEMA, "topups": TOPUP_SCHEMA}[dataset]
+    except KeyError:
+        raise InvalidValue("dataset", dataset, "must be records or topups") from None
+
+
+def _compatible(expected, found) -> bool:
+    import pyarrow as pa
+
+    if _string(expected):
+        return _string(found)
+    if pa.types.is_timestamp(expected):
+        return pa.types.is_timestamp(found) and found.tz is not None
+    return expected == found
+
+
+class UsageFileRefused(UserWarning):
+    """A file of the usage store was left out (missing column, wrong type, not Parquet)."""
+
+
+@dataclass
+class StoreScan:
+    """The files of one dataset of the usage store: those that can be read, and those refused."""
+
+    root: str
+    dataset: str
+    files: list[str] = field(default_factory=list)
+    #: (file, column, reason) of every refused file.
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def problems(self) -> list[InvalidValue]:
+        """One :class:`InvalidValue` per refused file, naming the file and the column."""
+        return [InvalidValue(column, path, reason) for path, column, reason in self.refused]
+
+
+def _is_uri(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def store_location(store_dir: str | Path | None = None) -> str:
+    """Where the usage store is: ``store_dir``, else ``HKOPS_USAGE_STORE``, else ``data/usage``."""
+    if store_dir is not None:
+        return str(store_dir)
+    from_env = os.environ.get(STORE_VARIABLE, "").strip()
+    if from_env:
+        return from_env
+    from hkops.network.usage import DEFAULT_OUT_DIR
+
+    return str(DEFAULT_OUT_DIR)
+
+
+def scan_store(store_dir: str | Path | None = None, dataset: str = "records") -> StoreScan:
+    """Check every Parquet file of ``dataset`` (``records`` or ``topups``) from its footer only.
+
+    A file lacking a column of the dataset's schema, holding one of another type, or not
+    readable as Parquet is refused with the column and the reason; extra columns are allowed.
+    """
+    import pyarrow.parquet as pq
+
+    expected = _expected(dataset)
+    root = Path(store_location(store_dir).removeprefix("file://")) / dataset
+    scan = StoreScan(root=str(root), dataset=dataset)
+    for path in sorted(root.glob("day=*/*.parquet")):
+        try:
+            found = pq.read_schema(path)
+        except Exception as error:  # not Parquet, truncated: refused like a bad column
+            scan.refused.append((str(path), "file", f"is not a readable Parquet file ({error})"))
+            continue
+        for column in expected:
+            index = found.get_field_index(column.name)
+            if index < 0:
+                scan.refused.append((str(path), column.name, f"missing column {column.name}"))
+                break
+            if not _compatible(column.type, found.field(index).type):
+                scan.refused.append((str(path), column.name, f"column {column.name} is {found.field(index).type}, "
+                                                              f"expected {column.type}"))
+                break
+        else:
+            scan.files.append(str(path))
+    return scan
+
+
+def usage_table(con, store_dir: str | Path | None = None, dataset: str = "records", *, strict: bool = False):
+    """The usage store's ``dataset`` (``records`` or ``topups``) as an Ibis table on ``con``.
+
+    Columns as :data:`hkops.network.usage.RECORD_SCHEMA` / ``TOPUP_SCHEMA``, strings plain,
+    plus ``day`` (date, the Asia/Shanghai business day of the partition). Local files are
+    checked first (:func:`scan_store`): refused files are left out with a warning naming each
+    file and column (``strict=True``: :class:`hkops.errors.InvalidValues` instead). A URI
+    (``hdfs://``, ``s3a://``, on Spark) is read as it is, without the per-file check.
+    """
+    import ibis
+
+    expected = _expected(dataset)
+    location = store_location(store_dir)
+    if _is_uri(location):
+        if not is_spark(con):
+            raise InvalidValue(STORE_VARIABLE, location, "a URI store is read by Spark only; "
+                                                         f"set {ENGINE_VARIABLE}=spark://HOST:PORT or use a local path")
+        root = location.rstrip("/") + "/" + dataset
+        files = [root]
+    else:
+        scan = scan_store(location, dataset)
+        if scan.refused:
+            if strict:
+                raise InvalidValues(f"usage store {scan.root}", scan.problems())
+            for problem in scan.problems():
+                warnings.warn(f"usage file refused: {problem}", UsageFileRefused, stacklevel=2)
+        if not scan.files:
+            raise InvalidValue("usage store", location, f"holds no readable {dataset} "
+                                                        f"(expected {scan.root}/day=YYYY-MM-DD/*.parquet); "
+                                                        "run `hkops usage generate`")
+        root, files = scan.root, scan.files
+    name = ibis.util.gen_name(f"usage_{dataset}")
+    if is_spark(con):
+        frame = con._session.read.option("basePath", root).parquet(*files)
+        frame.createOrReplaceTempView(name)
+        table = con.table(name)
+    else:
+        table = con.read_parquet(files, table_name=name, hive_partitioning=True)
+    columns = {c.name: table[c.name] for c in expected}
+    columns["day"] = table["day"].cast("date")  # DuckDB and Spark infer the partition's type differently
+    return table.select(**columns)
+
+
+# --- hkops database tables -------------------------------------------------------------
+
+#: Columns never exported to the engine: secrets, and personal data an analyst does not need.
+_HIDDEN_COLUMNS = {"name", "contact", "address", "id_masked", "resident_id_hash"}
+
+
+def _hidden(table_name: str, column: str) -> bool:
+    if column.endswith("_enc") or column.endswith("_hash"):
+        return True
+    return table_name in ("subscribers", "users") and column in _HIDDEN_COLUMNS | {"password"}
+
+
+def state_tables() -> dict:
+    """The hkops database tables :func:`state_table` can register, by name."""
+    from hkops.store.tables import metadata
+
+    refused = {"users", "user_tokens", "subscriber_keys", "id_blacklist"}
+    return {name: table for name, table in metadata.tables.items() if name not in refused}
+
+
+def _arrow_type(column):
+    import pyarrow as pa
+    from sqlalchemy import BigInteger, Boolean, Date, Integer, SmallInteger
+
+    from hkops.store.schema import UTCDateTime
+
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, Boolean):
+        return pa.bool_()
+    if isinstance(kind, Date):
+        return pa.date32()
+    if isinstance(kind, (BigInteger, Integer, SmallInteger)):
+        return pa.int64()
+    return pa.string()
+
+
+def state_arrow(db: "Store", name: str, *, actor=None):
+    """The hkops table ``name`` as an Arrow table (secret and personal columns left out).
+
+    Needs ``analytics.read``; an agent user is refused (its view is confined to its subtree by
+    the sales functions of :mod:`hkops.analytics.sales`).
+    """
+    import pyarrow as pa
+    from sqlalchemy import select
+
+    from hkops.agents.service import scope_query
+    from hkops.security.access import AccessDenied, deny, require
+
+    what = f"read the whole {name} table for analysis"
+    require(actor, "analytics.read", what, db)
+    if scope_query(actor) is not None:
+        refused = AccessDenied(str(actor), what, detail="an agent user sees its own subtree through the sales reports")
+        deny(db, refused)
+        raise refused
+    tables = state_tables()
+    if name not in tables:
+        raise InvalidValue("table", name, f"must be one of {', '.join(sorted(tables))}")
+    table = tables[name]
+    columns = [c for c in table.columns if not _hidden(name, c.name)]
+    schema = pa.schema([(c.name, _arrow_type(c)) for c in columns])
+    with db.read() as conn:
+        rows = conn.execute(select(*columns)).all()
+    data = list(zip(*rows)) if rows else [[] for _ in columns]
+    arrays = []
+    for column, values, kind in zip(columns, data, schema.types):
+        if pa.types.is_string(kind):
+            values = [None if v is None else str(v) for v in values]
+        arrays.append(pa.array(values, type=kind))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def state_table(con, db: "Store", name: str, *, actor=None):
+    """The hkops database table ``name`` (orders, sims, numbers, agents, plans, stock_moves, ...)
+    registered in ``con`` and returned as an Ibis table; see :func:`state_arrow`."""
+    data = state_arrow(db, name, actor=actor)
+    view = f"hkops_{name}"
+    if is_spark(con):
+        con._session.createDataFrame(data).createOrReplaceTempView(view)
+        return con.table(view)
+    con.con.register(view, data)  # DuckDB reads the Arrow table in place
+    return con.table(view)
+
+
+def tables_for(function: Callable, con, *, store_dir=None, db: "Store | None" = None, actor=None) -> dict:
+    """The tables an analysis asks for by its parameter names: ``usage`` (records), ``topups``, or a
+    database table name (needs ``db``). Parameters with a default are options, not tables."""
+    import inspect
+
+    tables = {}
+    for parameter, spec in inspect.signature(function).parameters.items():
+        if spec.default is not inspect.Parameter.empty:
+            continue  # an option of the analysis, not a table
+        if parameter == "usage":
+            tables[parameter] = usage_table(con, store_dir, "records")
+        elif parameter == "topups":
+            tables[parameter] = usage_table(con, store_dir, "topups")
+        else:
+            if db is None:
+                raise InvalidValue("db", None, f"analysis {function.__name__} reads the {parameter} table: pass db")
+            tables[parameter] = state_table(con, db, parameter, actor=actor)
+    return tables
+
+
+def run(name: str, con=None, *, store_dir=None, db: "Store | None" = None, actor=None) -> "pd.DataFrame":
+    """Run the registered analysis ``name`` on ``con`` (default: :func:`connect`); a pandas DataFrame."""
+    from hkops.analytics import queries  # noqa: F401  (registers the analyses)
+
+    if name not in ANALYSES:
+        raise InvalidValue("analysis", name, f"must be one of {', '.join(sorted(ANALYSES))}")
+    con = con if con is not None else connect()
+    function = ANALYSES[name]
+    return execute(function(**tables_for(function, con, store_dir=store_dir, db=db, actor=actor)))
