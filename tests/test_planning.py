@@ -9,11 +9,13 @@ import ibis
 import pandas as pd
 import pytest
 
-from conftest import BEIJING_MOBILE, SHENZHEN_UNICOM
 from hkops.analytics import planning
 from hkops.errors import InvalidValue
 from hkops.numbers import service as numbers
 from hkops.store.engine import Store
+
+#: The blocks of the ``world`` fixture (tests/conftest.py; not imported: notebooks/ has a conftest too).
+BEIJING_MOBILE, SHENZHEN_UNICOM = "1380013", "1860755"
 
 NOW = datetime(2026, 11, 20, 4, 0)  # UTC, noon in Shanghai
 BJ, SZ = 1380013, 1860755

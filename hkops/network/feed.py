@@ -250,11 +250,7 @@ class FeedSource:
             far = pop.city[rng.integers(0, pop.n, int(cloned.sum()))]
             city[cloned] = far
         cell = pop.city_cell_base[city] + pop.home_cell[card] % pop.city_cells[city]
-        charge = np.zeros(count, dtype=np.int64)
-        vmo = (rtype == u.VOICE_MO) & active
-        charge[vmo] = -(-duration[vmo].astype(np.int64) // 60) * u.TARIFF["voice_mo_per_min"]
-        charge[(rtype == u.SMS_MO) & active] = u.TARIFF["sms_mo"]
-        charge[is_data] = -(-total[is_data] // (5 << 20)) * u.TARIFF["data_per_5mib"]
+        charge = np.zeros(count, dtype=np.int64)  # records leave the network unrated, as in the store
         billable = u._records_table(pop, first_id, rtype[active], card[active], city[active], start[active],
                                     duration[active], bytes_up[active], total[active] - bytes_up[active],
                                     cell[active], charge[active], None)
