@@ -317,7 +317,7 @@ class _Accrual:
         joined = (audit_log.join(orders, o.number == a.subject)
                   .join(_run_versions, and_(v.plan == o.plan, v.day == sql.day(a.at))))
         if not in_network:
-            act = audit_log.alias("act")
+            act, prior, prior_act = audit_log.alias("act"), audit_log.alias("prior"), audit_log.alias("prior_act")
             joined = (joined.join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == a.action,
                                                     s.chain == o.agent_chain))
                       .join(_run_eligible, and_(el.scheme_id == v.scheme_id, el.day == v.day)))
@@ -327,9 +327,14 @@ class _Accrual:
                     .where(a.id > self.after_id, a.entity == "order", a.action.in_(list(PAYING)),
                            a.at < self.end, o.agent_id.is_not(None),
                            func.coalesce(o.first_topup_fen, 0) >= s.min_fen,
+                           # only an order's first event of each kind counts: a replayed one changes nothing
+                           ~exists().where(prior.c.subject == a.subject, prior.c.entity == "order",
+                                           prior.c.action == a.action, prior.c.id < a.id),
                            or_(s.within_days.is_(None), exists().where(
                                act.c.subject == a.subject, act.c.entity == "order", act.c.action == "activate",
-                               act.c.at < self.end, act.c.at >= sql.within_before(a.at)))))
+                               act.c.at <= a.at, act.c.at >= sql.within_before(a.at),
+                               ~exists().where(prior_act.c.subject == act.c.subject, prior_act.c.entity == "order",
+                                               prior_act.c.action == "activate", prior_act.c.id < act.c.id)))))
         joined = (joined.join(_run_months, and_(m.scheme_id == v.scheme_id, m.activated == sql.month_start(a.at)))
                   .join(_run_shares, and_(s.scheme_id == v.scheme_id, s.action == "in_network",
                                           s.chain == o.agent_chain, s.month == m.month)))
