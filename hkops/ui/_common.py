@@ -245,6 +245,25 @@ class GuardedConsole:
         ``hkops.ui.show`` calls this when the page opens."""
         self._guard(self._refresh)
 
+    def confirm(self) -> None:
+        """Make the pending move, then show the figures again (``_refresh``); a move made whose
+        screen could not be refreshed says both."""
+        pending = self._take_pending()
+        if pending is None:
+            return
+
+        def run():
+            done = pending.run()
+            try:
+                self._refresh()
+            except Exception as error:  # noqa: BLE001 - the move is made; say so, then the problem
+                self.status.failure(error)
+                self.status.error(f"{done} But the screen could not be refreshed: {self.status.text}")
+                return
+            self.status.ok(done)
+
+        self._guard(run)
+
 
 class UsesHlr:
     """A console that talks to the HLR through ``self._network``: the client it was given, or

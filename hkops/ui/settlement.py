@@ -602,24 +602,6 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
 
     # ------------------------------------------------------------ confirming
 
-    def confirm(self) -> None:
-        """Make the pending move, then show the figures again."""
-        pending = self._take_pending()
-        if pending is None:
-            return
-
-        def run():
-            done = pending.run()
-            try:
-                self._refresh()
-            except Exception as error:  # noqa: BLE001 - the move is made; say so, then the problem
-                self.status.failure(error)
-                self.status.error(f"{done} But the screen could not be refreshed: {self.status.text}")
-                return
-            self.status.ok(done)
-
-        self._guard(run)
-
     def _confirm_rows(self) -> tuple:
         return (self.batch_confirm, self.withdrawal_confirm)
 
