@@ -26,10 +26,12 @@ from hkops.numbers.model import NumberState
 from hkops.numbers.tables import number_blocks, numbers
 from hkops.store import migrate
 from hkops.store.engine import Store
-from hkops.timeutil import utc_now
+from hkops.timeutil import SHANGHAI, utc_now
 
 S = NumberState
 ACTOR = "demo"
+#: Days of usage records the demo generates (to today), enough for a month's report and forecasts.
+USAGE_DAYS = 35
 
 #: Number segments (NDC) per carrier, from which demo blocks are drawn.
 SEGMENTS = {
@@ -90,6 +92,8 @@ def build(
     orders: int = 3_000,
     hlr_dir: str | Path | None = None,
     order_progress: Callable[[int], None] | None = None,
+    usage_dir: str | Path | None = None,
+    usage_days: int = USAGE_DAYS,
 ) -> DemoSummary:
     """Build the demo world into an empty database (migrations are applied first).
 
@@ -101,6 +105,8 @@ def build(
     memory only, so a later ``hkops hlr reconcile`` would find them missing), and a few are
     suspended or reported lost. The money side: commission schemes for the plans, and 90 days
     of commissions accrued, settled, paid, clawed back and withdrawn (hkops.demo_commissions).
+    With ``usage_dir`` (a usage store that holds no records yet), the last ``usage_days`` days
+    of the cards' usage records and top-ups are generated into it, from each card's activation.
     """
     migrate.upgrade(store)
     with store.read() as conn:
@@ -131,6 +137,7 @@ def build(
         if orders:
             orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr,
                                                             progress=order_progress)
+        _backdate_activations(store)
         from hkops import demo_commissions
 
         money = demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
@@ -139,11 +146,47 @@ def build(
         empty(store, hlr_dir)  # a demo that fails leaves nothing half-built
         raise
     simulator.close()
+    if usage_dir is not None and usage_days:
+        _usage_history(store, Path(usage_dir), usage_days, seed)
     stats = numbers_service.stats(store)
     from hkops.security import users
 
     users.add_demo_users(store)
     return DemoSummary(seed, len(prefixes), stats["total"], stats["by_state"], orders_by_state, money)
+
+
+def _backdate_activations(store: Store) -> None:
+    """Cards were activated while the demo ran: give each the time its sale was activated (the
+    order's activation, moved back by ``take_orders``, or for a card sold before hkops took
+    orders its own activation record, moved back with the stock)."""
+    from hkops.cards import service as cards_service
+    from hkops.cards.tables import sims
+    from hkops.orders.tables import orders as orders_table
+
+    with store.write() as conn:
+        when = dict(conn.execute(
+            select(sims.c.iccid, func.max(audit_log.c.at)).join(audit_log, audit_log.c.subject == sims.c.iccid)
+            .where(sims.c.activated_at.is_not(None), audit_log.c.entity == "sim", audit_log.c.action == "activate")
+            .group_by(sims.c.iccid)).all())
+        when |= dict(conn.execute(
+            select(orders_table.c.iccid, func.max(audit_log.c.at))
+            .join(audit_log, audit_log.c.subject == orders_table.c.number)
+            .join(sims, sims.c.iccid == orders_table.c.iccid)
+            .where(sims.c.activated_at.is_not(None), audit_log.c.entity == "order", audit_log.c.action == "activate")
+            .group_by(orders_table.c.iccid)).all())
+        cards_service.backdate_activations(conn, when)
+
+
+def _usage_history(store: Store, usage_dir: Path, days: int, seed: int) -> None:
+    """The last ``days`` days of usage and top-ups of the world's cards, unless ``usage_dir``
+    already holds records (a usage store is never overwritten by a demo)."""
+    from hkops.network.usage import generate_usage, inventory_cards
+
+    if any((usage_dir / "records").glob("day=*/*.parquet")):
+        return
+    today = utc_now().astimezone(SHANGHAI).date()
+    generate_usage(inventory_cards(store), start=today - timedelta(days=days), days=days, seed=seed,
+                   out_dir=usage_dir)
 
 
 def resident_id(rng: random.Random, born: tuple[int, int] = (1990, 2006)) -> str:
@@ -233,9 +276,23 @@ def _holder(rng: random.Random, province: str, index: int) -> str:
     return f"C{index:06d}"
 
 
-def empty(store: Store, hlr_dir: str | Path | None = None) -> None:
-    """Delete every row of every table, and the HLR registry in ``hlr_dir`` (``hkops demo --fresh``)."""
+def usage_folder() -> Path | None:
+    """The usage store the demo writes to (``HKOPS_USAGE_STORE``, else the data folder's
+    ``usage``), or None when it is not a local folder (a Spark store such as ``hdfs://``)."""
+    from hkops.analytics.engine import store_location
+
+    location = store_location()
+    return None if "://" in location else Path(location)
+
+
+def empty(store: Store, hlr_dir: str | Path | None = None, usage_dir: str | Path | None = None) -> None:
+    """Delete every row of every table, the HLR registry in ``hlr_dir`` and the usage records,
+    top-ups, cards and live feed in ``usage_dir`` (``hkops demo --fresh``)."""
     import shutil
+
+    if usage_dir is not None:
+        for part in ("records", "topups", "cards", "stream"):
+            shutil.rmtree(Path(usage_dir) / part, ignore_errors=True)
 
     from hkops.store.tables import metadata
 

@@ -39,8 +39,10 @@ def key_file(tmp_path_factory):
 def _build(tmp_path_factory, seed: int) -> Store:
     folder = tmp_path_factory.mktemp(f"demo{seed}")
     store = Store(f"sqlite:///{folder / 'demo.db'}")
-    summary = demo.build(store, seed=seed, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr")
+    summary = demo.build(store, seed=seed, per_province=1, cards=200, orders=400, hlr_dir=folder / "hlr",
+                         usage_dir=folder / "usage")
     store.summary, store.hlr_dir, store.url_text = summary, folder / "hlr", f"sqlite:///{folder / 'demo.db'}"
+    store.usage_dir = folder / "usage"
     return store
 
 
@@ -106,6 +108,41 @@ def test_the_demo_world_passes_hkops_check_and_sells_every_number_in_service_wit
         in_service = conn.execute(select(func.count()).where(numbers.c.state.in_(["active", "suspended"]))).scalar()
         live = conn.execute(select(func.count()).where(sims.c.state.in_(["active", "suspended", "lost"]))).scalar()
     assert in_service == live > 200
+
+
+def test_demo_cards_were_activated_when_they_were_sold_and_used_since(world):
+    """Each card sold through an order was activated when its order was (90 days spread, not
+    when the demo ran), and the demo's usage store holds each card's records only from then on."""
+    import duckdb
+
+    from hkops.audit import audit_log
+
+    with world.read() as conn:
+        sold = dict(conn.execute(
+            select(orders.c.iccid, func.max(audit_log.c.at)).join(audit_log, audit_log.c.subject == orders.c.number)
+            .where(audit_log.c.entity == "order", audit_log.c.action == "activate").group_by(orders.c.iccid)).all())
+        activated = dict(conn.execute(select(sims.c.iccid, sims.c.activated_at)
+                                      .where(sims.c.activated_at.is_not(None))).all())
+        card_records = dict(conn.execute(
+            select(audit_log.c.subject, func.max(audit_log.c.at))
+            .where(audit_log.c.entity == "sim", audit_log.c.action == "activate").group_by(audit_log.c.subject)).all())
+        msisdn = dict(conn.execute(select(sims.c.iccid, sims.c.msisdn).where(sims.c.activated_at.is_not(None))).all())
+    live_sold = {i: at for i, at in sold.items() if i in activated}
+    assert len(live_sold) > 100
+    assert all(activated[i] == at for i, at in live_sold.items())
+    assert all(card_records[i] == at for i, at in activated.items())  # the audit trail says the same
+    assert min(activated.values()) < utc_now() - timedelta(days=80)
+    assert max(activated.values()) < utc_now() - timedelta(hours=1)
+
+    records = str(world.usage_dir / "records" / "*" / "*.parquet")
+    first_use = dict(duckdb.sql(f"select msisdn, min(start) from read_parquet('{records}', hive_partitioning=true) "
+                                "where not refused group by msisdn").fetchall())
+    by_number = {int(msisdn[i]): at for i, at in activated.items()}
+    assert len(first_use) > 0.9 * len(by_number)
+    assert all(first_use[m] >= by_number[m] for m in first_use)
+    days = duckdb.sql(f"select count(distinct day) from read_parquet('{records}', hive_partitioning=true) "
+                      "where not refused").fetchall()[0][0]
+    assert days == demo.USAGE_DAYS
 
 
 def test_demo_payments_reconcile_except_the_unpaid_approved_orders(world):

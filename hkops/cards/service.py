@@ -898,6 +898,25 @@ def network_cards(db: Store):
     return frame
 
 
+def backdate_activations(conn: Connection, when: dict[str, datetime]) -> None:
+    """Give cards their past activation times ``{iccid: at}``: the card's ``activated_at`` and
+    the audit records of its pairing and activation. Only the demo does this, to spread its
+    made-up sales over past days (as ``hkops.audit.retime``)."""
+    if not when:
+        return
+    conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(activated_at=bindparam("t")),
+                 [{"i": iccid, "t": at} for iccid, at in when.items()])
+    from hkops.audit import audit_log
+
+    times = {}
+    for chunk in _chunks(list(when)):
+        times |= {row.id: when[row.subject] for row in conn.execute(
+            select(audit_log.c.id, audit_log.c.subject).where(
+                audit_log.c.entity == "sim", audit_log.c.subject.in_(chunk),
+                audit_log.c.action.in_(("pair", "activate_requested", "activate"))))}
+    audit.retime(conn, times)
+
+
 def command_stats(db: Store, hours: int = 24) -> dict:
     """HLR commands written in the last ``hours``: how many, how many needed more than one
     try or were refused, and that share as the link's error rate (a Decimal string)."""

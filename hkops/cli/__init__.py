@@ -132,11 +132,12 @@ def demo(
 
     db = store()
     if fresh:
-        demo_module.empty(db, folder_for(db))
+        demo_module.empty(db, folder_for(db), demo_module.usage_folder())
     with progress(len(demo_module.PROVINCES) * per_province * 10_000, "numbers", "demo numbers") as bar, \
             progress(orders, "orders", "demo orders") as order_bar:
         summary = demo_module.build(db, seed=seed, per_province=per_province, progress=bar.update, orders=orders,
-                                    cards=cards, hlr_dir=folder_for(db), order_progress=order_bar.update)
+                                    cards=cards, hlr_dir=folder_for(db), order_progress=order_bar.update,
+                                    usage_dir=demo_module.usage_folder())
     echo(f"demo world (seed {summary.seed}): {summary.numbers} numbers in {summary.blocks} blocks; "
          + ", ".join(f"{k} {v}" for k, v in summary.by_state.items() if v))
     echo(f"{sum(summary.orders_by_state.values())} orders: "
@@ -174,7 +175,7 @@ def serve(
         with progress(len(demo_module.PROVINCES) * 2 * 10_000, "numbers", "demo numbers") as bar, \
                 progress(3_000, "orders", "demo orders") as order_bar:
             demo_module.build(db, seed=demo_seed, progress=bar.update, hlr_dir=folder_for(db),
-                              order_progress=order_bar.update)
+                              order_progress=order_bar.update, usage_dir=demo_module.usage_folder())
     changed = service.regrade_if_rules_changed(db, actor=getpass.getuser())
     if changed:
         echo(f"grading rules changed: {sum(changed.values())} number(s) re-graded")

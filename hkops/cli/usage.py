@@ -14,7 +14,7 @@ from hkops.errors import InvalidValue
 
 app = typer.Typer(help="Usage records (话单) and top-ups: generate them, read their statistics.", no_args_is_help=True)
 
-Out = typer.Option(None, "--out", help="The Parquet store (default data/usage).")
+Out = typer.Option(None, "--out", help="The Parquet store (default HKOPS_USAGE_STORE, else data/usage).")
 
 
 def _day(value: str | None, field: str) -> date | None:
@@ -40,9 +40,9 @@ def generate(
     """Generate voice, SMS and data records and top-ups, partitioned by day as Parquet."""
     from datetime import timedelta
 
-    from hkops.cards.service import network_cards
+    from hkops.analytics.engine import store_location
     from hkops.cli.common import store
-    from hkops.network.usage import DEFAULT_OUT_DIR, generate_usage, synthetic_cards
+    from hkops.network.usage import generate_usage, inventory_cards, synthetic_cards
     from hkops.timeutil import SHANGHAI, utc_now
 
     from hkops.cli.common import actor
@@ -51,11 +51,7 @@ def generate(
     db = store()  # migrated and logged in first: actor() needs the users table
     access.require(actor(), "usage.write", "generate usage records", db)
     first = _day(start, "start") or (utc_now().astimezone(SHANGHAI).date() - timedelta(days=days))
-    population = None if synthetic else network_cards(store())
-    if population is not None and not population.empty:
-        from hkops.analytics.usage_stats import sold_cards
-
-        population = population.merge(sold_cards(db), on="msisdn", how="left")
+    population = None if synthetic else inventory_cards(db)
     if population is None or population.empty:
         population = synthetic_cards(cards, seed=seed)
         source = f"{cards:,} synthetic cards"
@@ -63,7 +59,7 @@ def generate(
         source = f"{len(population):,} cards of the inventory"
     with progress(days, "days", "generating") as bar:
         summary = generate_usage(population, start=first, days=days, seed=seed,
-                                 out_dir=out or DEFAULT_OUT_DIR, progress=lambda done, total: bar.update(1))
+                                 out_dir=out or store_location(), progress=lambda done, total: bar.update(1))
     if as_json:
         emit_json(summary.to_dict())
     else:

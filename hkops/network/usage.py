@@ -655,6 +655,16 @@ def generate_usage(
     return summary
 
 
+def inventory_cards(db) -> pd.DataFrame:
+    """The inventory's activated cards as the ``cards`` frame :func:`generate_usage` takes, with
+    the plan and channel each was sold with (empty for cards sold before hkops took orders)."""
+    from hkops.analytics.usage_stats import sold_cards
+    from hkops.cards.service import network_cards
+
+    cards = network_cards(db)
+    return cards if cards.empty else cards.merge(sold_cards(db), on="msisdn", how="left")
+
+
 def synthetic_cards(n: int, *, seed: int = 7, provinces: dict[str, list[str]] | None = None,
                     state_shares: dict[str, float] | None = None) -> pd.DataFrame:
     """A ``cards`` frame for demos, tests and benchmarks until the card lifecycle feeds one.
