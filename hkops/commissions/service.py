@@ -724,17 +724,34 @@ _W_NEXT = {"approve": (("requested",), "approved"), "pay": (("approved",), "paid
 
 def move_withdrawal(db: Store, wid: int, action: str, *, actor: str, now: datetime, reason: str | None = None,
                     reference: str | None = None) -> dict:
-    """approve, pay (the amount leaves the balance: paid out, fee and tax withheld) or reject (released)."""
+    """approve, pay (the amount leaves the balance: paid out, fee and tax withheld) or reject (released).
+
+    Checked under lock, as ``request_withdrawal`` freezes: every write transaction is serialised
+    (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), and the agent's and the withdrawal's rows
+    are locked besides, so two payers of one withdrawal pay it once. Pay is refused when the balance
+    no longer covers what is frozen (a negative settlement since the request: the money is not there)."""
     require(actor, "settlement.write", f"{action} withdrawal {wid}", db)
     before, after = _W_NEXT[action]
     with unit_of_work(db) as conn:
-        w = conn.execute(select(withdrawals).where(withdrawals.c.id == wid)).mappings().first()
-        if w is None:
+        code = conn.execute(select(agents.c.code).join(withdrawals, withdrawals.c.agent_id == agents.c.id)
+                            .where(withdrawals.c.id == wid)).scalar()
+        if code is None:
             raise NotFound(f"withdrawal {wid} does not exist")
+        _agent(conn, code, lock=True)  # as request_withdrawal: one move per agent at a time
+        w = conn.execute(select(withdrawals).where(withdrawals.c.id == wid).with_for_update()).mappings().first()
         if w["state"] not in before:
             raise IllegalTransition(f"withdrawal {wid} is {w['state']}; cannot {action} it")
-        conn.execute(update(withdrawals).where(withdrawals.c.id == wid).values(
-            state=after, changed_at=now, **({"reference": reference} if reference else {})))
+        if action == "pay":
+            held = balance(conn, code)
+            if held["available_fen"] < 0:
+                raise IllegalTransition(
+                    f"withdrawal {wid} cannot be paid: agent {code}'s balance of {held['balance_fen']} fen no "
+                    f"longer covers its frozen {held['frozen_fen']} fen (a negative settlement since the request); "
+                    "reject it or wait for the balance")
+        moved = conn.execute(update(withdrawals).where(withdrawals.c.id == wid, withdrawals.c.state.in_(before))
+                             .values(state=after, changed_at=now, **({"reference": reference} if reference else {})))
+        if moved.rowcount != 1:  # cannot happen under the lock; refuses rather than pays twice
+            raise IllegalTransition(f"withdrawal {wid} was moved meanwhile; cannot {action} it")
         if action == "pay":
             net = w["amount_fen"] - w["fee_fen"] - w["tax_fen"]
             conn.execute(agent_ledger.insert(), [
