@@ -531,3 +531,32 @@ def test_a_replayed_activation_neither_pays_twice_nor_moves_the_in_network_month
     # Month N ends at midnight (Shanghai) starting month N+1 after activation: 16:00 UTC the day before.
     assert months == {(2, datetime(2027, 1, 31, 16, tzinfo=timezone.utc)),
                       (3, datetime(2027, 2, 28, 16, tzinfo=timezone.utc))}
+
+
+def test_a_withdrawal_is_not_paid_when_a_negative_settlement_took_the_frozen_money(distribution, hlr, clock,
+                                                                                   tmp_path):
+    """Review finding: pay rechecks, under lock, that the frozen amount is still in the balance."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 1, hlr[1], clock)
+    o2 = _sold_by_a3(db, 2, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=_at(date(2026, 12, 31)))
+    _settle(db, "2026-12", date(2027, 1, 1), "DEC")
+    w = commissions.request_withdrawal(db, "A3", "80.00", as_of=date(2027, 1, 5), actor="finance",
+                                       now=_at(date(2027, 1, 5)), rules=RULES)
+    commissions.move_withdrawal(db, w["id"], "approve", actor="finance", now=_at(date(2027, 1, 6)))
+    clock.now = _at(date(2027, 1, 20))
+    orders.return_order(db, o2, actor="desk", reason="customer changed mind")
+    commissions.accrue(db, as_of=date(2027, 3, 1), until=date(2027, 2, 28), actor="finance", now=_at(date(2027, 3, 1)))
+    assert _settle(db, "2027-02", date(2027, 3, 1), "FEB")["A3"] == -3_360
+    assert _balances(db)["A3"] == (4_960, 8_000, -3_040)  # the frozen 8,000 is no longer there
+    before = _counts(db)
+    with pytest.raises(IllegalTransition, match="balance of 4960 fen no longer covers its frozen 8000 fen"):
+        commissions.move_withdrawal(db, w["id"], "pay", actor="finance", now=NOW, reference="B1")
+    assert _counts(db) == before and commissions.get_withdrawal(db, w["id"])["state"] == "approved"
+    with db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(agent_ledger)
+                            .where(agent_ledger.c.withdrawal_id == w["id"])).scalar() == 0
+    assert commissions.move_withdrawal(db, w["id"], "reject", actor="finance", now=NOW,
+                                       reason="balance gone")["state"] == "rejected"
+    assert _balances(db)["A3"] == (4_960, 0, 4_960)

@@ -175,7 +175,6 @@ def test_a_customer_of_both_agents_does_not_lead_an_agent_user_to_the_other_agen
 
 def test_analytics_give_people_as_pseudonymous_keys_and_agents_only_their_subtree(two_agents):
     w = two_agents
-    refusal(lambda: sales.orders_frame(w.db, actor=w.ua))  # the agent role has no analytics.read
     frame = sales.orders_frame(w.db, actor=w.ann)
     assert set(frame["number"]) == {w.a.number, w.b.number}
     assert not {"resident_id_hash", "customer_name", "contact", "ship_address", "id_masked"} & set(frame.columns)
@@ -187,10 +186,18 @@ def test_analytics_give_people_as_pseudonymous_keys_and_agents_only_their_subtre
     # One person's orders share one key.
     assert sales.orders_frame(w.db, actor=w.ann)["customer"].tolist() == keys
 
-    ua = with_permissions(w.ua, "analytics.read")
-    assert list(sales.orders_frame(w.db, actor=ua)["number"]) == [w.a.number]
-    assert sales.funnel(w.db, actor=ua)["orders"].iloc[0] == 1
+    # The agent role has analytics.read: its own subtree's figures, nothing of the sibling's.
+    assert list(sales.orders_frame(w.db, actor=w.ua)["number"]) == [w.a.number]
+    assert list(sales.orders_frame(w.db, actor=w.ub)["number"]) == [w.b.number]
+    assert sales.funnel(w.db, actor=w.ua)["orders"].iloc[0] == 1
     assert sales.funnel(w.db, actor=w.ann)["orders"].iloc[0] == 2
+    assert sales.funnel_report(w.db, "agent", actor=w.ub)["agent"].tolist() == ["B"]
+    # What is not confined to a subtree stays refused to agent users: the pool, whole tables.
+    from hkops.analytics import engine, planning
+
+    for refused in (lambda: planning.planning_tables(w.db, w.ua), lambda: engine.state_arrow(w.db, "orders", actor=w.ua)):
+        with pytest.raises(AccessDenied, match="sees its own subtree only"):
+            refused()
 
 
 def test_an_analyst_look_up_leaves_out_names_contacts_and_addresses(two_agents):

@@ -148,9 +148,14 @@ def test_export_refuses_an_unknown_format_or_nothing_to_export():
         export_tables({}, "xlsx")
 
 
-def test_an_agent_user_without_analytics_is_told_so(two_agents, usage_dir):
+def test_an_agent_user_sees_its_own_subtree_and_not_the_operators_pool_or_usage(two_agents, usage_dir):
+    everyone = trends_console(two_agents.db, actor=two_agents.root, usage_dir=usage_dir)
     console = trends_console(two_agents.db, actor=two_agents.ua, usage_dir=usage_dir)
-    assert console.status.kind == "error" and "analytics.read" in console.status.text
+    assert console.status.kind == "ok", console.status.text
+    placed = lambda c: int(c.tables["funnel"]["placed"].sum())  # noqa: E731
+    assert (placed(console), placed(everyone)) == (1, 2)  # A3's order only, not B's
+    assert len(everyone.tables["pool"]) and not len(console.tables["pool"]) and not len(console.tables["usage"])
+    assert "not shown to agent users" in console.usage_note.value
 
 
 def test_the_consoles_index_links_the_trends_console():

@@ -382,15 +382,10 @@ def state_arrow(db: "Store", name: str, *, actor=None):
     import pyarrow as pa
     from sqlalchemy import select
 
-    from hkops.agents.service import scope_query
-    from hkops.security.access import AccessDenied, deny, require
+    from hkops.security.access import require_whole
 
-    what = f"read the whole {name} table for analysis"
-    require(actor, "analytics.read", what, db)
-    if scope_query(actor) is not None:
-        refused = AccessDenied(str(actor), what, detail="an agent user sees its own subtree through the sales reports")
-        deny(db, refused)
-        raise refused
+    require_whole(actor, "analytics.read", f"read the whole {name} table for analysis", db,
+                  why="it sees its own subtree through the sales reports")
     tables = state_tables()
     if name not in tables:
         raise InvalidValue("table", name, f"must be one of {', '.join(sorted(tables))}")

@@ -199,12 +199,13 @@ def runway(available: dict[str, int], demand_per_day: dict[str, float], recycled
 
 
 def planning_tables(db: Store, actor=None) -> dict:
-    """The tables planning reads (checks ``analytics.read``); pass them as ``tables=`` to the
-    reports below to read the database once for several of them."""
+    """The tables planning reads (checks ``analytics.read``; the number pool is the operator's, so
+    an agent user is refused); pass them as ``tables=`` to the reports below to read the database
+    once for several of them."""
     from hkops.analytics._state import _tables
-    from hkops.security.access import require
+    from hkops.security.access import require_whole
 
-    require(actor, "analytics.read", "plan number resources")
+    require_whole(actor, "analytics.read", "plan number resources", why="the number pool is the operator's")
     return _tables(db, PLANNING_TABLES)
 
 

@@ -35,8 +35,6 @@ daylight saving). Refused attempts are kept apart: billable columns exclude them
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -859,56 +857,11 @@ def export_report(sheets: dict[str, "pd.DataFrame"], path: Path | str) -> Path:
         raise InvalidValue("out", str(path), "must end in .xlsx or .csv")
     if not path.parent.exists():
         raise InvalidValue("out", str(path), f"is in a folder that does not exist ({path.parent})")
-    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=f".{path.stem}-")
-    os.close(handle)
-    try:
-        (_write_xlsx if suffix == ".xlsx" else _write_csv)(sheets, Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    from hkops import spreadsheets
 
-
-def _cell(value):
-    import pandas as pd
-
-    if value is None or (not isinstance(value, (str, Decimal)) and pd.isna(value)):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
-def _write_xlsx(sheets: dict[str, "pd.DataFrame"], path: Path) -> None:
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    book = Workbook()
-    book.remove(book.active)
-    for name, frame in sheets.items():
-        sheet = book.create_sheet(name[:31])
-        sheet.append(list(frame.columns))
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for row in frame.itertuples(index=False):
-            sheet.append([_cell(v) for v in row])
-        for column, header in enumerate(frame.columns, start=1):
-            if header.endswith("_yuan"):
-                for (cell,) in sheet.iter_rows(min_row=2, min_col=column, max_col=column):
-                    cell.number_format = "#,##0.00"
-        sheet.freeze_panes = "A2"
-    book.save(path)
-
-
-def _write_csv(sheets: dict[str, "pd.DataFrame"], path: Path) -> None:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8-sig") as out:
-        writer = csv.writer(out)
-        writer.writerow(["sheet", "row", "column", "value"])
-        for name, frame in sheets.items():
-            for number, row in enumerate(frame.itertuples(index=False), start=1):
-                for column, value in zip(frame.columns, row):
-                    value = _cell(value)
-                    writer.writerow([name, number, column, "" if value is None else value])
+    if suffix == ".xlsx":
+        return spreadsheets.save([spreadsheets.from_frame(name, frame) for name, frame in sheets.items()], path)
+    tidy = ([name, number, column, value] for name, frame in sheets.items()
+            for number, row in enumerate(frame.itertuples(index=False, name=None), start=1)
+            for column, value in zip(frame.columns, row))
+    return spreadsheets.save([spreadsheets.Sheet("report", ["sheet", "row", "column", "value"], tidy)], path)

@@ -81,7 +81,7 @@ def _reader():
     from hkops.security import access
 
     db = store()  # migrated and logged in first: actor() needs the users table
-    access.require(actor(), "analytics.read", "read the usage statistics of every card", db)
+    access.require_whole(actor(), "analytics.read", "read the usage statistics of every card", db)
     return db
 
 

@@ -5,7 +5,6 @@ that the caller cannot give (``as_of``)."""
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -14,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, Text, and_, case,
                         cast, exists, func, literal, null, or_, select, update)
 
-from hkops import audit
+from hkops import audit, spreadsheets
 from hkops.agents.tables import agents
 from hkops.audit import Event, audit_log
 from hkops.catalogue.tables import plan_prices, plans
@@ -725,17 +724,34 @@ _W_NEXT = {"approve": (("requested",), "approved"), "pay": (("approved",), "paid
 
 def move_withdrawal(db: Store, wid: int, action: str, *, actor: str, now: datetime, reason: str | None = None,
                     reference: str | None = None) -> dict:
-    """approve, pay (the amount leaves the balance: paid out, fee and tax withheld) or reject (released)."""
+    """approve, pay (the amount leaves the balance: paid out, fee and tax withheld) or reject (released).
+
+    Checked under lock, as ``request_withdrawal`` freezes: every write transaction is serialised
+    (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), and the agent's and the withdrawal's rows
+    are locked besides, so two payers of one withdrawal pay it once. Pay is refused when the balance
+    no longer covers what is frozen (a negative settlement since the request: the money is not there)."""
     require(actor, "settlement.write", f"{action} withdrawal {wid}", db)
     before, after = _W_NEXT[action]
     with unit_of_work(db) as conn:
-        w = conn.execute(select(withdrawals).where(withdrawals.c.id == wid)).mappings().first()
-        if w is None:
+        code = conn.execute(select(agents.c.code).join(withdrawals, withdrawals.c.agent_id == agents.c.id)
+                            .where(withdrawals.c.id == wid)).scalar()
+        if code is None:
             raise NotFound(f"withdrawal {wid} does not exist")
+        _agent(conn, code, lock=True)  # as request_withdrawal: one move per agent at a time
+        w = conn.execute(select(withdrawals).where(withdrawals.c.id == wid).with_for_update()).mappings().first()
         if w["state"] not in before:
             raise IllegalTransition(f"withdrawal {wid} is {w['state']}; cannot {action} it")
-        conn.execute(update(withdrawals).where(withdrawals.c.id == wid).values(
-            state=after, changed_at=now, **({"reference": reference} if reference else {})))
+        if action == "pay":
+            held = balance(conn, code)
+            if held["available_fen"] < 0:
+                raise IllegalTransition(
+                    f"withdrawal {wid} cannot be paid: agent {code}'s balance of {held['balance_fen']} fen no "
+                    f"longer covers its frozen {held['frozen_fen']} fen (a negative settlement since the request); "
+                    "reject it or wait for the balance")
+        moved = conn.execute(update(withdrawals).where(withdrawals.c.id == wid, withdrawals.c.state.in_(before))
+                             .values(state=after, changed_at=now, **({"reference": reference} if reference else {})))
+        if moved.rowcount != 1:  # cannot happen under the lock; refuses rather than pays twice
+            raise IllegalTransition(f"withdrawal {wid} was moved meanwhile; cannot {action} it")
         if action == "pay":
             net = w["amount_fen"] - w["fee_fen"] - w["tax_fen"]
             conn.execute(agent_ledger.insert(), [
@@ -804,63 +820,18 @@ def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, act
         require(actor, "settlement.read", f"export settlement batch {batch_id}")
     batch = show_batch(db, batch_id, actor=actor)
     lines, total = statement(batch)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        (_write_xlsx if suffix == ".xlsx" else _write_csv)(partial, batch, lines, total)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    statement_sheet = spreadsheets.Sheet("statement", STATEMENT_COLUMNS, [*lines, total],
+                                         formats={len(STATEMENT_COLUMNS) - 1: YUAN_FORMAT}, bold_last=True,
+                                         widths=(8, 10, 9, 10, 14, 12, 7, 9, 9, 26, 10, 13, 14))
+    if suffix == ".csv":
+        spreadsheets.save([statement_sheet], path, encoding="utf-8")
+    else:
+        summary = [[key, batch[key] or ""] for key in ("id", "agent", "period", "state", "reference")]
+        summary += [["total_fen", batch["total_fen"]], ["total_yuan", fen_to_yuan(batch["total_fen"])],
+                    ["lines", len(lines)], *([key, batch[key]] for key in ("created_at", "changed_at"))]
+        spreadsheets.save([statement_sheet, spreadsheets.Sheet("batch", None, summary, formats={1: YUAN_FORMAT})],
+                          path)
     return len(lines)
-
-
-def _write_csv(path: Path, batch: dict, lines: list[list], total: list) -> None:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(STATEMENT_COLUMNS)
-        writer.writerows(lines)
-        writer.writerow(total)
-
-
-def _write_xlsx(path: Path, batch: dict, lines: list[list], total: list) -> None:
-    """Sheet ``statement`` (the lines, a bold total line, yuan formatted as money) and sheet ``batch``."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("statement")
-    sheet.freeze_panes = "A2"
-    for letter, width in zip("ABCDEFGHIJKLM", (8, 10, 9, 10, 14, 12, 7, 9, 9, 26, 10, 13, 14)):
-        sheet.column_dimensions[letter].width = width
-    bold = Font(bold=True)
-
-    def cells(target, values: list, font=None) -> list:
-        """``values`` as cells of ``target``, the last one (yuan) formatted as money."""
-        out = []
-        for n, value in enumerate(values):
-            cell = WriteOnlyCell(target, value=value)
-            if n == len(values) - 1 and isinstance(value, Decimal):
-                cell.number_format = YUAN_FORMAT
-            if font:
-                cell.font = font
-            out.append(cell)
-        return out
-
-    sheet.append(cells(sheet, STATEMENT_COLUMNS, bold))
-    for line in lines:
-        sheet.append(cells(sheet, line))
-    sheet.append(cells(sheet, total, bold))
-    summary = book.create_sheet("batch")
-    for key in ("id", "agent", "period", "state", "reference"):
-        summary.append([key, batch[key] or ""])
-    summary.append(["total_fen", batch["total_fen"]])
-    summary.append(cells(summary, ["total_yuan", fen_to_yuan(batch["total_fen"])]))
-    summary.append(["lines", len(lines)])
-    for key in ("created_at", "changed_at"):
-        summary.append([key, batch[key].astimezone(SHANGHAI).isoformat(timespec="seconds")])
-    book.save(path)
 
 
 def inconsistencies(conn: Connection) -> list[dict]:

@@ -200,10 +200,11 @@ class FeedSource:
         self.pop = pop = u._population(frame, np.random.default_rng(np.random.SeedSequence([self.seed, 0])))
         self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, time.time_ns()]))
         per_type = np.array([u.RECORDS_PER_DAY[t] for t in range(5)])
-        active = (per_type[[u.VOICE_MO, u.VOICE_MT]].sum() * pop.m_voice
-                  + per_type[[u.SMS_MO, u.SMS_MT]].sum() * pop.m_sms + per_type[u.DATA] * np.sqrt(pop.m_data))
-        refusing = np.array([u.REFUSALS_PER_DAY[s] for s in u.REFUSING_STATES])[np.maximum(pop.refusal, 0)]
-        self.per_day = np.where(pop.active, active, refusing * pop.m_refuse)
+        # Each card's expected records a day, as in the generated history (refusals for refusing cards).
+        self.per_day = np.zeros(pop.n)
+        active, refusing = np.flatnonzero(pop.active), np.flatnonzero(~pop.active)
+        self.per_day[active] = u._usage_rates(pop, active).sum(axis=1)
+        self.per_day[refusing] = u._refusal_rates(pop, refusing)
         provinces = pop.provinces.to_pylist()
         unknown = [p for p in self.outage if not any(name.startswith(p) for name in provinces)]
         if unknown:
@@ -235,15 +236,7 @@ class FeedSource:
         active = pop.active[card]
         rtype = np.where(active, rng.choice(5, size=count, p=self._active_mix),
                          rng.choice(5, size=count, p=u.REFUSAL_TYPE_P)).astype(np.int8)
-        is_voice, is_data = (rtype <= u.VOICE_MT) & active, (rtype == u.DATA) & active
-        z = rng.standard_normal(count)
-        call_s = np.exp(np.log(u.CALL_MEAN_S) - u.CALL_SIGMA ** 2 / 2 + u.CALL_SIGMA * z)
-        data_s = np.minimum(np.exp(np.log(900) - 0.5 + z), 3 * 3600)
-        duration = np.where(is_voice, np.maximum(call_s, 1), np.where(is_data, data_s, 0)).astype(np.int32)
-        per_session = u.DOU_GIB * u.GIB / 30 / u.RECORDS_PER_DAY[u.DATA]
-        size = np.exp(rng.standard_normal(count) - 0.5) * per_session * np.sqrt(pop.m_data[card])
-        total = np.where(is_data, size, 0).astype(np.int64)
-        bytes_up = (total * (0.04 + 0.12 * rng.random(count))).astype(np.int64)
+        duration, bytes_up, bytes_down = u._sessions(rng, rtype, np.sqrt(pop.m_data[card]))
         city = pop.city[card].copy()
         if self.clone_share:
             cloned = rng.random(count) < self.clone_share
@@ -252,13 +245,11 @@ class FeedSource:
         cell = pop.city_cell_base[city] + pop.home_cell[card] % pop.city_cells[city]
         charge = np.zeros(count, dtype=np.int64)  # records leave the network unrated, as in the store
         billable = u._records_table(pop, first_id, rtype[active], card[active], city[active], start[active],
-                                    duration[active], bytes_up[active], total[active] - bytes_up[active],
-                                    cell[active], charge[active], None)
+                                    duration[active], bytes_up[active], bytes_down[active], cell[active],
+                                    charge[active], None)
         refused = ~active
-        zeros = np.zeros(int(refused.sum()), np.int64)
-        refusals = u._records_table(pop, first_id + billable.num_rows, rtype[refused], card[refused], city[refused],
-                                    start[refused], np.zeros(zeros.size, np.int32), zeros, zeros, cell[refused],
-                                    zeros, pop.refusal[card[refused]])
+        refusals = u._refusals_table(pop, first_id + billable.num_rows, rtype[refused], card[refused],
+                                     city[refused], start[refused])
         import pyarrow as pa
 
         return pa.concat_tables([billable, refusals]).sort_by("start")

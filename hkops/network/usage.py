@@ -452,6 +452,54 @@ def _records_table(pop: _Population, first_id: int, rtype, card, city, start, du
     ], schema=RECORD_SCHEMA)
 
 
+def _usage_rates(pop: _Population, cards: np.ndarray, week: np.ndarray | None = None) -> np.ndarray:
+    """Expected records a day of each of ``cards`` (active), one column per record type: the type's
+    mean times the card's multiplier (data sessions and incoming SMS take its square root), times
+    ``week``'s factor per type (none: the week's mean)."""
+    week = np.ones(5) if week is None else week
+    sq_data = np.sqrt(pop.m_data[cards])
+    lam = np.empty((len(cards), 5))
+    lam[:, VOICE_MO] = RECORDS_PER_DAY[VOICE_MO] * week[VOICE_MO] * pop.m_voice[cards]
+    lam[:, VOICE_MT] = RECORDS_PER_DAY[VOICE_MT] * week[VOICE_MT] * pop.m_voice[cards]
+    lam[:, SMS_MO] = RECORDS_PER_DAY[SMS_MO] * week[SMS_MO] * pop.m_sms[cards]
+    lam[:, SMS_MT] = RECORDS_PER_DAY[SMS_MT] * week[SMS_MT] * np.sqrt(pop.m_sms[cards])
+    lam[:, DATA] = RECORDS_PER_DAY[DATA] * week[DATA] * sq_data
+    return lam
+
+
+def _refusal_rates(pop: _Population, cards: np.ndarray) -> np.ndarray:
+    """Expected refused attempts a day of each of ``cards`` (suspended, lost, terminated, replaced)."""
+    return np.array([REFUSALS_PER_DAY[s] for s in REFUSING_STATES])[pop.refusal[cards]] * pop.m_refuse[cards]
+
+
+def _sessions(rng: np.random.Generator, rtype: np.ndarray, sq_data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Duration (s) and bytes up and down of records of types ``rtype``: calls lognormal (mean
+    CALL_MEAN_S), data sessions lognormal (mean ~15 min, at most 3 hours) whose volume makes the
+    30-day mean DOU_GIB for the mean card, scaled by ``sq_data`` (the square root of each record's
+    card's data multiplier); SMS take no time and no volume."""
+    n = rtype.size
+    is_data = rtype == DATA
+    is_voice = rtype <= VOICE_MT
+    z = rng.standard_normal(n)
+    call_s = np.exp(np.log(CALL_MEAN_S) - CALL_SIGMA ** 2 / 2 + CALL_SIGMA * z)
+    data_s = np.minimum(np.exp(np.log(900) - 0.5 + z), 3 * 3600)
+    duration = np.where(is_voice, np.maximum(call_s, 1), np.where(is_data, data_s, 0)).astype(np.int32)
+    per_session = DOU_GIB * GIB / 30 / RECORDS_PER_DAY[DATA]
+    size = np.exp(rng.standard_normal(n) - 0.5) * per_session * sq_data
+    total = np.where(is_data, size, 0).astype(np.int64)
+    bytes_up = (total * (0.04 + 0.12 * rng.random(n))).astype(np.int64)
+    return duration, bytes_up, total - bytes_up
+
+
+def _refusals_table(pop: _Population, first_id: int, rtype, card, city, start) -> pa.Table:
+    """Refused attempts (reason: the card's state) as records: at the card's home cell in ``city``,
+    no time, no volume, no charge."""
+    zeros = np.zeros(card.size, np.int64)
+    cell = pop.city_cell_base[city] + pop.home_cell[card] % pop.city_cells[city]
+    return _records_table(pop, first_id, rtype, card, city, start, np.zeros(card.size, np.int32), zeros, zeros, cell,
+                          zeros, pop.refusal[card])
+
+
 def _day_records(pop: _Population, rng: np.random.Generator, day: date, day_number: int) -> tuple[pa.Table, dict]:
     """Every record of one local day: billable usage of active cards, then refusals."""
     day_start_us = day_number * US_PER_DAY - SHANGHAI_OFFSET_US
@@ -461,14 +509,7 @@ def _day_records(pop: _Population, rng: np.random.Generator, day: date, day_numb
 
     live = pop.active & (pop.activated_us < day_end_us)
     idx = np.flatnonzero(live)
-    # Rates per (card, type); data sessions and session size each take the square root of the multiplier.
-    sq_data = np.sqrt(pop.m_data[idx])
-    lam = np.empty((len(idx), 5))
-    lam[:, VOICE_MO] = RECORDS_PER_DAY[VOICE_MO] * week[VOICE_MO] * pop.m_voice[idx]
-    lam[:, VOICE_MT] = RECORDS_PER_DAY[VOICE_MT] * week[VOICE_MT] * pop.m_voice[idx]
-    lam[:, SMS_MO] = RECORDS_PER_DAY[SMS_MO] * week[SMS_MO] * pop.m_sms[idx]
-    lam[:, SMS_MT] = RECORDS_PER_DAY[SMS_MT] * week[SMS_MT] * np.sqrt(pop.m_sms[idx])
-    lam[:, DATA] = RECORDS_PER_DAY[DATA] * week[DATA] * sq_data
+    lam = _usage_rates(pop, idx, week)
     counts = rng.poisson(lam).ravel()
     slot = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
     local = slot // 5
@@ -480,23 +521,7 @@ def _day_records(pop: _Population, rng: np.random.Generator, day: date, day_numb
     hours = _sample_hours(rng, rtype, _HOUR_LUT)
     start = day_start_us + hours * US_PER_HOUR + (rng.random(n) * US_PER_HOUR).astype(np.int64)
 
-    is_data = rtype == DATA
-    is_voice = rtype <= VOICE_MT
-    # Durations: calls lognormal (mean CALL_MEAN_S), data sessions lognormal (mean ~15 min), SMS 0.
-    z = rng.standard_normal(n)
-    call_s = np.exp(np.log(CALL_MEAN_S) - CALL_SIGMA ** 2 / 2 + CALL_SIGMA * z)
-    data_s = np.exp(np.log(900) - 0.5 + z)
-    duration = np.where(is_voice, np.maximum(call_s, 1), np.where(is_data, np.minimum(data_s, 3 * 3600), 0))
-    duration = duration.astype(np.int32)
-    # Data volume: per-session mean makes the 30-day mean DOU_GIB for the mean card.
-    per_session = DOU_GIB * GIB / 30 / RECORDS_PER_DAY[DATA]
-    size = np.exp(rng.standard_normal(n) - 0.5) * per_session
-    size *= sq_data[local]
-    up_share = 0.04 + 0.12 * rng.random(n)
-    total = np.where(is_data, size, 0).astype(np.int64)
-    bytes_up = (total * up_share).astype(np.int64)
-    bytes_down = total - bytes_up
-    del size, up_share, z, call_s, data_s
+    duration, bytes_up, bytes_down = _sessions(rng, rtype, np.sqrt(pop.m_data[card]))
 
     # Place: home or work cell, some other cell of the city, or a day spent travelling.
     travelling = rng.random(pop.n) < TRAVEL_PER_DAY
@@ -516,28 +541,23 @@ def _day_records(pop: _Population, rng: np.random.Generator, day: date, day_numb
     keep = start >= pop.activated_us[card]
     if not keep.all():
         card, rtype, start, duration, bytes_up, bytes_down = card[keep], rtype[keep], start[keep], duration[keep], bytes_up[keep], bytes_down[keep]
-        cell_id, rec_city, charge, total = cell_id[keep], rec_city[keep], charge[keep], total[keep]
+        cell_id, rec_city, charge = cell_id[keep], rec_city[keep], charge[keep]
         n = card.size
 
     # Refused attempts by suspended / lost / terminated / replaced cards.
     ref_idx = np.flatnonzero(~pop.active)
-    ref_counts = rng.poisson(np.array([REFUSALS_PER_DAY[s] for s in REFUSING_STATES])[pop.refusal[ref_idx]] * pop.m_refuse[ref_idx])
+    ref_counts = rng.poisson(_refusal_rates(pop, ref_idx))
     r_card = np.repeat(ref_idx, ref_counts)
     m = r_card.size
     r_type = rng.choice(5, size=m, p=REFUSAL_TYPE_P).astype(np.int8)
     r_start = day_start_us + _sample_hours(rng, r_type, _HOUR_LUT) * US_PER_HOUR + (rng.random(m) * US_PER_HOUR).astype(np.int64)
-    r_city = pop.city[r_card]
-
-    r_cell = pop.city_cell_base[r_city] + pop.home_cell[r_card] % pop.city_cells[r_city]
-    zeros64 = np.zeros(m, dtype=np.int64)
     base = day_number << 32
     usage = _records_table(pop, base, rtype, card, rec_city, start, duration, bytes_up, bytes_down, cell_id, charge, None)
-    refusals = _records_table(pop, base + n, r_type, r_card, r_city, r_start, np.zeros(m, np.int32), zeros64, zeros64,
-                              r_cell, zeros64, pop.refusal[r_card])
+    refusals = _refusals_table(pop, base + n, r_type, r_card, pop.city[r_card], r_start)
     table = pa.concat_tables([usage, refusals])
     total_n = n + m
     stats = {
-        "records": total_n, "refused": m, "data_bytes": int(total.sum()),
+        "records": total_n, "refused": m, "data_bytes": int(bytes_up.sum() + bytes_down.sum()),
         "voice_mo_seconds": int(duration[rtype == VOICE_MO].sum(dtype=np.int64)), "charge_fen": int(charge.sum()),
     }
     return table, stats

@@ -170,6 +170,17 @@ def few(values: Iterable, shown: int = 3) -> str:
     return f"{head} and {len(values) - shown} more" if len(values) > shown else head
 
 
+def require_whole(actor: str, permission: str, what: str, db=None, *,
+                  why: str = "it reads every agent's data, not a subtree's") -> None:
+    """:func:`require`, and refuse an agent user (audited like a missing permission): for what is
+    not confined to an agent's subtree (the whole number pool, every card's usage, a whole table)."""
+    require(actor, permission, what, db)
+    if agent_scope(actor) is not None:
+        refused = AccessDenied(str(actor), what, detail=f"an agent user sees its own subtree only; {why}")
+        deny(db, refused)
+        raise refused
+
+
 def deny(db, refused: AccessDenied) -> None:
     """Audit a refusal (entity ``access``, subject the user, action ``denied``, reason the
     message) in its own transaction, once; the refused use case's transaction rolls back."""

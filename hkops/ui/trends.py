@@ -172,6 +172,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         from hkops.analytics import planning, sales
         from hkops.analytics._state import execute
         from hkops.analytics.filters import today
+        from hkops.security.access import agent_scope
 
         filters = self._checked()  # a bad filter stops here, with everything shown left as it was
         with self.progress.busy("读取 Reading orders, usage and the pool", 6) as step:
@@ -180,16 +181,19 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
             step()
             long = execute(sales.trends(steps, "day"))
             step()
-            usage = self._usage(filters)
-            step()
-            tables = planning.planning_tables(self.store, self.actor)
-            pool = planning.utilisation_report(self.store, actor=self.actor, tables=tables)
-            step()
-            plan = planning.block_plan(self.store, actor=self.actor, tables=tables)
-            step()
-            first = filters.start or (filters.end or today()) - timedelta(days=DEFAULT_DAYS - 1)
-            history = planning.history_report(self.store, first, filters.end or today(), actor=self.actor,
-                                              tables=tables)
+            if agent_scope(self.actor) is not None:  # an agent user: its subtree's sales, not the operator's
+                usage, pool, plan, history = self._operator_only()
+            else:
+                usage = self._usage(filters)
+                step()
+                tables = planning.planning_tables(self.store, self.actor)
+                pool = planning.utilisation_report(self.store, actor=self.actor, tables=tables)
+                step()
+                plan = planning.block_plan(self.store, actor=self.actor, tables=tables)
+                step()
+                first = filters.start or (filters.end or today()) - timedelta(days=DEFAULT_DAYS - 1)
+                history = planning.history_report(self.store, first, filters.end or today(), actor=self.actor,
+                                                  tables=tables)
             if filters.region:
                 pool, plan = pool[pool.region == filters.region], plan[plan.region == filters.region]
                 history = history[history.region == filters.region]
@@ -205,6 +209,20 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self._draw_history(history)
         self._show_breakdown()
         self.status.ok(f"已更新 Shown for {self._described(filters)}.")
+
+    def _operator_only(self):
+        """Empty usage, pool, block plan and pool history, with a note: every card's usage and the
+        number pool are the operator's, not an agent's subtree."""
+        import pandas as pd
+
+        self.usage_note.value = ("<div class='hkops-muted'>代理用户不显示 Every card's usage and the number pool "
+                                 "are not shown to agent users.</div>")
+        states = ["available", "reserved", "assigned", "active", "suspended", "quarantined", "blocked"]
+        return (pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]),
+                pd.DataFrame(columns=["region", *states]),
+                pd.DataFrame(columns=["region", "available", "demand_per_day", "recycled_in_cover", "days_left",
+                                      "runs_out_on", "blocks_to_request"]),
+                pd.DataFrame(columns=["region", "day", "utilisation"]))
 
     def _usage(self, filters):
         import pandas as pd
