@@ -3,6 +3,7 @@ clawback, settlement batches and the agent balance, with a worked example comput
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from hkops import audit
 from hkops.cards import service as card_service
 from hkops.commissions import service as commissions
 from hkops.commissions.tables import agent_ledger, commission_entries, commission_schemes
-from hkops.errors import IllegalTransition, InvalidFile, InvalidValue
+from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
 from hkops.orders import service as orders
 from test_cards_lifecycle import hlr  # noqa: F401  (fixture)
 
@@ -225,6 +226,122 @@ def test_the_worked_example(distribution, hlr, clock, tmp_path):
         assert commissions.inconsistencies(conn) == [] and commissions.ledger_inconsistencies(conn) == []
 
 
+def _moves(history: list[dict]) -> list[tuple]:
+    """An entry's history as (who, when, action, from, to) and whether a reason is given."""
+    return [(m["actor"], m["at"], m["action"], m["from_state"], m["to_state"], bool(m["reason"])) for m in history]
+
+
+def test_an_entrys_history_is_rebuilt_from_the_audit_trail(distribution, hlr, clock, hkops_cli, tmp_path):
+    """Credits held for their 60-day window (next-month timing) become eligible, are settled and paid;
+    o2's return on 20 January claws its credits back. Each move of each run or batch is one audit
+    record naming its entries by id runs, and an entry's history is read back from them alone."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path, SCHEME.replace('"instant"', '"next_month"')), actor="finance",
+                           now=NOW)
+    o1, o2 = _sold_by_a3(db, 31, hlr[1], clock), _sold_by_a3(db, 32, hlr[1], clock)
+    december, february, march = _at(date(2026, 12, 31)), _at(date(2027, 2, 10)), _at(date(2027, 3, 1))
+    assert commissions.accrue(db, as_of=date(2026, 12, 31), actor="accountant", now=december)["held"] == 10
+    clock.now = _at(date(2027, 1, 20))
+    orders.return_order(db, o2, actor="desk", reason="customer changed mind")
+    result = commissions.accrue(db, as_of=date(2027, 2, 10), actor="controller", now=february)
+    # o1 month 2 (held until 2 April); o2's 5 credits reversed (eligible on 8 February, with the credits).
+    assert result == {"accrued": 3, "clawed_back": 5, "eligible": 15, "held": 3}
+    with db.read() as conn:
+        run = conn.execute(select(audit.audit_log.c.action, audit.audit_log.c.from_state, audit.audit_log.c.to_state,
+                                  audit.audit_log.c.details).where(audit.audit_log.c.subject == "accrual",
+                                                                   audit.audit_log.c.at == february)).all()
+    # One record per move of the run, not one per entry: together they name every entry it moved.
+    assert sorted((r.action, r.from_state, r.to_state, len(json.loads(r.details)["entries"]) <= 2,
+                   json.loads(r.details)["count"]) for r in run) == [
+        ("claw_back", None, "eligible", True, 5), ("create", None, "held", True, 3),
+        ("move", "held", "eligible", True, 10)]
+    ids = {(e["order_number"], e["agent"], e["event"], e["kind"]): e["id"] for e in commissions.list_entries(db)}
+    ids_before = list(ids.values())
+    [batch] = commissions.create_batches(db, "2027-02", as_of=date(2027, 3, 1), agent="A3", actor="clerk", now=march)
+    for action in ("confirm", "approve"):
+        commissions.move_batch(db, batch, action, actor="clerk", now=march)
+    commissions.move_batch(db, batch, "pay", actor="treasurer", now=march, reference="FEB-1")
+
+    credit = ids[o1, "A3", "activation", "credit"]
+    assert _moves(commissions.entry_history(db, credit)) == [
+        ("accountant", december, "create", None, "held", True),
+        ("controller", february, "move", "held", "eligible", True),
+        ("clerk", march, "settle", "eligible", "settled", True),
+        ("treasurer", march, "pay", "settled", "paid", True)]
+    reversal = ids[o2, "A3", "activation", "reversal"]
+    history = commissions.entry_history(db, reversal)
+    assert _moves(history) == [("controller", february, "claw_back", None, "eligible", True),
+                               ("clerk", march, "settle", "eligible", "settled", True),
+                               ("treasurer", march, "pay", "settled", "paid", True)]
+    assert "returned" in history[0]["reason"] and f"batch {batch}" in history[1]["reason"]
+    # A2's credit stays eligible (not in A3's batch); o1's month 2 is still held.
+    assert [m["to_state"] for m in commissions.entry_history(db, ids[o1, "A2", "activation", "credit"])] == [
+        "held", "eligible"]
+    assert [m["to_state"] for m in commissions.entry_history(db, ids[o1, "A3", "in_network", "credit"])] == ["held"]
+    assert len(ids_before) == 18
+    with pytest.raises(NotFound):
+        commissions.entry_history(db, max(ids_before) + 1)
+    shown = _ok(hkops_cli(db, "commissions", "history", str(credit), "--json"))
+    assert [(m["action"], m["to_state"]) for m in shown] == [("create", "held"), ("move", "eligible"),
+                                                               ("settle", "settled"), ("pay", "paid")]
+
+
+def test_a_batch_moved_meanwhile_is_refused_with_nothing_changed(distribution, hlr, clock, tmp_path, monkeypatch):
+    """Two payers of one batch: the state is read, another payer moves the batch, then this one
+    updates. The update names the state it read, moves no row, and the payment is refused whole."""
+    db = distribution.db
+    commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
+    _sold_by_a3(db, 33, hlr[1], clock)
+    commissions.accrue(db, as_of=date(2026, 12, 31), actor="finance", now=NOW)
+    [batch] = commissions.create_batches(db, "2026-12", as_of=date(2027, 1, 1), agent="A3", actor="finance", now=NOW)
+    for action in ("confirm", "approve"):
+        commissions.move_batch(db, batch, action, actor="finance", now=NOW)
+    from contextlib import contextmanager
+
+    from hkops.commissions.tables import settlement_batches
+
+    real = commissions.unit_of_work
+
+    @contextmanager
+    def another_payer_between(store):
+        """The transaction, with the batch paid by someone else right after it is read."""
+        with real(store) as conn:
+            execute = conn.execute
+
+            def execute_then_pay(statement, *args, **kwargs):
+                result = execute(statement, *args, **kwargs)
+                if getattr(statement, "is_select", False) and settlement_batches in statement.get_final_froms():
+                    result = result.mappings().all()
+                    execute(settlement_batches.update().where(settlement_batches.c.id == batch).values(state="paid"))
+                    return _Rows(result)
+                return result
+
+            monkeypatch.setattr(conn, "execute", execute_then_pay)
+            yield conn
+
+    before = _counts(db)
+    monkeypatch.setattr(commissions, "unit_of_work", another_payer_between)
+    with pytest.raises(IllegalTransition, match="moved meanwhile"):
+        commissions.move_batch(db, batch, "pay", actor="finance", now=NOW, reference="R1")
+    monkeypatch.setattr(commissions, "unit_of_work", real)
+    assert commissions.show_batch(db, batch)["state"] == "approved" and _counts(db) == before
+    assert commissions.balance(db, "A3")["balance_fen"] == 0
+    assert {e["state"] for e in commissions.list_entries(db, agent="A3")} == {"settled"}
+
+
+class _Rows:
+    """Rows already read, answering ``.mappings().first()`` as the result they came from."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def mappings(self):
+        return self
+
+    def first(self):
+        return self.rows[0] if self.rows else None
+
+
 def test_accrual_twice_gives_the_same_ledger(distribution, hlr, clock, tmp_path):
     db = distribution.db
     commissions.add_scheme(db, _scheme(tmp_path), actor="finance", now=NOW)
@@ -373,7 +490,8 @@ def test_the_command_line_from_scheme_to_withdrawal(distribution, hlr, clock, hk
     assert cli("settlement", "pay", str(batch), "--reference", "BANK-2")[0] == 2
     out = tmp_path / "statement.csv"
     assert cli("settlement", "export", str(batch), "--out", str(out))[0] == 0
-    rows = out.read_text(encoding="utf-8").splitlines()
+    assert out.read_bytes().startswith("\ufeffbatch,".encode())  # UTF-8 with a byte-order mark: Excel reads Chinese
+    rows = out.read_text(encoding="utf-8-sig").splitlines()
     assert len(rows) == 4 and all(number in row for row in rows[1:3]) and rows[-1].endswith(",4160,41.60")
     assert _ok(cli("commissions", "balance", "A3", "--json"))["balance_fen"] == 4_160
     w = _ok(cli("withdrawals", "request", "A3", "--amount", "20.00", "--as-of", "2027-01-02", "--json"))

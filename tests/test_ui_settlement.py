@@ -298,7 +298,8 @@ def test_export_chooses_the_format_by_suffix_and_refuses_another(month):
     db, tmp = month["db"], month["tmp"]
     batch = _paid_batch(db)
     assert commissions.export_batch(db, batch, tmp / "s.csv") == 4
-    with open(tmp / "s.csv", encoding="utf-8") as f:
+    assert (tmp / "s.csv").read_bytes().startswith(b"\xef\xbb\xbfbatch,")  # the byte-order mark Excel needs
+    with open(tmp / "s.csv", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert [r["event"] for r in rows][-1] == "total" and rows[-1]["amount_fen"] == "8320"
     assert rows[-1]["amount_yuan"] == "83.20" and all(r["order"] in month["orders"] for r in rows[:-1])

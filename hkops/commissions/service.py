@@ -5,13 +5,14 @@ that the caller cannot give (``as_of``)."""
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, Text, and_, case,
-                        cast, exists, func, literal, null, or_, select, update)
+                        cast, exists, func, literal, literal_column, null, or_, select, update)
 
 from hkops import audit, spreadsheets
 from hkops.agents.tables import agents
@@ -420,6 +421,74 @@ def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
     return met
 
 
+# ---- entry moves in the audit trail ------------------------------------------------------------
+# Accrual and settlement move entries set-wise; each move of a run or batch is one audit record
+# naming its entries as sorted id runs [[first, last], ...] (details "entries"), so that an entry's
+# history (:func:`entry_history`) is rebuilt from the trail alone.
+
+#: The audit actions of entry moves (entity "commission"): created by accrual, clawed back (a reversal
+#: created), moved by accrual (held -> eligible ...), gathered into a batch (settled), paid.
+ENTRY_MOVES = ("create", "claw_back", "move", "settle", "pay")
+
+
+def _count(runs: list[list[int]]) -> int:
+    """How many ids the runs hold."""
+    return sum(last - first + 1 for first, last in runs)
+
+
+def _ranges_by(conn: Connection, key, *where) -> dict:
+    """The ids of the entries matching ``where`` as sorted runs of consecutive ids, [[first, last], ...],
+    by the value of the column ``key`` (None: all under 0). A group whose count spans its lowest to
+    highest id is one run (found in SQL); the others' ids are read in order and cut into runs."""
+    e = commission_entries.c
+    group = (literal_column("0") if key is None else key).label("key")
+    found: dict = {}
+    scattered = []
+    spans = select(group, func.min(e.id), func.max(e.id), func.count()).where(*where)
+    for value, first, last, count in conn.execute(spans if key is None else spans.group_by(key)):
+        if not count:
+            continue
+        if last - first + 1 == count:
+            found[value] = [[int(first), int(last)]]
+        else:
+            scattered.append(value)
+    if scattered:  # their ids in order, cut where one does not follow the one before
+        chosen = [] if key is None else [key]
+        for value, entry_id in conn.execute(select(group, e.id).where(*where, *(c.in_(scattered) for c in chosen))
+                                            .order_by(*chosen, e.id)).all():
+            runs = found.setdefault(value, [])
+            if runs and entry_id == runs[-1][1] + 1:
+                runs[-1][1] = entry_id
+            else:
+                runs.append([entry_id, entry_id])
+    return found
+
+
+def _move_entries(conn: Connection, state: str, *where) -> list[list[int]]:
+    """Set the entries matching ``where`` to ``state``; the id runs of those moved. The caller holds
+    the write lock, or the lock of the batch whose entries move: the entries found are the entries
+    moved, checked by their count."""
+    runs = _ranges_by(conn, None, *where).get(0, [])
+    moved = conn.execute(update(commission_entries).where(*where).values(state=state)).rowcount
+    if moved != _count(runs):
+        raise IllegalTransition(f"{moved} commission entries moved to {state}, {_count(runs)} expected: "
+                                "they were changed meanwhile; try again")
+    return runs
+
+
+def _entries_moved(subject: str, action: str, before: str | None, after: str, runs: list[list[int]], reason: str,
+                   details: dict) -> Event:
+    """The audit event of one move of a set of entries (entity "commission")."""
+    return Event("commission", subject, action, before, after, reason,
+                 {**details, "count": _count(runs), "entries": runs})
+
+
+def _holds(runs: list[list[int]], entry_id: int) -> bool:
+    """Whether the sorted id runs hold ``entry_id``."""
+    at = bisect_right(runs, entry_id, key=lambda run: run[0]) - 1
+    return at >= 0 and runs[at][1] >= entry_id
+
+
 def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now: datetime,
            usage_dir: str | Path | None = None) -> dict:
     """Turn order events, card stops and month ends up to ``until`` (default ``as_of``) into ledger
@@ -483,22 +552,29 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         if reversals:
             conn.execute(_insert(conn, commission_entries).on_conflict_do_nothing(index_elements=_ENTRY_KEY),
                          reversals)
-        moved = {}
-        for target, states, due in (("eligible", ("accrued", "held"), commission_entries.c.eligible_on <= as_of),
-                                    ("held", ("accrued",), commission_entries.c.eligible_on > as_of)):
-            moved[target] = conn.execute(update(commission_entries).where(
-                commission_entries.c.state.in_(states), due, commission_entries.c.id <= before)
-                .values(state=target)).rowcount
-        count = lambda *where: conn.execute(  # noqa: E731
-            select(func.count()).select_from(commission_entries).where(*where)).scalar()
-        accrued = count(commission_entries.c.id > before, commission_entries.c.id <= credited)
-        held = count(commission_entries.c.state == "held", commission_entries.c.id > before,
-                     commission_entries.c.id <= credited)
-        clawed = {state: count(commission_entries.c.id > credited, commission_entries.c.state == state)
-                  for state in ("eligible", "held")}
-        result = {"accrued": accrued, "clawed_back": sum(clawed.values()),
-                  "eligible": accrued - held + moved["eligible"] + clawed["eligible"],
-                  "held": held + moved["held"] + clawed["held"]}
+        e = commission_entries.c
+        created = _ranges_by(conn, e.state, e.id > before, e.id <= credited)
+        clawed = _ranges_by(conn, e.state, e.id > credited)
+        moved = {(source, target): _move_entries(conn, target, e.state == source, due, e.id <= before)
+                 for source, target, due in (("accrued", "eligible", e.eligible_on <= as_of),
+                                             ("held", "eligible", e.eligible_on <= as_of),
+                                             ("accrued", "held", e.eligible_on > as_of))}
+        accrued = sum(_count(ranges) for ranges in created.values())
+        held = _count(created.get("held", []))
+        result = {"accrued": accrued, "clawed_back": sum(_count(ranges) for ranges in clawed.values()),
+                  "eligible": accrued - held + _count(moved["accrued", "eligible"]) + _count(moved["held", "eligible"])
+                  + _count(clawed.get("eligible", [])),
+                  "held": held + _count(moved["accrued", "held"]) + _count(clawed.get("held", []))}
+        dates = {"as_of": as_of.isoformat(), "until": until.isoformat()}
+        earned = f"earned by order events and month ends up to {until}"
+        why = {"held": f"its clawback window ends after {as_of}", "eligible": f"its clawback window ended by {as_of}"}
+        moves = [_entries_moved("accrual", "create", None, state, ranges, f"{earned}; {why[state]}", dates)
+                 for state, ranges in created.items()]
+        moves += [_entries_moved("accrual", "claw_back", None, state, ranges,
+                                 "the order was cancelled or returned, or its card stopped, inside the credit's "
+                                 f"window; {why[state]}", dates) for state, ranges in clawed.items()]
+        moves += [_entries_moved("accrual", "move", source, target, ranges, why[target], dates)
+                  for (source, target), ranges in moved.items() if ranges]
         mark_values = dict(audit_id=max(head, after_id),
                            month_end=max(filter(None, (evaluated, _month_start(last_end)))),
                            until=max(filter(None, (mark and mark["until"], until))),
@@ -508,8 +584,7 @@ def accrue(db: Store, *, as_of: date, until: date | None = None, actor: str, now
         else:
             conn.execute(update(commission_accrual).where(commission_accrual.c.id == 1).values(**mark_values))
         audit.record(conn, actor, [Event("commission", f"accrual {until.isoformat()}", "accrue", str(after_id),
-                                         str(mark_values["audit_id"]), None,
-                                         {"as_of": as_of.isoformat(), "until": until.isoformat(), **result})], now)
+                                         str(mark_values["audit_id"]), None, {**dates, **result}), *moves], now)
     return result
 
 
@@ -538,6 +613,33 @@ def list_entries(db: Store | Connection, *, agent: str | None = None, order: str
             query = query.where(commission_entries.c.kind == kind)
         rows = [dict(r) for r in conn.execute(query).mappings()]
     return rows[::-1] if limit else rows
+
+
+def entry_history(db: Store | Connection, entry_id: int, *, actor: str | None = None) -> list[dict]:
+    """The moves of ledger entry ``entry_id``, oldest first, rebuilt from the audit trail: each with
+    the audit record's ``id``, ``at`` (when), ``actor`` (who), ``action``, ``from_state``,
+    ``to_state``, ``reason`` (why) and ``subject`` (the accrual or the batch); moves written before
+    the audit named their entries are not found. ``settlement.read``; an agent user sees its own
+    subtree's entries only (another's reads as not existing)."""
+    if actor is not None:
+        require(actor, "settlement.read", f"see the history of commission entry {entry_id}")
+    a = audit_log.c
+    with _reader(db) as conn:
+        entry = conn.execute(select(commission_entries.c.agent_id, commission_entries.c.batch_id)
+                             .where(commission_entries.c.id == entry_id)).first()
+        scope = agent_scope(actor) if actor is not None else None
+        if scope is not None and (entry is None or entry.agent_id not in subtree_ids(conn, scope)):
+            raise out_of_scope(actor, f"see the history of commission entry {entry_id}")
+        if entry is None:
+            raise NotFound(f"commission entry {entry_id} does not exist")
+        # Accrual's moves, and those of the entry's batch (an entry is in one batch at most).
+        subjects = ["accrual"] + ([f"batch {entry.batch_id}"] if entry.batch_id is not None else [])
+        rows = conn.execute(select(a.id, a.at, a.actor, a.action, a.from_state, a.to_state, a.reason, a.subject,
+                                   a.details)
+                            .where(a.subject.in_(subjects), a.entity == "commission", a.action.in_(ENTRY_MOVES))
+                            .order_by(a.id)).mappings().all()
+    return [{k: v for k, v in row.items() if k != "details"} for row in rows
+            if row["details"] and _holds(json.loads(row["details"]).get("entries", []), entry_id)]
 
 
 # ---- settlement ----------------------------------------------------------------------------------
@@ -597,10 +699,17 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
         conn.execute(update(commission_entries).where(*due).values(batch_id=batch, state="settled"))
         ids = list(conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.id > last)
                                 .order_by(settlement_batches.c.id)).scalars())
+        # The batches are new: their entries are those this update gathered.
+        gathered = _ranges_by(conn, commission_entries.c.batch_id, commission_entries.c.batch_id.in_(ids))
         if progress:
             progress(len(ids))
-        audit.record(conn, actor, [Event("settlement", str(b), "create", None, "draft", None, {"period": period})
-                                   for b in ids], now)
+        events = []
+        for b in ids:
+            events += [Event("settlement", str(b), "create", None, "draft", None, {"period": period}),
+                       _entries_moved(f"batch {b}", "settle", "eligible", "settled", gathered.get(b, []),
+                                      f"gathered into settlement batch {b} for {period}",
+                                      {"batch": b, "period": period})]
+        audit.record(conn, actor, events, now)
     return ids
 
 
@@ -622,15 +731,29 @@ def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: dateti
             raise NotFound(f"settlement batch {batch_id} does not exist")
         if batch["state"] != before:
             raise IllegalTransition(f"batch {batch_id} is {batch['state']}; {action} needs it {before}")
-        conn.execute(update(settlement_batches).where(settlement_batches.c.id == batch_id)
-                     .values(state=after, changed_at=now, **({"reference": reference} if action == "pay" else {})))
+        # Only from the state read: of two movers of one batch, the second moves nothing and is refused
+        # (on PostgreSQL it waits for the first's row lock, then finds the state changed).
+        moved = conn.execute(update(settlement_batches)
+                             .where(settlement_batches.c.id == batch_id, settlement_batches.c.state == before)
+                             .values(state=after, changed_at=now,
+                                     **({"reference": reference} if action == "pay" else {})))
+        if moved.rowcount != 1:
+            raise IllegalTransition(f"batch {batch_id} was moved meanwhile; cannot {action} it")
+        events = [Event("settlement", str(batch_id), action, before, after, None,
+                        {"reference": reference} if reference else None)]
         if action == "pay":
-            conn.execute(update(commission_entries).where(commission_entries.c.batch_id == batch_id)
-                         .values(state="paid"))
+            paid = _move_entries(conn, "paid", commission_entries.c.batch_id == batch_id,
+                                 commission_entries.c.state == "settled")
+            in_batch = conn.execute(select(func.count()).where(commission_entries.c.batch_id == batch_id)).scalar()
+            if _count(paid) != in_batch:
+                raise IllegalTransition(f"batch {batch_id}: {in_batch - _count(paid)} of its {in_batch} lines are "
+                                        "not settled; cannot pay it (hkops check names them)")
             conn.execute(agent_ledger.insert().values(agent_id=batch["agent_id"], kind="settlement",
                                                       amount_fen=batch["total_fen"], batch_id=batch_id, at=now))
-        audit.record(conn, actor, [Event("settlement", str(batch_id), action, before, after, None,
-                                         {"reference": reference} if reference else None)], now)
+            events.append(_entries_moved(f"batch {batch_id}", "pay", "settled", "paid", paid,
+                                         f"settlement batch {batch_id} paid", {"batch": batch_id,
+                                                                               "reference": reference}))
+        audit.record(conn, actor, events, now)
     return show_batch(db, batch_id, lines=lines)
 
 
@@ -808,7 +931,8 @@ def statement(batch: dict) -> tuple[list[list], list]:
 
 
 def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, actor: str | None = None) -> int:
-    """Write the batch's statement to ``path``: an Excel workbook for ``.xlsx``, CSV for ``.csv``.
+    """Write the batch's statement to ``path``: an Excel workbook for ``.xlsx``, CSV (UTF-8 with a
+    byte-order mark, so that Excel reads Chinese) for ``.csv``.
     One line per entry (:data:`STATEMENT_COLUMNS`: the entry, its order, event, in-network month,
     chain position, kind, the event's time, the scheme version, the amount in integer fen and in
     yuan), then a total line. The file is written whole or not at all; returns the number of entry lines."""
@@ -824,7 +948,7 @@ def export_batch(db: Store | Connection, batch_id: int, path: str | Path, *, act
                                          formats={len(STATEMENT_COLUMNS) - 1: YUAN_FORMAT}, bold_last=True,
                                          widths=(8, 10, 9, 10, 14, 12, 7, 9, 9, 26, 10, 13, 14))
     if suffix == ".csv":
-        spreadsheets.save([statement_sheet], path, encoding="utf-8")
+        spreadsheets.save([statement_sheet], path)  # UTF-8 with a byte-order mark: Excel reads Chinese
     else:
         summary = [[key, batch[key] or ""] for key in ("id", "agent", "period", "state", "reference")]
         summary += [["total_fen", batch["total_fen"]], ["total_yuan", fen_to_yuan(batch["total_fen"])],
