@@ -117,3 +117,19 @@ def balance(agent: str = typer.Argument(...), as_json: bool = Json):
          f"available {format_yuan(result['available_fen'])}")
     for state, fen in sorted(result["pending_fen"].items()):
         echo(f"  {state}: {format_yuan(fen)}")
+
+
+@app.command("history")
+def history(entry: int = typer.Argument(..., help="The ledger entry's id (hkops commissions list)."),
+            as_json: bool = Json):
+    """A ledger entry's moves from the audit trail: when, who, from which state to which, and why."""
+    from hkops.commissions import service
+    from hkops.timeutil import SHANGHAI
+
+    moves = service.entry_history(store(), entry, actor=actor())
+    if as_json:
+        emit_json(moves)
+        return
+    for m in moves:
+        echo(f"{m['at'].astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {m['actor']:<12} {m['from_state'] or '-':>8} -> "
+             f"{m['to_state']:<8}  {m['subject']}: {m['reason']}")
