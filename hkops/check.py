@@ -349,8 +349,9 @@ def _commission_violations(items: list[dict]) -> list[Violation]:
 
 
 def settlement_batches(conn: Connection, context: Context) -> list[Violation]:
-    """Every settlement batch's total equals its lines, a paid batch was credited once, in full, every
-    ledger entry's state agrees with its batch's, and every reversal undoes exactly one credit."""
+    """Every settlement batch's total equals its lines, its lines are the entries its settle and pay
+    audit records moved (ids or digest), a paid batch was credited once, in full, every ledger
+    entry's state agrees with its batch's, and every reversal undoes exactly one credit."""
     from hkops.commissions import service as commissions
 
     return _commission_violations(commissions.inconsistencies(conn))

@@ -284,6 +284,88 @@ def test_an_entrys_history_is_rebuilt_from_the_audit_trail(distribution, hlr, cl
     shown = _ok(hkops_cli(db, "commissions", "history", str(credit), "--json"))
     assert [(m["action"], m["to_state"]) for m in shown] == [("create", "held"), ("move", "eligible"),
                                                                ("settle", "settled"), ("pay", "paid")]
+    # A small batch's moves name their entries by id runs: the entry is proven by its id.
+    assert [(m["proof"], m["tampered"]) for m in shown] == [("ids", False)] * 4
+
+
+#: Three years and more of in-network months: each month end credits A3, A2 and A1 in one statement,
+#: so that each agent's entries are interleaved with the other two's.
+LONG_SCHEME = SCHEME.replace("months = [2, 3]", "months = [1, 40]")
+
+
+def _scattered_batches(db, network, clock, tmp_path) -> dict[str, dict]:
+    """Three orders sold by A3, accrued in one run up to June 2030 (126 entries for A3 and A2, 123 for A1,
+    each agent's interleaved with the others'), and settled: A3's, A2's and A1's batches for May 2030 paid. By
+    agent: the batch's ``id``, ``lines`` (its entry ids, ascending) and ``total_fen``."""
+    commissions.add_scheme(db, _scheme(tmp_path, LONG_SCHEME), actor="finance", now=NOW)
+    for n in (1, 2, 3):
+        _sold_by_a3(db, n, network, clock)
+    assert commissions.accrue(db, as_of=date(2030, 6, 30), actor="finance", now=NOW)["accrued"] == 3 * (3 * 41 + 2)
+    _settle(db, "2030-05", date(2030, 6, 1), "MAY")
+    batches = {}
+    for shown in (commissions.show_batch(db, b["id"]) for b in commissions.list_batches(db)):
+        batches[shown["agent"]] = {"id": shown["id"], "lines": [line["id"] for line in shown["lines"]],
+                                   "total_fen": shown["total_fen"]}
+    return batches
+
+
+def _id_runs(ids: list[int]) -> int:
+    """How many runs of consecutive ids the ascending ``ids`` make."""
+    return sum(1 for before, entry_id in zip([None, *ids], ids) if before is None or entry_id != before + 1)
+
+
+def _batch_moves(db, batch_id: int) -> dict[str, tuple[dict, int]]:
+    """The settle and pay audit records of a batch: action -> (details, size of the details in bytes)."""
+    a = audit.audit_log.c
+    with db.read() as conn:
+        rows = conn.execute(select(a.action, a.details).where(a.entity == "commission", a.subject == f"batch {batch_id}",
+                                                              a.action.in_(("settle", "pay")))).all()
+    return {action: (json.loads(details), len(details.encode())) for action, details in rows}
+
+
+def test_a_scattered_batch_is_audited_by_digest_and_its_entries_history_proven(distribution, hlr, clock, hkops_cli,
+                                                                               tmp_path):
+    """A batch whose entries are interleaved with other agents' is recorded by count, total and the
+    SHA-256 of its ids (ascending, decimal, joined by ","), not by one id run per entry; an entry's
+    history finds those moves by its batch and proves them by recomputing the digest over the batch's
+    lines, and says so when a line was moved into the batch afterwards."""
+    import hashlib
+
+    db = distribution.db
+    batches = _scattered_batches(db, hlr[1], clock, tmp_path)
+    a3, a2 = batches["A3"], batches["A2"]
+    assert len(a3["lines"]) == 126 and _id_runs(a3["lines"]) > commissions.COMPACT_RUNS, "A3's ids are not scattered"
+    expected = hashlib.sha256(",".join(str(i) for i in a3["lines"]).encode()).hexdigest()
+    moves = _batch_moves(db, a3["id"])
+    assert sorted(moves) == ["pay", "settle"]
+    for action, (details, size) in moves.items():
+        assert (details["digest"], details["count"], details["total_fen"]) == (expected, 126, a3["total_fen"])
+        assert "entries" not in details and size < 400, (action, size)  # one run an entry: ~1,700 bytes
+    # The accrual run's moves stay id runs (compact: the run's ids are consecutive).
+    with db.read() as conn:
+        created = json.loads(conn.execute(select(audit.audit_log.c.details).where(
+            audit.audit_log.c.subject == "accrual", audit.audit_log.c.action == "create")).scalar_one())
+    assert created["count"] == 375 and len(created["entries"]) <= 2
+
+    entry = a3["lines"][60]
+    history = commissions.entry_history(db, entry)
+    assert [(m["action"], m["to_state"], m["subject"], m["proof"], m["tampered"]) for m in history] == [
+        ("create", "eligible", "accrual", "ids", False),
+        ("settle", "settled", f"batch {a3['id']}", "digest", False),
+        ("pay", "paid", f"batch {a3['id']}", "digest", False)]
+    assert [m["subject"] for m in commissions.entry_history(db, a2["lines"][0])][1:] == [f"batch {a2['id']}"] * 2
+    assert hkops_cli(db, "commissions", "history", str(entry))[0] == 0
+
+    with db.write() as conn:  # a hand edit: one of A2's lines moved into A3's batch after its payment
+        conn.execute(commission_entries.update().where(commission_entries.c.id == a2["lines"][0])
+                     .values(batch_id=a3["id"]))
+    for moved in (entry, a2["lines"][0]):
+        history = commissions.entry_history(db, moved)
+        assert [(m["action"], m["tampered"]) for m in history] == [("create", False), ("settle", True),
+                                                                    ("pay", True)]
+        assert all(f"batch {a3['id']}'s lines were changed after this move" in m["warning"] for m in history[1:])
+    status, out, _ = hkops_cli(db, "commissions", "history", str(entry))
+    assert status == 1 and out.count("TAMPERED") == 2 and f"{len(a3['lines']) + 1} lines" in out
 
 
 def test_a_batch_moved_meanwhile_is_refused_with_nothing_changed(distribution, hlr, clock, tmp_path, monkeypatch):

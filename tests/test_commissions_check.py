@@ -10,7 +10,7 @@ import json
 from datetime import date
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from distribution_world import distribution  # noqa: F401  (fixture)
 from hkops import check
@@ -19,7 +19,8 @@ from hkops.commissions.tables import agent_ledger, commission_entries, settlemen
 from hkops.orders import service as orders
 from strategies import hkops_cli  # noqa: F401  (fixture)
 from test_cards_lifecycle import hlr  # noqa: F401  (fixture)
-from test_commissions import NOW, RULES, _at, _scheme, _settle, _sold_by_a3, clock  # noqa: F401  (clock: fixture)
+from test_commissions import (NOW, RULES, _at, _scattered_batches, _scheme, _settle, _sold_by_a3,  # noqa: F401
+                              clock)  # (clock: fixture)
 
 OTHERS = tuple(c.name for c in check.CHECKS if c.name not in ("settlement_batches", "agent_balances"))
 
@@ -83,6 +84,15 @@ def entry_in_another_agents_batch(conn):
                                               "agent_id": entry["agent_id"], "batch_agent_id": batch["agent_id"]}
 
 
+def reversal_slipped_into_a_paid_batch(conn):
+    """A3's reversal (not settled yet) named as a line of its paid December batch: the batch's settle and
+    pay audit records (id runs) no longer name its lines."""
+    entry, batch = _entry(conn, _a(conn, "A3"), "reversal"), _batch_of(conn, _a(conn, "A3"))
+    conn.execute(update(commission_entries).where(commission_entries.c.id == entry["id"]).values(batch_id=batch["id"]))
+    lines = conn.execute(select(func.count()).where(commission_entries.c.batch_id == batch["id"])).scalar()
+    return "batch_lines_differ_from_audit", {"batch": batch["id"], "moves": "settle, pay", "lines": lines}
+
+
 def reversal_of_another_amount(conn):
     entry = _entry(conn, _a(conn, "A2"), "reversal")
     conn.execute(update(commission_entries).where(commission_entries.c.id == entry["id"]).values(amount_fen=-1))
@@ -127,7 +137,7 @@ def frozen_withdrawal_paid_out(conn):
 
 @pytest.mark.parametrize("corrupt", [
     paid_entry_marked_eligible, entry_in_a_batch_that_does_not_exist, entry_in_another_agents_batch,
-    reversal_of_another_amount, entry_of_an_unknown_kind, settlement_credit_without_its_batch,
+    reversal_slipped_into_a_paid_batch, reversal_of_another_amount, entry_of_an_unknown_kind, settlement_credit_without_its_batch,
     balance_raised_by_hand, withdrawal_fee_not_withheld, frozen_withdrawal_paid_out,
 ], ids=lambda f: f.__name__)
 def test_check_finds_each_kind_of_commission_inconsistency(settled, hkops_cli, corrupt):
@@ -148,3 +158,26 @@ def test_check_finds_each_kind_of_commission_inconsistency(settled, hkops_cli, c
     assert {k: mine[0].get(k) for k in ids} == ids
     assert all(str(value) in mine[0]["message"] for key, value in ids.items() if key in ("entry", "withdrawal",
                                                                                           "ledger_entry", "batch"))
+
+
+def test_check_proves_a_scattered_batch_by_its_digest(distribution, hlr, clock, tmp_path, hkops_cli):
+    """Batches whose entries are interleaved are audited by digest: check recomputes each over the batch's
+    lines now, so a line moved from A3's paid batch to A2's is named in both (their totals agree or
+    not; the digest is what proves the lines)."""
+    db = distribution.db
+    batches = _scattered_batches(db, hlr[1], clock, tmp_path)
+    a3, a2 = batches["A3"], batches["A2"]
+    args = ["check", "--json", *[a for name in OTHERS for a in ("--skip", name)]]
+    status, out, err = hkops_cli(db, *args)
+    assert (status, json.loads(out)["violations"]) == (0, []), err
+    with db.write() as conn:  # a hand edit, as a bug would make it
+        conn.execute(update(commission_entries).where(commission_entries.c.id == a3["lines"][7])
+                     .values(batch_id=a2["id"]))
+
+    status, out, _ = hkops_cli(db, *args)
+
+    assert status == 1
+    mine = [v for v in json.loads(out)["violations"] if v["kind"] == "batch_lines_differ_from_audit"]
+    assert sorted((v["batch"], v["moves"], v["recorded_entries"], v["lines"]) for v in mine) == sorted(
+        [(a3["id"], "settle, pay", 126, 125), (a2["id"], "settle, pay", 126, 127)])
+    assert all(f"batch {v['batch']}" in v["message"] for v in mine)

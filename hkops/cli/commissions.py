@@ -122,14 +122,19 @@ def balance(agent: str = typer.Argument(...), as_json: bool = Json):
 @app.command("history")
 def history(entry: int = typer.Argument(..., help="The ledger entry's id (hkops commissions list)."),
             as_json: bool = Json):
-    """A ledger entry's moves from the audit trail: when, who, from which state to which, and why."""
+    """A ledger entry's moves from the audit trail: when, who, from which state to which, and why.
+    Exits 1 when a batch's lines were changed after one of its moves (its digest no longer matches)."""
     from hkops.commissions import service
     from hkops.timeutil import SHANGHAI
 
     moves = service.entry_history(store(), entry, actor=actor())
     if as_json:
         emit_json(moves)
-        return
-    for m in moves:
-        echo(f"{m['at'].astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {m['actor']:<12} {m['from_state'] or '-':>8} -> "
-             f"{m['to_state']:<8}  {m['subject']}: {m['reason']}")
+    else:
+        for m in moves:
+            echo(f"{m['at'].astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {m['actor']:<12} {m['from_state'] or '-':>8} -> "
+                 f"{m['to_state']:<8}  {m['subject']}: {m['reason']}")
+            if m["warning"]:
+                echo(f"    {m['warning']}")
+    if any(m["tampered"] for m in moves):
+        raise typer.Exit(1)

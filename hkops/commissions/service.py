@@ -4,11 +4,14 @@ that the caller cannot give (``as_of``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 from sqlalchemy import (BigInteger, Column, Connection, Date, Index, Integer, MetaData, String, Table, Text, and_, case,
@@ -424,11 +427,29 @@ def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
 # ---- entry moves in the audit trail ------------------------------------------------------------
 # Accrual and settlement move entries set-wise; each move of a run or batch is one audit record
 # naming its entries as sorted id runs [[first, last], ...] (details "entries"), so that an entry's
-# history (:func:`entry_history`) is rebuilt from the trail alone.
+# history (:func:`entry_history`) is rebuilt from the trail alone. A batch's entries are often
+# interleaved with other agents' (one run per entry): a batch move of more than COMPACT_RUNS runs
+# names them instead by count, total and digest (:func:`entries_digest`), membership then being the
+# entry's batch_id, proven by recomputing the digest over the batch's lines.
 
 #: The audit actions of entry moves (entity "commission"): created by accrual, clawed back (a reversal
 #: created), moved by accrual (held -> eligible ...), gathered into a batch (settled), paid.
 ENTRY_MOVES = ("create", "claw_back", "move", "settle", "pay")
+
+
+#: A batch move whose entries make more id runs than this is recorded by digest rather than by runs.
+COMPACT_RUNS = 64
+
+
+def entries_digest(ids) -> str:
+    """The digest of a set of entries: SHA-256 (hex) of their ids in ascending order, written in
+    decimal and joined by "," (entries 3, 4 and 9: ``sha256(b"3,4,9")``)."""
+    return hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
+
+
+def _ids(runs: list[list[int]]):
+    """The ids the sorted runs hold, ascending."""
+    return (entry_id for first, last in runs for entry_id in range(first, last + 1))
 
 
 def _count(runs: list[list[int]]) -> int:
@@ -454,14 +475,22 @@ def _ranges_by(conn: Connection, key, *where) -> dict:
             scattered.append(value)
     if scattered:  # their ids in order, cut where one does not follow the one before
         chosen = [] if key is None else [key]
-        for value, entry_id in conn.execute(select(group, e.id).where(*where, *(c.in_(scattered) for c in chosen))
-                                            .order_by(*chosen, e.id)).all():
-            runs = found.setdefault(value, [])
-            if runs and entry_id == runs[-1][1] + 1:
-                runs[-1][1] = entry_id
-            else:
-                runs.append([entry_id, entry_id])
+        rows = conn.execute(select(group, e.id).where(*where, *(c.in_(scattered) for c in chosen))
+                            .order_by(*chosen, e.id))
+        for value, group_rows in groupby(rows, key=itemgetter(0)):
+            found[value] = _runs(entry_id for _, entry_id in group_rows)
     return found
+
+
+def _runs(ids) -> list[list[int]]:
+    """Ascending ids as runs of consecutive ids, [[first, last], ...]."""
+    runs: list[list[int]] = []
+    for entry_id in ids:
+        if runs and entry_id == runs[-1][1] + 1:
+            runs[-1][1] = entry_id
+        else:
+            runs.append([entry_id, entry_id])
+    return runs
 
 
 def _move_entries(conn: Connection, state: str, *where) -> list[list[int]]:
@@ -477,8 +506,13 @@ def _move_entries(conn: Connection, state: str, *where) -> list[list[int]]:
 
 
 def _entries_moved(subject: str, action: str, before: str | None, after: str, runs: list[list[int]], reason: str,
-                   details: dict) -> Event:
-    """The audit event of one move of a set of entries (entity "commission")."""
+                   details: dict, *, total_fen: int | None = None) -> Event:
+    """The audit event of one move of a set of entries (entity "commission"): its entries as id runs
+    (``entries``), or for a batch's move (``total_fen``, the batch's total, given) of more than
+    :data:`COMPACT_RUNS` runs, as ``count``, ``total_fen`` and ``digest`` (:func:`entries_digest`)."""
+    if total_fen is not None and len(runs) > COMPACT_RUNS:
+        return Event("commission", subject, action, before, after, reason,
+                     {**details, "count": _count(runs), "total_fen": total_fen, "digest": entries_digest(_ids(runs))})
     return Event("commission", subject, action, before, after, reason,
                  {**details, "count": _count(runs), "entries": runs})
 
@@ -618,15 +652,18 @@ def list_entries(db: Store | Connection, *, agent: str | None = None, order: str
 def entry_history(db: Store | Connection, entry_id: int, *, actor: str | None = None) -> list[dict]:
     """The moves of ledger entry ``entry_id``, oldest first, rebuilt from the audit trail: each with
     the audit record's ``id``, ``at`` (when), ``actor`` (who), ``action``, ``from_state``,
-    ``to_state``, ``reason`` (why) and ``subject`` (the accrual or the batch); moves written before
-    the audit named their entries are not found. ``settlement.read``; an agent user sees its own
-    subtree's entries only (another's reads as not existing)."""
+    ``to_state``, ``reason`` (why), ``subject`` (the accrual or the batch), ``proof`` and
+    ``tampered``/``warning``. ``proof`` "ids": the record names the entry's id; "digest": a batch's
+    move recorded by digest, which names no id: the entry is in it by its batch_id, and the digest
+    is recomputed over the batch's lines now; if they differ (lines changed after the move), the move
+    is ``tampered`` and ``warning`` says so. Moves written before the audit named their entries are
+    not found. ``settlement.read``; an agent user sees its own subtree's entries only (another's
+    reads as not existing)."""
     if actor is not None:
         require(actor, "settlement.read", f"see the history of commission entry {entry_id}")
-    a = audit_log.c
+    a, e = audit_log.c, commission_entries.c
     with _reader(db) as conn:
-        entry = conn.execute(select(commission_entries.c.agent_id, commission_entries.c.batch_id)
-                             .where(commission_entries.c.id == entry_id)).first()
+        entry = conn.execute(select(e.agent_id, e.batch_id).where(e.id == entry_id)).first()
         scope = agent_scope(actor) if actor is not None else None
         if scope is not None and (entry is None or entry.agent_id not in subtree_ids(conn, scope)):
             raise out_of_scope(actor, f"see the history of commission entry {entry_id}")
@@ -638,8 +675,22 @@ def entry_history(db: Store | Connection, entry_id: int, *, actor: str | None = 
                                    a.details)
                             .where(a.subject.in_(subjects), a.entity == "commission", a.action.in_(ENTRY_MOVES))
                             .order_by(a.id)).mappings().all()
-    return [{k: v for k, v in row.items() if k != "details"} for row in rows
-            if row["details"] and _holds(json.loads(row["details"]).get("entries", []), entry_id)]
+        records = [(row, json.loads(row["details"])) for row in rows if row["details"]]
+        lines = None
+        if any("digest" in details for _, details in records):  # the batch's lines now, to prove its digests
+            lines = conn.execute(select(e.id).where(e.batch_id == entry.batch_id).order_by(e.id)).scalars().all()
+    moves = []
+    for row, details in records:
+        move = {k: v for k, v in row.items() if k != "details"}
+        if "digest" in details:
+            tampered = entries_digest(lines) != details["digest"]
+            warning = (f"TAMPERED: {row['subject']}'s lines were changed after this move: the audit record's digest "
+                       f"of its {details.get('count')} entries does not match the {len(lines)} lines in it now, so "
+                       f"this entry's part in the move is not proven") if tampered else None
+            moves.append({**move, "proof": "digest", "tampered": tampered, "warning": warning})
+        elif _holds(details.get("entries", []), entry_id):
+            moves.append({**move, "proof": "ids", "tampered": False, "warning": None})
+    return moves
 
 
 # ---- settlement ----------------------------------------------------------------------------------
@@ -697,8 +748,9 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
         batch = (select(settlement_batches.c.id).where(settlement_batches.c.agent_id == commission_entries.c.agent_id,
                                                        settlement_batches.c.period == period).scalar_subquery())
         conn.execute(update(commission_entries).where(*due).values(batch_id=batch, state="settled"))
-        ids = list(conn.execute(select(settlement_batches.c.id).where(settlement_batches.c.id > last)
-                                .order_by(settlement_batches.c.id)).scalars())
+        made = dict(conn.execute(select(settlement_batches.c.id, settlement_batches.c.total_fen)
+                                 .where(settlement_batches.c.id > last).order_by(settlement_batches.c.id)).all())
+        ids = list(made)
         # The batches are new: their entries are those this update gathered.
         gathered = _ranges_by(conn, commission_entries.c.batch_id, commission_entries.c.batch_id.in_(ids))
         if progress:
@@ -708,7 +760,7 @@ def create_batches(db: Store, period: str, *, as_of: date, agent: str | None = N
             events += [Event("settlement", str(b), "create", None, "draft", None, {"period": period}),
                        _entries_moved(f"batch {b}", "settle", "eligible", "settled", gathered.get(b, []),
                                       f"gathered into settlement batch {b} for {period}",
-                                      {"batch": b, "period": period})]
+                                      {"batch": b, "period": period}, total_fen=int(made[b]))]
         audit.record(conn, actor, events, now)
     return ids
 
@@ -751,8 +803,8 @@ def move_batch(db: Store, batch_id: int, action: str, *, actor: str, now: dateti
             conn.execute(agent_ledger.insert().values(agent_id=batch["agent_id"], kind="settlement",
                                                       amount_fen=batch["total_fen"], batch_id=batch_id, at=now))
             events.append(_entries_moved(f"batch {batch_id}", "pay", "settled", "paid", paid,
-                                         f"settlement batch {batch_id} paid", {"batch": batch_id,
-                                                                               "reference": reference}))
+                                         f"settlement batch {batch_id} paid",
+                                         {"batch": batch_id, "reference": reference}, total_fen=batch["total_fen"]))
         audit.record(conn, actor, events, now)
     return show_batch(db, batch_id, lines=lines)
 
@@ -963,8 +1015,44 @@ def inconsistencies(conn: Connection) -> list[dict]:
     not the sum of its lines, a paid batch whose lines are not paid or whose total was not credited
     once, a credit without a paid batch; an entry whose state disagrees with its batch's (or that
     names a batch that does not exist, or another agent's); a reversal that does not undo exactly one
-    credit. Dicts of kind, the identifiers and the figures."""
-    return _batch_inconsistencies(conn) + _entry_inconsistencies(conn)
+    credit; a batch whose lines are not the entries its settle or pay audit record moved (ids or
+    digest). Dicts of kind, the identifiers and the figures."""
+    return _batch_inconsistencies(conn) + _batch_audit_inconsistencies(conn) + _entry_inconsistencies(conn)
+
+
+def _batch_audit_inconsistencies(conn: Connection) -> list[dict]:
+    """Batches whose lines now are not the entries their settle or pay audit record moved (by id runs
+    or by digest): lines added, removed or moved to another batch after the move."""
+    a, e = audit_log.c, commission_entries.c
+    recorded: dict[int, list[tuple[str, dict]]] = defaultdict(list)
+    for subject, action, details in conn.execute(
+            select(a.subject, a.action, a.details).where(a.entity == "commission", a.action.in_(("settle", "pay")),
+                                                         a.subject.like("batch %")).order_by(a.id)):
+        named = json.loads(details) if details else {}
+        if "digest" in named or "entries" in named:  # older records named no entries
+            recorded[int(subject.split()[1])].append((action, named))
+    lines = {batch: [] for batch in recorded}
+    rows = conn.execute(select(e.batch_id, e.id).where(e.batch_id.is_not(None)).order_by(e.batch_id, e.id))
+    for batch, batch_rows in groupby(rows, key=itemgetter(0)):
+        if batch in lines:
+            lines[batch] = [entry_id for _, entry_id in batch_rows]
+    found = []
+    for batch, moves in sorted(recorded.items()):
+        ids, runs = lines[batch], None
+        differ = []
+        for action, named in moves:
+            if "digest" in named:
+                same = named["digest"] == entries_digest(ids)
+            else:
+                runs = _runs(ids) if runs is None else runs
+                same = named["entries"] == runs
+            if not same:
+                differ.append((action, named["count"]))
+        if differ:
+            found.append({"kind": "batch_lines_differ_from_audit", "batch": batch,
+                          "moves": ", ".join(action for action, _ in differ),
+                          "recorded_entries": differ[0][1], "lines": len(ids)})
+    return found
 
 
 def _batch_inconsistencies(conn: Connection) -> list[dict]:
