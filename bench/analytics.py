@@ -245,8 +245,7 @@ def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5
         if took < sql_s:
             sql_s, sql_cpu = took, cpu
     say(f"  hkops {hkops_s:.2f} s, SQL {sql_s:.2f} s (best of {runs} each)")
-    anchor["day"] = anchor["day"].astype(frame["day"].dtype)
-    assert frame.astype({"region": object}).equals(anchor.astype({"region": object})), "hkops and SQL disagree"
+    assert agrees(frame, anchor), "hkops and SQL disagree"
     result.update(day_region_s=round(hkops_s, 3), duckdb_sql_s=round(sql_s, 3),
                   day_region_cpu_s=round(hkops_cpu, 2), duckdb_sql_cpu_s=round(sql_cpu, 2),
                   day_region_to_sql=round(hkops_s / sql_s, 3), day_region_goal_met=hkops_s <= 1.2 * sql_s)
@@ -256,12 +255,9 @@ def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5
     days = all_days[:max(1, min(len(all_days), len(all_days) * PANDAS_ROWS // rows))]
     say(f"pandas on {len(days)} of the days, scaled to all the rows")
     pandas_run = pandas_day_region(store, days)
-    part_s, part_cpu, part = _best(2, pandas_run)
+    part_s, part_cpu, part = _best(3, pandas_run)  # the first run of a process pays for fresh memory
     part_rows = int(part["records"].sum() + part["refused"].sum())
-    mine = frame[frame["day"].dt.strftime("%Y-%m-%d").isin(days)].reset_index(drop=True)
-    part["day"] = pd_dates(part["day"], mine["day"].dtype)
-    assert (mine[list(part.columns)].astype({"region": object}).equals(part.astype({"region": object}))), \
-        "hkops and pandas disagree"
+    assert agrees(frame, part), "hkops and pandas disagree"
     pandas_s = part_s * rows / part_rows
     say(f"  {part_s:.2f} s for {part_rows:,} rows: {pandas_s:.1f} s scaled")
     result.update(pandas_s=round(pandas_s, 2), pandas_rows=part_rows, pandas_measured_s=round(part_s, 2),
@@ -271,6 +267,15 @@ def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5
                                  "read)" if len(days) < len(all_days) else ""),
                   pandas_to_day_region=round(pandas_s / hkops_s, 1), pandas_goal_met=pandas_s >= 8 * hkops_s,
                   pandas_to_day_region_cpu=round(part_cpu * rows / part_rows / hkops_cpu, 1))
+    # DuckDB spreads the question over every core, pandas' group-by runs on one: on this machine the
+    # wall-clock ratio cannot honestly exceed the CPU ratio times the cores; more is load on pandas' longer run.
+    bound = round(part_cpu * rows / part_rows / hkops_cpu * threads, 1)
+    result.update(pandas_to_day_region_bound=bound, pandas_goal_note=(
+        f"pandas does {result['pandas_to_day_region_cpu']} x hkops's CPU work; with {threads} cores the wall-clock "
+        f"ratio is at most about {bound} x" + (": 8 x is out of reach on this machine without a pre-aggregate"
+                                               if bound < 8 else
+                                               "; pandas' memory-bound work costs more CPU on a busy machine, "
+                                               "so judge the goal on a quiet one (load_average)")))
     loads["pandas_s"] = _load()
 
     if spark:
@@ -280,7 +285,7 @@ def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5
         result["spark_start_s"] = round(time.perf_counter() - began, 2)
         spark_s, _, spark_frame = _best(2, spark_run)
         say(f"  {spark_s:.2f} s (session start {result['spark_start_s']} s, not included)")
-        assert spark_frame.astype({"region": object}).equals(frame.astype({"region": object})), "Spark disagrees"
+        assert agrees(frame, spark_frame), "Spark disagrees"
         result["spark_local_s"] = round(spark_s, 2)
         loads["spark_local_s"] = _load()
 
@@ -298,6 +303,16 @@ def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5
     result["goals"] = GOALS
     result["load_average"] = loads  # 1, 5 and 15 minutes, at the start and after each figure
     return result
+
+
+def agrees(answer, other) -> bool:
+    """Whether ``other`` (hand SQL, pandas, Spark) holds hkops's ``answer`` for its days: the same
+    rows in the same order, the same columns and values (days and provinces compared as values)."""
+    other = other.reset_index(drop=True)
+    other["day"] = pd_dates(other["day"], answer["day"].dtype)
+    mine = answer[answer["day"].isin(set(other["day"]))].reset_index(drop=True)
+    return list(mine.columns) == list(other.columns) and \
+        mine.astype({"region": object}).equals(other.astype({"region": object}))
 
 
 def pd_dates(column, dtype):
