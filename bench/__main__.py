@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
     parser.add_argument("--orders", type=int, default=83_334, help="settlement: orders of the world (12 entries each)")
+    parser.add_argument("--records", type=int, default=100_000_000,
+                        help="analytics: usage records of the store (about; generated once, cached in bench/_work/)")
+    parser.add_argument("--no-spark", action="store_true", help="analytics: leave Spark out")
+    parser.add_argument("--monitor-seconds", type=float, default=30, help="analytics: seconds of feed for the lag")
     args = parser.parse_args()
     if args.suite == "numbers":
         from bench import numbers
@@ -54,7 +58,8 @@ def main() -> None:
     elif args.suite == "analytics":
         from bench import analytics
 
-        result = analytics.run(log=None if args.json else print)
+        result = analytics.run(log=None if args.json else print, records=args.records, spark=not args.no_spark,
+                               monitor_seconds=args.monitor_seconds)
     elif args.suite == "network":
         from bench import network
 

@@ -1,18 +1,26 @@
 """Analytics: one question, usage by day and province, on ~100,000,000 usage records.
 
+``python -m bench analytics --json [--records N] [--no-spark] [--monitor-seconds S]``
+
 - ``day_region_s``: :func:`hkops.analytics.queries.day_region` through the hkops engine
   (Ibis on DuckDB, ``hkops.analytics.engine``), reading the Parquet usage store.
 - ``duckdb_sql_s`` (anchor): the same question as hand-written DuckDB SQL on the same files,
   with the same thread setting. Goal: ``day_region_s`` ≤ 1.2 × ``duckdb_sql_s``.
-- ``pandas_s`` (anchor): read the columns with ``pandas.read_parquet`` and group by in pandas,
-  on as many files as fit in memory, scaled to the full row count (stated in
-  ``pandas_rows``). Goal: hkops ≥ 8 × faster.
+- ``pandas_s`` (anchor): the best a pandas user does (see :func:`pandas_day_region`), on as many
+  whole days as hold :data:`PANDAS_ROWS` rows, scaled to the full row count when that is fewer
+  than all the days (stated in ``pandas_note``). Goal: hkops ≥ 8 × faster.
 - ``spark_local_s``: the same Ibis expression on Spark ``local[2]`` (reported, no goal).
-- ``monitor_lag_p95_s`` and ``forecast_all_regions_s``: from the monitoring and forecast
-  functions when they exist, else null with the reason.
+- ``monitor_lag_p95_s`` (goal ≤ 5 s): :func:`bench.monitoring.run`, the usage feed at 50,000
+  records a second into the monitor, for ``monitor_seconds``.
+- ``forecast_all_regions_s`` (reported, no goal): :func:`forecast_all_regions`.
+
+Every answer (SQL, pandas, Spark) is checked equal to hkops's before its figure is kept;
+``*_cpu_s`` are the CPU seconds of this process, which a busy machine does not inflate, and
+``load_average`` the machine's load at the start and after each figure.
 
 The usage store is generated once with :func:`hkops.network.usage.generate_usage` (synthetic
-cards, 30 days) and cached under ``bench/_work/analytics/``; reruns skip the generation.
+cards, 30 days; ``--records`` picks the number of cards) and cached under
+``bench/_work/analytics/``; reruns skip the generation. So is the demo world of the forecasts.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pathlib import Path
 
 WORK = Path(__file__).resolve().parent / "_work" / "analytics"
 START = date(2026, 10, 1)
-#: About 12 records per card-day: 290,000 cards × 30 days ≈ 100,000,000 records.
+#: About 11.6 records per card-day: 290,000 cards × 30 days ≈ 100,000,000 records.
 CARDS, DAYS, SEED = 290_000, 30, 11
 
 
@@ -97,49 +105,129 @@ def duckdb_day_region(store: Path, threads: int):
 
 
 def pandas_day_region(store: Path, days: list[str]):
-    """Read the columns of ``days`` with pandas and answer the question with a pandas group-by."""
+    """Read the columns of ``days`` with pandas and answer the question with a pandas group-by.
+
+    The best a pandas user does without hkops: only the columns needed (``columns=``) and only the
+    days (``filters=``, partition pruning), the pyarrow engine (multi-threaded decoding; ``type``,
+    ``region`` and the ``day`` partition arrive as categoricals from their Parquet dictionaries), one
+    vectorised pass building the per-row measures, one ``groupby(..., observed=True).sum()`` over the
+    categorical keys, and ``nunique`` per group for the cards (faster here than ``drop_duplicates``).
+    """
     import pandas as pd
 
     def work():
-        frame = pd.read_parquet(store / "records", columns=_PANDAS_COLUMNS, filters=[("day", "in", days)])
+        frame = pd.read_parquet(store / "records", engine="pyarrow", columns=_PANDAS_COLUMNS,
+                                filters=[("day", "in", days)])
         billable = ~frame["refused"]
         kind = frame["type"]
-        frame = pd.DataFrame({
+        duration = frame["duration_s"].astype("int64")
+        measures = pd.DataFrame({
             "day": frame["day"], "region": frame["region"],
-            "records": billable.astype("int64"),
-            "voice_mo_s": frame["duration_s"].where(billable & (kind == "voice_mo"), 0).astype("int64"),
-            "voice_mt_s": frame["duration_s"].where(billable & (kind == "voice_mt"), 0).astype("int64"),
-            "sms_mo": (billable & (kind == "sms_mo")).astype("int64"),
+            "records": billable,
+            "voice_mo_s": duration.where(billable & (kind == "voice_mo"), 0),
+            "voice_mt_s": duration.where(billable & (kind == "voice_mt"), 0),
+            "sms_mo": billable & (kind == "sms_mo"),
             "data_bytes": (frame["bytes_up"] + frame["bytes_down"]).where(billable, 0),
             "charge_fen": frame["charge_fen"],
-            "refused": frame["refused"].astype("int64"),
-            "msisdn": frame["msisdn"].where(billable),
-        })
-        grouped = frame.groupby(["day", "region"], observed=True)
-        result = grouped.sum(numeric_only=True).drop(columns="msisdn")
-        result["cards"] = grouped["msisdn"].nunique()
-        return result.reset_index().sort_values(["day", "region"], ignore_index=True)
+            "refused": frame["refused"],
+        }, copy=False)
+        result = measures.groupby(["day", "region"], observed=True, sort=True).sum().astype("int64")
+        cards = frame.loc[billable].groupby(["day", "region"], observed=True)["msisdn"].nunique()
+        result["cards"] = cards.reindex(result.index, fill_value=0).astype("int64")
+        return result.reset_index()
 
     return work
 
 
-def _extra(module: str, function: str, *args):
-    """A figure another part of hkops provides (monitoring, forecasts), or (None, why not)."""
-    import importlib
-    import importlib.util
+def demo_database(log=None) -> str:
+    """The SQLite URL of a demo world (``hkops.demo.build``: 3,000 orders over 90 days), built once
+    under ``bench/_work/analytics/`` in its own process (its data folder keeps the keys it makes)."""
+    import subprocess
+    import sys
 
-    if importlib.util.find_spec(module) is None:
-        return None, f"{module} does not exist yet"
-    provider = getattr(importlib.import_module(module), function, None)
-    if provider is None:
-        return None, f"{module} has no {function}() yet"
-    return provider(*args), None
+    folder = WORK / "demo-seed7"
+    database = folder / "hkops.db"
+    url = f"sqlite:///{database}"
+    if not (folder / "built").is_file():
+        (log or (lambda *_: None))(f"building the demo world into {database} (once; cached)")
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        env = dict(os.environ, HKOPS_DATA_DIR=str(folder), HKOPS_DATABASE_URL=url)
+        subprocess.run([sys.executable, "-c", "from hkops import demo; from hkops.store.engine import Store; "
+                        f"demo.build(Store({url!r}))"], env=env, check=True, stdout=subprocess.DEVNULL)
+        (folder / "built").write_text("ok\n")
+    return url
 
 
-def run(log=None, *, cards: int = CARDS, days: int = DAYS, runs: int = 5, pandas_days: int = 6,
-        spark: bool = True) -> dict:
+#: The usage store the usage forecasts read: 90 days (a forecast needs 14 days to fit and 28 held
+#: back for its back-test), 10,000 cards in every province.
+FORECAST_CARDS, FORECAST_DAYS = 10_000, 90
+
+
+def forecast_all_regions(log=None) -> dict:
+    """Time :func:`hkops.analytics.forecast.forecast_all_regions` (ETS, 28 days ahead, back-test
+    over the last 28 days, anomalies) over every region of three daily series: activations and
+    orders placed of the demo world, billable data bytes of a 90-day usage store. The series'
+    queries are included (``forecast_series_s``), as a user of the console waits for both."""
+    from hkops.analytics import forecast
+    from hkops.store.engine import Store
+
+    say = log or (lambda *_: None)
+    db = Store(demo_database(log))
+    store, _ = usage_store(FORECAST_CARDS, FORECAST_DAYS, log=say)
+    say("forecasts of every region: activations, orders, usage")
+    began = time.perf_counter()
+    series = {"activations": forecast.sales_series(db, "activated", actor="bench"),
+              "orders": forecast.sales_series(db, "placed", actor="bench"),
+              "usage_data_bytes": forecast.usage_series(store, "data_bytes")}
+    queried = time.perf_counter()
+    regions, failed, mapes = 0, 0, []
+    for frame in series.values():
+        _, summary = forecast.forecast_all_regions(frame)
+        regions += int(summary["problem"].isna().sum())
+        failed += int(summary["problem"].notna().sum())
+        mapes += [m for m in summary["mape"].dropna()]
+    done = time.perf_counter()
+    db.dispose()
+    say(f"  {done - began:.2f} s for {regions} regions' forecasts ({failed} too short)")
+    return {"forecast_all_regions_s": round(done - began, 2), "forecast_series_s": round(queried - began, 2),
+            "forecast_regions": regions, "forecast_regions_too_short": failed,
+            "forecast_median_mape_pct": round(sorted(mapes)[len(mapes) // 2], 1) if mapes else None,
+            "forecast_note": "activations and orders placed per ship-to province of the demo world (3,000 orders "
+                             f"over 90 days), billable data bytes per province of {FORECAST_CARDS:,} cards over "
+                             f"{FORECAST_DAYS} days; ETS, 28 days ahead, back-test over 28 days, anomalies; "
+                             "series queries included"}
+
+
+def cards_for(records: int) -> int:
+    """Cards that make about ``records`` usage records over :data:`DAYS` days (as the 100M store)."""
+    return max(1_000, round(CARDS * records / 100_000_000))
+
+
+#: The goals of issue 11 item 9, as printed in the JSON.
+GOALS = {"day_region_s": "<= 1.2 x duckdb_sql_s", "pandas_s": ">= 8 x day_region_s (hkops at least 8 times faster)",
+         "monitor_lag_p95_s": "<= 5 s at 50,000 records/s", "spark_local_s": None, "forecast_all_regions_s": None}
+
+
+def _load() -> list[float]:
+    """The machine's load average over 1, 5 and 15 minutes, now."""
+    return [round(x, 1) for x in os.getloadavg()]
+
+
+#: Rows pandas reads at most (whole days): beyond, its figure is measured on fewer days and scaled.
+PANDAS_ROWS = 20_000_000
+
+
+def run(log=None, *, records: int = 100_000_000, days: int = DAYS, runs: int = 5, spark: bool = True,
+        monitor_seconds: float = 30) -> dict:
+    """Every figure of the suite on a usage store of about ``records`` records (cached)."""
     say = log or (lambda *_: None)
     threads = os.cpu_count() or 1
+    cards = cards_for(records)
+    loads = {"start": _load()}
     store, summary = usage_store(cards, days, log=say)
     rows = summary["records"]
     result: dict = {"records": rows, "files": len(list((store / "records").glob("day=*/*.parquet"))),
@@ -157,29 +245,38 @@ def run(log=None, *, cards: int = CARDS, days: int = DAYS, runs: int = 5, pandas
         if took < sql_s:
             sql_s, sql_cpu = took, cpu
     say(f"  hkops {hkops_s:.2f} s, SQL {sql_s:.2f} s (best of {runs} each)")
-    anchor["day"] = anchor["day"].astype(frame["day"].dtype)
-    assert frame.astype({"region": object}).equals(anchor.astype({"region": object})), "hkops and SQL disagree"
+    assert agrees(frame, anchor), "hkops and SQL disagree"
     result.update(day_region_s=round(hkops_s, 3), duckdb_sql_s=round(sql_s, 3),
                   day_region_cpu_s=round(hkops_cpu, 2), duckdb_sql_cpu_s=round(sql_cpu, 2),
                   day_region_to_sql=round(hkops_s / sql_s, 3), day_region_goal_met=hkops_s <= 1.2 * sql_s)
+    loads["day_region_s"] = _load()
 
-    days = sorted(p.name.split("=", 1)[1] for p in (store / "records").glob("day=*"))[:pandas_days]
+    all_days = sorted(p.name.split("=", 1)[1] for p in (store / "records").glob("day=*"))
+    days = all_days[:max(1, min(len(all_days), len(all_days) * PANDAS_ROWS // rows))]
     say(f"pandas on {len(days)} of the days, scaled to all the rows")
     pandas_run = pandas_day_region(store, days)
-    part_s, part_cpu, part = _best(2, pandas_run)
+    part_s, part_cpu, part = _best(3, pandas_run)  # the first run of a process pays for fresh memory
     part_rows = int(part["records"].sum() + part["refused"].sum())
-    mine = frame[frame["day"].dt.strftime("%Y-%m-%d").isin(days)].reset_index(drop=True)
-    part["day"] = pd_dates(part["day"], mine["day"].dtype)
-    assert (mine[list(part.columns)].astype({"region": object}).equals(part.astype({"region": object}))), \
-        "hkops and pandas disagree"
+    assert agrees(frame, part), "hkops and pandas disagree"
     pandas_s = part_s * rows / part_rows
     say(f"  {part_s:.2f} s for {part_rows:,} rows: {pandas_s:.1f} s scaled")
     result.update(pandas_s=round(pandas_s, 2), pandas_rows=part_rows, pandas_measured_s=round(part_s, 2),
                   pandas_cpu_s=round(part_cpu * rows / part_rows, 2),
-                  pandas_note=f"measured on {len(days)} of {len(frame['day'].unique())} days "
-                              f"({part_rows:,} rows) and scaled linearly to {rows:,} rows (memory)",
+                  pandas_note=f"measured on {len(days)} of {len(all_days)} days ({part_rows:,} rows)"
+                              + (f" and scaled linearly to {rows:,} rows (memory: at most {PANDAS_ROWS:,} rows "
+                                 "read)" if len(days) < len(all_days) else ""),
                   pandas_to_day_region=round(pandas_s / hkops_s, 1), pandas_goal_met=pandas_s >= 8 * hkops_s,
                   pandas_to_day_region_cpu=round(part_cpu * rows / part_rows / hkops_cpu, 1))
+    # DuckDB spreads the question over every core, pandas' group-by runs on one: on this machine the
+    # wall-clock ratio cannot honestly exceed the CPU ratio times the cores; more is load on pandas' longer run.
+    bound = round(part_cpu * rows / part_rows / hkops_cpu * threads, 1)
+    result.update(pandas_to_day_region_bound=bound, pandas_goal_note=(
+        f"pandas does {result['pandas_to_day_region_cpu']} x hkops's CPU work; with {threads} cores the wall-clock "
+        f"ratio is at most about {bound} x" + (": 8 x is out of reach on this machine without a pre-aggregate"
+                                               if bound < 8 else
+                                               "; pandas' memory-bound work costs more CPU on a busy machine, "
+                                               "so judge the goal on a quiet one (load_average)")))
+    loads["pandas_s"] = _load()
 
     if spark:
         say("the same expression on Spark local[2]")
@@ -188,17 +285,34 @@ def run(log=None, *, cards: int = CARDS, days: int = DAYS, runs: int = 5, pandas
         result["spark_start_s"] = round(time.perf_counter() - began, 2)
         spark_s, _, spark_frame = _best(2, spark_run)
         say(f"  {spark_s:.2f} s (session start {result['spark_start_s']} s, not included)")
-        assert spark_frame.astype({"region": object}).equals(frame.astype({"region": object})), "Spark disagrees"
+        assert agrees(frame, spark_frame), "Spark disagrees"
         result["spark_local_s"] = round(spark_s, 2)
+        loads["spark_local_s"] = _load()
 
-    for key, module, function in (("monitor_lag_p95_s", "hkops.analytics.monitor", "bench_lag_p95"),
-                                  ("forecast_all_regions_s", "hkops.analytics.forecast", "bench_all_regions")):
-        value, why = _extra(module, function)
-        result[key] = value
-        if why:
-            result[key.removesuffix("_s") + "_note"] = why
-    result["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    from bench import monitoring
+
+    say(f"monitor lag: the usage feed at {monitoring.RATE:,} records/s for {monitor_seconds:.0f} s")
+    lag = monitoring.run(seconds=monitor_seconds, log=say)
+    result.update({key: lag[key] for key in ("monitor_lag_p95_s", "monitor_lag_p50_s", "monitor_lag_max_s",
+                                             "monitor_stream_records_per_s", "monitor_alerts")})
+    result["monitor_lag_goal_met"] = lag["monitor_lag_p95_s"] <= 5
+    loads["monitor_lag_p95_s"] = _load()
+    result.update(forecast_all_regions(say))
+    result["forecast_all_regions_goal_met"] = None  # issue 11 sets no goal: reported
+    loads["forecast_all_regions_s"] = _load()
+    result["goals"] = GOALS
+    result["load_average"] = loads  # 1, 5 and 15 minutes, at the start and after each figure
     return result
+
+
+def agrees(answer, other) -> bool:
+    """Whether ``other`` (hand SQL, pandas, Spark) holds hkops's ``answer`` for its days: the same
+    rows in the same order, the same columns and values (days and provinces compared as values)."""
+    other = other.reset_index(drop=True)
+    other["day"] = pd_dates(other["day"], answer["day"].dtype)
+    mine = answer[answer["day"].isin(set(other["day"]))].reset_index(drop=True)
+    return list(mine.columns) == list(other.columns) and \
+        mine.astype({"region": object}).equals(other.astype({"region": object}))
 
 
 def pd_dates(column, dtype):

@@ -73,7 +73,7 @@ class _LazyGroups(TyperGroup):
             raise
 
 
-app = typer.Typer(help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
+app = typer.Typer(rich_markup_mode="markdown", help="hkops: numbers, SIM cards, core network, distribution and settlement.", cls=_LazyGroups,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command("check")(check_cli.check)
 app.command("monitor")(alerts_cli.monitor)
@@ -83,11 +83,11 @@ app.command("monitor")(alerts_cli.monitor)
 app.command("login")(users_cli.login)
 app.command("logout")(users_cli.logout)
 app.command("whoami")(users_cli.whoami)
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode="markdown", help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-settings_app = typer.Typer(help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
+settings_app = typer.Typer(rich_markup_mode="markdown", help="Operator settings (quarantine days, reservation TTL).", no_args_is_help=True)
 app.add_typer(settings_app, name="settings")
-carriers_app = typer.Typer(help="The carriers this operator runs numbers for.", no_args_is_help=True)
+carriers_app = typer.Typer(rich_markup_mode="markdown", help="The carriers this operator runs numbers for.", no_args_is_help=True)
 app.add_typer(carriers_app, name="carriers")
 
 

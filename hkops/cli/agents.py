@@ -9,7 +9,7 @@ import typer
 from hkops.cli.common import actor, echo, emit_json, store
 from hkops.errors import InvalidValue
 
-app = typer.Typer(help="The multi-level agent tree (代理).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The multi-level agent tree (代理).", no_args_is_help=True)
 
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")
 

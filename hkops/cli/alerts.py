@@ -8,7 +8,7 @@ import typer
 
 from hkops.cli.common import actor, echo, emit_json, store
 
-app = typer.Typer(help="The monitor's alerts: list, acknowledge, close.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The monitor's alerts: list, acknowledge, close.", no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
 

@@ -13,7 +13,7 @@ import typer
 from hkops.cli.common import echo, emit_json, store
 from hkops.errors import InvalidValue
 
-app = typer.Typer(help="The audit trail: list records (log), verify the chain, write checkpoints.",
+app = typer.Typer(rich_markup_mode="markdown", help="The audit trail: list records (log), verify the chain, write checkpoints.",
                   invoke_without_command=True)
 
 Subject = typer.Option(None, "--subject", help="A number, block or other subject.")

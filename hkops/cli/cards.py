@@ -10,7 +10,7 @@ import typer
 
 from hkops.cli.common import ID_FILE_HELP, ID_HELP, actor, echo, emit_json, read_resident_id, store
 
-app = typer.Typer(help="SIM card lifecycle: pair, activate, suspend/resume, loss, replace, terminate.",
+app = typer.Typer(rich_markup_mode="markdown", help="SIM card lifecycle: pair, activate, suspend/resume, loss, replace, terminate.",
                   no_args_is_help=True)
 
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")

@@ -12,7 +12,7 @@ import typer
 from hkops.cli.common import actor, echo, emit_json, store
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 
-app = typer.Typer(help="The catalogue: SIM products, plans (套餐) and prices per agent level.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The catalogue: SIM products, plans (套餐) and prices per agent level.", no_args_is_help=True)
 
 
 def _yuan(fen: int) -> str:

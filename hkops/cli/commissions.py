@@ -15,7 +15,7 @@ import typer
 from hkops.cli.common import actor, echo, emit_json, store
 from hkops.money import format_yuan
 
-app = typer.Typer(help="Commission schemes, accrual, the commission ledger and agent balances.",
+app = typer.Typer(rich_markup_mode="markdown", help="Commission schemes, accrual, the commission ledger and agent balances.",
                   no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")

@@ -10,7 +10,7 @@ import typer
 from hkops.cli.common import echo
 from hkops.errors import InvalidValue
 
-app = typer.Typer(help="The core network's HLR/HSS simulator (MML provisioning over TCP).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The core network's HLR/HSS simulator (MML provisioning over TCP).", no_args_is_help=True)
 
 
 @app.command()

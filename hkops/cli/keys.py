@@ -11,7 +11,7 @@ import typer
 
 from hkops.cli.common import echo, emit_json, progress, store
 
-app = typer.Typer(help="Encryption keys for secrets at rest (Ki, OPc, PIN/PUK/ADM, resident IDs).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Encryption keys for secrets at rest (Ki, OPc, PIN/PUK/ADM, resident IDs).", no_args_is_help=True)
 
 
 def sealed_columns() -> list:

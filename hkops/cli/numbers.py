@@ -15,7 +15,7 @@ from hkops.numbers import search as number_search
 from hkops.numbers import service
 from hkops.timeutil import local
 
-app = typer.Typer(help="Number resources (号码资源): blocks, pool, grading, search, lifecycle.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Number resources (号码资源): blocks, pool, grading, search, lifecycle.", no_args_is_help=True)
 
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")
 
@@ -55,7 +55,7 @@ def import_file(file: str = typer.Argument(..., help="CSV with an msisdn column,
 
 @app.command()
 def search(
-    pattern: Optional[str] = typer.Argument(None, help="*8888, 1380013????, 138*520, AABB, ABCD, *ABAB ..."),
+    pattern: Optional[str] = typer.Argument(None, help=r"\*8888, 1380013????, 138\*520, AABB, ABCD, \*ABAB ..."),
     region: Optional[str] = typer.Option(None, "--region", help="Province or city, Chinese or English."),
     carrier: Optional[str] = typer.Option(None, "--carrier"),
     grade: Optional[str] = typer.Option(None, "--grade", help="Grade class(es), comma-separated."),

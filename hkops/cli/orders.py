@@ -16,7 +16,7 @@ from hkops.ids import display_msisdn
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.timeutil import local
 
-app = typer.Typer(help="Sales orders: create or import, pay, allocate, ship, deliver, activate, cancel, return, "
+app = typer.Typer(rich_markup_mode="markdown", help="Sales orders: create or import, pay, allocate, ship, deliver, activate, cancel, return, "
                        "show.",
                   no_args_is_help=True)
 

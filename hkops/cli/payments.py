@@ -14,7 +14,7 @@ from hkops.cli.common import actor, echo, emit_json, store
 from hkops.money import fen_to_yuan, format_yuan
 from hkops.timeutil import local
 
-app = typer.Typer(help="The payment ledger: collections, refunds, reconciliation against orders.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The payment ledger: collections, refunds, reconciliation against orders.", no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
 

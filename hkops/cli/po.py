@@ -16,7 +16,7 @@ from hkops.errors import InvalidValue
 from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.timeutil import local
 
-app = typer.Typer(help="Purchase orders (采购): create, confirm, receive vendor card files, close, cancel.",
+app = typer.Typer(rich_markup_mode="markdown", help="Purchase orders (采购): create, confirm, receive vendor card files, close, cancel.",
                   no_args_is_help=True)
 
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")

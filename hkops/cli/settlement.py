@@ -11,7 +11,7 @@ from hkops.cli.commissions import as_of_date, now
 from hkops.cli.common import actor, echo, emit_json, store
 from hkops.money import format_yuan
 
-app = typer.Typer(help="Settlement batches per agent and period.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Settlement batches per agent and period.", no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
 

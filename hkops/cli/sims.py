@@ -9,7 +9,7 @@ import typer
 
 from hkops.cli.common import actor, echo, emit_json, progress, store
 
-app = typer.Typer(help="SIM cards: vendor batches (and, to come, the card lifecycle).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="SIM cards: vendor batches (and, to come, the card lifecycle).", no_args_is_help=True)
 
 
 @app.command("import")

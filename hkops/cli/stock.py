@@ -15,7 +15,7 @@ from hkops.errors import InvalidValue
 from hkops.money import fen_to_yuan, format_yuan
 from hkops.timeutil import local
 
-app = typer.Typer(help="Serial stock: receive, transfer, return, on-hand, counts, scrap, low-stock alerts.",
+app = typer.Typer(rich_markup_mode="markdown", help="Serial stock: receive, transfer, return, on-hand, counts, scrap, low-stock alerts.",
                   no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")

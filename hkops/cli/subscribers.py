@@ -15,8 +15,8 @@ import typer
 from hkops.cli.common import ID_FILE_HELP, ID_HELP, actor, echo, emit_json, read_resident_id, store
 from hkops.errors import InvalidValue, NotFound
 
-app = typer.Typer(help="Real-name subscribers (实名制) and the resident-ID blacklist.", no_args_is_help=True)
-blacklist_app = typer.Typer(help="Resident IDs that may not register or take numbers.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Real-name subscribers (实名制) and the resident-ID blacklist.", no_args_is_help=True)
+blacklist_app = typer.Typer(rich_markup_mode="markdown", help="Resident IDs that may not register or take numbers.", no_args_is_help=True)
 app.add_typer(blacklist_app, name="blacklist")
 
 

@@ -12,7 +12,7 @@ import typer
 from hkops.cli.common import echo, emit_json, progress
 from hkops.errors import InvalidValue
 
-app = typer.Typer(help="Usage records (话单) and top-ups: generate them, read their statistics.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Usage records (话单) and top-ups: generate them, read their statistics.", no_args_is_help=True)
 
 Out = typer.Option(None, "--out", help="The Parquet store (default HKOPS_USAGE_STORE, else data/usage).")
 

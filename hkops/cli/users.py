@@ -16,7 +16,7 @@ from hkops.cli.common import actor, echo, emit_json, forget_session, save_sessio
 from hkops.errors import InvalidValue, NotFound
 from hkops.timeutil import local, utc_now
 
-app = typer.Typer(help="Users, roles and API tokens (who may use hkops, and for what).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Users, roles and API tokens (who may use hkops, and for what).", no_args_is_help=True)
 
 Reason = typer.Option(None, "--reason", help="Why (kept in the audit trail).")
 PasswordStdin = typer.Option(False, "--password-stdin",

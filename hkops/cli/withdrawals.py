@@ -10,7 +10,7 @@ from hkops.cli.commissions import as_of_date, now
 from hkops.cli.common import actor, echo, emit_json, store
 from hkops.money import format_yuan
 
-app = typer.Typer(help="Withdrawals from agents' balances.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Withdrawals from agents' balances.", no_args_is_help=True)
 
 Json = typer.Option(False, "--json", help="Print only JSON.")
 
