@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--pool", type=int, default=10_000_000, help="numbers: size of the search pool")
     parser.add_argument("--orders", type=int, default=83_334, help="settlement: orders of the world (12 entries each)")
+    parser.add_argument("--runs", type=int, default=3, help="consoles: visits timed per page (the median is given)")
+    parser.add_argument("--per-province", type=int, default=2, help="consoles: number blocks per province of the demo")
     args = parser.parse_args()
     if args.suite == "numbers":
         from bench import numbers
@@ -62,7 +64,7 @@ def main() -> None:
     else:
         from bench import consoles
 
-        result = consoles.run()
+        result = consoles.run(runs=args.runs, per_province=args.per_province)
     result["machine"] = machine()
     if args.json:
         json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
