@@ -84,11 +84,14 @@ def show(console) -> None:
     the last cell waits for the page request, sets the console's ``actor`` to the user who
     logged in (:func:`hkops.ui._common.current_actor`) and reloads the console
     (``console.refresh()``, if it has one) before showing it; a console built for someone
-    else is refreshed too. Without a valid login the page says so and shows no console.
+    else is refreshed too. A console that has read nothing yet and can load in the
+    background (``load_in_background()``, ``loaded`` false: the trends console) is shown at
+    once and loads after, its progress bar on the page. Without a valid login the page says
+    so and shows no console; any other failure is one readable line, never a traceback.
     """
     from IPython.display import display
 
-    from hkops.ui._common import current_actor, login_required_message, user_line
+    from hkops.ui._common import StatusLine, current_actor, login_required_message, user_line
 
     warm = preheating()
     if warm:
@@ -100,10 +103,20 @@ def show(console) -> None:
     except HkopsError as refused:
         display(login_required_message(refused))
         return
+    except Exception as error:  # noqa: BLE001 - the page must never show a traceback
+        failed = StatusLine()
+        failed.failure(error)
+        display(failed)
+        return
     stale = warm
     if hasattr(console, "actor"):
         stale = stale or repr(console.actor) != repr(actor)  # built for someone else (or nobody)
         console.actor = actor
+    load_later = getattr(console, "load_in_background", None)
+    if callable(load_later) and not getattr(console, "loaded", True):
+        display(user_line(actor), console)
+        load_later()
+        return
     refresh = getattr(console, "refresh", None)
     if stale and callable(refresh):
         refresh()
