@@ -84,7 +84,9 @@ def show(console) -> None:
     the last cell waits for the page request, sets the console's ``actor`` to the user who
     logged in (:func:`hkops.ui._common.current_actor`) and reloads the console
     (``console.refresh()``, if it has one) before showing it; a console built for someone
-    else is refreshed too. A console that has read nothing yet and can load in the
+    else is refreshed too. If that refresh is refused (the visitor lacks a permission), the
+    page shows the refusal and not the console: what it holds was read for someone else
+    (the kernel's own user, when it was preheated). A console that has read nothing yet and can load in the
     background (``load_in_background()``, ``loaded`` false: the trends console) is shown at
     once and loads after, its progress bar on the page. Without a valid login the page says
     so and shows no console; any other failure is one readable line, never a traceback.
@@ -119,7 +121,15 @@ def show(console) -> None:
         return
     refresh = getattr(console, "refresh", None)
     if stale and callable(refresh):
+        from hkops.security.access import AccessDenied
+
+        status = getattr(console, "status", None)
+        if status is not None:
+            status.last_error = None
         refresh()
+        if status is not None and isinstance(status.last_error, AccessDenied):
+            display(user_line(actor), status)  # the refusal, not what was read for someone else
+            return
     display(user_line(actor), console)
 
 
