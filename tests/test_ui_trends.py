@@ -284,3 +284,19 @@ def test_a_visitor_without_analytics_gets_the_refusal_and_no_figures(behind_logi
     assert console.actor.name == "ua" and not console.loaded
     assert console.status.kind == "error" and "analytics.read" in console.status.text
     assert console.funnel_table.value == "" and console.funnel_chart.data == () and console.pool_chart.data == ()
+
+
+def test_a_preheated_kernel_warms_up_before_the_visitor_and_reads_only_after(behind_login, usage_dir, monkeypatch):
+    import voila.utils
+
+    from hkops.analytics import sales
+
+    console = trends_console(behind_login.db, usage_dir=usage_dir, load=False)
+    calls = []
+    real_warm_up, real_steps = console.warm_up, sales.steps_for
+    monkeypatch.setattr(console, "warm_up", lambda: calls.append("warm up") or real_warm_up())
+    monkeypatch.setattr(voila.utils, "wait_for_request", lambda: calls.append("visitor"))
+    monkeypatch.setattr(sales, "steps_for", lambda *a, **k: calls.append("read") or real_steps(*a, **k))
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    served_to(console, behind_login, "ann", monkeypatch)
+    assert calls == ["warm up", "visitor", "read"] and console.status.kind == "ok", console.status.text

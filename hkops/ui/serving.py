@@ -88,7 +88,8 @@ def show(console) -> None:
     page shows the refusal and not the console: what it holds was read for someone else
     (the kernel's own user, when it was preheated). A console that has read nothing yet and can load in the
     background (``load_in_background()``, ``loaded`` false: the trends console) is shown at
-    once and loads after, its progress bar on the page. Without a valid login the page says
+    once and loads after, its progress bar on the page; a preheated kernel first has it
+    ``warm_up()`` (imports, no data) while it waits. Without a valid login the page says
     so and shows no console; any other failure is one readable line, never a traceback.
     """
     from IPython.display import display
@@ -99,6 +100,9 @@ def show(console) -> None:
     if warm:
         from voila.utils import wait_for_request
 
+        warm_up = getattr(console, "warm_up", None)
+        if callable(warm_up):
+            warm_up()  # before the visitor: imports and engines, no data
         wait_for_request()
     try:
         actor = current_actor(required=True)

@@ -194,6 +194,17 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         with self._lock:
             super()._guard(work, announce)
 
+    def warm_up(self) -> None:
+        """Import and start what reading the figures uses (pandas, Ibis on DuckDB, the analyses)
+        without reading any data: :func:`hkops.ui.show` has a preheated kernel do it before
+        anyone asks for the page, so that the first reading pays none of it."""
+        import ibis
+
+        from hkops.analytics import forecast, planning, sales, usage_stats  # noqa: F401
+        from hkops.analytics._state import execute
+
+        execute(ibis.memtable({"day": [1, 1, 2]}).group_by("day").aggregate(n=ibis._.count()))
+
     def load_in_background(self) -> threading.Thread:
         """Read the filter choices and the figures in a thread (as ``refresh`` does), so that the
         page shows the console, its progress bar running, without waiting for the queries."""
