@@ -30,6 +30,8 @@ def main() -> None:
                         help="analytics: usage records of the store (about; generated once, cached in bench/_work/)")
     parser.add_argument("--no-spark", action="store_true", help="analytics: leave Spark out")
     parser.add_argument("--monitor-seconds", type=float, default=30, help="analytics: seconds of feed for the lag")
+    parser.add_argument("--runs", type=int, default=3, help="consoles: visits timed per page (the median is given)")
+    parser.add_argument("--per-province", type=int, default=2, help="consoles: number blocks per province of the demo")
     args = parser.parse_args()
     if args.suite == "numbers":
         from bench import numbers
@@ -67,7 +69,7 @@ def main() -> None:
     else:
         from bench import consoles
 
-        result = consoles.run()
+        result = consoles.run(runs=args.runs, per_province=args.per_province)
     result["machine"] = machine()
     if args.json:
         json.dump(result, sys.stdout, indent=2, ensure_ascii=False)

@@ -16,6 +16,19 @@
   password, the login (argon2 check, a new console session), the redirect, to the first
   chart of the allocation console (wall clock, measured by the driver).
 
+The trends console (issue 11), in the same run, logged in as the demo analyst ``analyst``:
+
+- ``trends_frame_s``: from navigation to the trends console's frame on the page (title, filters,
+  progress bar), served as ``hkops serve`` serves it.
+- ``trends_charts_s``: from navigation until its funnel, daily trend, pool and pool-history
+  charts are drawn with their data.
+- ``trends_bare_plot_s``: the anchor, a bare notebook (``trends_bare.ipynb``, from a preheated pool
+  of its own) making the same analytics calls as the console (funnel, breakdown, daily trend,
+  the pool, blocks to request, utilisation per day) then showing one FigureWidget, the funnel:
+  what reading the same figures costs the plain way. Goals: ``trends_charts_s <= 1.25 *
+  trends_bare_plot_s`` and ``trends_frame_s <= bare_plot_preheated_s`` (the frame is on the
+  page no later than a one-chart notebook).
+
 Every figure is the median of ``runs`` visits, alternating, each in a fresh browser context
 (cold HTTP cache); the first chart drawn is plotly's ``plotlywidget-after-render``
 event, read as ``performance.now()`` (milliseconds since navigation started).
@@ -68,8 +81,44 @@ new MutationObserver(() => {
 """
 
 
-def bare_notebook() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in BARE_CELLS])
+#: The trends anchor: the console's analytics calls, then one chart (the funnel).
+TRENDS_BARE = "trends_bare.ipynb"
+TRENDS_BARE_CELLS = [
+    "from datetime import timedelta\n\nimport plotly.graph_objects as go\n\n"
+    "from hkops.analytics import planning, sales\nfrom hkops.analytics._state import execute\n"
+    "from hkops.analytics.filters import check_filters, today\nfrom hkops.store.engine import get_store",
+    "store, me = get_store(), 'bench'\n"
+    "filters = check_filters(store, start=today() - timedelta(days=89), end=today())\n"
+    "steps = sales.steps_for(store, actor=me, filters=filters)\n"
+    "funnel = execute(sales.funnel_by(steps))\nby_agent = execute(sales.funnel_by(steps, 'agent'))\n"
+    "daily = execute(sales.trends(steps, 'day'))\n"
+    "tables = planning.planning_tables(store, me)\n"
+    "pool = planning.utilisation_report(store, actor=me, tables=tables)\n"
+    "plan = planning.block_plan(store, actor=me, tables=tables)\n"
+    "history = planning.history_report(store, filters.start, filters.end, actor=me, tables=tables)",
+    "row = funnel.iloc[0]\n"
+    "go.FigureWidget(go.Funnel(y=list(sales.STEPS), x=[int(row[s]) for s in sales.STEPS]))",
+]
+
+#: Records, in ms since navigation started, when the trends console's frame is on the page and
+#: when its charts are drawn with data.
+TRENDS_PROBE = """
+window.__marks = {};
+const mark = (name) => { if (!(name in window.__marks)) window.__marks[name] = performance.now(); };
+const drawn = (css) => document.querySelector(`.${css} g.trace`) !== null;
+const charts = ['hkops-funnel-chart', 'hkops-trend-chart', 'hkops-pool-chart', 'hkops-pool-history-chart'];
+new MutationObserver(() => {
+  if (document.querySelector('.hkops-trends .hkops-trends-show')) mark('frame');
+  if (charts.every(drawn)) mark('charts');
+}).observe(document, {childList: true, subtree: true});
+"""
+
+#: The demo user the trends console is timed as (an analyst: ``analytics.read``).
+ANALYST = "analyst"
+
+
+def bare_notebook(cells: list[str] = BARE_CELLS) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return nb
 
@@ -105,26 +154,55 @@ def _log_in(page, url: str, next_url: str, timeout_s: float) -> float:
     return time.perf_counter() - clicked
 
 
+def _logged_in_context(browser, url: str, user: str = USER):
+    """A fresh browser context (cold cache, only local requests) logged in as ``user`` through its
+    HTTP client: no page loaded, no asset cached."""
+    from urllib.parse import urlsplit
+
+    from hkops.security.users import demo_password
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.route("**/*", _local_only)
+    parts = urlsplit(url)
+    login = f"{parts.scheme}://{parts.netloc}/login"
+    context.request.get(login)
+    xsrf = next(c["value"] for c in context.cookies() if c["name"] == "_xsrf")
+    answer = context.request.post(login, form={"username": user, "password": demo_password(user),
+                                               "_xsrf": xsrf, "next": "/"}, max_redirects=0)
+    assert answer.status == 302, answer.status
+    return context
+
+
+def time_trends(browser, url: str, timeout_s: float = 120) -> dict:
+    """Open the trends console at ``url`` logged in as :data:`ANALYST`: seconds from navigation to
+    its frame and to its charts drawn with data."""
+    context = _logged_in_context(browser, url, ANALYST)
+    try:
+        context.add_init_script(TRENDS_PROBE)
+        page = context.new_page()
+        page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+        page.wait_for_function("'frame' in window.__marks && 'charts' in window.__marks",
+                               timeout=timeout_s * 1000, polling=50)
+        marks = page.evaluate("window.__marks")
+        errors = page.locator(".hkops-msg-error, .jp-OutputArea-error, .hkops-login-needed").count()
+        page.goto("about:blank")
+        return {"frame_s": round(marks["frame"] / 1000, 3), "charts_s": round(marks["charts"] / 1000, 3),
+                "errors": errors}
+    finally:
+        context.close()
+
+
 def time_first_plot(browser, url: str, timeout_s: float = 90, *, timed_login: bool = False) -> dict:
     """Open ``url`` in a fresh context, logged in; seconds from navigation to the page and to the
     first chart. With ``timed_login``, also ``login_plot_s``: from opening the login page to the
     first chart (else the login happens first, untimed, without loading a page)."""
-    from urllib.parse import urlsplit
-
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    try:
+    if timed_login:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.route("**/*", _local_only)
+    else:  # log in through the context's HTTP client: no page, no assets cached
+        context = _logged_in_context(browser, url)
+    try:
         page = context.new_page()
-        if not timed_login:  # log in through the context's HTTP client: no page, no assets cached
-            from hkops.security.users import demo_password
-
-            parts = urlsplit(url)
-            login = f"{parts.scheme}://{parts.netloc}/login"
-            context.request.get(login)
-            xsrf = next(c["value"] for c in context.cookies() if c["name"] == "_xsrf")
-            answer = context.request.post(login, form={"username": USER, "password": demo_password(USER),
-                                                       "_xsrf": xsrf, "next": "/"}, max_redirects=0)
-            assert answer.status == 302, answer.status
         context.add_init_script(PROBE)
         started = time.perf_counter()
         if timed_login:
@@ -161,12 +239,14 @@ def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
         shutil.copytree(serving.CONSOLES_DIR, served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         nbformat.write(bare_notebook(), served / "bare.ipynb")
         nbformat.write(bare_notebook(), served / PREHEATED_BARE)
+        nbformat.write(bare_notebook(TRENDS_BARE_CELLS), served / TRENDS_BARE)
         config_dir = folder / "voila_config"
         config_dir.mkdir()
         config = serving.voila_config()
         config["VoilaKernelManager"]["kernel_pools_config"][PREHEATED_BARE] = {"pool_size": 1}
+        config["VoilaKernelManager"]["kernel_pools_config"][TRENDS_BARE] = {"pool_size": 1}
         (config_dir / "voila.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        console, console_login, bare, bare_preheated = [], [], [], []
+        console, console_login, bare, bare_preheated, trends, trends_bare = [], [], [], [], [], []
         with serving.VoilaServer(url, root=served, log_path=folder / "voila.log", config_dir=config_dir) as server:
             server.wait_for_pools()
             time.sleep(pause_s)  # let the pool kernels run the console notebook up to its last cell
@@ -183,6 +263,10 @@ def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
                         console_login.append(time_first_plot(browser, f"{server.url}/voila/render/allocation.ipynb",
                                                              timed_login=True))
                         time.sleep(pause_s)
+                        trends.append(time_trends(browser, f"{server.url}/voila/render/trends.ipynb"))
+                        time.sleep(pause_s)
+                        trends_bare.append(time_first_plot(browser, f"{server.url}/voila/render/{TRENDS_BARE}"))
+                        time.sleep(pause_s)
                 finally:
                     browser.close()
             log = server.log()
@@ -190,6 +274,9 @@ def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
         console_plot = statistics.median(r["plot_s"] for r in console)
         bare_plot_preheated = statistics.median(r["plot_s"] for r in bare_preheated)
         console_login_plot = statistics.median(r["login_plot_s"] for r in console_login)
+        trends_frame = statistics.median(r["frame_s"] for r in trends)
+        trends_charts = statistics.median(r["charts_s"] for r in trends)
+        trends_bare_plot = statistics.median(r["plot_s"] for r in trends_bare)
         return {
             "console_plot_s": console_plot,
             "console_login_plot_s": console_login_plot,
@@ -198,6 +285,13 @@ def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
             "bare_plot_preheated_s": bare_plot_preheated,
             "console_to_bare_preheated": round(console_plot / bare_plot_preheated, 2),
             "goal": "console_plot_s <= 1.25 * bare_plot_preheated_s",
+            "trends_frame_s": trends_frame,
+            "trends_charts_s": trends_charts,
+            "trends_bare_plot_s": trends_bare_plot,
+            "trends_charts_to_bare": round(trends_charts / trends_bare_plot, 2),
+            "trends_goals": ["trends_charts_s <= 1.25 * trends_bare_plot_s",
+                             "trends_frame_s <= bare_plot_preheated_s"],
+            "trends_goals_met": [trends_charts <= 1.25 * trends_bare_plot, trends_frame <= bare_plot_preheated],
             "console_page_s": statistics.median(r["page_s"] for r in console),
             "bare_page_s": statistics.median(r["page_s"] for r in bare),
             "bare_preheated_page_s": statistics.median(r["page_s"] for r in bare_preheated),
@@ -206,13 +300,15 @@ def run(runs: int = 3, per_province: int = 2, pause_s: float = 8.0) -> dict:
             "console_login_runs": console_login,
             "bare_runs": bare,
             "bare_preheated_runs": bare_preheated,
+            "trends_runs": trends,
+            "trends_bare_runs": trends_bare,
             "preheated": {name: size for name, size in pools.items() if size},
             "not_preheated": ["bare.ipynb (default pool_size 0: a fresh kernel per visit, as Voilà does by default)"],
             "preheated_kernels_used": log.count("Using pre-heated kernel"),
             "console_charts": "3 FigureWidgets importing plotly's widget bundle once per page by URL (hkops.ui.charts)",
             "bare_chart": "1 plain go.FigureWidget (plotly's 5 MB widget bundle inline in its widget state)",
             "server_config": "hkops/ui/voila_config/voila.json for every page (jupyterlab-plotly page extension off), "
-                             f"plus a pool of 1 kernel for {PREHEATED_BARE}",
+                             f"plus a pool of 1 kernel each for {PREHEATED_BARE} and {TRENDS_BARE}",
             "demo_numbers": summary.numbers,
             "browser": "Debian Chromium, headless, fresh context per visit, logged in as ops "
                        "(console_login_plot_s: the login timed, from opening the login page)",

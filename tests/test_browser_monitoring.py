@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hkops.monitoring import service
@@ -62,3 +64,4 @@ def test_a_new_alert_appears_by_itself_and_the_operator_acknowledges_it(voila, p
     assert (alert["state"], alert["acknowledged_by"], alert["reason"]) == ("acknowledged", "olga", "calling the holder")
     page.wait_for_selector("tr[data-alert='2'].hkops-alert-acknowledged")
     assert "Traceback" not in page.inner_text("body")
+    assert re.search(r"Using pre-heated kernel: \S+ for \S*monitoring\.ipynb", voila.log()), "no preheated kernel"

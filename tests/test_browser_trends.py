@@ -3,6 +3,7 @@ sees the funnel and the pool, gets a bad date refused in the page, forecasts ord
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -14,7 +15,7 @@ from console_login import add_console_user, log_in_page
 from test_browser_allocation import browser, page  # noqa: F401  (the same Chromium set-up)
 
 pytestmark = pytest.mark.browser
-TIMEOUT_MS = 180_000  # the page's kernel starts fresh (no preheated pool) and fits the model
+TIMEOUT_MS = 180_000  # the page may wait for its pool's kernel to start, then fits the model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,9 @@ def test_an_analyst_reads_the_trends_forecasts_orders_and_exports_in_the_browser
     page.on("requestfinished", lambda request: fetched.append(urlparse(request.url).path))
     log_in_page(page, voila.url, *add_console_user(database_url, "ann", "analyst"), "/voila/render/trends.ipynb")
     page.wait_for_selector("#loading", state="detached")
+    page.wait_for_selector(".hkops-trends .hkops-progress", state="attached")  # the frame, its progress bar in it
     page.wait_for_selector(".hkops-trends-funnel tr[data-step='placed']")
+    page.wait_for_selector(".hkops-msg-ok:has-text('Shown for')")
     assert page.inner_text(".hkops-trends-funnel tr[data-step='placed'] td.num") == "200"
     page.wait_for_selector(".hkops-pool-chart .main-svg", state="visible")
     page.wait_for_selector(".hkops-funnel-chart .main-svg", state="visible")
@@ -75,3 +78,4 @@ def test_an_analyst_reads_the_trends_forecasts_orders_and_exports_in_the_browser
     assert "Traceback" not in text and "There was an error when executing cell" not in text
     assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
     assert "/voila/labextensions/widgetbundle.js" in fetched
+    assert re.search(r"Using pre-heated kernel: \S+ for \S*trends\.ipynb", voila.log()), "no preheated kernel"

@@ -54,6 +54,28 @@ def test_a_console_acts_as_the_user_whose_session_its_page_brought(served, monke
     assert console.refreshed == 1  # what it showed was loaded for someone else
 
 
+def test_a_preheated_console_refused_to_its_visitor_shows_the_refusal_not_what_it_holds(served, monkeypatch):
+    from hkops.ui import stock_console
+
+    monkeypatch.setenv("HKOPS_ACTOR", "root")  # the user Voilà's kernels run as
+    held = stock_console(served)  # as a preheated kernel builds it: read as the kernel's own user
+    assert held.status.kind != "error", held.status.text
+    users.add_user(served, "fiona", "finance", actor="installer", password=PASSWORD)  # no stock.read
+    monkeypatch.setenv(login.SESSION_ENV, users.start_session(served, users.principal_of(served, "fiona"),
+                                                              kind="console"))
+    displayed = []
+    monkeypatch.setattr("IPython.display.display", lambda *widgets: displayed.extend(widgets))
+    serving.show(held)
+    user_line, shown = displayed
+    assert "hkops-user-name'>fiona<" in user_line.value
+    assert shown is held.status and "needs the permission 'stock.read'" in shown.text
+    monkeypatch.setenv(login.SESSION_ENV, users.start_session(served, users.principal_of(served, "olga"),
+                                                              kind="console"))
+    displayed.clear()
+    serving.show(held)  # a visitor who may see it gets the console, read again for her
+    assert displayed[1] is held and held.actor.name == "olga" and held.status.last_error is None
+
+
 def test_a_revoked_or_cli_session_gives_no_actor(served, monkeypatch):
     olga = users.authenticate(served, "olga", PASSWORD)
     token = users.start_session(served, olga, kind="console")

@@ -80,5 +80,37 @@ def test_acknowledge_then_close_from_the_console_and_twice_is_a_readable_error(c
     assert not console.ack_button.disabled
 
 
+def test_an_unknown_state_is_a_readable_message_and_an_unknown_rule_lists_nothing(console):
+    shown = console.table.value
+    console.state_filter.options = [*console.state_filter.options, ("lost", "lost")]
+    console.state_filter.value = "lost"  # a filter the page offered and the service does not know
+    assert console.status.kind == "error" and "state 'lost': must be one of" in console.status.text
+    assert "Traceback" not in console.status.value and console.table.value == shown
+    console.state_filter.value = "active"
+    console.rule_filter.options = [*console.rule_filter.options, ("no_such_rule", "no_such_rule")]
+    console.rule_filter.value = "no_such_rule"
+    assert "No alerts to show" in console.table.value and console.alert_choice.options == ()
+
+
+def test_built_before_the_login_it_reads_nothing_then_shows_the_visitors_queue(console, monitor, monkeypatch):
+    from hkops.security import users
+    from hkops.ui import login, serving
+    from hkops.ui._common import NOBODY
+
+    users.add_user(monitor.db, "root", "admin", actor="installer", password="password-1234")
+    users.add_user(monitor.db, "olga", "ops", actor="installer", password="password-1234")
+    monkeypatch.setenv("HKOPS_DATABASE_URL", monitor.db.url)
+    monkeypatch.setenv(login.LOGIN_ENV, "1")
+    monkeypatch.delenv(login.SESSION_ENV, raising=False)
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
+    early = monitoring_console(monitor.db, refresh_s=None)  # as a preheated kernel builds it
+    assert early.actor is NOBODY and early.table.value == "" and early.status.kind == ""
+    monkeypatch.setenv(login.SESSION_ENV, users.start_session(monitor.db, users.principal_of(monitor.db, "olga"),
+                                                              kind="console"))
+    monkeypatch.setattr("IPython.display.display", lambda *widgets: None)
+    serving.show(early)
+    assert early.actor.name == "olga" and "data-alert='1'" in early.table.value, early.status.text
+
+
 def test_the_consoles_index_links_the_monitoring_console():
     assert "href='monitoring.ipynb'" in index().children[1].value

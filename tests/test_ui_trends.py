@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import threading
 import zipfile
 from datetime import date, timedelta
 
@@ -167,3 +168,143 @@ def test_without_a_usage_store_the_usage_panel_says_so(two_agents, tmp_path):
     assert console.status.kind == "ok", console.status.text
     assert "holds no records" in console.usage_note.value and console.usage_chart.data == ()
     assert date.fromisoformat(console.end.value) == today()
+
+
+@pytest.mark.parametrize("bad", ["unknown region", "empty range", "future range"])
+def test_a_bad_filter_is_a_readable_message_and_changes_nothing_shown(console, bad):
+    shown, pool = console.funnel_table.value, console.plan_table.value
+    if bad == "unknown region":  # a region offered when the page opened, gone since
+        console.region.options = [*console.region.options, ("Atlantis", "Atlantis")]
+        console.region.value = "Atlantis"
+        expected = "region 'Atlantis': is not a region hkops knows"
+    elif bad == "empty range":
+        console.start.value, console.end.value = today().isoformat(), (today() - timedelta(days=1)).isoformat()
+        expected = f"end '{console.end.value}': is before start {today().isoformat()}: the date range is empty"
+    else:
+        console.start.value = (today() + timedelta(days=1)).isoformat()
+        console.end.value = (today() + timedelta(days=30)).isoformat()
+        expected = f"start '{console.start.value}': is in the future"
+    console.show_button.click()
+    assert console.status.kind == "error" and expected in console.status.text, console.status.text
+    assert "Traceback" not in console.status.value and console.status.value.count("\n") == 0
+    assert (console.funnel_table.value, console.plan_table.value) == (shown, pool)
+    assert console.progress.layout.visibility == "hidden" and not console.show_button.disabled
+
+
+def test_a_filter_set_shown_again_within_the_cache_time_is_not_read_again(console, monkeypatch):
+    from hkops.analytics import planning, sales
+
+    reads = {"steps": 0, "pool": 0}
+
+    def counted(name, real):
+        def read(*args, **kwargs):
+            reads[name] += 1
+            return real(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(sales, "steps_for", counted("steps", sales.steps_for))
+    monkeypatch.setattr(planning, "planning_tables", counted("pool", planning.planning_tables))
+    console.agent.value = "B"
+    console.show_button.click()
+    assert reads == {"steps": 1, "pool": 0}  # the pool does not depend on the agent: read once per user
+    console.agent.value = ""
+    console.show_button.click()  # the set the console opened on
+    assert reads == {"steps": 1, "pool": 0} and console.status.kind == "ok"
+    assert list(console.funnel_chart.data[0].x)[:2] == [2, 2]
+    console.refresh()  # reads everything again
+    assert reads == {"steps": 2, "pool": 1}
+
+
+def test_built_empty_it_draws_the_funnel_while_the_pool_is_still_being_read(two_agents, usage_dir, monkeypatch):
+    from hkops.analytics import planning
+
+    reading, go_on = threading.Event(), threading.Event()
+    real = planning.planning_tables
+
+    def slow(*args, **kwargs):
+        reading.set()
+        assert go_on.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "planning_tables", slow)
+    console = trends_console(two_agents.db, actor=two_agents.root, usage_dir=usage_dir, load=False)
+    assert not console.loaded and console.funnel_table.value == "" and console.funnel_chart.data == ()
+    loader = console.load_in_background()
+    try:
+        assert reading.wait(60), console.status.text
+        assert console.progress.layout.visibility == "visible" and "Reading" in console.progress.label.value
+        assert console.status.kind == "info" and console.show_button.disabled
+        assert "data-step='placed'" in console.funnel_table.value and len(console.funnel_chart.data) == 1
+        assert console.pool_chart.data == () and console.plan_table.value == ""
+    finally:
+        go_on.set()
+        loader.join(60)
+    assert console.loaded and console.status.kind == "ok", console.status.text
+    assert console.pool_chart.data and "data-region='Beijing'" in console.plan_table.value
+    assert console.progress.layout.visibility == "hidden" and not console.show_button.disabled
+
+
+@pytest.fixture
+def behind_login(two_agents, monkeypatch):
+    """The environment of a console served behind the login before its page is asked for: nobody acts."""
+    from hkops.ui import login
+
+    monkeypatch.setenv("HKOPS_DATABASE_URL", two_agents.db.url)
+    monkeypatch.setenv(login.LOGIN_ENV, "1")
+    monkeypatch.delenv(login.SESSION_ENV, raising=False)
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
+    return two_agents
+
+
+def served_to(console: TrendsConsole, world, name: str, monkeypatch) -> list:
+    """Show ``console`` as ``hkops.ui.show`` does for user ``name``'s page; wait for its loading. What was displayed."""
+    from hkops.security import users
+    from hkops.ui import login, serving
+
+    monkeypatch.setenv(login.SESSION_ENV, users.start_session(world.db, users.principal_of(world.db, name),
+                                                              kind="console"))
+    displayed = []
+    monkeypatch.setattr("IPython.display.display", lambda *widgets: displayed.extend(widgets))
+    serving.show(console)
+    console._loader.join(60)
+    return displayed
+
+
+def test_a_console_built_before_the_login_reads_nothing_then_loads_as_the_visitor(behind_login, usage_dir,
+                                                                                  monkeypatch):
+    from hkops.ui._common import NOBODY
+
+    console = trends_console(behind_login.db, usage_dir=usage_dir, load=False)  # as the notebook builds it
+    assert console.actor is NOBODY and not console.loaded and console.status.kind == ""
+    assert console.region.options == (("全部 any", ""),) and console.funnel_chart.data == ()
+    user_line, shown = served_to(console, behind_login, "ann", monkeypatch)
+    assert shown is console and "hkops-user-name'>ann<" in user_line.value
+    assert console.actor.name == "ann" and console.loaded and console.status.kind == "ok", console.status.text
+    assert re.search(r"data-step='placed'><td>[^<]*</td><td class='num'>2<", console.funnel_table.value)
+
+
+def test_a_visitor_without_analytics_gets_the_refusal_and_no_figures(behind_login, usage_dir, monkeypatch):
+    from hkops.security import users
+
+    users.add_user(behind_login.db, "wh", "warehouse", actor="installer", password="a long enough password 1")
+    console = trends_console(behind_login.db, usage_dir=usage_dir, load=False)
+    served_to(console, behind_login, "wh", monkeypatch)
+    assert console.actor.name == "wh" and not console.loaded
+    assert console.status.kind == "error" and "analytics.read" in console.status.text
+    assert console.funnel_table.value == "" and console.funnel_chart.data == () and console.pool_chart.data == ()
+
+
+def test_a_preheated_kernel_warms_up_before_the_visitor_and_reads_only_after(behind_login, usage_dir, monkeypatch):
+    import voila.utils
+
+    from hkops.analytics import sales
+
+    console = trends_console(behind_login.db, usage_dir=usage_dir, load=False)
+    calls = []
+    real_warm_up, real_steps = console.warm_up, sales.steps_for
+    monkeypatch.setattr(console, "warm_up", lambda: calls.append("warm up") or real_warm_up())
+    monkeypatch.setattr(voila.utils, "wait_for_request", lambda: calls.append("visitor"))
+    monkeypatch.setattr(sales, "steps_for", lambda *a, **k: calls.append("read") or real_steps(*a, **k))
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    served_to(console, behind_login, "ann", monkeypatch)
+    assert calls == ["warm up", "visitor", "read"] and console.status.kind == "ok", console.status.text

@@ -103,6 +103,18 @@ def current_actor(*, required: bool = False) -> str:
     return default_actor()
 
 
+def console_actor() -> str:
+    """Who a console built without an explicit actor acts as: :func:`current_actor`, or
+    :data:`NOBODY` when the login is not valid (``hkops.ui.show`` then says so on the page).
+
+    A preheated kernel builds its console before anyone asks for the page: as nobody, so
+    it reads nothing that the visitor it is handed to might not be allowed to see."""
+    try:
+        return current_actor()
+    except HkopsError:
+        return NOBODY
+
+
 def user_line(actor: str) -> widgets.HTML:
     """The line at the top of a console saying who is logged in, with a link to log out."""
     if not is_principal(actor):

@@ -14,7 +14,6 @@ import threading
 
 import ipywidgets as widgets
 
-from hkops.audit import default_actor
 from hkops.monitoring import service
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
@@ -26,6 +25,7 @@ from hkops.ui._common import (
     StatusLine,
     button,
     choice,
+    console_actor,
     field,
     html_table,
     panel,
@@ -57,13 +57,15 @@ class MonitoringConsole(GuardedConsole, widgets.VBox):
 
     Pieces for tests: ``rule_filter``, ``state_filter``, ``table``, ``counts``, ``alert_choice``,
     ``reason``, ``ack_button``, ``close_button``, ``refresh_button``, ``auto_refresh``, ``status``.
-    ``refresh_s=None`` turns the periodic refresh off (tests call :meth:`tick`).
+    ``refresh_s=None`` turns the periodic refresh off (tests call :meth:`tick`). Without ``actor``
+    it acts as the logged-in user; built for nobody yet (a preheated kernel), it reads nothing
+    until :func:`hkops.ui.show` hands it the visitor and refreshes it.
     """
 
     def __init__(self, store: Store | None = None, actor: str | None = None, refresh_s: float | None = REFRESH_S):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self.refresh_s = refresh_s
         self.pending = None
         self.confirm_row = ConfirmRow()
@@ -102,7 +104,8 @@ class MonitoringConsole(GuardedConsole, widgets.VBox):
                          title, self.status, row([queue]), row([act])]
         self.add_class("hkops-console")
         self.add_class("hkops-monitoring")
-        self.refresh()
+        if repr(self.actor) != repr(NOBODY):
+            self.refresh()
 
     def _buttons(self) -> tuple:
         return (self.refresh_button, self.ack_button, self.close_button)

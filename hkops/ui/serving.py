@@ -84,29 +84,56 @@ def show(console) -> None:
     the last cell waits for the page request, sets the console's ``actor`` to the user who
     logged in (:func:`hkops.ui._common.current_actor`) and reloads the console
     (``console.refresh()``, if it has one) before showing it; a console built for someone
-    else is refreshed too. Without a valid login the page says so and shows no console.
+    else is refreshed too. If that refresh is refused (the visitor lacks a permission), the
+    page shows the refusal and not the console: what it holds was read for someone else
+    (the kernel's own user, when it was preheated). A console that has read nothing yet and can load in the
+    background (``load_in_background()``, ``loaded`` false: the trends console) is shown at
+    once and loads after, its progress bar on the page; a preheated kernel first has it
+    ``warm_up()`` (imports, no data) while it waits. Without a valid login the page says
+    so and shows no console; any other failure is one readable line, never a traceback.
     """
     from IPython.display import display
 
-    from hkops.ui._common import current_actor, login_required_message, user_line
+    from hkops.ui._common import StatusLine, current_actor, login_required_message, user_line
 
     warm = preheating()
     if warm:
         from voila.utils import wait_for_request
 
+        warm_up = getattr(console, "warm_up", None)
+        if callable(warm_up):
+            warm_up()  # before the visitor: imports and engines, no data
         wait_for_request()
     try:
         actor = current_actor(required=True)
     except HkopsError as refused:
         display(login_required_message(refused))
         return
+    except Exception as error:  # noqa: BLE001 - the page must never show a traceback
+        failed = StatusLine()
+        failed.failure(error)
+        display(failed)
+        return
     stale = warm
     if hasattr(console, "actor"):
         stale = stale or repr(console.actor) != repr(actor)  # built for someone else (or nobody)
         console.actor = actor
+    load_later = getattr(console, "load_in_background", None)
+    if callable(load_later) and not getattr(console, "loaded", True):
+        display(user_line(actor), console)
+        load_later()
+        return
     refresh = getattr(console, "refresh", None)
     if stale and callable(refresh):
+        from hkops.security.access import AccessDenied
+
+        status = getattr(console, "status", None)
+        if status is not None:
+            status.last_error = None
         refresh()
+        if status is not None and isinstance(status.last_error, AccessDenied):
+            display(user_line(actor), status)  # the refusal, not what was read for someone else
+            return
     display(user_line(actor), console)
 
 

@@ -3,20 +3,29 @@
 The widget only wires: the figures are :mod:`hkops.analytics.sales`, :mod:`~hkops.analytics.planning`,
 :mod:`~hkops.analytics.forecast` and :mod:`~hkops.analytics.usage_stats`; the filters are checked by
 :func:`hkops.analytics.filters.check_filters` (a bad one is named in the status line, nothing shown
-changes). Reading takes a few seconds on a large database: a progress bar says what it is doing.
+changes). Reading takes a few seconds on a large database: a progress bar says what it is doing,
+and each panel is drawn as soon as its figures are read (the funnel first, the number pool last).
+
+Served by ``hkops serve``, the console is built empty (``load=False``) and shown at once;
+:func:`hkops.ui.show` then has it load in a background thread (:meth:`TrendsConsole.load_in_background`)
+as the logged-in user, so the page shows the frame and its progress bar without waiting for
+the queries. What was read is kept for :data:`CACHE_S` seconds per filter set (the pool, which
+no filter but the region changes, per user): showing a filter set again takes no query; the
+console's refresh reads everything again.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-from hkops.audit import default_actor
 from hkops.store.engine import Store, get_store
 from hkops.ui import charts
 from hkops.ui._common import (
@@ -26,6 +35,7 @@ from hkops.ui._common import (
     StatusLine,
     button,
     choice,
+    console_actor,
     field,
     html_table,
     panel,
@@ -43,6 +53,30 @@ BREAKDOWNS = [("代理商 Agent", "agent"), ("渠道 Channel", "channel"), ("套
 STEP_ZH = {"placed": "下单 placed", "paid": "支付 paid", "shipped": "发货 shipped", "delivered": "签收 delivered",
            "activated": "激活 activated", "first_topup": "首充 first top-up"}
 GIB = 1 << 30
+#: Seconds what was read for a filter set is reused when the same set is shown again.
+CACHE_S = 300.0
+
+
+class TimedCache:
+    """Values kept for ``seconds`` each: what a console read, reused while it is fresh enough."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._kept: dict = {}
+
+    def get(self, key, read):
+        """The value kept for ``key`` if younger than ``seconds``, else ``read()`` (kept from now)."""
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < self.seconds:
+            return kept[1]
+        value = read()
+        self._kept = {k: v for k, v in self._kept.items() if now - v[0] < self.seconds}  # forget the stale
+        self._kept[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 def _layout(title: str, height: int = 300, **extra) -> go.Layout:
@@ -74,18 +108,28 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
     ``funnel_table``, ``funnel_chart``, ``trend_chart``, ``usage_chart``, ``usage_note``, ``pool_chart``,
     ``plan_table``, ``forecast_series``, ``forecast_method``, ``forecast_button``, ``forecast_chart``,
     ``forecast_note``, ``export_format``, ``export_button``, ``download``, ``status``, ``progress``;
-    ``tables`` holds the frames last shown (what export writes).
+    ``tables`` holds the frames last shown (what export writes); ``loaded`` says whether the
+    figures have been read at least once; ``cache`` holds what was read per filter set.
+
+    ``load=False`` builds the console without reading anything (:func:`hkops.ui.show` has it load
+    after the page shows it). Without ``actor`` it acts as the logged-in user
+    (:func:`hkops.ui._common.console_actor`).
     """
 
-    def __init__(self, store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None):
+    def __init__(self, store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None,
+                 load: bool = True):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self.usage_dir = usage_dir
         self.pending = None
         self.tables: dict = {}
         self.filters = None
+        self.loaded = False
+        self.cache = TimedCache(CACHE_S)
         self._steps = None
+        self._lock = threading.RLock()  # one reading at a time (the background load, a click)
+        self._loader: threading.Thread | None = None
 
         self.status = StatusLine()
         self.progress = Busy()
@@ -141,12 +185,37 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
                          row([funnel, trend]), row([usage, pool]), row([forecast]), row([export])]
         self.add_class("hkops-console")
         self.add_class("hkops-trends")
-        self.refresh()
+        if load:
+            self.refresh()
 
     # ------------------------------------------------------------ reading
 
+    def _guard(self, work, announce: bool = False) -> None:
+        with self._lock:
+            super()._guard(work, announce)
+
+    def warm_up(self) -> None:
+        """Import and start what reading the figures uses (pandas, Ibis on DuckDB, the analyses)
+        without reading any data: :func:`hkops.ui.show` has a preheated kernel do it before
+        anyone asks for the page, so that the first reading pays none of it."""
+        import ibis
+
+        from hkops.analytics import forecast, planning, sales, usage_stats  # noqa: F401
+        from hkops.analytics._state import execute
+
+        execute(ibis.memtable({"day": [1, 1, 2]}).group_by("day").aggregate(n=ibis._.count()))
+
+    def load_in_background(self) -> threading.Thread:
+        """Read the filter choices and the figures in a thread (as ``refresh`` does), so that the
+        page shows the console, its progress bar running, without waiting for the queries."""
+        self.status.info("读取中 Reading the figures…")
+        self._loader = threading.Thread(target=self.refresh, name="hkops-trends-load", daemon=True)
+        self._loader.start()
+        return self._loader
+
     def _refresh(self) -> None:
-        """Load the filter choices, then show the figures for the filters as they are."""
+        """Load the filter choices, then read again and show the figures for the filters as they are."""
+        self.cache.clear()
         self._load_choices()
         self._show()
 
@@ -168,47 +237,79 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
                              plan=self.plan.value, agent=self.agent.value)
 
     def _show(self) -> None:
-        """Check the filters, then read and draw the funnel, trend, usage and pool."""
+        """Check the filters, then read and draw the funnel, trend, usage and pool, each panel as
+        soon as its figures are read (a failure part-way clears the panels, so that no panel
+        shows other filters' figures)."""
+        filters = self._checked()  # a bad filter stops here, with everything shown left as it was
+        try:
+            self._read_and_draw(filters)
+        except Exception:
+            self._clear()
+            raise
+        self.loaded = True
+        self.status.ok(f"已更新 Shown for {self._described(filters)}.")
+
+    def _read_and_draw(self, filters) -> None:
         from hkops.analytics import planning, sales
         from hkops.analytics._state import execute
         from hkops.analytics.filters import today
         from hkops.security.access import agent_scope
 
-        filters = self._checked()  # a bad filter stops here, with everything shown left as it was
+        who, day = repr(self.actor), today()
+        per_filters = lambda name, read: self.cache.get((who, filters, day, name), read)  # noqa: E731
         with self.progress.busy("读取 Reading orders, usage and the pool", 6) as step:
-            steps = sales.steps_for(self.store, actor=self.actor, filters=filters)
-            funnel = execute(sales.funnel_by(steps))
+            steps = per_filters("steps", lambda: sales.steps_for(self.store, actor=self.actor, filters=filters))
+            self.filters, self._steps, self.tables = filters, steps, {}
+            funnel = per_filters("funnel", lambda: execute(sales.funnel_by(steps)))
+            self.tables["funnel"] = funnel
+            self._draw_funnel(funnel)
             step()
-            long = execute(sales.trends(steps, "day"))
+            long = per_filters("daily", lambda: execute(sales.trends(steps, "day")))
+            trend = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
+            self.tables["daily"] = trend.reset_index()
+            self._draw_trend(trend)
             step()
             if agent_scope(self.actor) is not None:  # an agent user: its subtree's sales, not the operator's
                 usage, pool, plan, history = self._operator_only()
-            else:
-                usage = self._usage(filters)
-                step()
-                tables = planning.planning_tables(self.store, self.actor)
-                pool = planning.utilisation_report(self.store, actor=self.actor, tables=tables)
-                step()
-                plan = planning.block_plan(self.store, actor=self.actor, tables=tables)
-                step()
-                first = filters.start or (filters.end or today()) - timedelta(days=DEFAULT_DAYS - 1)
-                history = planning.history_report(self.store, first, filters.end or today(), actor=self.actor,
-                                                  tables=tables)
+                self.tables.update({"usage": usage, "pool": pool, "blocks to request": plan})
+                self._draw_usage(usage)
+                self._draw_pool(pool, plan)
+                self._draw_history(history)
+                self._show_breakdown()
+                return
+            usage, self.usage_note.value = per_filters("usage", lambda: self._usage(filters))
+            self.tables["usage"] = usage
+            self._draw_usage(usage)
+            step()
+            # the pool and the blocks to request: no filter but the region changes them
+            tables = self.cache.get((who, "planning"), lambda: planning.planning_tables(self.store, self.actor))
+            pool = self.cache.get((who, "pool"), lambda: planning.utilisation_report(
+                self.store, actor=self.actor, tables=tables))
+            step()
+            plan = self.cache.get((who, "plan"), lambda: planning.block_plan(self.store, actor=self.actor,
+                                                                             tables=tables))
             if filters.region:
                 pool, plan = pool[pool.region == filters.region], plan[plan.region == filters.region]
-                history = history[history.region == filters.region]
+            self.tables.update({"pool": pool, "blocks to request": plan})
+            self._draw_pool(pool, plan)
             step()
-        self.filters, self._steps = filters, steps
-        trend = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
-        self.tables = {"funnel": funnel, "daily": trend.reset_index(), "usage": usage, "pool": pool,
-                       "blocks to request": plan}
-        self._draw_funnel(funnel)
-        self._draw_trend(trend)
-        self._draw_usage(usage)
-        self._draw_pool(pool, plan)
-        self._draw_history(history)
-        self._show_breakdown()
-        self.status.ok(f"已更新 Shown for {self._described(filters)}.")
+            first = filters.start or (filters.end or day) - timedelta(days=DEFAULT_DAYS - 1)
+            history = self.cache.get((who, "history", first, filters.end or day), lambda: planning.history_report(
+                self.store, first, filters.end or day, actor=self.actor, tables=tables))
+            if filters.region:
+                history = history[history.region == filters.region]
+            self._draw_history(history)
+            self._show_breakdown()
+            step()
+
+    def _clear(self) -> None:
+        """Empty every panel (after a failed reading)."""
+        self.filters, self._steps, self.tables = None, None, {}
+        for chart in (self.funnel_chart, self.trend_chart, self.usage_chart, self.pool_chart, self.pool_history_chart):
+            chart.data = ()
+            charts.snapshot(chart)
+        for table in (self.funnel_table, self.breakdown_table, self.plan_table, self.usage_note):
+            table.value = ""
 
     def _operator_only(self):
         """Empty usage, pool, block plan and pool history, with a note: every card's usage and the
@@ -225,6 +326,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
                 pd.DataFrame(columns=["region", "day", "utilisation"]))
 
     def _usage(self, filters):
+        """Usage per day for ``filters`` and the note the usage panel shows above it (HTML)."""
         import pandas as pd
 
         from hkops.analytics import usage_stats
@@ -235,11 +337,10 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
             frame = usage_stats.usage_per_day(self.usage_dir or DEFAULT_OUT_DIR, region=filters.region,
                                               start=filters.start, end=filters.end)
         except InvalidValue as missing:  # no usage store yet: say so in the panel, not as an error
-            self.usage_note.value = f"<div class='hkops-muted'>{html.escape(str(missing))}</div>"
-            return pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"])
-        self.usage_note.value = "" if len(frame) else (
-            "<div class='hkops-muted'>没有用量 No usage records for these filters.</div>")
-        return frame[["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]]
+            note = f"<div class='hkops-muted'>{html.escape(str(missing))}</div>"
+            return pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]), note
+        note = "" if len(frame) else "<div class='hkops-muted'>没有用量 No usage records for these filters.</div>"
+        return frame[["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]], note
 
     @staticmethod
     def _described(filters) -> str:
@@ -278,7 +379,9 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         if getattr(self, "_steps", None) is None:
             return
         by = self.breakdown.value
-        frame = execute(sales.funnel_by(self._steps, by)).sort_values(["placed", by], ascending=[False, True])
+        frame = self.cache.get((repr(self.actor), self.filters, "funnel by", by),
+                               lambda: execute(sales.funnel_by(self._steps, by)))
+        frame = frame.sort_values(["placed", by], ascending=[False, True])
         self.tables = {k: v for k, v in self.tables.items() if not k.startswith("funnel by ")}
         self.tables[f"funnel by {by}"] = frame
         cells = [[html.escape(str(r[by])), f"{int(r['placed']):,}", f"{int(r['paid']):,}", f"{int(r['activated']):,}",
@@ -340,9 +443,26 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
     def _forecast(self) -> None:
         """Forecast the chosen series for the filters (all regions together unless one is chosen)."""
         from hkops.analytics import forecast as fc
+        from hkops.analytics.filters import today
 
         filters = self._checked()
         what = self.forecast_series.value
+        label = dict((v, k) for k, v in SERIES)[what]
+        key = (repr(self.actor), filters, today(), "forecast", what, self.forecast_method.value, int(self.horizon.value))
+        result = self.cache.get(key, lambda: self._fitted(filters, what, label))
+        self._draw_forecast(result, label)
+        self.tables["forecast"] = result.frame()
+        mape = "—" if result.mape is None else f"{result.mape:.1f}%"
+        self.forecast_note.value = (
+            f"<div class='hkops-forecast-figures'>回测误差 Back-test MAPE over the last {fc.HOLDOUT_DAYS} days: "
+            f"<b class='hkops-mape'>{mape}</b> · {int(result.level * 100)}% prediction interval · "
+            f"异常 anomalies: <b class='hkops-anomalies'>{len(result.anomalies)}</b></div>")
+        self.status.ok(f"已预测 Forecast {label} {len(result.mean)} day(s) ahead ({result.method}).")
+
+    def _fitted(self, filters, what: str, label: str):
+        """Read the series ``what`` for ``filters`` and fit the forecast (the progress bar says so)."""
+        from hkops.analytics import forecast as fc
+
         with self.progress.busy("预测 Fitting the forecast", 2) as step:
             if what == "usage":
                 from hkops.network.usage import DEFAULT_OUT_DIR
@@ -360,18 +480,11 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
 
                 days = pd.date_range(filters.start, filters.end, freq="D").date
                 series = series.reindex(days, fill_value=0)
-            label = dict((v, k) for k, v in SERIES)[what]
             result = fc.forecast(series, name=f"{label} ({filters.region or 'all regions'})",
                                  method=self.forecast_method.value, horizon=int(self.horizon.value))
             step()
-        self._draw_forecast(result, label)
-        self.tables["forecast"] = result.frame()
-        mape = "—" if result.mape is None else f"{result.mape:.1f}%"
-        self.forecast_note.value = (
-            f"<div class='hkops-forecast-figures'>回测误差 Back-test MAPE over the last {fc.HOLDOUT_DAYS} days: "
-            f"<b class='hkops-mape'>{mape}</b> · {int(result.level * 100)}% prediction interval · "
-            f"异常 anomalies: <b class='hkops-anomalies'>{len(result.anomalies)}</b></div>")
-        self.status.ok(f"已预测 Forecast {label} {len(result.mean)} day(s) ahead ({result.method}).")
+        return result
+
 
     def _draw_forecast(self, result, label: str) -> None:
         days = [str(d)[:10] for d in result.history.index]
@@ -410,6 +523,8 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         return (self.show_button, self.forecast_button, self.export_button)
 
 
-def trends_console(store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None):
-    """The trends console (趋势) on ``store`` (default: the configured database)."""
-    return TrendsConsole(store, actor, usage_dir)
+def trends_console(store: Store | None = None, actor: str | None = None, usage_dir: str | Path | None = None,
+                   load: bool = True):
+    """The trends console (趋势) on ``store`` (default: the configured database); ``load=False``
+    builds it without reading anything yet (see :class:`TrendsConsole`)."""
+    return TrendsConsole(store, actor, usage_dir, load)
