@@ -33,3 +33,22 @@ def test_stats_of_an_empty_store_or_a_bad_day_exit_2_with_a_reason(tmp_path):
     assert empty.returncode == 2 and "holds no records" in empty.stderr
     bad = hkops("usage", "stats", "--day", "yesterday", "--out", str(tmp_path / "none"), database=tmp_path / "hkops.db")
     assert bad.returncode == 2 and "day 'yesterday'" in bad.stderr
+
+
+def test_every_usage_command_uses_the_store_hkops_usage_store_names(tmp_path, monkeypatch):
+    """Generate, stats, report and the live feed all find the store in HKOPS_USAGE_STORE, as the
+    analytics engine does (not data/usage behind its back)."""
+    shared = tmp_path / "shared-usage"
+    monkeypatch.setenv("HKOPS_USAGE_STORE", str(shared))
+    made = hkops("usage", "generate", "--days", "1", "--cards", "200", "--start", "2026-11-01", "--json",
+                 database=tmp_path / "hkops.db")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["out_dir"] == str(shared) and list(shared.glob("records/day=2026-11-01/*"))
+    report = hkops("usage", "stats", "--day", "2026-11-01", "--json", database=tmp_path / "hkops.db")
+    assert report.returncode == 0 and json.loads(report.stdout)["records"] > 0, report.stderr
+    week = hkops("usage", "report", "--period", "day", "--date", "2026-11-01", "--out", str(tmp_path / "day.csv"),
+                 database=tmp_path / "hkops.db")
+    assert week.returncode == 0 and (tmp_path / "day.csv").stat().st_size > 0, week.stderr
+    fed = hkops("usage", "stream", "--synthetic", "--cards", "50", "--duration", "0.5", "--rate", "200", "--json",
+                database=tmp_path / "hkops.db")
+    assert fed.returncode == 0 and list((shared / "stream").iterdir()), fed.stderr

@@ -63,7 +63,7 @@ def monitor(
                                                                "(ISO, e.g. 2026-11-29T08:00+08:00; default now)."),
     rules: Optional[str] = typer.Option(None, "--rules", help="The rules file (default $HKOPS_ALERT_RULES or "
                                                                "the rules shipped with hkops)."),
-    out: Optional[str] = typer.Option(None, "--out", help="The usage store (default data/usage): its stream/ "
+    out: Optional[str] = typer.Option(None, "--out", help="The usage store (default HKOPS_USAGE_STORE, else data/usage): its stream/ "
                                                            "folder is the feed, its records/ the history."),
     interval: float = typer.Option(0.2, "--interval", min=0.01, max=60, help="Seconds between looks at the feed."),
     as_json: bool = Json,
@@ -78,7 +78,7 @@ def monitor(
     from hkops.monitoring import service
     from hkops.monitoring.rules import load_rules
     from hkops.network.feed import stream_dir
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops.analytics.engine import store_location
     from hkops.timeutil import as_utc
 
     when = None
@@ -87,7 +87,7 @@ def monitor(
             when = as_utc(datetime.fromisoformat(as_of))
         except ValueError:
             raise InvalidValue("as-of", as_of, "must be a time such as 2026-11-29T08:00+08:00") from None
-    usage = Path(out) if out else DEFAULT_OUT_DIR
+    usage = Path(store_location(out))
     loaded = load_rules(rules)
     db, who = store(), actor()
     running = service.Monitor(db, loaded, stream_dir(usage), usage / "records")

@@ -73,7 +73,7 @@ def schemes(as_json: bool = Json):
 def accrue(until: Optional[str] = typer.Option(None, "--until", help="Events up to this date (default: --as-of)."),
            as_of: Optional[str] = typer.Option(None, "--as-of", help="Today for this run (YYYY-MM-DD)."),
            usage_dir: Optional[str] = typer.Option(None, "--usage-dir",
-                                                   help="Usage store for in-network minimums (default data/usage)."),
+                                                   help="Usage store for in-network minimums (default HKOPS_USAGE_STORE, else data/usage)."),
            as_json: bool = Json):
     """Turn the order and card events since the last run, and the month ends passed, into ledger
     entries and clawbacks (incremental; safe to rerun)."""

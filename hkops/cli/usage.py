@@ -102,10 +102,10 @@ def stats(
     """The daily statistics report over the Parquet store, or usage grouped ``--by`` dimensions
     with filters; needs ``analytics.read``."""
     from hkops.analytics import usage_stats
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops.analytics.engine import store_location
 
     db = _reader()
-    store_dir = out or DEFAULT_OUT_DIR
+    store_dir = store_location(out)
     if by is None:
         report = usage_stats.report(store_dir, _day(day, "day"), plans=_plans(db))
         emit_json(report) if as_json else echo(usage_stats.format_report(report))
@@ -126,17 +126,17 @@ def report(
     on: str = typer.Option(..., "--date", help="A day of the period, such as 2026-11-01."),
     to: Path = typer.Option(..., "--out", help="The report to write: FILE.xlsx (a sheet per table) or FILE.csv."),
     top: int = typer.Option(20, "--top", min=1, max=1000, help="How many top users to list."),
-    store_dir: Optional[Path] = typer.Option(None, "--store", help="The Parquet store (default data/usage)."),
+    store_dir: Optional[Path] = typer.Option(None, "--store", help="The Parquet store (default HKOPS_USAGE_STORE, else data/usage)."),
 ):
     """Usage report of a day, week or month (volumes by time, place, service, plan and channel; DOU,
     MOU, SMS and ARPU per plan and province; charges by the plans sold; top users) to Excel or CSV."""
     from hkops.analytics import usage_stats
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops.analytics.engine import store_location
 
     db = _reader()
     if to.suffix.lower() not in (".xlsx", ".csv"):
         raise InvalidValue("out", str(to), "must end in .xlsx or .csv")
-    sheets = usage_stats.period_report(store_dir or DEFAULT_OUT_DIR, period, _day(on, "date"), plans=_plans(db), top=top)
+    sheets = usage_stats.period_report(store_location(store_dir), period, _day(on, "date"), plans=_plans(db), top=top)
     usage_stats.export_report(sheets, to)
     echo(f"{period} report of {sheets['summary'].iloc[1, 1]}..{sheets['summary'].iloc[2, 1]} written to {to} "
          f"({', '.join(sheets)})")
@@ -168,7 +168,7 @@ def stream(
     from hkops.cards.service import network_cards
     from hkops.cli.common import actor, store
     from hkops.network import feed
-    from hkops.network.usage import DEFAULT_OUT_DIR, synthetic_cards
+    from hkops.network.usage import synthetic_cards
     from hkops.security import access
 
     db = store()
@@ -177,7 +177,7 @@ def stream(
     if population is None or population.empty:
         population = synthetic_cards(cards, seed=seed)
     source = feed.FeedSource(population, seed=seed, clone_share=clone_share, outage=tuple(outage))
-    folder = feed.stream_dir(out or DEFAULT_OUT_DIR)
+    folder = feed.stream_dir(out)
     if not as_json:
         echo(f"streaming {rate or source.natural_rate:,.1f} records/s of {len(population):,} cards to {folder}"
              + ("" if duration else " (Ctrl+C stops)"))

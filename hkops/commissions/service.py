@@ -407,14 +407,14 @@ def _meets_minimums(usage_dir, wanted: list[tuple]) -> set[tuple]:
     used at least the rule's minimums in the calendar month before the month end (read from the
     usage store). A month's spend is the plan's monthly fee plus the charges its records carry."""
     from hkops.analytics.usage_stats import totals_per_number
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops.analytics.engine import store_location
 
     by_month = defaultdict(list)
     for item in wanted:
         by_month[item[2]].append(item)
     met = set()
     for month_end, items in by_month.items():
-        totals = totals_per_number(usage_dir or DEFAULT_OUT_DIR, [i[1] for i in items if i[1]],
+        totals = totals_per_number(store_location(usage_dir), [i[1] for i in items if i[1]],
                                    start=_month_start(month_end, -1), end=month_end - timedelta(days=1))
         for order_id, msisdn, _, rule, fee in items:
             used = totals.get(msisdn)

@@ -40,10 +40,10 @@ _ROWS_BITS = 24
 
 
 def stream_dir(out_dir: str | Path | None = None) -> Path:
-    """The feed folder of the usage store ``out_dir`` (default ``data/usage``)."""
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    """The feed folder of the usage store ``out_dir`` (default ``HKOPS_USAGE_STORE``, else ``data/usage``)."""
+    from hkops.analytics.engine import store_location
 
-    return Path(out_dir or DEFAULT_OUT_DIR) / STREAM_FOLDER
+    return Path(store_location(out_dir)) / STREAM_FOLDER
 
 
 def feed_schema():

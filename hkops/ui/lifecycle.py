@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from hkops import audit
+from hkops.analytics.engine import store_location
 from hkops.audit import default_actor
 from hkops.security.access import AccessDenied
 from hkops.cards import service as cards
@@ -29,7 +30,6 @@ from hkops.network.errors import ProvisioningError
 from hkops.store.engine import Store, get_store
 from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
-from hkops.network.usage import DEFAULT_OUT_DIR
 from hkops.security import access
 from hkops.ui import charts
 from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
@@ -129,7 +129,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
                  actor: str | None = None, usage_dir=None):
         super().__init__()
         self.store = store or get_store()
-        self.usage_dir = usage_dir or DEFAULT_OUT_DIR
+        self.usage_dir = store_location(usage_dir)
         self.actor = actor or default_actor()
         self._network = network
         self.card: Card | None = None
@@ -706,5 +706,5 @@ def lifecycle_console(store: Store | None = None, network: ProvisioningClient | 
                       actor: str | None = None, usage_dir=None) -> LifecycleConsole:
     """The card lifecycle console (卡生命周期) on ``store`` (default: the configured database),
     talking to the HLR through ``network`` (default: TCP to $HKOPS_HLR or 127.0.0.1:7500),
-    with usage read from ``usage_dir`` (default data/usage)."""
+    with usage read from ``usage_dir`` (default HKOPS_USAGE_STORE, else data/usage)."""
     return LifecycleConsole(store, network, actor, usage_dir)
