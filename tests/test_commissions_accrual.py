@@ -4,7 +4,7 @@ processes at once, and in-network months with a minimum spend or usage read from
 from __future__ import annotations
 
 import multiprocessing
-from datetime import date
+from datetime import date, datetime, time, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +16,7 @@ from hkops.cards import service as card_service
 from hkops.commissions import service as commissions
 from hkops.commissions.tables import commission_accrual, commission_entries
 from hkops.errors import InvalidFile
+from hkops.network.usage import RECORD_SCHEMA
 from hkops.orders import service as orders
 from test_cards_lifecycle import hlr  # noqa: F401  (fixture)
 from test_commissions import NOW, SCHEME, _at, _counts, _scheme, _sold_by_a3, clock  # noqa: F401  (clock: fixture)
@@ -28,12 +29,14 @@ MINIMUMS = SCHEME.replace("months = [2, 3]", "months = [2, 3]\nmin_spend_fen = 3
 def _usage(folder, day: date, used: dict[int, tuple[int, int, int]]):
     """A usage store at ``folder`` with, on ``day``, per msisdn one data record and one outgoing call:
     (charge in fen, data MiB, voice minutes)."""
-    rows = [(msisdn, kind, seconds, mib << 20, fen // 2) for msisdn, (fen, mib, minutes) in used.items()
+    start = datetime.combine(day, time(2), tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
+    made = [(msisdn, kind, seconds, mib, fen) for msisdn, (fen, mib, minutes) in used.items()
             for kind, seconds, mib in (("data", 0, mib), ("voice_mo", minutes * 60, 0))]
-    table = pa.table({"msisdn": [r[0] for r in rows], "type": [r[1] for r in rows],
-                      "duration_s": [r[2] for r in rows], "bytes_up": [0] * len(rows),
-                      "bytes_down": [r[3] for r in rows], "charge_fen": [r[4] for r in rows],
-                      "refused": [False] * len(rows)})
+    rows = [{"record_id": n, "type": kind, "imsi": f"4600{msisdn}", "msisdn": msisdn, "start": start,
+             "duration_s": seconds, "bytes_up": 0, "bytes_down": mib << 20, "cell_id": 1, "area": "北京市",
+             "region": "北京市", "rat": "4G", "charge_fen": fen // 2, "refused": False, "refusal": None}
+            for n, (msisdn, kind, seconds, mib, fen) in enumerate(made)]
+    table = pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
     target = folder / "records" / f"day={day.isoformat()}"
     target.mkdir(parents=True)
     pq.write_table(table, target / "part-0.parquet")

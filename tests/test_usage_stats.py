@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from distribution_world import advance, distribution, place_order  # noqa: F401  (distribution is a fixture)
+from hkops.analytics import engine
 from hkops.analytics import usage_stats as us
 from hkops.errors import InvalidValue
 from hkops.network.usage import GIB, generate_usage, synthetic_cards
@@ -58,7 +59,7 @@ def frames(store):
 
 
 def _tables(store):
-    return us._tables(store)
+    return engine.store_tables(store)
 
 
 def _run(expr) -> pd.DataFrame:

@@ -1,3 +1,4 @@
-"""Statistics and analysis: usage (DuckDB over the Parquet usage store); sales, number planning and
-forecasts written as Ibis expressions over the hkops tables (read by :mod:`hkops.analytics._state`),
-with checked filters (:mod:`~hkops.analytics.filters`) and export (:mod:`~hkops.analytics.export`)."""
+"""Statistics and analysis written once as Ibis expressions, run on DuckDB or Spark: usage over the
+Parquet usage store, sales, number planning and forecasts over the hkops tables, all read through
+:mod:`~hkops.analytics.engine`, with checked filters (:mod:`~hkops.analytics.filters`) and export
+(:mod:`~hkops.analytics.export`)."""

@@ -193,8 +193,15 @@ def is_spark(con) -> bool:
 
 
 def execute(expr) -> "pd.DataFrame":
-    """Run an Ibis expression on its backend; a pandas DataFrame."""
-    return expr.to_pandas()
+    """Run an Ibis expression on its backend; a pandas DataFrame whose date columns hold
+    ``datetime.date`` values on every engine (the analyses compare them with days)."""
+    import pandas as pd
+
+    frame = expr.to_pandas()
+    for name, dtype in expr.schema().items():
+        if dtype.is_date() and len(frame):
+            frame[name] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[name]]
+    return frame
 
 
 # --- the Parquet usage store -----------------------------------------------------------
@@ -207,13 +214,21 @@ def _string(dtype) -> bool:
     return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
+#: The datasets of the usage store; ``cards`` is one file, the others one folder per local day.
+DATASETS = ("records", "topups", "cards")
+
+
 def _expected(dataset: str):
-    from hkops.network.usage import RECORD_SCHEMA, TOPUP_SCHEMA
+    from hkops.network.usage import CARD_SCHEMA, RECORD_SCHEMA, TOPUP_SCHEMA
 
     try:
-        return {"records": RECORD_SCHEMA, "topups": TOPUP_SCHEMA}[dataset]
+        return {"records": RECORD_SCHEMA, "topups": TOPUP_SCHEMA, "cards": CARD_SCHEMA}[dataset]
     except KeyError:
-        raise InvalidValue("dataset", dataset, "must be records or topups") from None
+        raise InvalidValue("dataset", dataset, f"must be one of {', '.join(DATASETS)}") from None
+
+
+def _pattern(dataset: str) -> str:
+    return "*.parquet" if dataset == "cards" else "day=*/*.parquet"
 
 
 def _compatible(expected, found) -> bool:
@@ -262,7 +277,7 @@ def store_location(store_dir: str | Path | None = None) -> str:
 
 
 def scan_store(store_dir: str | Path | None = None, dataset: str = "records") -> StoreScan:
-    """Check every Parquet file of ``dataset`` (``records`` or ``topups``) from its footer only.
+    """Check every Parquet file of ``dataset`` (``records``, ``topups`` or ``cards``) from its footer only.
 
     A file lacking a column of the dataset's schema, holding one of another type, or not
     readable as Parquet is refused with the column and the reason; extra columns are allowed.
@@ -272,7 +287,7 @@ def scan_store(store_dir: str | Path | None = None, dataset: str = "records") ->
     expected = _expected(dataset)
     root = Path(store_location(store_dir).removeprefix("file://")) / dataset
     scan = StoreScan(root=str(root), dataset=dataset)
-    for path in sorted(root.glob("day=*/*.parquet")):
+    for path in sorted(root.glob(_pattern(dataset))):
         try:
             found = pq.read_schema(path)
         except Exception as error:  # not Parquet, truncated: refused like a bad column
@@ -293,10 +308,11 @@ def scan_store(store_dir: str | Path | None = None, dataset: str = "records") ->
 
 
 def usage_table(con, store_dir: str | Path | None = None, dataset: str = "records", *, strict: bool = False):
-    """The usage store's ``dataset`` (``records`` or ``topups``) as an Ibis table on ``con``.
+    """The usage store's ``dataset`` (``records``, ``topups`` or ``cards``) as an Ibis table on ``con``.
 
-    Columns as :data:`hkops.network.usage.RECORD_SCHEMA` / ``TOPUP_SCHEMA``, strings plain,
-    plus ``day`` (date, the Asia/Shanghai business day of the partition). Local files are
+    Columns as :data:`hkops.network.usage.RECORD_SCHEMA` / ``TOPUP_SCHEMA`` / ``CARD_SCHEMA``,
+    strings plain, plus for records and top-ups ``day`` (date, the Asia/Shanghai business day of
+    the partition). Local files are
     checked first (:func:`scan_store`): refused files are left out with a warning naming each
     file and column (``strict=True``: :class:`hkops.errors.InvalidValues` instead). A URI
     (``hdfs://``, ``s3a://``, on Spark) is read as it is, without the per-file check.
@@ -319,8 +335,10 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
             for problem in scan.problems():
                 warnings.warn(f"usage file refused: {problem}", UsageFileRefused, stacklevel=2)
         if not scan.files:
-            raise InvalidValue("usage store", location, f"holds no readable {dataset} "
-                                                        f"(expected {scan.root}/day=YYYY-MM-DD/*.parquet); "
+            layout = "part-0.parquet" if dataset == "cards" else "day=YYYY-MM-DD/*.parquet"
+            readable = "readable " if scan.refused else ""
+            raise InvalidValue("usage store", location, f"holds no {readable}{dataset} "
+                                                        f"(expected {scan.root}/{layout}); "
                                                         "run `hkops usage generate`")
         root, files = scan.root, scan.files
     name = ibis.util.gen_name(f"usage_{dataset}")
@@ -329,22 +347,77 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
         frame.createOrReplaceTempView(name)
         table = con.table(name)
     else:
-        table = con.read_parquet(files, table_name=name, hive_partitioning=True)
+        table = con.read_parquet(files, table_name=name, hive_partitioning=dataset != "cards")
     columns = {c.name: table[c.name] for c in expected}
-    columns["day"] = table["day"].cast("date")  # DuckDB and Spark infer the partition's type differently
+    if dataset != "cards":
+        columns["day"] = table["day"].cast("date")  # DuckDB and Spark infer the partition's type differently
     return table.select(**columns)
+
+
+def has_dataset(store_dir: str | Path | None, dataset: str) -> bool:
+    """Whether the usage store holds any file of ``dataset`` (a URI store: assumed so for records only)."""
+    location = store_location(store_dir)
+    if _is_uri(location):
+        return dataset == "records"
+    return any((Path(location.removeprefix("file://")) / dataset).glob(_pattern(dataset)))
+
+
+def store_tables(store_dir: str | Path | None = None, *, con=None, strict: bool = False) -> dict:
+    """The usage store's datasets as Ibis tables on ``con`` (default: :func:`connect`): ``records``
+    (required), and ``topups`` and ``cards`` when the store has them (see :func:`usage_table`)."""
+    con = con if con is not None else connect()
+    tables = {"records": usage_table(con, store_dir, "records", strict=strict)}
+    for dataset in ("topups", "cards"):
+        if has_dataset(store_dir, dataset):
+            tables[dataset] = usage_table(con, store_dir, dataset, strict=strict)
+    return tables
 
 
 # --- hkops database tables -------------------------------------------------------------
 
-#: Columns never exported to the engine: secrets, and personal data an analyst does not need.
-_HIDDEN_COLUMNS = {"name", "contact", "address", "id_masked", "resident_id_hash"}
+#: Hours from UTC to Asia/Shanghai (no daylight saving): analyses shift UTC times by it for local days.
+LOCAL_OFFSET_H = 8
+
+#: The columns an analysis may read of the tables listed (no personal data: names, resident IDs,
+#: contacts, addresses); the other tables are read whole but for :func:`_hidden` columns.
+READABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "orders": ("id", "number", "channel", "agent_id", "plan", "product", "carrier", "state", "location",
+               "ship_province", "price_fen", "vanity_fee_fen", "prepay_fen", "total_fen", "min_monthly_fen",
+               "first_topup_fen", "created_at", "changed_at"),
+    "audit_log": ("id", "at", "entity", "subject", "action", "from_state", "to_state"),
+    "agents": ("id", "code", "parent_id", "level", "price_level", "location", "province", "active", "created_at"),
+    "stock_locations": ("code", "kind", "province", "agent_id"),
+    "stock_moves": ("id", "iccid", "from_location", "to_location", "kind", "at"),
+    "commission_entries": ("id", "order_id", "order_number", "event", "month", "agent_id", "kind", "amount_fen",
+                           "event_at", "state"),
+    "numbers": ("msisdn", "state", "grade", "level", "price_fen", "reserved_until", "quarantine_until",
+                "changed_at"),
+    "number_blocks": ("prefix", "carrier", "province", "city", "created_at"),
+    "plans": ("code", "name", "carrier", "monthly_fee_fen", "data_mb", "voice_minutes", "sms",
+              "overage_data_fen_per_gb", "overage_voice_fen_per_min", "overage_sms_fen", "contract_months",
+              "first_topup_fen", "active"),
+}
+#: Personal columns never read from any table (beside secrets ``*_enc`` and hashes ``*_hash``).
+_PERSONAL_COLUMNS = {"customer_name", "contact", "contact_name", "contact_phone", "address", "ship_address",
+                     "id_masked", "password", "holder", "last_holder"}
+#: Tables whose ``name`` column names a person.
+_NAMED_PEOPLE = {"subscribers", "users"}
+#: Tables an agent user sees only its own subtree's rows of (their ``agent_id``).
+AGENT_SCOPED_TABLES = ("orders", "commission_entries")
 
 
 def _hidden(table_name: str, column: str) -> bool:
-    if column.endswith("_enc") or column.endswith("_hash"):
+    if column.endswith("_enc") or column.endswith("_hash") or column in _PERSONAL_COLUMNS:
         return True
-    return table_name in ("subscribers", "users") and column in _HIDDEN_COLUMNS | {"password"}
+    return column == "name" and table_name in _NAMED_PEOPLE
+
+
+def readable_columns(name: str) -> list[str]:
+    """The columns of the hkops table ``name`` an analysis may read: :data:`READABLE_COLUMNS` for the
+    tables listed there, else every column; never secrets or personal data."""
+    table = state_tables()[name]
+    wanted = READABLE_COLUMNS.get(name, tuple(table.columns.keys()))
+    return [column for column in wanted if not _hidden(name, column)]
 
 
 def state_tables() -> dict:
@@ -373,27 +446,48 @@ def _arrow_type(column):
     return pa.string()
 
 
-def state_arrow(db: "Store", name: str, *, actor=None):
-    """The hkops table ``name`` as an Arrow table (secret and personal columns left out).
+def agent_scope(db: "Store", actor) -> list[int] | None:
+    """Check ``analytics.read``; for an agent user the ids of its subtree's agents, else None."""
+    from hkops.agents.service import scope_query
+    from hkops.security.access import require
 
-    Needs ``analytics.read``; an agent user is refused (its view is confined to its subtree by
-    the sales functions of :mod:`hkops.analytics.sales`).
+    require(actor, "analytics.read", "analyse sales")
+    query = scope_query(actor)
+    if query is None:
+        return None
+    with db.read() as conn:
+        return [int(i) for i in conn.execute(query).scalars()]
+
+
+def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
+    """The hkops table ``name`` as an Arrow table, only its :func:`readable_columns`.
+
+    Needs ``analytics.read``. An agent user is refused, unless ``scoped``: then it gets only its
+    subtree's rows of :data:`AGENT_SCOPED_TABLES` (the other tables whole, as the sales reports
+    read them).
     """
     import pyarrow as pa
     from sqlalchemy import select
 
-    from hkops.security.access import require_whole
+    from hkops.security.access import require, require_whole
 
-    require_whole(actor, "analytics.read", f"read the whole {name} table for analysis", db,
-                  why="it sees its own subtree through the sales reports")
+    what = f"read the whole {name} table for analysis"
+    if scoped:
+        require(actor, "analytics.read", what, db)
+    else:
+        require_whole(actor, "analytics.read", what, db, why="it sees its own subtree through the sales reports")
+    agent_ids = agent_scope(db, actor) if scoped else None
     tables = state_tables()
     if name not in tables:
         raise InvalidValue("table", name, f"must be one of {', '.join(sorted(tables))}")
     table = tables[name]
-    columns = [c for c in table.columns if not _hidden(name, c.name)]
+    columns = [table.c[column] for column in readable_columns(name)]
     schema = pa.schema([(c.name, _arrow_type(c)) for c in columns])
+    statement = select(*columns)
+    if agent_ids is not None and name in AGENT_SCOPED_TABLES:
+        statement = statement.where(table.c.agent_id.in_(agent_ids))
     with db.read() as conn:
-        rows = conn.execute(select(*columns)).all()
+        rows = conn.execute(statement).all()
     data = list(zip(*rows)) if rows else [[] for _ in columns]
     arrays = []
     for column, values, kind in zip(columns, data, schema.types):
@@ -403,11 +497,13 @@ def state_arrow(db: "Store", name: str, *, actor=None):
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def state_table(con, db: "Store", name: str, *, actor=None):
+def state_table(con, db: "Store", name: str, *, actor=None, scoped: bool = False):
     """The hkops database table ``name`` (orders, sims, numbers, agents, plans, stock_moves, ...)
     registered in ``con`` and returned as an Ibis table; see :func:`state_arrow`."""
-    data = state_arrow(db, name, actor=actor)
-    view = f"hkops_{name}"
+    import ibis
+
+    data = state_arrow(db, name, actor=actor, scoped=scoped)
+    view = ibis.util.gen_name(f"hkops_{name}")  # one view per read: a later read never changes this one
     if is_spark(con):
         con._session.createDataFrame(data).createOrReplaceTempView(view)
         return con.table(view)
@@ -415,9 +511,16 @@ def state_table(con, db: "Store", name: str, *, actor=None):
     return con.table(view)
 
 
+def state_tables_of(con, db: "Store", names, *, actor=None, scoped: bool = True) -> dict:
+    """:func:`state_table` of each of ``names`` on ``con``, by name (``scoped`` by default: an agent
+    user gets its subtree's orders and commission entries)."""
+    return {name: state_table(con, db, name, actor=actor, scoped=scoped) for name in names}
+
+
 def tables_for(function: Callable, con, *, store_dir=None, db: "Store | None" = None, actor=None) -> dict:
-    """The tables an analysis asks for by its parameter names: ``usage`` (records), ``topups``, or a
-    database table name (needs ``db``). Parameters with a default are options, not tables."""
+    """The tables an analysis asks for by its parameter names: ``usage`` (records), ``topups``,
+    ``cards`` (the usage store's), or a database table name (needs ``db``). Parameters with a
+    default are options, not tables."""
     import inspect
 
     tables = {}
@@ -426,8 +529,8 @@ def tables_for(function: Callable, con, *, store_dir=None, db: "Store | None" = 
             continue  # an option of the analysis, not a table
         if parameter == "usage":
             tables[parameter] = usage_table(con, store_dir, "records")
-        elif parameter == "topups":
-            tables[parameter] = usage_table(con, store_dir, "topups")
+        elif parameter in ("topups", "cards"):
+            tables[parameter] = usage_table(con, store_dir, parameter)
         else:
             if db is None:
                 raise InvalidValue("db", None, f"analysis {function.__name__} reads the {parameter} table: pass db")

@@ -225,15 +225,15 @@ def forecast_all_regions(frame, *, value: str = "value", method: str = "ets", ho
 # ---------------------------------------------------------------- the series of the business
 
 
-def sales_series(db, step: str = "activated", *, actor=None, filters=None):
+def sales_series(db, step: str = "activated", *, actor=None, filters=None, con=None):
     """Orders reaching ``step`` (placed, activated, ...) per local day and region (ship-to
     province): columns day, region, value."""
     from hkops.analytics import sales
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
     if step not in (*sales.STEPS, *sales.OUTCOME_ACTIONS):
         raise InvalidValue("step", step, f"must be one of {', '.join((*sales.STEPS, *sales.OUTCOME_ACTIONS))}")
-    long = execute(sales.trends(sales.steps_for(db, actor=actor, filters=filters), "day", by="province"))
+    long = execute(sales.trends(sales.steps_for(db, actor=actor, filters=filters, con=con), "day", by="province"))
     long = long[long["step"] == step]
     return long.rename(columns={"period": "day", "province": "region", "orders": "value"})[["day", "region", "value"]]
 
@@ -242,14 +242,14 @@ USAGE_MEASURES = ("data_bytes", "voice_s", "sms", "records")
 
 
 def usage_series(store_dir, measure: str = "data_bytes", *, start: date | None = None, end: date | None = None,
-                 region: str | None = None):
-    """Billable usage per local day and region from the Parquet usage store: ``measure`` one of
-    data_bytes, voice_s, sms, records; columns day, region, value."""
-    from hkops.analytics._state import execute, usage_records
+                 region: str | None = None, con=None):
+    """Billable usage per local day and region from the Parquet usage store (on ``con``, default a
+    new DuckDB): ``measure`` one of data_bytes, voice_s, sms, records; columns day, region, value."""
+    from hkops.analytics.engine import connect, execute, usage_table
 
     if measure not in USAGE_MEASURES:
         raise InvalidValue("measure", measure, f"must be one of {', '.join(USAGE_MEASURES)}")
-    records = usage_records(store_dir)
+    records = usage_table(con if con is not None else connect(), store_dir, "records")
     billable = records.filter(~records.refused)
     if start is not None:
         billable = billable.filter(billable.day >= start)

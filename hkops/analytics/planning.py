@@ -1,7 +1,7 @@
 """Number planning (号码规划): how full the pool is, when each region runs out, how many blocks to ask for.
 
 The relational parts are pure functions of Ibis tables (``numbers``, ``number_blocks``,
-``audit_log`` as :func:`hkops.analytics._state._tables` gives them) returning Ibis expressions:
+``audit_log`` as :func:`hkops.analytics.engine.state_table` gives them) returning Ibis expressions:
 
 - :func:`pool_utilisation`: the pool now per block, region or grade, by state;
 - :func:`utilisation_history`: numbers in use per day, rebuilt backwards from today's states
@@ -38,7 +38,7 @@ PLANNING_TABLES = ("numbers", "number_blocks", "audit_log")
 def _local_day(ts):
     import ibis
 
-    from hkops.analytics._state import LOCAL_OFFSET_H
+    from hkops.analytics.engine import LOCAL_OFFSET_H
 
     return (ts + ibis.interval(hours=LOCAL_OFFSET_H)).date()
 
@@ -62,7 +62,7 @@ def numbered(numbers, blocks):
 
 def pool_utilisation(numbers, blocks, by: str = "region", as_of=None):
     """The pool per ``by`` (block, region or grade): ``total``, numbers per state (``available``
-    counts reservations that lapsed before ``as_of``, a naive UTC datetime, default now),
+    counts reservations that lapsed before ``as_of``, an aware datetime, default now),
     ``in_use`` (reserved, assigned, active, suspended), ``utilisation`` = in_use / total and
     ``available_share`` = available / total (fractions)."""
     import ibis
@@ -198,24 +198,24 @@ def runway(available: dict[str, int], demand_per_day: dict[str, float], recycled
 # ---------------------------------------------------------------- reading the database
 
 
-def planning_tables(db: Store, actor=None) -> dict:
+def planning_tables(db: Store, actor=None, *, con=None) -> dict:
     """The tables planning reads (checks ``analytics.read``; the number pool is the operator's, so
-    an agent user is refused); pass them as ``tables=`` to the reports below to read the database
-    once for several of them."""
-    from hkops.analytics._state import _tables
+    an agent user is refused) on ``con`` (default: a new DuckDB); pass them as ``tables=`` to the
+    reports below to read the database once for several of them."""
+    from hkops.analytics.engine import connect, state_tables_of
     from hkops.security.access import require_whole
 
     require_whole(actor, "analytics.read", "plan number resources", why="the number pool is the operator's")
-    return _tables(db, PLANNING_TABLES)
+    return state_tables_of(con if con is not None else connect(), db, PLANNING_TABLES, actor=actor, scoped=False)
 
 
 def utilisation_report(db: Store, by: str = "region", *, actor=None, region: str | None = None, tables=None):
     """:func:`pool_utilisation` of ``db`` now (one region's rows only with ``region``)."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
     from hkops.timeutil import utc_now
 
     t = tables or planning_tables(db, actor)
-    frame = execute(pool_utilisation(t["numbers"], t["number_blocks"], by, as_of=utc_now().replace(tzinfo=None)))
+    frame = execute(pool_utilisation(t["numbers"], t["number_blocks"], by, as_of=utc_now()))
     if region is not None and by == "region":
         frame = frame[frame["region"] == region]
     return frame.reset_index(drop=True)
@@ -223,7 +223,7 @@ def utilisation_report(db: Store, by: str = "region", *, actor=None, region: str
 
 def history_report(db: Store, start: date, end: date, by: str = "region", *, actor=None, tables=None):
     """:func:`utilisation_history` for every day from ``start`` to ``end`` (local, inclusive)."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
     if end < start:
         raise InvalidValue("end", end.isoformat(), f"is before start {start.isoformat()}: the date range is empty")
@@ -237,7 +237,7 @@ def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, 
     """Per region: available numbers, demand per day (numbers taken over the last ``window_days``
     days, per day), numbers recycled from quarantine within the cover, the day it runs out and the
     blocks to request for ``months_of_cover`` months (:func:`runway`)."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
     from hkops.analytics.filters import today as local_today
     from hkops.timeutil import utc_now
 
@@ -245,7 +245,7 @@ def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, 
         raise InvalidValue("window_days", window_days, "must be 1 or more")
     today = today or local_today()
     t = tables or planning_tables(db, actor)
-    pool = execute(pool_utilisation(t["numbers"], t["number_blocks"], "region", as_of=utc_now().replace(tzinfo=None)))
+    pool = execute(pool_utilisation(t["numbers"], t["number_blocks"], "region", as_of=utc_now()))
     demand = execute(demand_history(t["numbers"], t["number_blocks"], t["audit_log"]))
     recent = demand[(demand["day"] > today - timedelta(days=window_days)) & (demand["day"] <= today)]
     rate = (recent.groupby("region")["taken"].sum() / window_days).to_dict()
@@ -265,7 +265,7 @@ def quarantine_outlook(db: Store, *, horizon_days: int = 90, window_days: int = 
     pool (their cool-off ends), with the net change of the quarantined stock."""
     import pandas as pd
 
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
     from hkops.analytics.filters import today as local_today
 
     today = today or local_today()

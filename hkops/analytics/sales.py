@@ -94,9 +94,9 @@ def daily_orders(frame: pd.DataFrame, by: str = "top_agent") -> pd.DataFrame:
 # ---------------------------------------------------------------- the funnel and its figures, as Ibis expressions
 #
 # The functions below are pure functions of Ibis tables (the hkops tables as
-# hkops.analytics._state._tables gives them) returning Ibis expressions, so the same analysis
-# runs on DuckDB or on Spark. The ``*_report`` functions read the database, apply the caller's
-# scope and filters, and return pandas frames.
+# hkops.analytics.engine.state_table gives them) returning Ibis expressions, so the same analysis
+# runs on DuckDB or on Spark. The ``*_report`` functions read the database on ``con`` (default: a
+# new DuckDB), apply the caller's scope and filters, and return pandas frames.
 
 #: The steps of the sales funnel and the audited order action that marks reaching each one
 #: ("placed" is the order's creation).
@@ -115,7 +115,7 @@ def _local(ts):
     """A UTC timestamp expression as Asia/Shanghai wall time."""
     import ibis
 
-    from hkops.analytics._state import LOCAL_OFFSET_H
+    from hkops.analytics.engine import LOCAL_OFFSET_H
 
     return ts + ibis.interval(hours=LOCAL_OFFSET_H)
 
@@ -245,7 +245,7 @@ def commission_per_activation(steps, entries, by="agent"):
 
 
 def stock_turnover(moves, locations, start, end):
-    """Stock turnover per held location (warehouses and agents) over [``start``, ``end``) (UTC
+    """Stock turnover per held location (warehouses and agents) over [``start``, ``end``) (aware
     datetimes): cards on hand at the start and end, cards ``issued`` (sold to customers or
     transferred on) and ``sold`` in the period, ``turnover`` = issued / mean of the start and end
     on hand, and ``days_of_stock`` = end on hand / issued per day (null when nothing was issued)."""
@@ -279,14 +279,20 @@ def stock_turnover(moves, locations, start, end):
 # ---------------------------------------------------------------- reading the database (scope and filters)
 
 
-def steps_for(db: Store, *, actor=None, filters=None):
+def _connection(con):
+    from hkops.analytics.engine import connect
+
+    return con if con is not None else connect()
+
+
+def steps_for(db: Store, *, actor=None, filters=None, con=None):
     """:func:`order_steps` of ``db`` for ``actor`` (an agent user: its subtree's orders only), with
     ``filters`` (:class:`hkops.analytics.filters.Filters`: placed within its days, its region,
-    plan and agent subtree) applied; an Ibis table."""
-    from hkops.analytics._state import _tables, agent_scope
+    plan and agent subtree) applied; an Ibis table on ``con`` (default: a new DuckDB)."""
+    from hkops.analytics.engine import state_tables_of
 
-    scope = agent_scope(db, actor)
-    tables = _tables(db, SALES_TABLES, agent_ids=scope)
+    _scope(actor)
+    tables = state_tables_of(_connection(con), db, SALES_TABLES, actor=actor)
     steps = order_steps(tables["orders"], tables["audit_log"], tables["agents"])
     return filtered(steps, filters)
 
@@ -309,58 +315,60 @@ def filtered(steps, filters):
     return steps
 
 
-def funnel_report(db: Store, by=None, *, actor=None, filters=None) -> pd.DataFrame:
+def funnel_report(db: Store, by=None, *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`funnel_by` on ``db`` for ``actor`` with ``filters``, as a DataFrame."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
-    return execute(funnel_by(steps_for(db, actor=actor, filters=filters), by))
+    return execute(funnel_by(steps_for(db, actor=actor, filters=filters, con=con), by))
 
 
-def trends_report(db: Store, freq: str = "day", *, actor=None, filters=None) -> pd.DataFrame:
+def trends_report(db: Store, freq: str = "day", *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`trends` as a table: one row per period, one column per step (0 where none)."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
-    long = execute(trends(steps_for(db, actor=actor, filters=filters), freq))
+    long = execute(trends(steps_for(db, actor=actor, filters=filters, con=con), freq))
     wide = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=[*STEPS, *OUTCOME_ACTIONS], fill_value=0).astype("int64")
     wide.columns.name = None
     return wide.sort_index()
 
 
-def league_report(db: Store, *, actor=None, filters=None) -> pd.DataFrame:
+def league_report(db: Store, *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`league_table` on ``db`` for ``actor`` with ``filters``."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
-    return execute(league_table(steps_for(db, actor=actor, filters=filters)))
+    return execute(league_table(steps_for(db, actor=actor, filters=filters, con=con)))
 
 
-def rates_report(db: Store, by=None, *, actor=None, filters=None) -> pd.DataFrame:
+def rates_report(db: Store, by=None, *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`rates` on ``db`` for ``actor`` with ``filters``."""
-    from hkops.analytics._state import execute
+    from hkops.analytics.engine import execute
 
-    return execute(rates(steps_for(db, actor=actor, filters=filters), by))
+    return execute(rates(steps_for(db, actor=actor, filters=filters, con=con), by))
 
 
-def commission_report(db: Store, by="agent", *, actor=None, filters=None) -> pd.DataFrame:
+def commission_report(db: Store, by="agent", *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`commission_per_activation` on ``db`` (an agent user: its subtree's commissions only)."""
-    from hkops.analytics._state import _tables, agent_scope, execute
+    from hkops.analytics.engine import execute, state_table
 
-    steps = steps_for(db, actor=actor, filters=filters)
-    entries = _tables(db, ["commission_entries"], agent_ids=agent_scope(db, actor))["commission_entries"]
+    con = _connection(con)
+    steps = steps_for(db, actor=actor, filters=filters, con=con)
+    entries = state_table(con, db, "commission_entries", actor=actor, scoped=True)
     return execute(commission_per_activation(steps, entries, by))
 
 
-def turnover_report(db: Store, *, days: int = 30, end=None, actor=None) -> pd.DataFrame:
-    """:func:`stock_turnover` over the ``days`` before ``end`` (default now); an agent user sees its
-    subtree's locations only."""
-    from datetime import timedelta
+def turnover_report(db: Store, *, days: int = 30, end=None, actor=None, con=None) -> pd.DataFrame:
+    """:func:`stock_turnover` over the ``days`` before ``end`` (default now; a naive one is UTC); an
+    agent user sees its subtree's locations only."""
+    from datetime import timedelta, timezone
 
-    from hkops.analytics._state import _tables, agent_scope, execute
+    from hkops.analytics.engine import agent_scope, execute, state_tables_of
     from hkops.timeutil import utc_now
 
     scope = agent_scope(db, actor)
-    end = (end or utc_now()).replace(tzinfo=None)
-    tables = _tables(db, ["stock_moves", "stock_locations", "agents"])
+    end = end or utc_now()
+    end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end
+    tables = state_tables_of(_connection(con), db, ["stock_moves", "stock_locations", "agents"], actor=actor)
     locations = tables["stock_locations"]
     if scope is not None:
         mine = tables["agents"].filter(tables["agents"].id.isin(scope)).location

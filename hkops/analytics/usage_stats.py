@@ -24,9 +24,11 @@ SMS are free). ``rate`` prices every record (its share of the overage, so that a
 period's charges add up), ``bills`` gives each card's month.
 
 The wrappers below (``usage_per_card``, ``daily_report``, ``period_report``, ...) take
-a store directory, validate their filters (an unknown region, plan or agent, an empty or
-future date range: ``InvalidValue`` naming the field and value), run the expression and
-return pandas frames or plain dicts ready for JSON. Money stays integer fen in frames and
+a store directory, read it through :func:`hkops.analytics.engine.store_tables` on ``con``
+(default: a new DuckDB; pass a Spark backend to run there), validate their filters
+(:mod:`hkops.analytics.filters`: an unknown region, plan or agent, an empty or future date
+range: ``InvalidValue`` naming the field and value), run the expression and return pandas
+frames or plain dicts ready for JSON. Money stays integer fen in frames and
 becomes Decimal yuan strings in reports, never float. Data in GB counts 2**30 bytes, as
 operators' DOU does. Hours, days, ISO weeks and months are Asia/Shanghai (UTC+8, no
 daylight saving). Refused attempts are kept apart: billable columns exclude them,
@@ -40,6 +42,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from hkops.analytics import filters as checks
+from hkops.analytics.engine import execute as _execute
+from hkops.analytics.engine import store_tables
 from hkops.errors import InvalidValue
 from hkops.money import fen_to_yuan
 
@@ -63,36 +68,6 @@ MONTH_DAYS = 30
 
 
 # --------------------------------------------------------------------------- tables
-
-
-def _tables(store_dir: Path | str) -> dict[str, "ibis.Table"]:
-    """The store's datasets as Ibis tables (``records``, and ``topups`` and ``cards`` when the
-    store has them) on an in-memory DuckDB. To be replaced by ``hkops.analytics.engine``."""
-    import ibis
-
-    con = ibis.duckdb.connect()
-    tables = {"records": con.read_parquet(_files(store_dir, "records"), hive_partitioning=True)}
-    topups = _files(store_dir, "topups", required=False)
-    if topups:
-        tables["topups"] = con.read_parquet(topups, hive_partitioning=True)
-    cards = Path(store_dir) / "cards" / "part-0.parquet"
-    if cards.exists():
-        tables["cards"] = con.read_parquet(str(cards))
-    return tables
-
-
-def _files(store_dir: Path | str, dataset: str, required: bool = True) -> str | None:
-    root = Path(store_dir) / dataset
-    if not any(root.glob("day=*/*.parquet")):
-        if required:
-            raise InvalidValue("usage store", str(store_dir),
-                               f"holds no {dataset} (expected {root}/day=YYYY-MM-DD/*.parquet); run `hkops usage generate`")
-        return None
-    return str(root / "day=*" / "*.parquet")
-
-
-def _execute(expr) -> "pd.DataFrame":
-    return expr.to_pandas()
 
 
 def plans_table(plans) -> "ibis.Table":
@@ -377,113 +352,19 @@ def topups_by(topups: "ibis.Table", *, by: Iterable[str] = ("day",), start: date
 # --------------------------------------------------------------------------- validation
 
 
-def _as_day(value: date | str | None, field: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidValue(field, value, "must be a day such as 2026-11-01") from None
-
-
-def _today() -> date:
-    from hkops.timeutil import SHANGHAI, utc_now
-
-    return utc_now().astimezone(SHANGHAI).date()
-
-
-def check_range(start, end, *, today: date | None = None) -> tuple[date | None, date | None]:
-    """``start`` and ``end`` as days; an empty range or one that begins in the future is refused."""
-    start, end = _as_day(start, "start"), _as_day(end, "end")
-    today = today or _today()
-    if start is not None and end is not None and start > end:
-        raise InvalidValue("end", end.isoformat(), f"is before start {start.isoformat()}: the date range is empty")
-    if start is not None and start > today:
-        raise InvalidValue("start", start.isoformat(), f"is in the future (today is {today.isoformat()} in Asia/Shanghai)")
-    return start, end
-
-
-def _distinct(table: "ibis.Table", column: str) -> list[str]:
-    return sorted(str(v) for v in _execute(table.select(column).distinct())[column].dropna())
-
-
-def store_region(records: "ibis.Table", region: str) -> str:
-    """The usage store's spelling of the province ``region``, given in any spelling hkops accepts
-    (``Beijing``, ``北京市``, ``北京``): the store keeps what the cards' data said, the number blocks
-    and orders keep English names. An unknown province raises ``InvalidValue`` naming it."""
-    from hkops.catalogue.service import canonical_province
-
-    value = str(region).strip()
-    names = _distinct(records, "region")
-    if value in names:
-        return value
-
-    def canonical(name):
-        try:
-            return canonical_province(name, "region")
-        except InvalidValue:
-            return None
-
-    wanted = canonical(value)
-    same = [name for name in names if wanted is not None and canonical(name) == wanted]
-    if not same:
-        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        raise InvalidValue("region", region, f"is not a province of the usage store ({shown or 'none'})")
-    return same[0]
-
-
-def check_filters(tables: dict, *, plans: "ibis.Table | None" = None, start=None, end=None, region=None, area=None,
-                  plan=None, channel=None, agent=None, msisdn=None, type=None, today: date | None = None) -> dict:
-    """The filters as ``filtered`` takes them, each checked against what exists: a region or area
-    the store has records of, a plan of ``plans`` (or of the cards), a channel or agent the cards
-    were sold by. Raises ``InvalidValue`` naming the first bad field and value."""
-    start, end = check_range(start, end, today=today)
-    records, cards = tables["records"], tables.get("cards")
-
-    def known(field, value, table, column, what):
-        if value is None:
-            return None
-        value = str(value).strip()
-        if table is None:
-            raise InvalidValue(field, value, f"cannot be checked: the usage store has no cards with {what}")
-        names = _distinct(table, column)
-        if value not in names:
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise InvalidValue(field, value, f"is not a known {what} ({shown or 'none'})")
-        return value
-
-    if region is not None:
-        region = store_region(records, region)
-    if area is not None:
-        area = known("area", area, records, "city of the usage store")
-    if plan is not None:
-        plan = known("plan", str(plan).strip().upper(), plans if plans is not None else cards,
-                     "code" if plans is not None else "plan", "plan")
-    channel = known("channel", channel, cards, "channel", "sales channel")
-    agent = known("agent", agent, cards, "agent", "agent")
-    if type is not None and type not in _SERVICE:
-        raise InvalidValue("type", type, f"must be one of {', '.join(_SERVICE)}")
-    if msisdn is not None:
-        try:
-            msisdn = int(msisdn)
-        except (TypeError, ValueError):
-            raise InvalidValue("msisdn", msisdn, "must be an 11-digit number such as 13800138000") from None
-    return dict(start=start, end=end, region=region, area=area, plan=plan, channel=channel, agent=agent,
-                msisdn=msisdn, type=type)
-
-
 # --------------------------------------------------------------------------- frames over a store
 
 
-def statistics(store_dir, *, by: Iterable[str], plans=None, **filters) -> "pd.DataFrame":
-    """``usage_by`` over the store at ``store_dir``, filters checked first."""
-    tables = _tables(store_dir)
-    checked = check_filters(tables, plans=None if plans is None else plans_table(plans), **filters)
+def statistics(store_dir, *, by: Iterable[str], plans=None, con=None, **filters) -> "pd.DataFrame":
+    """``usage_by`` over the store at ``store_dir``, filters checked first
+    (:func:`hkops.analytics.filters.check_usage_filters`)."""
+    tables = store_tables(store_dir, con=con)
+    checked = checks.check_usage_filters(tables, plans=None if plans is None else plans_table(plans), **filters)
     return _execute(usage_by(tables["records"], tables.get("cards"), by=by, **checked))
 
 
 def usage_per_card(store_dir, msisdn: int | None = None, *, start=None, end=None, region=None,
-                   order_by: str = "data_bytes", limit: int | None = None) -> "pd.DataFrame":
+                   order_by: str = "data_bytes", limit: int | None = None, con=None) -> "pd.DataFrame":
     """Usage per number: volumes, durations, refusals, where and when it is used.
 
     One row per MSISDN seen (cards with only refused attempts included: a lost card in
@@ -496,9 +377,9 @@ def usage_per_card(store_dir, msisdn: int | None = None, *, start=None, end=None
     columns = {"data_bytes", "records", "voice_mo_s", "refused", "sms_mo", "msisdn"}
     if order_by not in columns:
         raise InvalidValue("order_by", order_by, f"must be one of {', '.join(sorted(columns))}")
-    start, end = _as_day(start, "start"), _as_day(end, "end")
-    records = _tables(store_dir)["records"]
-    t = filtered(records, start=start, end=end, region=region and store_region(records, region), msisdn=msisdn)
+    start, end = checks.as_day(start, "start"), checks.as_day(end, "end")
+    records = store_tables(store_dir, con=con)["records"]
+    t = filtered(records, start=start, end=end, region=region and checks.store_region(records, region), msisdn=msisdn)
     metrics = _metrics(t)
     del metrics["cards"]
     expr = t.group_by("msisdn").aggregate(
@@ -510,7 +391,8 @@ def usage_per_card(store_dir, msisdn: int | None = None, *, start=None, end=None
     return _execute(expr)
 
 
-def usage_per_region(store_dir, *, level: str = "region", start=None, end=None, region=None) -> "pd.DataFrame":
+def usage_per_region(store_dir, *, level: str = "region", start=None, end=None, region=None,
+                     con=None) -> "pd.DataFrame":
     """Usage per province (``level="region"``) or per city (``level="area"``), where it happened.
 
     ``cards`` counts the distinct numbers with billable usage there (travellers count
@@ -521,31 +403,32 @@ def usage_per_region(store_dir, *, level: str = "region", start=None, end=None, 
     if level not in ("region", "area"):
         raise InvalidValue("level", level, "must be region or area")
     keys = ["region"] if level == "region" else ["region", "area"]
-    records = _tables(store_dir)["records"]
-    t = filtered(records, start=_as_day(start, "start"), end=_as_day(end, "end"),
-                 region=region and store_region(records, region))
+    records = store_tables(store_dir, con=con)["records"]
+    t = filtered(records, start=checks.as_day(start, "start"), end=checks.as_day(end, "end"),
+                 region=region and checks.store_region(records, region))
     expr = t.group_by(keys).aggregate(**_metrics(t), cells=t.cell_id.nunique())
     return _execute(expr.order_by([ibis.desc("data_bytes"), *keys]))
 
 
 def usage_per_day(store_dir, *, msisdn: int | None = None, region: str | None = None, start=None,
-                  end=None) -> "pd.DataFrame":
+                  end=None, con=None) -> "pd.DataFrame":
     """Usage per local day: volumes, durations, refusals and active cards."""
-    t = _tables(store_dir)["records"]
-    region = region and store_region(t, region)
-    return _execute(usage_by(t, by=["day"], msisdn=msisdn, region=region, start=_as_day(start, "start"),
-                             end=_as_day(end, "end")))
+    t = store_tables(store_dir, con=con)["records"]
+    region = region and checks.store_region(t, region)
+    return _execute(usage_by(t, by=["day"], msisdn=msisdn, region=region, start=checks.as_day(start, "start"),
+                             end=checks.as_day(end, "end")))
 
 
-def topups_per_day(store_dir, *, msisdn: int | None = None, start=None, end=None) -> "pd.DataFrame":
+def topups_per_day(store_dir, *, msisdn: int | None = None, start=None, end=None, con=None) -> "pd.DataFrame":
     """Top-ups per local day: count, numbers and amount in integer fen."""
-    topups = _tables(store_dir).get("topups")
-    if topups is None:
-        _files(store_dir, "topups")  # raises the "run hkops usage generate" error
-    return _execute(topups_by(topups, start=_as_day(start, "start"), end=_as_day(end, "end"), msisdn=msisdn))
+    from hkops.analytics.engine import connect, usage_table
+
+    topups = usage_table(con if con is not None else connect(), store_dir, "topups")
+    return _execute(topups_by(topups, start=checks.as_day(start, "start"), end=checks.as_day(end, "end"),
+                              msisdn=msisdn))
 
 
-def totals_per_number(store_dir, msisdns, *, start: date, end: date) -> dict[int, dict]:
+def totals_per_number(store_dir, msisdns, *, start: date, end: date, con=None) -> dict[int, dict]:
     """For each of ``msisdns``, what it used on the days ``start`` .. ``end`` (inclusive, the store's
     days): the charges its records carry (``charge_fen``: rated records, 0 in unrated ones), data up
     and down (``data_bytes``), outgoing voice (``voice_mo_s``) and top-ups (``topup_fen``); a number
@@ -554,7 +437,7 @@ def totals_per_number(store_dir, msisdns, *, start: date, end: date) -> dict[int
     out = {m: {"charge_fen": 0, "data_bytes": 0, "voice_mo_s": 0, "topup_fen": 0} for m in wanted}
     if not wanted:
         return out
-    tables = _tables(store_dir)
+    tables = store_tables(store_dir, con=con)
 
     def kept(t):
         day = t.day.cast("date")
@@ -577,13 +460,13 @@ def totals_per_number(store_dir, msisdns, *, start: date, end: date) -> dict[int
 
 
 def time_of_day_profile(store_dir, *, msisdn: int | None = None, region: str | None = None, start=None, end=None,
-                        type: str | None = None) -> "pd.DataFrame":
+                        type: str | None = None, con=None) -> "pd.DataFrame":
     """Billable usage per local hour 0..23 (all 24 rows): records, voice seconds, data bytes, share of records."""
     import pandas as pd
 
-    records = _tables(store_dir)["records"]
-    t = filtered(records, msisdn=msisdn, region=region and store_region(records, region), start=_as_day(start, "start"),
-                 end=_as_day(end, "end"), type=type)
+    records = store_tables(store_dir, con=con)["records"]
+    t = filtered(records, msisdn=msisdn, region=region and checks.store_region(records, region),
+                 start=checks.as_day(start, "start"), end=checks.as_day(end, "end"), type=type)
     t = t.filter(~t.refused)
     expr = t.group_by("hour").aggregate(
         records=t.count(),
@@ -642,7 +525,7 @@ def _overage(tables: dict, plans, first: date, last: date) -> int | None:
     return overage(last) - (overage(first - timedelta(days=1)) if first.day > 1 else 0)
 
 
-def daily_report(store_dir, day: date | str, *, top: int = 5, plans=None) -> dict:
+def daily_report(store_dir, day: date | str, *, top: int = 5, plans=None, con=None) -> dict:
     """The statistics of one local day, as a plain dict ready for JSON.
 
     Money as Decimal yuan strings, data in GB (2**30 bytes) and minutes as Decimal
@@ -654,8 +537,8 @@ def daily_report(store_dir, day: date | str, *, top: int = 5, plans=None) -> dic
     """
     import ibis
 
-    day = _as_day(day, "day")
-    tables = _tables(store_dir)
+    day = checks.as_day(day, "day")
+    tables = store_tables(store_dir, con=con)
     known = available_days(store_dir)
     if day not in known:
         raise InvalidValue("day", str(day), f"has no usage records (days in the store: {known[0]}..{known[-1]})")
@@ -713,14 +596,14 @@ def daily_report(store_dir, day: date | str, *, top: int = 5, plans=None) -> dic
     }
 
 
-def report(store_dir, day: date | str | None = None, *, plans=None) -> dict:
+def report(store_dir, day: date | str | None = None, *, plans=None, con=None) -> dict:
     """``daily_report`` of ``day``, or of the latest day in the store (for ``hkops usage stats``)."""
     if day is None:
         days = available_days(store_dir)
         if not days:
-            _files(store_dir, "records")  # raises the "run hkops usage generate" error
+            store_tables(store_dir, con=con)  # raises the "run hkops usage generate" error
         day = days[-1]
-    return daily_report(store_dir, day, plans=plans)
+    return daily_report(store_dir, day, plans=plans, con=con)
 
 
 def format_report(rep: dict) -> str:
@@ -751,7 +634,7 @@ def period_range(period: str, day: date | str) -> tuple[date, date]:
     """The first and last local day of the ``period`` (day, ISO week Monday to Sunday, or month) holding ``day``."""
     if period not in PERIODS:
         raise InvalidValue("period", period, f"must be one of {', '.join(PERIODS)}")
-    day = _as_day(day, "date")
+    day = checks.as_day(day, "date")
     if period == "day":
         return day, day
     if period == "week":
@@ -787,7 +670,7 @@ def for_people(frame: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def period_report(store_dir, period: str, day: date | str, *, plans=None, top: int = 20,
-                  today: date | None = None) -> dict[str, "pd.DataFrame"]:
+                  today: date | None = None, con=None) -> dict[str, "pd.DataFrame"]:
     """The usage report of the day, ISO week or month holding ``day``: named tables (sheets).
 
     ``summary`` (one row per measure), usage ``by_day``, ``by_hour``, ``by_service``,
@@ -799,14 +682,13 @@ def period_report(store_dir, period: str, day: date | str, *, plans=None, top: i
     import pandas as pd
 
     first, last = period_range(period, day)
-    day, today = _as_day(day, "date"), today or _today()
-    if day > today:
-        raise InvalidValue("date", day.isoformat(), f"is in the future (today is {today.isoformat()} in Asia/Shanghai)")
+    day = checks.as_day(day, "date")
+    checks.not_future(day, "date", today)
     days = [d for d in available_days(store_dir) if first <= d <= last]
     if not days:
         raise InvalidValue("date", day.isoformat(),
                            f"has no usage records in the {period} {first.isoformat()}..{last.isoformat()}")
-    tables = _tables(store_dir)
+    tables = store_tables(store_dir, con=con)
     records, cards = tables["records"], tables.get("cards")
     p = None if plans is None else plans_table(plans)
     window = dict(start=first, end=last)

@@ -212,6 +212,10 @@ TOPUP_SCHEMA = pa.schema([
     ("amount_fen", pa.int64()),
     ("channel", pa.dictionary(pa.int8(), pa.string())),
 ])
+#: The schema of ``out_dir/cards/part-0.parquet`` (:data:`CARD_COLUMNS`).
+CARD_SCHEMA = pa.schema([
+    ("msisdn", pa.int64()), ("province", pa.string()), ("city", pa.string()), ("state", pa.string()),
+    ("plan", pa.string()), ("channel", pa.string()), ("agent", pa.string())])
 
 
 @dataclass
@@ -610,9 +614,7 @@ def _write(table: pa.Table, directory: Path, compression: str) -> str:
 
 
 def _write_cards(frame: pd.DataFrame, out_dir: Path) -> str:
-    table = pa.Table.from_pandas(frame[list(CARD_COLUMNS)], preserve_index=False, schema=pa.schema([
-        ("msisdn", pa.int64()), ("province", pa.string()), ("city", pa.string()), ("state", pa.string()),
-        ("plan", pa.string()), ("channel", pa.string()), ("agent", pa.string())]))
+    table = pa.Table.from_pandas(frame[list(CARD_COLUMNS)], preserve_index=False, schema=CARD_SCHEMA)
     directory = out_dir / "cards"
     if directory.exists():
         shutil.rmtree(directory)

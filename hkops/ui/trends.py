@@ -251,7 +251,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
 
     def _read_and_draw(self, filters) -> None:
         from hkops.analytics import planning, sales
-        from hkops.analytics._state import execute
+        from hkops.analytics.engine import execute
         from hkops.analytics.filters import today
         from hkops.security.access import agent_scope
 
@@ -374,7 +374,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
     def _show_breakdown(self) -> None:
         """The funnel per agent, channel, plan or province (as chosen), for the filters last shown."""
         from hkops.analytics import sales
-        from hkops.analytics._state import execute
+        from hkops.analytics.engine import execute
 
         if getattr(self, "_steps", None) is None:
             return
