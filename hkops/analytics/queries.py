@@ -114,3 +114,197 @@ def orders_day_plan(orders):
     return (placed.group_by(["day", "plan", "state"])
             .aggregate(orders=placed.count(), total_fen=_sum(placed.total_fen))
             .order_by(["day", "plan", "state"]))
+
+
+# ---------------------------------------------------------------- usage statistics (hkops.analytics.usage_stats)
+
+#: Usage analyses by one breakdown: name → the ``usage_by`` keys; those by the card's plan or
+#: channel also read the usage store's ``cards``.
+USAGE_BREAKDOWNS = {
+    "usage_by_service": ("service",), "usage_by_hour": ("hour",), "usage_by_day": ("day",),
+    "usage_by_week": ("week",), "usage_by_month": ("month",), "usage_by_province": ("region",),
+    "usage_by_city": ("region", "area"),
+}
+CARD_BREAKDOWNS = {"usage_by_plan": ("plan",), "usage_by_channel": ("channel",)}
+
+
+def _usage_breakdown(name: str, by: tuple[str, ...], with_cards: bool):
+    def by_records(usage):
+        from hkops.analytics.usage_stats import usage_by
+
+        return usage_by(usage, by=by)
+
+    def by_cards(usage, cards):
+        from hkops.analytics.usage_stats import usage_by
+
+        return usage_by(usage, cards, by=by)
+
+    function = by_cards if with_cards else by_records
+    function.__name__ = name
+    function.__doc__ = (f"Usage by {' and '.join(by)} (``usage_stats.usage_by``): billable records, voice, SMS, "
+                        "data, refused attempts and active cards.")
+    return analysis(name)(function)
+
+
+for _name, _by in USAGE_BREAKDOWNS.items():
+    _usage_breakdown(_name, _by, with_cards=False)
+for _name, _by in CARD_BREAKDOWNS.items():
+    _usage_breakdown(_name, _by, with_cards=True)
+
+
+@analysis("per_user")
+def per_user(usage, cards):
+    """DOU, MOU and SMS per user per month, by the cards' plan and home province."""
+    from hkops.analytics import usage_stats
+
+    return usage_stats.per_user(usage, cards, by=["plan", "region"])
+
+
+@analysis("arpu")
+def arpu(usage, cards, plans):
+    """``per_user`` with the bills of the catalogue's ``plans``: ARPU per month, plan and home province."""
+    from hkops.analytics import usage_stats
+
+    return usage_stats.per_user(usage, cards, plans, by=["plan", "region"])
+
+
+@analysis("bills")
+def bills(usage, cards, plans):
+    """Each card's bill per month: fee and overage beyond its plan's allowances."""
+    from hkops.analytics import usage_stats
+
+    return usage_stats.bills(usage, cards, plans)
+
+
+@analysis("top_cards")
+def top_cards(usage, cards, limit: int = 20):
+    """The ``limit`` numbers with the most billable data, with their plan, channel and home area."""
+    from hkops.analytics import usage_stats
+
+    return usage_stats.top_users(usage, cards, n=limit)
+
+
+# ---------------------------------------------------------------- sales (hkops.analytics.sales)
+
+
+def _steps(orders, audit_log, agents):
+    from hkops.analytics import sales
+
+    return sales.order_steps(orders, audit_log, agents)
+
+
+@analysis("sales_funnel")
+def sales_funnel(orders, audit_log, agents):
+    """The sales funnel from placed to first top-up: orders per step, conversions, median hours."""
+    from hkops.analytics import sales
+
+    return sales.funnel_by(_steps(orders, audit_log, agents))
+
+
+@analysis("sales_funnel_by_plan")
+def sales_funnel_by_plan(orders, audit_log, agents):
+    """The sales funnel per plan."""
+    from hkops.analytics import sales
+
+    return sales.funnel_by(_steps(orders, audit_log, agents), "plan")
+
+
+@analysis("sales_trends")
+def sales_trends(orders, audit_log, agents):
+    """Orders reaching each step per local day."""
+    from hkops.analytics import sales
+
+    return sales.trends(_steps(orders, audit_log, agents), "day")
+
+
+@analysis("league_table")
+def league_table(orders, audit_log, agents):
+    """Agents ranked by activations, then revenue."""
+    from hkops.analytics import sales
+
+    return sales.league_table(_steps(orders, audit_log, agents))
+
+
+@analysis("cancel_return_rates")
+def cancel_return_rates(orders, audit_log, agents):
+    """Cancellation and return rates per selling agent (``direct`` for direct sales)."""
+    from hkops.analytics import sales
+
+    return sales.rates(_steps(orders, audit_log, agents), "agent")
+
+
+@analysis("commission_per_activation")
+def commission_per_activation(orders, audit_log, agents, commission_entries):
+    """Commission cost per activation per selling agent."""
+    from hkops.analytics import sales
+
+    return sales.commission_per_activation(_steps(orders, audit_log, agents), commission_entries, "agent")
+
+
+@analysis("stock_turnover")
+def stock_turnover(stock_moves, stock_locations, days: int = 30):
+    """Stock turnover per held location over the last ``days`` days."""
+    from datetime import timedelta
+
+    from hkops.analytics import sales
+    from hkops.timeutil import utc_now
+
+    end = utc_now()
+    return sales.stock_turnover(stock_moves, stock_locations, end - timedelta(days=days), end)
+
+
+# ---------------------------------------------------------------- number planning (hkops.analytics.planning)
+
+
+def _pool(level: str):
+    def pool(numbers, number_blocks):
+        from hkops.analytics import planning
+        from hkops.timeutil import utc_now
+
+        return planning.pool_utilisation(numbers, number_blocks, level, as_of=utc_now())
+
+    pool.__name__ = f"pool_by_{level}"
+    pool.__doc__ = f"The number pool per {level}: numbers per state, utilisation and the available share."
+    return analysis(pool.__name__)(pool)
+
+
+for _level in ("block", "region", "grade"):
+    _pool(_level)
+
+
+@analysis("number_demand")
+def number_demand(numbers, number_blocks, audit_log):
+    """Numbers taken from the pool per local day and region."""
+    from hkops.analytics import planning
+
+    return planning.demand_history(numbers, number_blocks, audit_log)
+
+
+@analysis("quarantine_inflow")
+def quarantine_inflow(numbers, number_blocks, audit_log):
+    """Numbers entering quarantine per local day and region."""
+    from hkops.analytics import planning
+
+    return planning.quarantine_inflow(numbers, number_blocks, audit_log)
+
+
+@analysis("utilisation_history")
+def utilisation_history(numbers, number_blocks, audit_log, days: int = 14):
+    """Numbers in use and the pool's size per region at the end of each of the last ``days`` local days."""
+    from datetime import timedelta
+
+    from hkops.analytics import planning
+    from hkops.analytics.filters import today
+
+    last = today()
+    return planning.utilisation_history(numbers, number_blocks, audit_log,
+                                        [last - timedelta(days=n) for n in range(days)])
+
+
+@analysis("recycle_outflow")
+def recycle_outflow(numbers, number_blocks, horizon_days: int = 90):
+    """Quarantined numbers due back to the pool per local day and region over ``horizon_days``."""
+    from hkops.analytics import planning
+    from hkops.analytics.filters import today
+
+    return planning.recycle_outflow(numbers, number_blocks, today(), horizon_days)

@@ -144,6 +144,11 @@ def order_steps(orders, audit, agents):
         **{name: joined[name] for name in (*STEP_ACTIONS, *OUTCOME_ACTIONS)})
 
 
+def _whole_seconds(ts):
+    """Seconds since 1970 of a timestamp, whole (DuckDB's epoch keeps the fraction, Spark's drops it)."""
+    return ts.epoch_seconds().floor().cast("int64")
+
+
 def _keys(by) -> list[str]:
     keys = [by] if isinstance(by, str) else list(by or [])
     for key in keys:
@@ -168,7 +173,7 @@ def funnel_by(steps, by=None):
     keys = _keys(by)
     aggregates = {step: steps[step].count() for step in STEPS}
     for before, step in zip(STEPS, STEPS[1:]):
-        hours = (steps[step].epoch_seconds() - steps[before].epoch_seconds()) / 3600
+        hours = (_whole_seconds(steps[step]) - _whole_seconds(steps[before])) / 3600
         aggregates[f"{step}_hours"] = hours.median()
     grouped = steps.group_by(keys).aggregate(**aggregates) if keys else steps.aggregate(**aggregates)
     conversions = {f"{step}_conv": _ratio(grouped[step], grouped[before]) for before, step in zip(STEPS, STEPS[1:])}

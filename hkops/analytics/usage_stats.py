@@ -203,9 +203,21 @@ def top_users(records: "ibis.Table", cards: "ibis.Table | None" = None, *, n: in
     t = filtered(records, cards, **filters)
     metrics = _metrics(t)
     del metrics["cards"]
-    per_card = t.group_by("msisdn").aggregate(**metrics, plan=t.plan.max(), channel=t.channel.max(),
-                                              home_area=t.area.mode())
+    per_card = t.group_by("msisdn").aggregate(**metrics, plan=t.plan.max(), channel=t.channel.max())
+    per_card = _left_join(per_card, most_common(t, "msisdn", "area", "home_area"), ["msisdn"])
     return per_card.order_by([ibis.desc(order_by), "msisdn"]).limit(int(n))
+
+
+def most_common(t: "ibis.Table", key: str, column: str, name: str) -> "ibis.Table":
+    """Per ``key``, the non-null value of ``column`` in most rows of ``t``, ties to the smallest, as
+    ``name``: a mode that gives the same answer on every engine (Spark has no ``mode``)."""
+    import ibis
+
+    kept = t.filter(t[column].notnull())
+    counts = kept.group_by([key, column]).aggregate(rows=kept.count())
+    order = [ibis.desc(counts.rows), counts[column]]
+    ranked = counts.mutate(rank=ibis.row_number().over(group_by=counts[key], order_by=order))
+    return ranked.filter(ranked["rank"] == 0).select(key, **{name: ranked[column]})
 
 
 _METRICS_COLUMNS = ("records", "voice_mo_calls", "voice_mo_s", "voice_mt_s", "sms_mo", "sms_mt", "data_records",
@@ -382,10 +394,13 @@ def usage_per_card(store_dir, msisdn: int | None = None, *, start=None, end=None
     t = filtered(records, start=start, end=end, region=region and checks.store_region(records, region), msisdn=msisdn)
     metrics = _metrics(t)
     del metrics["cards"]
-    expr = t.group_by("msisdn").aggregate(
-        **metrics, imsis=t.imsi.nunique(), days=t.day.nunique(), areas=t.area.nunique(), home_area=t.area.mode(),
-        peak_hour=t.hour.mode(), first_start=t.start.min(), last_start=t.start.max(),
-    ).order_by([ibis.desc(order_by), "msisdn"])
+    per_card = t.group_by("msisdn").aggregate(
+        **metrics, imsis=t.imsi.nunique(), days=t.day.nunique(), areas=t.area.nunique(),
+        first_start=t.start.min(), last_start=t.start.max())
+    per_card = _left_join(_left_join(per_card, most_common(t, "msisdn", "area", "home_area"), ["msisdn"]),
+                          most_common(t, "msisdn", "hour", "peak_hour"), ["msisdn"])
+    columns = [*metrics, "imsis", "days", "areas", "home_area", "peak_hour", "first_start", "last_start"]
+    expr = per_card.select("msisdn", *columns).order_by([ibis.desc(order_by), "msisdn"])
     if limit:
         expr = expr.limit(int(limit))
     return _execute(expr)
