@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hkops.analytics import usage_stats
+from hkops.analytics import engine, usage_stats
 from hkops.errors import InvalidValue
 from hkops.network.usage import (DEMO_CITIES, DOU_GIB, GIB, VOICE_MO_MINUTES, _province_factors, generate_usage,
                                  synthetic_cards)
@@ -208,7 +208,7 @@ def test_outgoing_voice_minutes_per_active_card_over_30_days_are_the_national_fi
 
 def test_the_statistics_dou_and_mou_are_the_national_figures_within_sampling_error(nationwide_store, nationwide):
     """MIIT's national monthly means, as ``usage_stats.per_user`` computes them from the store."""
-    tables = usage_stats._tables(nationwide_store[0])
+    tables = engine.store_tables(nationwide_store[0])
     national = usage_stats.per_user(tables["records"], tables["cards"]).to_pandas().iloc[0]
     assert national["users"] == len(nationwide) and national["days"] == 7
     for column, published, per_card in (("dou_gb", DOU_GIB, "data_gib"), ("mou", VOICE_MO_MINUTES, "voice_min")):
@@ -220,7 +220,7 @@ def test_the_statistics_dou_and_mou_are_the_national_figures_within_sampling_err
 def test_the_provinces_dou_follows_the_published_ordering_within_sampling_error(nationwide_store, nationwide):
     """Per home province, ``per_user``'s DOU ranks as ``_PROVINCE_DOU_GB`` does (rank correlation), and
     no pair of provinces is the wrong way round by more than 3 standard errors of their difference."""
-    tables = usage_stats._tables(nationwide_store[0])
+    tables = engine.store_tables(nationwide_store[0])
     got = usage_stats.per_user(tables["records"], tables["cards"], by=["region"]).to_pandas().set_index("region")
     published = pd.Series({p: _province_factors(p)[0] for p in got.index})
     se = nationwide.groupby("province")["data_gib"].agg(lambda v: v.std() / np.sqrt(len(v)))

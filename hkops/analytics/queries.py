@@ -5,10 +5,16 @@ records, ``topups``: the top-ups, or an hkops database table such as ``orders``;
 :func:`hkops.analytics.engine.tables_for`) returning an Ibis expression, registered in
 :data:`hkops.analytics.engine.ANALYSES` with :func:`hkops.analytics.engine.analysis`.
 
-Rules that keep the engines' answers identical: integer sums and counts only (money in fen,
-volumes in bytes, durations in seconds; ratios are computed by the caller), every sum filled
-with 0 where nothing matched, local (Asia/Shanghai, UTC+8, no daylight saving) hours and days
-from a fixed offset on UTC (both engines' sessions run in UTC), and ties broken by a key.
+Beside the analyses written here, the analyses of :mod:`~hkops.analytics.usage_stats`,
+:mod:`~hkops.analytics.sales` and :mod:`~hkops.analytics.planning` are registered through small
+wrappers naming their tables (forecasts, fitted by statsmodels, are not Ibis and stay outside).
+
+Rules that keep the engines' answers identical: integer sums and counts (money in fen, volumes
+in bytes, durations in whole seconds; ratios and medians, where an analysis gives them, are
+float64 and agree to 12 significant digits), every sum filled with 0 where nothing matched,
+local (Asia/Shanghai, UTC+8, no daylight saving) hours and days from a fixed offset on UTC
+(both engines' sessions run in UTC), no ``mode`` (Spark has none; see
+:func:`hkops.analytics.usage_stats.most_common`), and ties broken by a key.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ from hkops.analytics.engine import analysis
 
 #: Asia/Shanghai is UTC+8 all year.
 SHANGHAI_OFFSET_S = 8 * 3600
+
+
+def _registered(name: str, doc: str, function):
+    """``function`` named ``name`` with ``doc``, registered in :data:`ANALYSES`."""
+    function.__name__, function.__doc__ = name, doc
+    return analysis(name)(function)
 
 
 def _sum(column, where=None):
@@ -139,11 +151,8 @@ def _usage_breakdown(name: str, by: tuple[str, ...], with_cards: bool):
 
         return usage_by(usage, cards, by=by)
 
-    function = by_cards if with_cards else by_records
-    function.__name__ = name
-    function.__doc__ = (f"Usage by {' and '.join(by)} (``usage_stats.usage_by``): billable records, voice, SMS, "
-                        "data, refused attempts and active cards.")
-    return analysis(name)(function)
+    return _registered(name, f"Usage by {' and '.join(by)} (``usage_stats.usage_by``): billable records, voice, "
+                             "SMS, data, refused attempts and active cards.", by_cards if with_cards else by_records)
 
 
 for _name, _by in USAGE_BREAKDOWNS.items():
@@ -187,50 +196,36 @@ def top_cards(usage, cards, limit: int = 20):
 # ---------------------------------------------------------------- sales (hkops.analytics.sales)
 
 
+#: Sales analyses over the orders' steps: name → (function of :mod:`hkops.analytics.sales`, its
+#: options, what it gives).
+SALES_ANALYSES = {
+    "sales_funnel": ("funnel_by", (), "The sales funnel from placed to first top-up: orders per step, "
+                                      "conversions, median hours."),
+    "sales_funnel_by_plan": ("funnel_by", ("plan",), "The sales funnel per plan."),
+    "sales_trends": ("trends", ("day",), "Orders reaching each step per local day."),
+    "league_table": ("league_table", (), "Agents ranked by activations, then revenue."),
+    "cancel_return_rates": ("rates", ("agent",), "Cancellation and return rates per selling agent "
+                                                 "(``direct`` for direct sales)."),
+}
+
+
 def _steps(orders, audit_log, agents):
     from hkops.analytics import sales
 
     return sales.order_steps(orders, audit_log, agents)
 
 
-@analysis("sales_funnel")
-def sales_funnel(orders, audit_log, agents):
-    """The sales funnel from placed to first top-up: orders per step, conversions, median hours."""
-    from hkops.analytics import sales
+def _sales_analysis(name: str, function_name: str, options: tuple, doc: str):
+    def over_steps(orders, audit_log, agents):
+        from hkops.analytics import sales
 
-    return sales.funnel_by(_steps(orders, audit_log, agents))
+        return getattr(sales, function_name)(_steps(orders, audit_log, agents), *options)
 
-
-@analysis("sales_funnel_by_plan")
-def sales_funnel_by_plan(orders, audit_log, agents):
-    """The sales funnel per plan."""
-    from hkops.analytics import sales
-
-    return sales.funnel_by(_steps(orders, audit_log, agents), "plan")
+    return _registered(name, doc, over_steps)
 
 
-@analysis("sales_trends")
-def sales_trends(orders, audit_log, agents):
-    """Orders reaching each step per local day."""
-    from hkops.analytics import sales
-
-    return sales.trends(_steps(orders, audit_log, agents), "day")
-
-
-@analysis("league_table")
-def league_table(orders, audit_log, agents):
-    """Agents ranked by activations, then revenue."""
-    from hkops.analytics import sales
-
-    return sales.league_table(_steps(orders, audit_log, agents))
-
-
-@analysis("cancel_return_rates")
-def cancel_return_rates(orders, audit_log, agents):
-    """Cancellation and return rates per selling agent (``direct`` for direct sales)."""
-    from hkops.analytics import sales
-
-    return sales.rates(_steps(orders, audit_log, agents), "agent")
+for _name, (_function, _options, _doc) in SALES_ANALYSES.items():
+    _sales_analysis(_name, _function, _options, _doc)
 
 
 @analysis("commission_per_activation")
@@ -263,9 +258,8 @@ def _pool(level: str):
 
         return planning.pool_utilisation(numbers, number_blocks, level, as_of=utc_now())
 
-    pool.__name__ = f"pool_by_{level}"
-    pool.__doc__ = f"The number pool per {level}: numbers per state, utilisation and the available share."
-    return analysis(pool.__name__)(pool)
+    return _registered(f"pool_by_{level}", f"The number pool per {level}: numbers per state, utilisation and "
+                                           "the available share.", pool)
 
 
 for _level in ("block", "region", "grade"):
