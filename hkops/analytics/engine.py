@@ -11,8 +11,8 @@ The engine is chosen by ``HKOPS_ANALYTICS`` (or the ``setting`` argument of :fun
 
 The data:
 
-- :func:`usage_table`: the Parquet usage store (``records`` or ``topups``, what
-  :func:`hkops.network.usage.generate_usage` writes) as an Ibis table. The store is
+- :func:`usage_table`: the Parquet usage store (``records``, ``topups`` or ``cards``, what
+  :func:`hkops.network.usage.generate_usage` writes) as an Ibis table (:func:`store_tables`: all three). The store is
   ``HKOPS_USAGE_STORE`` when set (a local folder, a shared NFS path, or for Spark an
   ``hdfs://`` / ``s3a://`` URI every executor can read), else ``data/usage``. Each local
   file's schema is checked from its Parquet footer: a file with a missing column or a
@@ -20,7 +20,12 @@ The data:
   and the rest of the store stays readable.
 - :func:`state_table`: a table of the hkops database (orders, sims, numbers, ...) read
   through hkops (SQLAlchemy) into Arrow and registered in the engine, so no database
-  extension has to be downloaded. Secrets and personal columns are left out.
+  extension has to be downloaded. Only :func:`readable_columns` are read (never secrets or
+  personal data); with ``scoped=True`` an agent user gets only its subtree's orders and
+  commission entries (:data:`AGENT_SCOPED_TABLES`), else it is refused.
+
+Every analysis of hkops (usage statistics, sales, planning, forecasts' series) reads through
+these functions, on one connection its caller may pass as ``con``.
 
 Analyses are pure functions from Ibis tables to an Ibis expression (see
 :mod:`hkops.analytics.queries`), registered in :data:`ANALYSES`; :func:`execute` runs one
