@@ -85,7 +85,7 @@ new MutationObserver(() => {
 TRENDS_BARE = "trends_bare.ipynb"
 TRENDS_BARE_CELLS = [
     "from datetime import timedelta\n\nimport plotly.graph_objects as go\n\n"
-    "from hkops.analytics import planning, sales\nfrom hkops.analytics._state import execute\n"
+    "from hkops.analytics import planning, sales\nfrom hkops.analytics.engine import execute\n"
     "from hkops.analytics.filters import check_filters, today\nfrom hkops.store.engine import get_store",
     "store, me = get_store(), 'bench'\n"
     "filters = check_filters(store, start=today() - timedelta(days=89), end=today())\n"

@@ -40,7 +40,7 @@ def test_day_region_on_duckdb_matches_the_records_counted_by_hand(store):
     assert int(frame["refused"].sum()) == int(raw["refused"].sum())
     assert int(frame["data_bytes"].sum()) == int((billable["bytes_up"] + billable["bytes_down"]).sum())
     assert int(frame["charge_fen"].sum()) == int(raw["charge_fen"].sum())
-    first = frame[(frame["day"] == date(2026, 11, 2)) & (frame["region"] == "广东省")].iloc[0]
+    first = frame[(frame["day"] == "2026-11-02") & (frame["region"] == "广东省")].iloc[0]
     there = billable[(billable["day"].astype(str) == "2026-11-02") & (billable["region"] == "广东省")]
     assert int(first["cards"]) == there["msisdn"].nunique()
     assert int(first["voice_mo_s"]) == int(there.loc[there["type"] == "voice_mo", "duration_s"].sum())

@@ -197,14 +197,15 @@ def is_spark(con) -> bool:
     return con.name == "pyspark"
 
 
-def execute(expr) -> "pd.DataFrame":
-    """Run an Ibis expression on its backend; a pandas DataFrame whose date columns hold
-    ``datetime.date`` values on every engine (the analyses compare them with days)."""
+def execute(expr, *, days: bool = False) -> "pd.DataFrame":
+    """Run an Ibis expression on its backend; a pandas DataFrame (date columns as datetime64, on
+    every engine). ``days=True``: date columns hold ``datetime.date`` values instead, for callers
+    that compare them with days (sales, planning, forecasts)."""
     import pandas as pd
 
     frame = expr.to_pandas()
     for name, dtype in expr.schema().items():
-        if dtype.is_date() and len(frame):
+        if days and dtype.is_date() and len(frame):
             frame[name] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[name]]
     return frame
 

@@ -233,7 +233,8 @@ def sales_series(db, step: str = "activated", *, actor=None, filters=None, con=N
 
     if step not in (*sales.STEPS, *sales.OUTCOME_ACTIONS):
         raise InvalidValue("step", step, f"must be one of {', '.join((*sales.STEPS, *sales.OUTCOME_ACTIONS))}")
-    long = execute(sales.trends(sales.steps_for(db, actor=actor, filters=filters, con=con), "day", by="province"))
+    steps = sales.steps_for(db, actor=actor, filters=filters, con=con)
+    long = execute(sales.trends(steps, "day", by="province"), days=True)
     long = long[long["step"] == step]
     return long.rename(columns={"period": "day", "province": "region", "orders": "value"})[["day", "region", "value"]]
 
@@ -262,7 +263,7 @@ def usage_series(store_dir, measure: str = "data_bytes", *, start: date | None =
                 "sms": billable.count(where=billable.type.isin(["sms_mo", "sms_mt"])),
                 "records": billable.count()}
     per_day = billable.group_by(["day", "region"]).aggregate(value=measures[measure].fill_null(0))
-    frame = execute(per_day.order_by(["day", "region"]))
+    frame = execute(per_day.order_by(["day", "region"]), days=True)
     frame["day"] = [d if isinstance(d, date) else date.fromisoformat(str(d)[:10]) for d in frame["day"]]
     return frame
 

@@ -215,7 +215,7 @@ def utilisation_report(db: Store, by: str = "region", *, actor=None, region: str
     from hkops.timeutil import utc_now
 
     t = tables or planning_tables(db, actor)
-    frame = execute(pool_utilisation(t["numbers"], t["number_blocks"], by, as_of=utc_now()))
+    frame = execute(pool_utilisation(t["numbers"], t["number_blocks"], by, as_of=utc_now()), days=True)
     if region is not None and by == "region":
         frame = frame[frame["region"] == region]
     return frame.reset_index(drop=True)
@@ -229,7 +229,7 @@ def history_report(db: Store, start: date, end: date, by: str = "region", *, act
         raise InvalidValue("end", end.isoformat(), f"is before start {start.isoformat()}: the date range is empty")
     t = tables or planning_tables(db, actor)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-    return execute(utilisation_history(t["numbers"], t["number_blocks"], t["audit_log"], days, by))
+    return execute(utilisation_history(t["numbers"], t["number_blocks"], t["audit_log"], days, by), days=True)
 
 
 def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, today: date | None = None,
@@ -245,12 +245,12 @@ def block_plan(db: Store, *, months_of_cover: float = 3, window_days: int = 28, 
         raise InvalidValue("window_days", window_days, "must be 1 or more")
     today = today or local_today()
     t = tables or planning_tables(db, actor)
-    pool = execute(pool_utilisation(t["numbers"], t["number_blocks"], "region", as_of=utc_now()))
-    demand = execute(demand_history(t["numbers"], t["number_blocks"], t["audit_log"]))
+    pool = execute(pool_utilisation(t["numbers"], t["number_blocks"], "region", as_of=utc_now()), days=True)
+    demand = execute(demand_history(t["numbers"], t["number_blocks"], t["audit_log"]), days=True)
     recent = demand[(demand["day"] > today - timedelta(days=window_days)) & (demand["day"] <= today)]
     rate = (recent.groupby("region")["taken"].sum() / window_days).to_dict()
     cover_days = int(round(months_of_cover * MONTH_DAYS))
-    back = execute(recycle_outflow(t["numbers"], t["number_blocks"], today, cover_days))
+    back = execute(recycle_outflow(t["numbers"], t["number_blocks"], today, cover_days), days=True)
     recycled: dict[str, dict[date, int]] = {}
     for row in back.itertuples():
         recycled.setdefault(row.region, {})[row.day] = int(row.recycled)
@@ -270,10 +270,11 @@ def quarantine_outlook(db: Store, *, horizon_days: int = 90, window_days: int = 
 
     today = today or local_today()
     t = tables or planning_tables(db, actor)
-    inflow = execute(quarantine_inflow(t["numbers"], t["number_blocks"], t["audit_log"]))
+    inflow = execute(quarantine_inflow(t["numbers"], t["number_blocks"], t["audit_log"]), days=True)
     recent = inflow[(inflow["day"] > today - timedelta(days=window_days)) & (inflow["day"] <= today)]
     expected = recent.groupby("region")["quarantined"].sum() / window_days * horizon_days
-    due = execute(recycle_outflow(t["numbers"], t["number_blocks"], today, horizon_days)).groupby("region")["recycled"].sum()
+    due = execute(recycle_outflow(t["numbers"], t["number_blocks"], today, horizon_days), days=True)
+    due = due.groupby("region")["recycled"].sum()
     frame = pd.DataFrame({"inflow_expected": expected.round().astype("int64"), "recycle_due": due}).fillna(0)
     frame = frame.astype("int64")
     frame["net_change"] = frame["inflow_expected"] - frame["recycle_due"]

@@ -324,14 +324,14 @@ def funnel_report(db: Store, by=None, *, actor=None, filters=None, con=None) -> 
     """:func:`funnel_by` on ``db`` for ``actor`` with ``filters``, as a DataFrame."""
     from hkops.analytics.engine import execute
 
-    return execute(funnel_by(steps_for(db, actor=actor, filters=filters, con=con), by))
+    return execute(funnel_by(steps_for(db, actor=actor, filters=filters, con=con), by), days=True)
 
 
 def trends_report(db: Store, freq: str = "day", *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`trends` as a table: one row per period, one column per step (0 where none)."""
     from hkops.analytics.engine import execute
 
-    long = execute(trends(steps_for(db, actor=actor, filters=filters, con=con), freq))
+    long = execute(trends(steps_for(db, actor=actor, filters=filters, con=con), freq), days=True)
     wide = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=[*STEPS, *OUTCOME_ACTIONS], fill_value=0).astype("int64")
     wide.columns.name = None
@@ -342,14 +342,14 @@ def league_report(db: Store, *, actor=None, filters=None, con=None) -> pd.DataFr
     """:func:`league_table` on ``db`` for ``actor`` with ``filters``."""
     from hkops.analytics.engine import execute
 
-    return execute(league_table(steps_for(db, actor=actor, filters=filters, con=con)))
+    return execute(league_table(steps_for(db, actor=actor, filters=filters, con=con)), days=True)
 
 
 def rates_report(db: Store, by=None, *, actor=None, filters=None, con=None) -> pd.DataFrame:
     """:func:`rates` on ``db`` for ``actor`` with ``filters``."""
     from hkops.analytics.engine import execute
 
-    return execute(rates(steps_for(db, actor=actor, filters=filters, con=con), by))
+    return execute(rates(steps_for(db, actor=actor, filters=filters, con=con), by), days=True)
 
 
 def commission_report(db: Store, by="agent", *, actor=None, filters=None, con=None) -> pd.DataFrame:
@@ -359,7 +359,7 @@ def commission_report(db: Store, by="agent", *, actor=None, filters=None, con=No
     con = _connection(con)
     steps = steps_for(db, actor=actor, filters=filters, con=con)
     entries = state_table(con, db, "commission_entries", actor=actor, scoped=True)
-    return execute(commission_per_activation(steps, entries, by))
+    return execute(commission_per_activation(steps, entries, by), days=True)
 
 
 def turnover_report(db: Store, *, days: int = 30, end=None, actor=None, con=None) -> pd.DataFrame:
@@ -378,4 +378,4 @@ def turnover_report(db: Store, *, days: int = 30, end=None, actor=None, con=None
     if scope is not None:
         mine = tables["agents"].filter(tables["agents"].id.isin(scope)).location
         locations = locations.filter(locations.code.isin(mine))
-    return execute(stock_turnover(tables["stock_moves"], locations, end - timedelta(days=days), end))
+    return execute(stock_turnover(tables["stock_moves"], locations, end - timedelta(days=days), end), days=True)

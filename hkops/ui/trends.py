@@ -201,7 +201,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         import ibis
 
         from hkops.analytics import forecast, planning, sales, usage_stats  # noqa: F401
-        from hkops.analytics._state import execute
+        from hkops.analytics.engine import execute
 
         execute(ibis.memtable({"day": [1, 1, 2]}).group_by("day").aggregate(n=ibis._.count()))
 
@@ -260,11 +260,11 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         with self.progress.busy("读取 Reading orders, usage and the pool", 6) as step:
             steps = per_filters("steps", lambda: sales.steps_for(self.store, actor=self.actor, filters=filters))
             self.filters, self._steps, self.tables = filters, steps, {}
-            funnel = per_filters("funnel", lambda: execute(sales.funnel_by(steps)))
+            funnel = per_filters("funnel", lambda: execute(sales.funnel_by(steps), days=True))
             self.tables["funnel"] = funnel
             self._draw_funnel(funnel)
             step()
-            long = per_filters("daily", lambda: execute(sales.trends(steps, "day")))
+            long = per_filters("daily", lambda: execute(sales.trends(steps, "day"), days=True))
             trend = long.pivot_table(index="period", columns="step", values="orders", aggfunc="sum", fill_value=0)
             self.tables["daily"] = trend.reset_index()
             self._draw_trend(trend)
@@ -380,7 +380,7 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
             return
         by = self.breakdown.value
         frame = self.cache.get((repr(self.actor), self.filters, "funnel by", by),
-                               lambda: execute(sales.funnel_by(self._steps, by)))
+                               lambda: execute(sales.funnel_by(self._steps, by), days=True))
         frame = frame.sort_values(["placed", by], ascending=[False, True])
         self.tables = {k: v for k, v in self.tables.items() if not k.startswith("funnel by ")}
         self.tables[f"funnel by {by}"] = frame
