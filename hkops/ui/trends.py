@@ -331,10 +331,10 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
 
         from hkops.analytics import usage_stats
         from hkops.errors import InvalidValue
-        from hkops.network.usage import DEFAULT_OUT_DIR
+        from hkops.analytics.engine import store_location
 
         try:
-            frame = usage_stats.usage_per_day(self.usage_dir or DEFAULT_OUT_DIR, region=filters.region,
+            frame = usage_stats.usage_per_day(store_location(self.usage_dir), region=filters.region,
                                               start=filters.start, end=filters.end)
         except InvalidValue as missing:  # no usage store yet: say so in the panel, not as an error
             note = f"<div class='hkops-muted'>{html.escape(str(missing))}</div>"
@@ -465,9 +465,9 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
 
         with self.progress.busy("预测 Fitting the forecast", 2) as step:
             if what == "usage":
-                from hkops.network.usage import DEFAULT_OUT_DIR
+                from hkops.analytics.engine import store_location
 
-                long = fc.usage_series(self.usage_dir or DEFAULT_OUT_DIR, "data_bytes", start=filters.start,
+                long = fc.usage_series(store_location(self.usage_dir), "data_bytes", start=filters.start,
                                        end=filters.end, region=filters.region)
                 long["value"] = long["value"] / GIB
             else:
