@@ -37,6 +37,18 @@ def voila(database_url, tmp_path_factory):
         server.stop()
 
 
+def shown(page, voila, selector: str):
+    """Wait for ``selector``; if it never comes, fail with what the page and Voilà's log said."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    try:
+        return page.wait_for_selector(selector)
+    except PageTimeout:
+        page_text = page.inner_text("body")[-2_000:]
+        log = voila.log_path.read_text(encoding="utf-8", errors="replace")[-4_000:] if voila.log_path else ""
+        pytest.fail(f"{selector} never showed.\n--- the page ---\n{page_text}\n--- Voilà's log ---\n{log}")
+
+
 def type_into(page, css: str, text: str) -> None:
     box = page.locator(f".{css} input")
     box.fill(text)
@@ -50,8 +62,8 @@ def test_an_analyst_reads_the_trends_forecasts_orders_and_exports_in_the_browser
     log_in_page(page, voila.url, *add_console_user(database_url, "ann", "analyst"), "/voila/render/trends.ipynb")
     page.wait_for_selector("#loading", state="detached")
     page.wait_for_selector(".hkops-trends .hkops-progress", state="attached")  # the frame, its progress bar in it
-    page.wait_for_selector(".hkops-trends-funnel tr[data-step='placed']")
-    page.wait_for_selector(".hkops-msg-ok:has-text('Shown for')")
+    shown(page, voila, ".hkops-trends-funnel tr[data-step='placed']")
+    shown(page, voila, ".hkops-msg-ok:has-text('Shown for')")
     assert page.inner_text(".hkops-trends-funnel tr[data-step='placed'] td.num") == "200"
     page.wait_for_selector(".hkops-pool-chart .main-svg", state="visible")
     page.wait_for_selector(".hkops-funnel-chart .main-svg", state="visible")

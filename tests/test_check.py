@@ -336,6 +336,9 @@ def test_two_demo_worlds_in_one_checkout_each_have_their_own_registry_and_pass_c
         assert in_service == live > 150  # every number in service was sold with a card
         store.dispose()
     assert folders[0] != folders[1] and all(f.parent == tmp_path / "data" / "hlr" and f.is_dir() for f in folders)
+    # the first demo wrote its cards' usage into the data folder's empty usage store; the second left it alone
+    days = sorted((tmp_path / "data" / "usage" / "records").glob("day=*/part-0.parquet"))
+    assert len(days) == demo.USAGE_DAYS
     # --fresh clears the registry the database owns, and builds anew with a new one.
     assert _demo(capsys, "--seed", "5", "--fresh") == 0
     store = Store(f"sqlite:///{tmp_path / 'seed5.db'}")

@@ -277,9 +277,9 @@ def store_location(store_dir: str | Path | None = None) -> str:
     from_env = os.environ.get(STORE_VARIABLE, "").strip()
     if from_env:
         return from_env
-    from hkops.network.usage import DEFAULT_OUT_DIR
+    from hkops import config
 
-    return str(DEFAULT_OUT_DIR)
+    return str(Path(config.DATA_DIR) / "usage")
 
 
 def scan_store(store_dir: str | Path | None = None, dataset: str = "records") -> StoreScan:

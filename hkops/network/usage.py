@@ -74,11 +74,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hkops.config import DATA_DIR
 from hkops.errors import InvalidValue
 
-#: Where ``hkops usage generate`` writes and ``hkops usage stats`` reads.
-DEFAULT_OUT_DIR = DATA_DIR / "usage"
 #: Record types, in code order (the ``type`` column's dictionary).
 RECORD_TYPES = ("voice_mo", "voice_mt", "sms_mo", "sms_mt", "data")
 VOICE_MO, VOICE_MT, SMS_MO, SMS_MT, DATA = range(5)
