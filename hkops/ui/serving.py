@@ -86,9 +86,8 @@ def show(console) -> None:
     (``console.refresh()``, if it has one) before showing it; a console built for someone
     else is refreshed too. If that refresh is refused (the visitor lacks a permission), the
     page shows the refusal and not the console: what it holds was read for someone else
-    (the kernel's own user, when it was preheated). A console that has read nothing yet and can load in the
-    background (``load_in_background()``, ``loaded`` false: the trends console) is shown at
-    once and loads after, its progress bar on the page; a preheated kernel first has it
+    (the kernel's own user, when it was preheated). A console that has read nothing yet (``load_in_background()``,
+    ``loaded`` false: the trends console) reads as the visitor before it is shown; a preheated kernel first has it
     ``warm_up()`` (imports, no data) while it waits. Without a valid login the page says
     so and shows no console; any other failure is one readable line, never a traceback.
     """
@@ -120,8 +119,10 @@ def show(console) -> None:
         console.actor = actor
     load_later = getattr(console, "load_in_background", None)
     if callable(load_later) and not getattr(console, "loaded", True):
+        # Read before showing: widget changes a kernel sends while the page is still connecting can
+        # be lost (the page then waits for ever for a panel; seen in CI), so the page gets them whole.
+        load_later().join()
         display(user_line(actor), console)
-        load_later()
         return
     refresh = getattr(console, "refresh", None)
     if stale and callable(refresh):
