@@ -18,7 +18,7 @@ from hkops.errors import Conflict, IllegalTransition, InvalidValue, InvalidValue
 from hkops.ids import make_iccid
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_counts, stock_moves
-from hkops.timeutil import utc_now
+from hkops.timeutil import SHANGHAI, utc_now
 from strategies import snapshot
 from test_vendor_files import card_csv, make_cards
 
@@ -303,16 +303,19 @@ def test_a_count_moves_missing_cards_to_missing_and_found_ones_here_and_keeps_th
 def test_low_stock_alerts_suggest_a_reorder_covering_recent_sales_and_the_minimum(depot):
     stock.set_minimum(depot, "WH-BJ", CM, 5, actor="ana")
     stock.set_minimum(depot, "WH-BJ", CU, 1, actor="ana")
-    assert stock.low_stock(depot) == []
+    now = utc_now()  # one explicit clock for the sales and the day asked about
+    today = now.astimezone(SHANGHAI).date()
+    assert stock.low_stock(depot, today=today) == []
     with depot.write() as conn:
         for n in range(4):
             iccid = stock.pick_unit(conn, "WH-BJ", CM, f"SO{n:06d}", actor="ana")
-            stock.sell_unit(conn, iccid, "WH-BJ", f"SO{n:06d}", actor="ana")
+            stock.sell_unit(conn, iccid, "WH-BJ", f"SO{n:06d}", actor="ana", now=now)
         old = stock.pick_unit(conn, "WH-BJ", CM, "SO000009", actor="ana")
-        stock.sell_unit(conn, old, "WH-BJ", "SO000009", actor="ana", now=utc_now() - timedelta(days=40))
-    alerts = stock.low_stock(depot, days=30)
-    assert alerts == [stock.Alert("WH-BJ", CM, on_hand=5, minimum=5, sold_last_days=4, suggested_reorder=4)]
-    assert stock.low_stock(depot, days=60)[0].sold_last_days == 5
+        stock.sell_unit(conn, old, "WH-BJ", "SO000009", actor="ana", now=now - timedelta(days=40))
+    alerts = stock.low_stock(depot, days=30, today=today)
+    assert alerts == [stock.Alert("WH-BJ", CM, on_hand=5, minimum=5, sold_last_days=4, suggested_reorder=4)], \
+        (stock.on_hand(depot), stock.ledger(depot, location="WH-BJ", limit=10))
+    assert stock.low_stock(depot, days=60, today=today)[0].sold_last_days == 5
     assert stock.low_stock(depot, today=(utc_now() - timedelta(days=60)).date()) == []
     stock.set_minimum(depot, "WH-BJ", CM, 0, actor="ana")
     assert stock.low_stock(depot) == []
