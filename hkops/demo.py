@@ -180,9 +180,10 @@ def _backdate_activations(store: Store) -> None:
 def _usage_history(store: Store, usage_dir: Path, days: int, seed: int) -> None:
     """The last ``days`` days of usage and top-ups of the world's cards, unless ``usage_dir``
     already holds records (a usage store is never overwritten by a demo)."""
+    from hkops.analytics.engine import has_dataset
     from hkops.network.usage import generate_usage, inventory_cards
 
-    if any((usage_dir / "records").glob("day=*/*.parquet")):
+    if has_dataset(usage_dir, "records"):
         return
     today = utc_now().astimezone(SHANGHAI).date()
     generate_usage(inventory_cards(store), start=today - timedelta(days=days), days=days, seed=seed,
@@ -279,10 +280,10 @@ def _holder(rng: random.Random, province: str, index: int) -> str:
 def usage_folder() -> Path | None:
     """The usage store the demo writes to (``HKOPS_USAGE_STORE``, else the data folder's
     ``usage``), or None when it is not a local folder (a Spark store such as ``hdfs://``)."""
-    from hkops.analytics.engine import store_location
+    from hkops.analytics.engine import is_uri, store_location
 
     location = store_location()
-    return None if "://" in location else Path(location)
+    return None if is_uri(location) else Path(location.removeprefix("file://"))
 
 
 def empty(store: Store, hlr_dir: str | Path | None = None, usage_dir: str | Path | None = None) -> None:

@@ -266,7 +266,8 @@ class StoreScan:
         return [InvalidValue(column, path, reason) for path, column, reason in self.refused]
 
 
-def _is_uri(location: str) -> bool:
+def is_uri(location: str) -> bool:
+    """Whether the usage store ``location`` is a URI a cluster reads (``hdfs://``, ``s3a://``), not a local folder."""
     return "://" in location and not location.startswith("file://")
 
 
@@ -327,7 +328,7 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
 
     expected = _expected(dataset)
     location = store_location(store_dir)
-    if _is_uri(location):
+    if is_uri(location):
         if not is_spark(con):
             raise InvalidValue(STORE_VARIABLE, location, "a URI store is read by Spark only; "
                                                          f"set {ENGINE_VARIABLE}=spark://HOST:PORT or use a local path")
@@ -364,7 +365,7 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
 def has_dataset(store_dir: str | Path | None, dataset: str) -> bool:
     """Whether the usage store holds any file of ``dataset`` (a URI store: assumed so for records only)."""
     location = store_location(store_dir)
-    if _is_uri(location):
+    if is_uri(location):
         return dataset == "records"
     return any((Path(location.removeprefix("file://")) / dataset).glob(_pattern(dataset)))
 

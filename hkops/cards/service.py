@@ -906,8 +906,7 @@ def backdate_activations(conn: Connection, when: dict[str, datetime]) -> None:
         return
     conn.execute(update(sims).where(sims.c.iccid == bindparam("i")).values(activated_at=bindparam("t")),
                  [{"i": iccid, "t": at} for iccid, at in when.items()])
-    from hkops.audit import audit_log
-
+    audit_log = audit.audit_log
     times = {}
     for chunk in _chunks(list(when)):
         times |= {row.id: when[row.subject] for row in conn.execute(

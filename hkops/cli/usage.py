@@ -59,7 +59,7 @@ def generate(
         source = f"{len(population):,} cards of the inventory"
     with progress(days, "days", "generating") as bar:
         summary = generate_usage(population, start=first, days=days, seed=seed,
-                                 out_dir=out or store_location(), progress=lambda done, total: bar.update(1))
+                                 out_dir=store_location(out), progress=lambda done, total: bar.update(1))
     if as_json:
         emit_json(summary.to_dict())
     else:
