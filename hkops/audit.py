@@ -233,7 +233,7 @@ def record(conn: Connection, actor: str, events: Iterable[Event], at: datetime |
         return 0
     if not CHAIN:
         if len(rows) >= BULK:
-            stored_at = audit_log.c.at.type.process_bind_param(at, conn.dialect)
+            stored_at = bulk.driver_value(conn, audit_log.c.at, at)
             bulk.insert_rows(conn, audit_log, _COLUMNS, ((stored_at, *row[1:]) for row in rows))
         else:
             conn.execute(audit_log.insert(), [dict(zip(_COLUMNS, row)) for row in rows])
@@ -247,7 +247,7 @@ def record(conn: Connection, actor: str, events: Iterable[Event], at: datetime |
         chained.append((n, *row, prev, digest))
         prev = digest
     if len(rows) >= BULK:
-        stored_at = audit_log.c.at.type.process_bind_param(at, conn.dialect)
+        stored_at = bulk.driver_value(conn, audit_log.c.at, at)
         bulk.insert_rows(conn, audit_log, _CHAINED, ((row[0], stored_at, *row[2:]) for row in chained))
     else:
         conn.execute(audit_log.insert(), [dict(zip(_CHAINED, row)) for row in chained])
@@ -364,9 +364,8 @@ def retime(conn: Connection, times: dict[int, datetime]) -> None:
     guards for its transaction (see :func:`unguarded`)."""
     if not times:
         return
-    stored = audit_log.c.at.type
     with unguarded(conn):
-        _update_many(conn, ("at",), [(i, stored.process_bind_param(at, conn.dialect)) for i, at in times.items()])
+        _update_many(conn, ("at",), [(i, bulk.driver_value(conn, audit_log.c.at, at)) for i, at in times.items()])
         rechain(conn, min(times) - 1)
 
 

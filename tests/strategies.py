@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,6 +23,21 @@ DEFAULT_CLASSES = ("AAAAA", "AAAA", "ABCDE", "ABCD", "AAAB", "ABBB", "AABB", "AB
 
 
 # --------------------------------------------------------------------- the clock
+
+
+@pytest.fixture
+def kernel_sqlite3():
+    """The sqlite3 module as in a Jupyter kernel or Voilà, where importing nbformat registers an
+    adapter that writes datetimes as ``2026-12-01T03:00:00`` (restored afterwards)."""
+    key = (datetime, sqlite3.PrepareProtocol)
+    before = sqlite3.adapters.get(key)
+    sqlite3.register_adapter(datetime, datetime.isoformat)
+    yield
+    if before is None:
+        sqlite3.adapters.pop(key, None)
+    else:
+        sqlite3.adapters[key] = before
+
 
 
 class Clock:

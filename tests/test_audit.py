@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from hkops import audit
 from hkops.numbers import service
-from strategies import clock, history, hkops_cli  # noqa: F401
+from strategies import clock, history, hkops_cli, kernel_sqlite3  # noqa: F401
 
 N = "13800130127"
 M = "18607550127"
@@ -56,6 +56,41 @@ def test_audit_times_are_stored_in_utc(world, clock):
         else:
             stored = conn.execute(text("SELECT substr(at, 1, 19) FROM audit_log WHERE subject = :n"), {"n": N}).scalar()
     assert stored == "2030-03-01 16:30:00"
+
+
+def test_bulk_records_written_in_a_jupyter_kernel_keep_the_time_form_queries_compare(world, kernel_sqlite3):
+    events = [audit.Event("number", f"1380013{n:04d}", "note", None, None, None) for n in range(audit.BULK)]
+    with world.write() as conn:
+        audit.record(conn, "ana", events, AFTER_MIDNIGHT)
+        found = audit.query(conn, entity="number", since=AFTER_MIDNIGHT, until=AFTER_MIDNIGHT + timedelta(minutes=1),
+                            limit=2 * audit.BULK)
+        if world.dialect == "sqlite":
+            assert conn.exec_driver_sql("SELECT DISTINCT at FROM audit_log WHERE entity = 'number'").all() == [
+                ("2030-03-01 16:30:00.000000",)]
+    assert len(found) == audit.BULK
+    assert audit.verify(world).intact
+
+
+def test_migration_0015_gives_times_a_kernel_wrote_the_form_queries_compare(tmp_path):
+    from hkops.store import migrate
+    from hkops.store.engine import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(store, "0014")
+    with store.write() as conn:
+        audit.record(conn, "ana", [audit.Event("number", N, "note", None, None, None)], NIGHT)
+        with audit.unguarded(conn):
+            conn.exec_driver_sql("UPDATE audit_log SET at = '2030-03-01T15:30:00'")
+        conn.exec_driver_sql("INSERT INTO stock_moves (iccid, from_location, to_location, kind, document, actor, at) "
+                             "VALUES ('89860000000000000001', 'WH-BJ', 'CUSTOMER', 'sale', 'SO000001', 'ana', "
+                             "'2030-03-01T03:00:00.250000')")
+    migrate.upgrade(store)
+    with store.read() as conn:
+        assert conn.exec_driver_sql("SELECT at FROM audit_log").scalars().all() == ["2030-03-01 15:30:00.000000"]
+        assert conn.exec_driver_sql("SELECT at FROM stock_moves").scalars().all() == ["2030-03-01 03:00:00.250000"]
+        assert [r["subject"] for r in audit.query(conn, until=NIGHT + timedelta(minutes=1))] == [N]
+    assert audit.verify(store).intact
+    store.dispose()
 
 
 def test_audit_query_filters_by_subject_actor_action_entity_and_time(world, clock):

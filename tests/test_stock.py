@@ -5,7 +5,7 @@ figures come from the ledger; low stock raises an alert with a reorder suggestio
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -19,7 +19,7 @@ from hkops.ids import make_iccid
 from hkops.stock import service as stock
 from hkops.stock.tables import stock_counts, stock_moves
 from hkops.timeutil import SHANGHAI, utc_now
-from strategies import snapshot
+from strategies import kernel_sqlite3, snapshot  # noqa: F401
 from test_vendor_files import card_csv, make_cards
 
 CM, CU = "CM-NANO", "CU-NANO"
@@ -321,6 +321,17 @@ def test_low_stock_alerts_suggest_a_reorder_covering_recent_sales_and_the_minimu
     assert stock.low_stock(depot) == []
     with pytest.raises(NotFound):
         stock.set_minimum(depot, "WH-BJ", "NOPE", 1, actor="ana")
+
+
+def test_low_stock_counts_the_sales_of_a_morning_made_in_a_jupyter_kernel(depot, kernel_sqlite3):
+    stock.set_minimum(depot, "WH-BJ", CM, 5, actor="ana")
+    day = utc_now().astimezone(SHANGHAI).date() - timedelta(days=1)
+    morning = datetime.combine(day, time(11), SHANGHAI)  # 03:00 UTC: the same UTC date as the day's end
+    with depot.write() as conn:
+        for n in range(4):
+            iccid = stock.pick_unit(conn, "WH-BJ", CM, f"SO{n:06d}", actor="ana")
+            stock.sell_unit(conn, iccid, "WH-BJ", f"SO{n:06d}", actor="ana", now=morning)
+    assert [a.sold_last_days for a in stock.low_stock(depot, days=1, today=day)] == [4]
 
 
 def test_on_hand_equals_the_ledger_sums_per_location_and_product(depot):

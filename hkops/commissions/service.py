@@ -8,7 +8,7 @@ import hashlib
 import json
 from bisect import bisect_right
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from operator import itemgetter
@@ -204,12 +204,6 @@ class _Sql:
             return func.date(at, "+8 hours", "start of month")
         return cast(func.date_trunc("month", func.timezone(_ZONE, at)), Date)
 
-    def moment(self, at: datetime):
-        """A UTC moment as this dialect's bulk writer takes it (SQLite: naive UTC text, as UTCDateTime writes it)."""
-        if self.sqlite:
-            return at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-        return at
-
     def within_before(self, at):
         """``at`` minus ``_run_shares.within_days`` days (on SQLite to the millisecond)."""
         shares = _run_shares.c
@@ -303,7 +297,7 @@ class _Accrual:
                 while (month_end := _month_start(activated, n)) <= self.last_end:
                     due = _eligible_on(row, month_end)
                     months.append((row["id"], sql.value(activated), n, sql.value(month_end),
-                                   sql.moment(_utc(month_end)), sql.value(due),
+                                   bulk.driver_value(conn, _run_months.c.event_at, _utc(month_end)), sql.value(due),
                                    "eligible" if due <= self.as_of else "held",
                                    int(self.evaluated is None or month_end > self.evaluated)))
                     activated = _month_start(activated, 1)

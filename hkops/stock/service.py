@@ -355,7 +355,7 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
         raise InvalidValues(source, problems)
     bulk.insert_rows(conn, stock_moves, _LEDGER_COLUMNS,
                      zip(iccids, repeat(from_location), repeat(to_location), repeat(kind.value), repeat(document),
-                         repeat(actor), repeat(_db_time(conn, now))))
+                         repeat(actor), repeat(bulk.driver_value(conn, stock_moves.c.at, now))))
     done = 0
     for clause in chosen:
         moved = placement.relocate(conn, clause, from_location, to_location, now)
@@ -365,11 +365,6 @@ def move_units(conn: Connection, iccids: list[str], from_location: str, to_locat
     if done != len(iccids):  # only a concurrent move between the check and the update gets here
         raise Conflict(f"{source}: some cards moved meanwhile; nothing moved, try again")
     return len(iccids)
-
-
-def _db_time(conn: Connection, at: datetime):
-    """``at`` as the raw driver value bulk inserts need (naive UTC on SQLite)."""
-    return stock_moves.c.at.type.process_bind_param(at, conn.dialect)
 
 
 def next_number(conn: Connection, prefix: str, column=None) -> str:

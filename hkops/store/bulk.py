@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Column, Connection, Table
+
+
+def driver_value(conn: Connection, column: Column, value):
+    """``value`` as SQLAlchemy binds it for ``column`` on this connection (for a bulk write).
+
+    A datetime on SQLite becomes SQLAlchemy's text form (``2026-12-01 03:00:00.000000``),
+    the form every query compares against; handed to the driver as a datetime, it would be
+    written by whatever ``sqlite3`` adapter is registered, and ``nbformat`` (imported in
+    every Jupyter kernel and Voilà) registers one that writes ``2026-12-01T03:00:00``.
+    """
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor else value
 
 
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Insert plain tuples (already in database form: ints, strings) into ``table``."""
+    """Insert plain tuples (already in database form: ints, strings, times from
+    :func:`driver_value`) into ``table``."""
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
