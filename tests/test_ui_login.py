@@ -117,3 +117,41 @@ def test_the_cookie_secret_is_owner_only_and_kept(tmp_path):
     path.chmod(0o644)
     with pytest.raises(login.ConsoleSecretError, match="chmod 600"):
         login.cookie_secret(path)
+
+
+CONSOLES = {  # module, factory, class, keyword arguments besides the store
+    "allocation": ("allocation_console", "AllocationConsole", {}),
+    "stock": ("stock_console", "StockConsole", {}),
+    "orders": ("orders_console", "OrdersConsole", {}),
+    "settlement": ("settlement_console", "SettlementConsole", {"export_dir": "exports"}),
+    "lifecycle": ("lifecycle_console", "LifecycleConsole", {}),
+    "monitoring": ("monitoring_console", "MonitoringConsole", {"refresh_s": None}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSOLES))
+def test_a_console_built_before_the_login_reads_nothing_then_reads_as_the_visitor(name, served, tmp_path,
+                                                                                 monkeypatch):
+    """A preheated kernel builds its console before anyone asks for the page: it must hold
+    nothing read for the kernel's own user (every permission) when a visitor gets it."""
+    import importlib
+
+    from hkops import audit
+
+    factory, cls, kwargs = CONSOLES[name]
+    module = importlib.import_module(f"hkops.ui.{name}")
+    reads = []
+    real = getattr(module, cls)._refresh
+    monkeypatch.setattr(getattr(module, cls), "_refresh", lambda self: reads.append(repr(self.actor)) or real(self))
+    kwargs = {k: tmp_path / v if k == "export_dir" else v for k, v in kwargs.items()}
+    console = getattr(module, factory)(served, **kwargs)
+    assert _common.is_nobody(console.actor) and reads == []
+    monkeypatch.setenv(login.SESSION_ENV, users.start_session(served, users.principal_of(served, "root"),
+                                                              kind="console"))
+    displayed = []
+    monkeypatch.setattr("IPython.display.display", lambda *widgets: displayed.extend(widgets))
+    serving.show(console)
+    assert console.actor.name == "root" and reads == [repr(console.actor)]
+    assert displayed[-1] is console and console.status.kind != "error", console.status.text
+    with served.read() as conn:
+        assert audit.query(conn, action="denied") == []

@@ -115,6 +115,11 @@ def console_actor() -> str:
         return NOBODY
 
 
+def is_nobody(actor) -> bool:
+    """Whether a console was built for :data:`NOBODY` (a preheated kernel before its visitor)."""
+    return repr(actor) == repr(NOBODY)
+
+
 def user_line(actor: str) -> widgets.HTML:
     """The line at the top of a console saying who is logged in, with a link to log out."""
     if not is_principal(actor):
@@ -256,6 +261,13 @@ class GuardedConsole:
         """Reload what the console shows (``_refresh``); a failure shows in the status line.
         ``hkops.ui.show`` calls this when the page opens."""
         self._guard(self._refresh)
+
+    def first_load(self) -> None:
+        """The console's first read, at the end of building it: none when it was built for
+        nobody (a preheated kernel before anyone asked for the page), so it holds nothing a
+        visitor might not be allowed to see; ``hkops.ui.show`` reads as the visitor."""
+        if not is_nobody(self.actor):
+            self.refresh()
 
     def confirm(self) -> None:
         """Make the pending move, then show the figures again (``_refresh``); a move made whose

@@ -13,7 +13,6 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from hkops import carriers, settings
-from hkops.audit import default_actor
 from hkops.money import yuan_to_fen
 from hkops.numbers import service
 from hkops.ids import display_msisdn
@@ -22,6 +21,7 @@ from hkops.numbers.search import MAX_LIMIT, Hit, SearchQuery, search
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
+    console_actor,
     ANY,
     NUMBER_BADGES,
     STATE_COLOURS,
@@ -156,7 +156,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
     def __init__(self, store: Store | None = None, actor: str | None = None):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self.hits: list[Hit] = []
         self.pending: PendingMove | None = None
         self.stats: dict = {}
@@ -244,7 +244,7 @@ class AllocationConsole(GuardedConsole, widgets.VBox):
         self.add_class("hkops-allocation")
         self._show_results()
         self._show_selection()
-        self.refresh()
+        self.first_load()
 
     # ------------------------------------------------------------ reading
 

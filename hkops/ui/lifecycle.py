@@ -18,7 +18,6 @@ import plotly.graph_objects as go
 
 from hkops import audit
 from hkops.analytics.engine import store_location
-from hkops.audit import default_actor
 from hkops.security.access import AccessDenied
 from hkops.cards import service as cards
 from hkops.cards.model import MOVES, SimState, SuspendReason
@@ -32,7 +31,8 @@ from hkops.subscribers import service as subscribers
 from hkops.timeutil import local
 from hkops.security import access
 from hkops.ui import charts
-from hkops.ui._common import Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, one_line, stylesheet
+from hkops.ui._common import (Busy, ConfirmRow, GuardedConsole, StateBadges, StatusLine, UsesHlr, console_actor, one_line,
+                              stylesheet)
 
 FIND_PLACEHOLDER = "13800130127 / 8986… ICCID / 11***************X"
 #: At most this many cards are listed for a masked resident ID (many people share one mask).
@@ -130,7 +130,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         super().__init__()
         self.store = store or get_store()
         self.usage_dir = store_location(usage_dir)
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self._network = network
         self.card: Card | None = None
         self.found: list[Card] = []
@@ -251,7 +251,7 @@ class LifecycleConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.add_class("hkops-console")
         self.add_class("hkops-lifecycle")
         self._show_card()
-        self.refresh()
+        self.first_load()
 
     # ------------------------------------------------------------ the network
 

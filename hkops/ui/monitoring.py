@@ -19,7 +19,7 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
     ANY,
-    NOBODY,
+    is_nobody,
     ConfirmRow,
     GuardedConsole,
     StatusLine,
@@ -104,8 +104,7 @@ class MonitoringConsole(GuardedConsole, widgets.VBox):
                          title, self.status, row([queue]), row([act])]
         self.add_class("hkops-console")
         self.add_class("hkops-monitoring")
-        if repr(self.actor) != repr(NOBODY):
-            self.refresh()
+        self.first_load()
 
     def _buttons(self) -> tuple:
         return (self.refresh_button, self.ack_button, self.close_button)
@@ -115,7 +114,7 @@ class MonitoringConsole(GuardedConsole, widgets.VBox):
     def refresh(self) -> None:
         """Reload the queue, and start the periodic refresh once someone is logged in."""
         super().refresh()
-        if self.refresh_s and self.actor is not NOBODY and repr(self.actor) != repr(NOBODY):
+        if self.refresh_s and not is_nobody(self.actor):
             self.start_live()
 
     def _refresh(self) -> None:

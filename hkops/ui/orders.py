@@ -17,7 +17,6 @@ from typing import Callable
 import ipywidgets as widgets
 from hkops import carriers
 from hkops.agents import service as agents
-from hkops.audit import default_actor
 from hkops.catalogue import service as catalogue
 from hkops.errors import InvalidValue
 from hkops.ids import display_msisdn, mask_resident_id, parse_resident_id, resident_id_birth_date
@@ -32,6 +31,7 @@ from hkops.store.engine import Store, get_store
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
 from hkops.timeutil import SHANGHAI, local, utc_now
 from hkops.ui._common import (
+    console_actor,
     Busy,
     ConfirmRow,
     GuardedConsole,
@@ -115,7 +115,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
                  network: ProvisioningClient | None = None):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self._network = network
         self.pending: PendingMove | None = None
         self.order: Order | None = None
@@ -234,7 +234,7 @@ class OrdersConsole(UsesHlr, GuardedConsole, widgets.VBox):
         self.add_class("hkops-console")
         self.add_class("hkops-orders")
         self._show_order()
-        self.refresh()
+        self.first_load()
 
     # ------------------------------------------------------------ reading
 

@@ -15,12 +15,10 @@ import base64
 import html
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-from hkops.audit import default_actor
 from hkops.commissions import service as commissions
 from hkops.errors import InvalidValue
 from hkops.money import fen_to_yuan, format_yuan
@@ -31,6 +29,7 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import SHANGHAI, local, utc_now
 from hkops.ui import charts
 from hkops.ui._common import (
+    console_actor,
     ANY,
     Busy,
     ConfirmRow,
@@ -131,7 +130,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
     def __init__(self, store: Store | None = None, actor: str | None = None, export_dir: str | Path | None = None):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self.export_dir = Path(export_dir) if export_dir else None
         self.pending: PendingMove | None = None
         self._quiet = False  # True while the console itself fills a dropdown
@@ -259,7 +258,7 @@ class SettlementConsole(GuardedConsole, widgets.VBox):
         self.add_class("hkops-console")
         self.add_class("hkops-settlement")
         self._suggest_period()
-        self.refresh()
+        self.first_load()
 
     # ------------------------------------------------------------ reading
 

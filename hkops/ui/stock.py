@@ -15,7 +15,6 @@ from typing import Callable
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-from hkops.audit import default_actor
 from hkops.catalogue import service as catalogue
 from hkops.errors import InvalidValue
 from hkops.stock import service as stock
@@ -24,6 +23,7 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui import charts
 from hkops.ui._common import (
+    console_actor,
     ANY,
     Busy,
     ConfirmRow,
@@ -93,7 +93,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
     def __init__(self, store: Store | None = None, actor: str | None = None):
         super().__init__()
         self.store = store or get_store()
-        self.actor = actor or default_actor()
+        self.actor = actor or console_actor()
         self.pending: PendingMove | None = None
         self.checked_count: tuple[str, list[str], stock.CountResult] | None = None
 
@@ -208,7 +208,7 @@ class StockConsole(GuardedConsole, widgets.VBox):
         self.add_class("hkops-console")
         self.add_class("hkops-stock")
         self._show_mode()
-        self.refresh()
+        self.first_load()
 
     # ------------------------------------------------------------ reading
 
