@@ -207,3 +207,21 @@ def test_an_analyst_look_up_leaves_out_names_contacts_and_addresses(two_agents):
     assert order["number"] == w.b.number and "customer_name" not in order and "ship_address" not in order
     assert found["subscribers"] and all(not {"name", "contact", "birth_year"} & set(s) for s in found["subscribers"])
     assert "customer_name" in lookups.lookup(w.db, w.b.number, actor=w.root)["orders"][0]
+
+
+def test_an_agent_users_analysis_reads_only_its_orders_events_and_its_locations_stock(two_agents):
+    from hkops.analytics import engine
+
+    w = two_agents
+    mine = {agents.show_agent(w.db, "B", actor=w.root)[0].location}
+
+    def rows(name, actor):
+        return engine.state_arrow(w.db, name, actor=actor, scoped=True).to_pylist()
+
+    events = rows("audit_log", w.ub)
+    assert events and {(e["entity"], e["subject"]) for e in events} == {("order", w.b.number)}
+    assert {e["subject"] for e in rows("audit_log", w.ann)} > {w.a.number, w.b.number, w.a.iccid}
+    moves = rows("stock_moves", w.ub)
+    assert moves and all(m["from_location"] in mine or m["to_location"] in mine for m in moves)
+    assert len(rows("stock_moves", w.ann)) > len(moves)
+    assert [r["code"] for r in rows("stock_locations", w.ub)] == sorted(mine)

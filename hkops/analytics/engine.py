@@ -21,8 +21,9 @@ The data:
 - :func:`state_table`: a table of the hkops database (orders, sims, numbers, ...) read
   through hkops (SQLAlchemy) into Arrow and registered in the engine, so no database
   extension has to be downloaded. Only :func:`readable_columns` are read (never secrets or
-  personal data); with ``scoped=True`` an agent user gets only its subtree's orders and
-  commission entries (:data:`AGENT_SCOPED_TABLES`), else it is refused.
+  personal data); with ``scoped=True`` an agent user gets only its subtree's rows (orders,
+  commission entries, its orders' audit events, its locations' stock: :data:`AGENT_SCOPED_TABLES`),
+  else it is refused.
 
 Every analysis of hkops (usage statistics, sales, planning, forecasts' series) reads through
 these functions, on one connection its caller may pass as ``con``.
@@ -410,8 +411,28 @@ _PERSONAL_COLUMNS = {"customer_name", "contact", "contact_name", "contact_phone"
                      "id_masked", "password", "holder", "last_holder"}
 #: Tables whose ``name`` column names a person.
 _NAMED_PEOPLE = {"subscribers", "users"}
-#: Tables an agent user sees only its own subtree's rows of (their ``agent_id``).
-AGENT_SCOPED_TABLES = ("orders", "commission_entries")
+#: Tables an agent user sees only its own subtree's rows of: those with an ``agent_id``, the
+#: audit trail's events of its orders, the stock moves and locations of its agents' locations.
+AGENT_SCOPED_TABLES = ("orders", "commission_entries", "audit_log", "stock_moves", "stock_locations")
+
+
+def _subtree_rows(table, agent_ids: list[int]):
+    """The condition keeping the rows of ``table`` (one of :data:`AGENT_SCOPED_TABLES`) that
+    belong to the agents ``agent_ids``."""
+    from sqlalchemy import or_, select
+
+    from hkops.agents.tables import agents
+    from hkops.orders.tables import orders
+
+    if "agent_id" in table.c:
+        return table.c.agent_id.in_(agent_ids)
+    if table.name == "audit_log":
+        return (table.c.entity == "order") & table.c.subject.in_(
+            select(orders.c.number).where(orders.c.agent_id.in_(agent_ids)))
+    locations = select(agents.c.location).where(agents.c.id.in_(agent_ids))
+    if table.name == "stock_moves":
+        return or_(table.c.from_location.in_(locations), table.c.to_location.in_(locations))
+    return table.c.code.in_(locations)
 
 
 def _hidden(table_name: str, column: str) -> bool:
@@ -471,8 +492,7 @@ def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
     """The hkops table ``name`` as an Arrow table, only its :func:`readable_columns`.
 
     Needs ``analytics.read``. An agent user is refused, unless ``scoped``: then it gets only its
-    subtree's rows of :data:`AGENT_SCOPED_TABLES` (the other tables whole, as the sales reports
-    read them).
+    subtree's rows of :data:`AGENT_SCOPED_TABLES` (the other tables whole: agents, plans).
     """
     import pyarrow as pa
     from sqlalchemy import select
@@ -493,7 +513,7 @@ def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
     schema = pa.schema([(c.name, _arrow_type(c)) for c in columns])
     statement = select(*columns)
     if agent_ids is not None and name in AGENT_SCOPED_TABLES:
-        statement = statement.where(table.c.agent_id.in_(agent_ids))
+        statement = statement.where(_subtree_rows(table, agent_ids))
     with db.read() as conn:
         rows = conn.execute(statement).all()
     data = list(zip(*rows)) if rows else [[] for _ in columns]
