@@ -52,3 +52,18 @@ def test_every_usage_command_uses_the_store_hkops_usage_store_names(tmp_path, mo
     fed = hkops("usage", "stream", "--synthetic", "--cards", "50", "--duration", "0.5", "--rate", "200", "--json",
                 database=tmp_path / "hkops.db")
     assert fed.returncode == 0 and list((shared / "stream").iterdir()), fed.stderr
+
+
+def test_a_bad_usage_file_is_named_in_one_warning_line_and_the_rest_is_reported(tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "usage"
+    made = hkops("usage", "generate", "--days", "2", "--cards", "200", "--start", "2026-11-01", "--out", str(out),
+                 database=tmp_path / "hkops.db")
+    assert made.returncode == 0, made.stderr
+    bad = next((out / "records" / "day=2026-11-02").glob("*.parquet"))
+    pq.write_table(pq.read_table(bad).drop(["charge_fen"]), bad)
+    report = hkops("usage", "stats", "--by", "day", "--out", str(out), database=tmp_path / "hkops.db")
+    assert report.returncode == 0, report.stderr
+    assert report.stderr.splitlines() == [f"hkops: warning: usage file refused: charge_fen '{bad}': missing column charge_fen"]
+    assert "2026-11-01" in report.stdout and "2026-11-02" not in report.stdout

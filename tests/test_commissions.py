@@ -512,9 +512,9 @@ def test_withdrawal_refusals(distribution, hlr, clock, tmp_path):
     _settle(db, "2026-12", date(2027, 1, 1), "DEC")  # A3: 4160
     ask = lambda amount, day: commissions.request_withdrawal(  # noqa: E731
         db, "A3", amount, as_of=day, actor="finance", now=_at(day), rules=RULES)
-    with pytest.raises(InvalidValue, match="minimum"):
+    with pytest.raises(InvalidValue, match=r"below the minimum of ¥13\.00$"):  # in yuan, as asked
         ask("12.99", date(2027, 1, 2))
-    with pytest.raises(InvalidValue, match="available"):
+    with pytest.raises(InvalidValue, match=r"above the available balance of ¥41\.60$"):
         ask("41.61", date(2027, 1, 2))
     with pytest.raises(InvalidValue, match="float"):
         ask(20.0, date(2027, 1, 2))
@@ -525,7 +525,7 @@ def test_withdrawal_refusals(distribution, hlr, clock, tmp_path):
     commissions.move_withdrawal(db, first["id"], "pay", actor="finance", now=NOW, reference="P")
     with pytest.raises(IllegalTransition):
         commissions.move_withdrawal(db, first["id"], "reject", actor="finance", now=NOW)
-    with pytest.raises(InvalidValue, match="monthly cap"):  # 2000 already this month, cap 3000
+    with pytest.raises(InvalidValue, match=r"monthly cap of ¥30\.00 \(¥20\.00 requested this month already\)"):
         commissions.request_withdrawal(db, "A3", "13", as_of=date(2027, 1, 9), actor="finance", now=NOW,
                                        rules={**RULES, "monthly_cap_fen": 3_000})
     second = ask("13", date(2027, 1, 9))

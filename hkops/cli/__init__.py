@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -308,8 +309,21 @@ def _audit_refusal(error: HkopsError) -> None:
         deny(get_store(), error)
 
 
+_show_warning = warnings.showwarning
+
+
+def _warn_user(message, category, filename, lineno, file=None, line=None) -> None:
+    """hkops's own warnings (a usage file left out, ...) as one line for the user, without the
+    line of code that raised them; other libraries' warnings as Python shows them."""
+    if category.__module__.split(".")[0] == "hkops":
+        print(f"hkops: warning: {message}", file=file or sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into exit status 2."""
+    warnings.showwarning = _warn_user
     refused = _refused_option(sys.argv[1:] if argv is None else argv)
     if refused:
         print(f"hkops: error: {refused}", file=sys.stderr)

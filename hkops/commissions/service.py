@@ -25,7 +25,7 @@ from hkops.commissions import schemes as scheme_files
 from hkops.commissions.tables import (agent_ledger, commission_accrual, commission_entries, commission_schemes,
                                       settlement_batches, withdrawals)
 from hkops.errors import IllegalTransition, InvalidFile, InvalidValue, NotFound
-from hkops.money import fen_to_yuan, yuan_to_fen
+from hkops.money import fen_to_yuan, format_yuan, yuan_to_fen
 from hkops.orders.tables import orders
 from hkops.agents.service import scope_query, subtree_ids
 from hkops.security.access import agent_scope, out_of_scope, require
@@ -860,10 +860,10 @@ def request_withdrawal(db: Store, agent: str, amount_yuan, *, as_of: date, actor
         r = {**withdrawal_rules(conn), **(rules or {})}
         row = _agent(conn, agent, lock=True)  # one request per agent at a time sees the balance
         if amount < r["minimum_fen"]:
-            raise InvalidValue("amount", amount_yuan, f"below the minimum of {r['minimum_fen']} fen")
+            raise InvalidValue("amount", amount_yuan, f"below the minimum of {format_yuan(r['minimum_fen'])}")
         available = balance(conn, agent)["available_fen"]
         if amount > available:
-            raise InvalidValue("amount", amount_yuan, f"above the available balance of {available} fen")
+            raise InvalidValue("amount", amount_yuan, f"above the available balance of {format_yuan(available)}")
         last = conn.execute(select(func.max(withdrawals.c.requested_on)).where(
             withdrawals.c.agent_id == row.id, withdrawals.c.state != "rejected")).scalar()
         if last is not None and as_of < last + timedelta(days=r["every_days"]):
@@ -874,7 +874,8 @@ def request_withdrawal(db: Store, agent: str, amount_yuan, *, as_of: date, actor
             withdrawals.c.requested_on >= _month_start(as_of), withdrawals.c.requested_on < _month_start(as_of, 1))
         ).scalar()
         if month + amount > r["monthly_cap_fen"]:
-            raise InvalidValue("amount", amount_yuan, f"over the monthly cap of {r['monthly_cap_fen']} fen")
+            raise InvalidValue("amount", amount_yuan, f"over the monthly cap of {format_yuan(r['monthly_cap_fen'])} "
+                                                      f"({format_yuan(month)} requested this month already)")
         fee = int((amount * r["fee_percent"] / 100).to_integral_value(ROUND_HALF_UP)) if r["fee_percent"] else 0
         if r["fee_percent"]:
             fee = min(max(fee, r["fee_min_fen"]), r["fee_max_fen"] or fee)
