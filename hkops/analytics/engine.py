@@ -416,9 +416,9 @@ _NAMED_PEOPLE = {"subscribers", "users"}
 AGENT_SCOPED_TABLES = ("orders", "commission_entries", "audit_log", "stock_moves", "stock_locations")
 
 
-def _subtree_rows(table, agent_ids: list[int]):
+def _subtree_rows(table, agent_ids):
     """The condition keeping the rows of ``table`` (one of :data:`AGENT_SCOPED_TABLES`) that
-    belong to the agents ``agent_ids``."""
+    belong to the agents ``agent_ids`` (a SELECT of ids: ``agents.service.scope_query``)."""
     from sqlalchemy import or_, select
 
     from hkops.agents.tables import agents
@@ -497,6 +497,7 @@ def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
     import pyarrow as pa
     from sqlalchemy import select
 
+    from hkops.agents.service import scope_query
     from hkops.security.access import require, require_whole
 
     what = f"read the whole {name} table for analysis"
@@ -504,7 +505,7 @@ def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
         require(actor, "analytics.read", what, db)
     else:
         require_whole(actor, "analytics.read", what, db, why="it sees its own subtree through the sales reports")
-    agent_ids = agent_scope(db, actor) if scoped else None
+    agent_ids = scope_query(actor) if scoped else None  # a subquery: read in the same transaction
     tables = state_tables()
     if name not in tables:
         raise InvalidValue("table", name, f"must be one of {', '.join(sorted(tables))}")
