@@ -21,7 +21,6 @@ from hkops.numbers.search import MAX_LIMIT, Hit, SearchQuery, search
 from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
-    console_actor,
     ANY,
     NUMBER_BADGES,
     STATE_COLOURS,
@@ -31,6 +30,7 @@ from hkops.ui._common import (
     ConfirmRow,
     GuardedConsole,
     StatusLine,
+    console_actor,
     stylesheet,
 )
 from hkops.ui.charts import FitCharts, figure, snapshot

@@ -19,7 +19,6 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import local, utc_now
 from hkops.ui._common import (
     ANY,
-    is_nobody,
     ConfirmRow,
     GuardedConsole,
     StatusLine,
@@ -28,6 +27,7 @@ from hkops.ui._common import (
     console_actor,
     field,
     html_table,
+    is_nobody,
     panel,
     row,
     set_options,

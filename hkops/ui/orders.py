@@ -31,7 +31,6 @@ from hkops.store.engine import Store, get_store
 from hkops.subscribers.service import NUMBERS_PER_CARRIER
 from hkops.timeutil import SHANGHAI, local, utc_now
 from hkops.ui._common import (
-    console_actor,
     Busy,
     ConfirmRow,
     GuardedConsole,
@@ -42,6 +41,7 @@ from hkops.ui._common import (
     button,
     check_lines,
     choice,
+    console_actor,
     field,
     html_table,
     panel,

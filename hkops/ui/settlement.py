@@ -29,7 +29,6 @@ from hkops.store.engine import Store, get_store
 from hkops.timeutil import SHANGHAI, local, utc_now
 from hkops.ui import charts
 from hkops.ui._common import (
-    console_actor,
     ANY,
     Busy,
     ConfirmRow,
@@ -39,6 +38,7 @@ from hkops.ui._common import (
     StatusLine,
     button,
     choice,
+    console_actor,
     field,
     html_table,
     panel,
