@@ -475,19 +475,6 @@ def _arrow_type(column):
     return pa.string()
 
 
-def agent_scope(db: "Store", actor) -> list[int] | None:
-    """Check ``analytics.read``; for an agent user the ids of its subtree's agents, else None."""
-    from hkops.agents.service import scope_query
-    from hkops.security.access import require
-
-    require(actor, "analytics.read", "analyse sales")
-    query = scope_query(actor)
-    if query is None:
-        return None
-    with db.read() as conn:
-        return [int(i) for i in conn.execute(query).scalars()]
-
-
 def state_arrow(db: "Store", name: str, *, actor=None, scoped: bool = False):
     """The hkops table ``name`` as an Arrow table, only its :func:`readable_columns`.
 

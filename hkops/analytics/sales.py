@@ -367,15 +367,12 @@ def turnover_report(db: Store, *, days: int = 30, end=None, actor=None, con=None
     agent user sees its subtree's locations only."""
     from datetime import timedelta, timezone
 
-    from hkops.analytics.engine import agent_scope, execute, state_tables_of
+    from hkops.analytics.engine import execute, state_tables_of
     from hkops.timeutil import utc_now
 
-    scope = agent_scope(db, actor)
     end = end or utc_now()
     end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end
-    tables = state_tables_of(_connection(con), db, ["stock_moves", "stock_locations", "agents"], actor=actor)
-    locations = tables["stock_locations"]
-    if scope is not None:
-        mine = tables["agents"].filter(tables["agents"].id.isin(scope)).location
-        locations = locations.filter(locations.code.isin(mine))
-    return execute(stock_turnover(tables["stock_moves"], locations, end - timedelta(days=days), end), days=True)
+    # scoped: an agent user reads only its agents' locations and their moves (engine.AGENT_SCOPED_TABLES)
+    tables = state_tables_of(_connection(con), db, ["stock_moves", "stock_locations"], actor=actor)
+    return execute(stock_turnover(tables["stock_moves"], tables["stock_locations"], end - timedelta(days=days), end),
+                   days=True)
