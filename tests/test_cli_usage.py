@@ -65,5 +65,5 @@ def test_a_bad_usage_file_is_named_in_one_warning_line_and_the_rest_is_reported(
     pq.write_table(pq.read_table(bad).drop(["charge_fen"]), bad)
     report = hkops("usage", "stats", "--by", "day", "--out", str(out), database=tmp_path / "hkops.db")
     assert report.returncode == 0, report.stderr
-    assert report.stderr.splitlines() == [f"hkops: warning: usage file refused: charge_fen '{bad}': missing column charge_fen"]
+    assert report.stderr.splitlines() == [f"hkops: warning: usage file {bad} left out: missing column charge_fen"]
     assert "2026-11-01" in report.stdout and "2026-11-02" not in report.stdout

@@ -170,6 +170,20 @@ def test_without_a_usage_store_the_usage_panel_says_so(two_agents, tmp_path):
     assert date.fromisoformat(console.end.value) == today()
 
 
+def test_a_usage_file_left_out_is_named_on_the_page_and_the_other_days_are_drawn(two_agents, usage_dir):
+    import pyarrow.parquet as pq
+
+    bad = sorted((usage_dir / "records").glob("day=*/*.parquet"))[-3]
+    pq.write_table(pq.read_table(bad).drop(["charge_fen"]), bad)
+    with pytest.warns(UserWarning, match="left out"):
+        console = trends_console(two_agents.db, actor=two_agents.root, usage_dir=usage_dir)
+    assert console.status.kind == "ok", console.status.text
+    note = console.usage_note.value
+    assert "hkops-left-out" in note and bad.parent.name in note and "missing column charge_fen" in note
+    drawn = {str(day)[:10] for day in console.tables["usage"]["day"]}
+    assert bad.parent.name.split("=")[1] not in drawn and len(drawn) >= 28
+
+
 @pytest.mark.parametrize("bad", ["unknown region", "empty range", "future range"])
 def test_a_bad_filter_is_a_readable_message_and_changes_nothing_shown(console, bad):
     shown, pool = console.funnel_table.value, console.plan_table.value

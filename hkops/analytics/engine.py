@@ -340,8 +340,8 @@ def usage_table(con, store_dir: str | Path | None = None, dataset: str = "record
         if scan.refused:
             if strict:
                 raise InvalidValues(f"usage store {scan.root}", scan.problems())
-            for problem in scan.problems():
-                warnings.warn(f"usage file refused: {problem}", UsageFileRefused, stacklevel=2)
+            for path, _, reason in scan.refused:
+                warnings.warn(f"usage file {path} left out: {reason}", UsageFileRefused, stacklevel=2)
         if not scan.files:
             layout = "part-0.parquet" if dataset == "cards" else "day=YYYY-MM-DD/*.parquet"
             readable = "readable " if scan.refused else ""

@@ -376,6 +376,7 @@ _STYLE = """
 .hkops-msg { padding: 6px 10px; border-radius: 4px; margin: 2px 0; }
 .hkops-msg-ok { background: #ecfdf5; color: #065f46; border-left: 4px solid #10b981; }
 .hkops-msg-error { background: #fef2f2; color: #991b1b; border-left: 4px solid #ef4444; }
+.hkops-msg-warning { background: #fffbeb; color: #92400e; border-left: 4px solid #f59e0b; }
 .hkops-msg-info { background: #eff6ff; color: #1e40af; border-left: 4px solid #3b82f6; }
 .hkops-question { background: #fffbeb; border: 1px solid #f59e0b; padding: 6px 10px; border-radius: 4px;
                   margin: 6px 0; }

@@ -330,17 +330,20 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         import pandas as pd
 
         from hkops.analytics import usage_stats
+        from hkops.analytics.engine import scan_store, store_location
         from hkops.errors import InvalidValue
-        from hkops.analytics.engine import store_location
 
+        location = store_location(self.usage_dir)
+        left_out = "".join(  # files the engine leaves out (it warns on stderr, which the page does not show)
+            f"<div class='hkops-msg hkops-msg-warning hkops-left-out'>⚠ 用量文件未计入 Usage file left out: "
+            f"{html.escape(path)}: {html.escape(reason)}</div>" for path, _, reason in scan_store(location).refused)
         try:
-            frame = usage_stats.usage_per_day(store_location(self.usage_dir), region=filters.region,
-                                              start=filters.start, end=filters.end)
+            frame = usage_stats.usage_per_day(location, region=filters.region, start=filters.start, end=filters.end)
         except InvalidValue as missing:  # no usage store yet: say so in the panel, not as an error
             note = f"<div class='hkops-muted'>{html.escape(str(missing))}</div>"
-            return pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]), note
+            return pd.DataFrame(columns=["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]), left_out + note
         note = "" if len(frame) else "<div class='hkops-muted'>没有用量 No usage records for these filters.</div>"
-        return frame[["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]], note
+        return frame[["day", "data_bytes", "voice_mo_s", "sms_mo", "cards"]], left_out + note
 
     @staticmethod
     def _described(filters) -> str:
