@@ -83,15 +83,17 @@ def build(store: Store, rng: random.Random, hlr: ProvisioningClient, *, now: dat
     # after the month before the last one was paid.
     periods = [_month(first_day, n) for n in range(4) if _month(first_day, n + 1) <= today]
     swept = None
+    sweep_at = at(_month(periods[-1], 1) - timedelta(days=2), 15) if periods else now
     for period in periods:
         end, last = _month(period, 1), period == periods[-1]
         if last and swept:
-            _sweep(store, hlr, swept, at(end - timedelta(days=2), 15))
+            _sweep(store, hlr, swept, sweep_at)
         commissions.accrue(store, as_of=end, until=end - timedelta(days=1), actor=ACTOR, now=at(end, 2))
         batches = commissions.create_batches(store, f"{period:%Y-%m}", as_of=end, actor=ACTOR, now=at(end, 3))
         _settle(store, batches, at, end, last=last, keep_paid=swept)
         emptied = _withdrawals(store, rng, at, end + timedelta(days=7), last=last,
-                               empty_one=len(periods) > 1 and period == periods[-2])
+                               empty_one=(sweep_at, _month(periods[-1], 1)) if len(periods) > 1 and period == periods[-2]
+                               else None)
         swept = swept or emptied
     # Last night's run: the days up to yesterday accrued, entries whose window passed eligible.
     commissions.accrue(store, as_of=today, until=today - timedelta(days=1), actor=ACTOR, now=now)
@@ -138,6 +140,33 @@ def _live_cards(store: Store, agent_id: int | None = None) -> list[tuple[str, da
         return list(dict(conn.execute(query).all()).items())
 
 
+def _swept_cards(store: Store, agent: agents.Agent, at: datetime) -> dict[str, datetime]:
+    """The cards an anti-fraud sweep at ``at`` suspends: every card ``agent`` sold that was
+    activated in the 60 days before and is still active, each with the sweep's time."""
+    return {iccid: at for iccid, activated in _live_cards(store, agent.id) if at - timedelta(days=60) <= activated < at}
+
+
+def _sweep_shortfall(store: Store, agent: agents.Agent, sweep_at: datetime, month_end: date) -> int:
+    """About how far (fen) ``agent``'s batch of the month ending ``month_end`` would go below zero
+    if a sweep at ``sweep_at`` suspended its cards: the settled commission of those cards, which the
+    clawback takes back, less the held entries of its other orders that come due by then (the swept
+    cards' own unsettled credits net out with their reversals). 0 or less: none."""
+    from hkops.commissions.tables import commission_entries
+
+    e = commission_entries.c
+    swept = list(_swept_cards(store, agent, sweep_at))
+    if not swept:
+        return 0
+    with store.read() as conn:
+        def total(*where) -> int:
+            return int(conn.execute(select(func.coalesce(func.sum(e.amount_fen), 0))
+                                    .join(orders, orders.c.id == e.order_id).where(e.agent_id == agent.id, *where))
+                       .scalar())
+
+        clawed = total(e.kind == "credit", e.state.in_(("settled", "paid")), orders.c.iccid.in_(swept))
+        return clawed - total(e.state == "held", e.eligible_on < month_end, orders.c.iccid.not_in(swept))
+
+
 def _suspend(store: Store, hlr: ProvisioningClient, when: dict[str, datetime], why: str, reason: str) -> None:
     """Suspend the cards ``when`` names through the card service, then move each suspension's
     audit records back to its time."""
@@ -164,11 +193,9 @@ def _suspend_for_arrears(store: Store, rng: random.Random, hlr: ProvisioningClie
 
 
 def _sweep(store: Store, hlr: ProvisioningClient, agent: agents.Agent, at: datetime) -> None:
-    """An anti-fraud sweep (局停) at ``at`` suspends every card ``agent`` sold that was activated a
-    week to 60 days before and is still active."""
-    _suspend(store, hlr, {iccid: at for iccid, activated in _live_cards(store, agent.id)
-                          if at - timedelta(days=60) <= activated < at - timedelta(days=7)},
-             "fraud", f"局停 anti-fraud: cards sold by {agent.code} never used after activation")
+    """An anti-fraud sweep (局停) at ``at``: :func:`_swept_cards` suspended."""
+    _suspend(store, hlr, _swept_cards(store, agent, at), "fraud",
+             f"局停 anti-fraud: every card {agent.code} sold in the last 60 days, after some were never used")
 
 
 def _settle(store: Store, batches: list[int], at, end: date, *, last: bool, keep_paid: agents.Agent | None) -> None:
@@ -185,12 +212,12 @@ def _settle(store: Store, batches: list[int], at, end: date, *, last: bool, keep
 
 
 def _withdrawals(store: Store, rng: random.Random, at, day: date, *, last: bool,
-                 empty_one: bool) -> agents.Agent | None:
+                 empty_one: tuple[datetime, date] | None) -> agents.Agent | None:
     """Agents with the minimum available ask on ``day`` to withdraw some of it (whole yuan). Before
     the last month, the requests are paid, but the first is rejected (the account name does not
     match); after the last month, they are left in turn paid, approved, requested and rejected.
-    With ``empty_one``, the shop with the most available among those whose sold cards are still
-    active withdraws all of it; returns that agent."""
+    With ``empty_one`` (the time of the coming sweep and the end of its month), the shop whose
+    next batch the sweep would take furthest below zero withdraws all it has; returns that agent."""
     with store.read() as conn:
         rules = commissions.withdrawal_rules(conn)
     candidates = []
@@ -200,9 +227,11 @@ def _withdrawals(store: Store, rng: random.Random, at, day: date, *, last: bool,
             candidates.append((agent, available))
     emptied = None
     if empty_one:
-        selling = [(a, v) for a, v in candidates if _live_cards(store, a.id)]
-        selling = [(a, v) for a, v in selling if a.level == 3] or selling
-        emptied = max(selling, key=lambda pair: pair[1])[0] if selling else None
+        sweep_at, month_end = empty_one
+        short = {a.id: _sweep_shortfall(store, a, sweep_at, month_end) for a, _ in candidates}
+        exposed = [(a, v) for a, v in candidates if _swept_cards(store, a, sweep_at)]
+        exposed = [(a, v) for a, v in exposed if a.level == 3] or exposed
+        emptied = max(exposed, key=lambda pair: (short[pair[0].id], pair[1]))[0] if exposed else None
     for n, (agent, available) in enumerate(candidates):
         share = 100 if agent == emptied else rng.choice([50, 80, 100])
         amount = min(max(available * share // 100, rules["minimum_fen"]), rules["monthly_cap_fen"]) // 100

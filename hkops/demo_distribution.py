@@ -62,9 +62,10 @@ REGIONS = [("NORTH", "华北总代", "Beijing"), ("SOUTH", "华南总代", "Guan
 SHIP_TO = ["北京", "上海", "广东", "江苏", "浙江", "四川", "湖北", "山东", "河南", "福建", "新疆", "西藏"]
 COURIERS = ["SF", "JD", "EMS", "ZTO", "YTO"]
 
-#: Target shares of orders by the state they end in, and how many days ago such orders
-#: were placed (older orders got further; approved orders are not paid yet, so they are
-#: less than a day old, as unpaid orders do not last longer).
+#: The states orders end in: a weight, and how many days ago such orders can have been placed
+#: (older orders got further; approved orders are not paid yet, so they are less than a day
+#: old, as unpaid orders do not last longer). Orders arrive evenly (:func:`_order_plan`), so a
+#: state's share is its weight among the states of each age: few orders are still waiting.
 ENDS = [
     ("draft", 0.02, (0, 3)), ("rejected", 0.02, (0, 60)), ("approved", 0.05, (0, 0.9)),
     ("allocated", 0.07, (0, 5)), ("shipped", 0.07, (1, 8)), ("delivered", 0.06, (2, 15)),
@@ -190,11 +191,7 @@ def take_orders(store: Store, rng: random.Random, count: int, hlr: ProvisioningC
     plans = [p[0] for p in PLANS]
     ended: dict[str, int] = {}
     placed: list[tuple[str, float]] = []
-    ends = rng.choices([e[0] for e in ENDS], [e[1] for e in ENDS], k=count)
-    # Oldest first, so that a card taken back from a cancelled order is sold again later.
-    plan_of_orders = sorted(((rng.uniform(*next(e[2] for e in ENDS if e[0] == end)), end) for end in ends),
-                            reverse=True)
-    for n, (days_ago, end) in enumerate(plan_of_orders):
+    for n, (days_ago, end) in enumerate(_order_plan(rng, count)):
         if progress:
             progress(1)
         plan = rng.choice(plans)
@@ -223,6 +220,22 @@ def take_orders(store: Store, rng: random.Random, count: int, hlr: ProvisioningC
         placed.append((order.number, days_ago))
     _backdate(store, rng, placed)
     return ended
+
+
+def _order_plan(rng: random.Random, count: int) -> list[tuple[float, str]]:
+    """(days ago, end state) of ``count`` orders placed evenly over the last :data:`DAYS` days,
+    oldest first (so that a card taken back from a cancelled order is sold again later). Each
+    order's state is drawn among the :data:`ENDS` its age allows, by weight per day of their range;
+    a few orders of each state come first wherever its range allows, so that a trainer finds
+    every state even in a small world."""
+    few = max(3, count // 300)
+    plan = [(rng.uniform(newest, oldest), end) for end, _, (newest, oldest) in ENDS for _ in range(few)]
+    for _ in range(count - len(plan)):
+        days_ago = rng.uniform(0, DAYS)
+        allowed = [(end, weight / (oldest - newest)) for end, weight, (newest, oldest) in ENDS
+                   if newest <= days_ago <= oldest]
+        plan.append((days_ago, rng.choices([end for end, _ in allowed], [w for _, w in allowed])[0]))
+    return sorted(plan, reverse=True)
 
 
 def _walk(store: Store, rng: random.Random, order, end: str, hlr: ProvisioningClient) -> None:

@@ -73,6 +73,11 @@ def test_the_demo_has_orders_in_every_lasting_state_spread_over_90_days(world):
                            "first_topup", "completed", "cancelled", "returned"}
     assert sum(states.values()) == sum(world.summary.orders_by_state.values())
     assert last - first > timedelta(days=60) and last <= utc_now()
+    with world.read() as conn:
+        placed = conn.execute(select(orders.c.created_at)).scalars().all()
+    weeks = Counter((last - at).days // 7 for at in placed)  # 0: the last seven days
+    full = [weeks[week] for week in range(12)]
+    assert max(full) <= 2 * sum(full) / len(full), full  # placed evenly, not piled up in the last days
 
 
 def test_demo_stock_agrees_with_its_ledger_and_the_hlr_with_inventory(world):
