@@ -1,5 +1,7 @@
-"""Reading the text files people hand to hkops (CSV, or one value a line): UTF-8 with or
-without a byte-order mark, line numbers kept for the error messages.
+"""Reading the text files people hand to hkops (CSV, or one value a line), line numbers kept
+for the error messages, in the encodings they come in: UTF-8 with or without a byte-order
+mark; UTF-16 with one (Excel's "Unicode Text"); else GB18030, which covers GBK and GB2312
+(Windows set to Chinese writes them, so do many card vendors' tools).
 
 Files are read in chunks and refused, before anything is imported, when they pass one of
 these limits (so that ``/dev/zero`` or a runaway export stops at once):
@@ -55,16 +57,32 @@ def _read_bounded(path: str | Path) -> bytes:
 
 
 def read_text(path: str | Path) -> str:
-    """The file's text; InvalidValue naming the file when it cannot be read, is not UTF-8 or
-    passes the limits above (and the line, for an over-long one)."""
+    """The file's text; InvalidValue naming the file when it cannot be read, is not text in one
+    of the encodings above or passes the limits above (and the line, for an over-long one)."""
     try:
         data = _read_bounded(path)
     except OSError as exc:
         raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """``data`` as text (see the module's encodings); InvalidValue naming ``source`` otherwise."""
+    import codecs
+
+    not_text = InvalidValue("file", source, "is not text: expected UTF-8, UTF-16 with a byte-order mark, "
+                                            "or GB18030/GBK")
     try:
-        return data.decode("utf-8-sig")
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        if b"\x00" in data:  # binary (an image, a spreadsheet, a zip), whatever it happens to decode as
+            raise not_text
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return data.decode("gb18030")
     except UnicodeDecodeError:
-        raise InvalidValue("file", str(path), "is not UTF-8 text") from None
+        raise not_text from None
 
 
 def csv_rows(path: str | Path) -> list[tuple[int, list[str]]]:

@@ -176,13 +176,21 @@ def test_a_file_with_one_bad_line_among_ten_thousand_good_ones_imports_nothing(e
     (b"", "holds no numbers"),
     (b"\r\n \r\n", "holds no numbers"),
     (b"msisdn,name\r\n", "holds no numbers"),
-    (b"\xff\xfe1\x003\x00", "is not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not text: expected UTF-8, UTF-16 with a byte-order mark, or GB18030/GBK"),
 ])
 def test_an_empty_or_unreadable_file_is_refused_naming_it(empty_blocks, tmp_path, content, reason):
     path = tmp_path / "odd.txt"
     path.write_bytes(content)
     error = refused(empty_blocks, InvalidValue, service.import_numbers, path, actor="ana")
     assert str(error) == f"file {str(path)!r}: {reason}"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "gbk"])
+def test_a_number_file_from_windows_in_utf16_or_gbk_is_read(empty_blocks, tmp_path, encoding):
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes("手机号码,备注 note\r\n13800130000,北京 吉祥号\r\n13800130001,\r\n".encode(encoding))
+    assert service.import_numbers(empty_blocks, path, actor="ana") == 2
+    assert service.get_number(empty_blocks, "13800130001").msisdn == "13800130001"
 
 
 def test_a_missing_file_is_refused_naming_it(empty_blocks, tmp_path):

@@ -129,6 +129,24 @@ def test_windows_files_with_bom_crlf_and_trailing_blank_lines_read_like_unix_fil
     assert windows.iccid == [c["iccid"] for c in cards]
 
 
+def test_a_gbk_out_file_with_chinese_header_fields_reads_its_header_and_records(tmp_path):
+    cards = make_cards(3)
+    header = ["* 东信和平 SIM 卡数据文件", "客户名称: 中国移动 北京", "Quantity: {n}", "卡类型: USIM 128K 普通白卡"]
+    path = tmp_path / "gbk.out"
+    path.write_bytes(card_out(cards, header=header).replace("\n", "\r\n").encode("gbk"))
+    parsed = read_card_file(path, carrier="China Mobile")
+    assert parsed.header == {"客户名称": "中国移动 北京", "Quantity": "3", "卡类型": "USIM 128K 普通白卡"}
+    assert parsed.iccid == [c["iccid"] for c in cards] and parsed.lines == [6, 7, 8]
+
+
+def test_excels_unicode_text_utf16_tab_separated_reads_like_the_csv(tmp_path):
+    cards = make_cards(3)
+    path = tmp_path / "excel.txt"
+    path.write_bytes(b"\xff\xfe" + card_csv(cards, sep="\t").replace("\n", "\r\n").encode("utf-16-le"))
+    parsed = read_card_file(path, carrier="China Mobile")
+    assert parsed.iccid == [c["iccid"] for c in cards] and parsed.secrets["ki"] == [c["ki"] for c in cards]
+
+
 def test_extra_vendor_columns_are_kept_and_those_named_like_keys_are_set_apart_for_encryption(tmp_path):
     cards = make_cards(2)
     for n, card in enumerate(cards):
@@ -236,7 +254,8 @@ def test_every_bad_line_is_listed_not_just_the_first(tmp_path):
     (b"\xef\xbb\xbf\r\n  \r\n", "is empty"),
     (b"msisdn\n13800138000\n", "is not a card-data file"),
     (b"Dear customer,\nplease find the cards attached.\n", "is not a card-data file"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not text"),
+    (b"\xff\xfe" + "iccid\timsi\tki\r\n".encode("utf-16-le")[:-1], "is not text"),  # UTF-16 cut mid-character
     (b"iccid,imsi,ki\r\n\r\n", "holds no card records"),
 ])
 def test_a_file_that_is_not_a_card_file_is_refused_with_a_clear_reason(tmp_path, content, reason):

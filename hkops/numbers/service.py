@@ -161,15 +161,25 @@ def reverse_digits(msisdns: np.ndarray) -> np.ndarray:
     return result
 
 
+#: Header names of the number column, besides any name holding "msisdn" (``号码 MSISDN``).
+NUMBER_COLUMN_NAMES = ("number", "号码", "手机号", "手机号码", "电话号码")
+
+
+def _is_number_column(name: str) -> bool:
+    name = name.strip().lower()
+    return "msisdn" in name or name in NUMBER_COLUMN_NAMES
+
+
 def read_number_file(path: str | Path) -> list[tuple[int, str]]:
-    """(line number, raw value) of each number in a CSV (``msisdn`` column) or TXT file."""
+    """(line number, raw value) of each number in a CSV (a column named ``msisdn``, ``号码``...:
+    :data:`NUMBER_COLUMN_NAMES`) or TXT file (one number a line)."""
     lines = read_text(path).splitlines()
     start = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
     rows = csv.reader(lines[start:])
-    header = [name.strip().lower() for name in next(rows, [])]
-    if "msisdn" not in header:
+    header = next(rows, [])
+    column = next((index for index, name in enumerate(header) if _is_number_column(name)), None)
+    if column is None:
         return [(index, line.strip()) for index, line in enumerate(lines, start=1) if line.strip()]
-    column = header.index("msisdn")
     return [(start + rows.line_num, row[column].strip() if column < len(row) else "")
             for row in rows if any(value.strip() for value in row)]
 
