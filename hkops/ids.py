@@ -192,8 +192,12 @@ def block_info(prefix: str) -> BlockInfo:
 
 
 def parse_iccid(value: str, field: str = "iccid") -> str:
-    """Return a 19- or 20-digit ICCID starting 89 whose Luhn check digit is right."""
-    text = _digits(value, field, value)
+    """Return a 19- or 20-digit ICCID starting 89 whose Luhn check digit is right (a 19-digit
+    one padded with ``F`` to 20, as read from the card's EF.ICCID, is taken without the ``F``)."""
+    padded = isinstance(value, str) and value.strip()[-1:] in ("F", "f")
+    text = _digits(value.strip()[:-1] if padded else value, field, value)
+    if padded and len(text) != 19:
+        raise InvalidValue(field, value, f"only a 19-digit ICCID is padded with F, this one has {len(text)} digits")
     if len(text) not in (19, 20):
         raise InvalidValue(field, value, f"must be 19 or 20 digits, got {len(text)}")
     if not text.startswith("89"):

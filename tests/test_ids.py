@@ -171,6 +171,10 @@ def test_a_well_formed_iccid_parses(iccid):
     assert parse_iccid(iccid) == iccid.replace(" ", "")
 
 
+def test_a_19_digit_iccid_padded_with_f_as_on_the_card_parses_without_it():
+    assert parse_iccid(CU_ICCID + "F") == parse_iccid(CU_ICCID.lower() + "f") == CU_ICCID
+
+
 @pytest.mark.parametrize(
     "bad, reason",
     [
@@ -178,7 +182,9 @@ def test_a_well_formed_iccid_parses(iccid):
         ("8986001020123456789", "check digit should be 1"),
         ("898600102012345678", "must be 19 or 20 digits, got 18"),
         ("898600102012345678921", "must be 19 or 20 digits, got 21"),
-        ("8986001020123456789F", "must contain digits only"),
+        ("8986001020123456789F", "check digit should be 1"),
+        ("89860010201234567892F", "only a 19-digit ICCID is padded with F, this one has 20 digits"),
+        ("8986001020123456F789", "must contain digits only"),
         ("19860010201234567897", "must start with 89 (telecom)"),
     ],
 )

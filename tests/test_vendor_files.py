@@ -139,6 +139,15 @@ def test_a_gbk_out_file_with_chinese_header_fields_reads_its_header_and_records(
     assert parsed.iccid == [c["iccid"] for c in cards] and parsed.lines == [6, 7, 8]
 
 
+def test_19_digit_iccids_padded_with_f_as_read_from_the_cards_are_stored_without_it(tmp_path):
+    cards = make_cards(3)
+    for n, card in enumerate(cards):
+        card["iccid"] = make_iccid(f"898600{n:012d}")
+    padded = [{**card, "iccid": card["iccid"] + "F"} for card in cards]
+    parsed = read_card_file(write(tmp_path, "padded.out", card_out(padded)), carrier="China Mobile")
+    assert parsed.iccid == [c["iccid"] for c in cards] and all(len(i) == 19 for i in parsed.iccid)
+
+
 def test_excels_unicode_text_utf16_tab_separated_reads_like_the_csv(tmp_path):
     cards = make_cards(3)
     path = tmp_path / "excel.txt"
