@@ -40,6 +40,9 @@ from hkops.timeutil import utc_now
 
 ACTOR = "demo"
 DAYS = 90
+#: How many days ago the oldest order was placed: under :data:`DAYS`, so that every order falls
+#: inside a window of the last DAYS local days counted with today (the trends console's default).
+OLDEST = DAYS - 1
 
 #: (code, name, carrier, ICCID issuer digits, IMSI MNC)
 PRODUCTS = [
@@ -69,8 +72,8 @@ COURIERS = ["SF", "JD", "EMS", "ZTO", "YTO"]
 ENDS = [
     ("draft", 0.02, (0, 3)), ("rejected", 0.02, (0, 60)), ("approved", 0.05, (0, 0.9)),
     ("allocated", 0.07, (0, 5)), ("shipped", 0.07, (1, 8)), ("delivered", 0.06, (2, 15)),
-    ("activated", 0.12, (3, 40)), ("first_topup", 0.12, (5, 60)), ("completed", 0.37, (10, DAYS)),
-    ("cancelled", 0.07, (0, DAYS)), ("returned", 0.03, (15, DAYS)),
+    ("activated", 0.12, (3, 40)), ("first_topup", 0.12, (5, 60)), ("completed", 0.37, (10, OLDEST)),
+    ("cancelled", 0.07, (0, OLDEST)), ("returned", 0.03, (15, OLDEST)),
 ]
 #: Days from placing an order to each later step (shipping, delivery...), at most.
 STEP_DAYS = {"pay": 0.2, "allocate": 0.2, "ship": 1.0, "deliver": 3.0, "activate_requested": 3.5, "activate": 3.5,
@@ -231,7 +234,7 @@ def _order_plan(rng: random.Random, count: int) -> list[tuple[float, str]]:
     few = max(3, count // 300)
     plan = [(rng.uniform(newest, oldest), end) for end, _, (newest, oldest) in ENDS for _ in range(few)]
     for _ in range(count - len(plan)):
-        days_ago = rng.uniform(0, DAYS)
+        days_ago = rng.uniform(0, OLDEST)
         allowed = [(end, weight / (oldest - newest)) for end, weight, (newest, oldest) in ENDS
                    if newest <= days_ago <= oldest]
         plan.append((days_ago, rng.choices([end for end, _ in allowed], [w for _, w in allowed])[0]))
