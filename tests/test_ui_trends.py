@@ -270,18 +270,54 @@ def behind_login(two_agents, monkeypatch):
     return two_agents
 
 
-def served_to(console: TrendsConsole, world, name: str, monkeypatch) -> list:
-    """Show ``console`` as ``hkops.ui.show`` does for user ``name``'s page; wait for its loading. What was displayed."""
+def served_to(console: TrendsConsole, world, name: str, monkeypatch, *, connect: bool = True) -> list:
+    """Show ``console`` as ``hkops.ui.show`` does for user ``name``'s page; with ``connect``, the page connects
+    (on a Voilà page) and its loading is waited for. What was displayed."""
     from hkops.security import users
     from hkops.ui import login, serving
+    from hkops.ui._common import PageConnected
 
     monkeypatch.setenv(login.SESSION_ENV, users.start_session(world.db, users.principal_of(world.db, name),
                                                               kind="console"))
     displayed = []
     monkeypatch.setattr("IPython.display.display", lambda *widgets: displayed.extend(widgets))
     serving.show(console)
-    console._loader.join(60)
+    if connect:
+        for widget in displayed:
+            if isinstance(widget, PageConnected):
+                widget.connected = True  # what its view does in the page, once the page has loaded every model
+        console._loader.join(60)
     return displayed
+
+
+def test_on_a_voila_page_the_frame_shows_at_once_and_reads_once_the_page_has_connected(behind_login, usage_dir,
+                                                                                        monkeypatch):
+    from hkops.analytics import sales
+    from hkops.ui._common import PageConnected
+
+    console = trends_console(behind_login.db, usage_dir=usage_dir, load=False)
+    reads, real_steps = [], sales.steps_for
+    monkeypatch.setattr(sales, "steps_for", lambda *a, **k: reads.append("read") or real_steps(*a, **k))
+    monkeypatch.setenv("VOILA_PREHEAT", "False")  # a Voilà kernel started for this page
+    displayed = served_to(console, behind_login, "ann", monkeypatch, connect=False)
+    (page,) = [w for w in displayed if isinstance(w, PageConnected)]
+    assert console in displayed and reads == [] and not console.loaded
+    page.connected = True
+    console._loader.join(60)
+    assert reads == ["read"] and console.loaded and console.status.kind == "ok", console.status.text
+    page.connected = False
+    page.connected = True  # a second view of the page: no second reading
+    assert reads == ["read"]
+
+
+def test_page_connected_runs_its_work_once_even_when_no_page_says_so():
+    from hkops.ui._common import PageConnected
+
+    calls = []
+    page = PageConnected(lambda: calls.append("load"), fallback_s=0.05)
+    page._fallback.join(5)
+    page.connected = True
+    assert calls == ["load"]
 
 
 def test_a_console_built_before_the_login_reads_nothing_then_loads_as_the_visitor(behind_login, usage_dir,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import html
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
 from hkops.errors import HkopsError
 from hkops.security import access
@@ -323,6 +326,42 @@ class ConfirmRow(widgets.VBox):
     def close(self) -> None:
         self.layout.display = "none"
         self.text.value = ""
+
+
+class PageConnected(anywidget.AnyWidget):
+    """Invisible: tells the kernel that the page showing it has connected, and runs ``on_connect``
+    then, once (or after ``fallback_s`` seconds if no page says so).
+
+    A kernel's widget changes reach a page only once its widget manager has loaded every model;
+    changes sent while it is still loading are lost. This widget's view is drawn after that, so
+    a console that loads in the background starts when it comes, its progress bar on the page."""
+
+    _esm = """
+export default {
+  render({ model }) {
+    if (!model.get("connected")) {
+      model.set("connected", true);
+      model.save_changes();
+    }
+  },
+};
+"""
+    connected = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, on_connect: Callable[[], object], fallback_s: float = 30):
+        super().__init__(layout=widgets.Layout(display="none"))
+        self._on_connect, self._lock = on_connect, threading.Lock()
+        self._fallback = threading.Timer(fallback_s, self._start)
+        self._fallback.daemon = True
+        self.observe(lambda change: self._start() if change["new"] else None, "connected")
+        self._fallback.start()
+
+    def _start(self) -> None:
+        with self._lock:
+            on_connect, self._on_connect = self._on_connect, None
+        self._fallback.cancel()
+        if on_connect is not None:
+            on_connect()
 
 
 class Busy(widgets.HBox):

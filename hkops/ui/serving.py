@@ -76,6 +76,11 @@ def preheating() -> bool:
     return os.environ.get("VOILA_PREHEAT", "False") == "True"
 
 
+def served() -> bool:
+    """Whether this kernel serves a Voilà page (Voilà sets ``VOILA_PREHEAT`` in every kernel it starts)."""
+    return "VOILA_PREHEAT" in os.environ
+
+
 def show(console) -> None:
     """Display ``console`` for the logged-in user, with a line saying who that is.
 
@@ -87,13 +92,14 @@ def show(console) -> None:
     else is refreshed too. If that refresh is refused (the visitor lacks a permission), the
     page shows the refusal and not the console: what it holds was read for someone else
     (the kernel's own user, when it was preheated). A console that has read nothing yet (``load_in_background()``,
-    ``loaded`` false: the trends console) reads as the visitor before it is shown; a preheated kernel first has it
-    ``warm_up()`` (imports, no data) while it waits. Without a valid login the page says
+    ``loaded`` false: the trends console) is shown at once on a Voilà page and reads as the visitor once the page
+    has connected (:class:`hkops.ui._common.PageConnected`), its progress bar on the page; elsewhere it reads
+    before it is shown. A preheated kernel first has it ``warm_up()`` (imports, no data) while it waits. Without a valid login the page says
     so and shows no console; any other failure is one readable line, never a traceback.
     """
     from IPython.display import display
 
-    from hkops.ui._common import StatusLine, current_actor, login_required_message, user_line
+    from hkops.ui._common import PageConnected, StatusLine, current_actor, login_required_message, user_line
 
     warm = preheating()
     if warm:
@@ -119,10 +125,13 @@ def show(console) -> None:
         console.actor = actor
     load_later = getattr(console, "load_in_background", None)
     if callable(load_later) and not getattr(console, "loaded", True):
-        # Read before showing: widget changes a kernel sends while the page is still connecting can
-        # be lost (the page then waits for ever for a panel; seen in CI), so the page gets them whole.
-        load_later().join()
-        display(user_line(actor), console)
+        if served():
+            # The frame now, the figures once the page has connected: widget changes sent while it is
+            # still connecting would be lost (the page then waits for ever for a panel; seen in CI).
+            display(user_line(actor), console, PageConnected(load_later))
+        else:  # a notebook in JupyterLab, or run by nbval: read, then show
+            load_later().join()
+            display(user_line(actor), console)
         return
     refresh = getattr(console, "refresh", None)
     if stale and callable(refresh):
