@@ -68,6 +68,9 @@ def test_an_analyst_reads_the_trends_forecasts_orders_and_exports_in_the_browser
     page.wait_for_selector(".hkops-pool-chart .main-svg", state="visible")
     page.wait_for_selector(".hkops-funnel-chart .main-svg", state="visible")
     assert page.locator(".hkops-plan tr[data-region]").count() == 12  # one per province of the demo
+    ticks = page.locator(".hkops-funnel-chart .ytick text")
+    heights = {ticks.nth(i).text_content(): ticks.nth(i).bounding_box()["y"] for i in range(ticks.count())}
+    assert heights["下单 placed"] < heights["支付 paid"] < heights["首充 first top-up"], heights  # placed on top
 
     type_into(page, "hkops-trends-end", "2099-01-01")
     page.locator("button.hkops-trends-show").click()

@@ -141,7 +141,9 @@ class TrendsConsole(GuardedConsole, widgets.VBox):
         self.show_button = button("查询 Show", "hkops-trends-show", "primary", "search")
 
         self.funnel_table = widgets.HTML().add_class("hkops-trends-funnel")
-        self.funnel_chart = _chart("hkops-funnel-chart", _layout("销售漏斗 Sales funnel", 320))
+        # the first step on top: plotly only reverses a funnel's axis for a funnel it is first drawn with
+        self.funnel_chart = _chart("hkops-funnel-chart", _layout("销售漏斗 Sales funnel", 320,
+                                                                 yaxis={"autorange": "reversed"}))
         self.breakdown = choice("分组 Break down by", BREAKDOWNS, "hkops-funnel-by", "240px")
         self.breakdown_table = widgets.HTML().add_class("hkops-funnel-breakdown")
         self.trend_chart = _chart("hkops-trend-chart", _layout("每日 Orders per day by step"))
