@@ -124,6 +124,7 @@ def build(
             carriers.configure(conn, list(carriers.MAIN_THREE), actor=ACTOR)
             numbers_service.add_blocks(conn, prefixes, actor=ACTOR, progress=progress)
             _spread_states(conn, random.Random(seed))
+            pool_audited = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
         from hkops import demo_distribution
 
         orders_by_state: dict[str, int] = {}
@@ -138,6 +139,7 @@ def build(
             orders_by_state = demo_distribution.take_orders(store, random.Random(seed), orders, hlr,
                                                             progress=order_progress)
         _backdate_activations(store)
+        _backdate_pool(store, pool_audited)
         from hkops import demo_commissions
 
         money = demo_commissions.build(store, random.Random(seed), hlr, now=utc_now())
@@ -175,6 +177,43 @@ def _backdate_activations(store: Store) -> None:
             .where(sims.c.activated_at.is_not(None), audit_log.c.entity == "order", audit_log.c.action == "activate")
             .group_by(orders_table.c.iccid)).all())
         cards_service.backdate_activations(conn, when)
+
+
+def _backdate_pool(store: Store, pool_audited: int) -> None:
+    """Give the pool the past of the sales moved back: its blocks, and the states its numbers had
+    before hkops took orders (the audit records up to ``pool_audited``), dated before the first
+    stock came; every later move of a number dated as the order or card record written with it
+    (of the orders and cards holding that number, the record nearest it in the trail)."""
+    from bisect import bisect_left
+    from collections import defaultdict
+
+    from hkops import audit
+    from hkops.cards.tables import sims
+    from hkops.demo_distribution import DAYS
+    from hkops.orders.tables import orders as orders_table
+
+    before = utc_now() - timedelta(days=DAYS + 10)  # the stock arrived DAYS + 5 days ago
+    with store.write() as conn:
+        times = {i: before for i in conn.execute(select(audit_log.c.id).where(audit_log.c.id <= pool_audited))
+                 .scalars()}
+        carried: dict[str, list[tuple[int, object]]] = defaultdict(list)  # number -> (record id, time), by id
+        for table, entity, key in ((orders_table, "order", orders_table.c.number), (sims, "sim", sims.c.iccid)):
+            for msisdn, record, at in conn.execute(
+                    select(table.c.msisdn, audit_log.c.id, audit_log.c.at)
+                    .join(audit_log, (audit_log.c.entity == entity) & (audit_log.c.subject == key))
+                    .where(table.c.msisdn.is_not(None))):
+                carried[str(msisdn)].append((record, at))
+        for records in carried.values():
+            records.sort()
+        for record, subject in conn.execute(select(audit_log.c.id, audit_log.c.subject).where(
+                audit_log.c.entity == "number", audit_log.c.id > pool_audited)):
+            records = carried.get(subject)
+            if records:
+                i = bisect_left(records, (record,))
+                near = min(records[max(i - 1, 0):i + 1], key=lambda pair: abs(pair[0] - record))
+                times[record] = near[1]
+        audit.retime(conn, times)
+        numbers_service.backdate_blocks(conn, before)
 
 
 def _usage_history(store: Store, usage_dir: Path, days: int, seed: int) -> None:

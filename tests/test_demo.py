@@ -115,6 +115,18 @@ def test_the_demo_world_passes_hkops_check_and_sells_every_number_in_service_wit
     assert in_service == live > 200
 
 
+def test_the_pool_has_a_past_its_utilisation_rising_with_the_sales(world):
+    from hkops.analytics import planning
+    from hkops.analytics.filters import today
+
+    history = planning.history_report(world, today() - timedelta(days=85), today(), actor="tester")
+    per_day = history.groupby("day")[["in_use", "total"]].sum()
+    assert len(per_day) == 86 and per_day["total"].nunique() == 1  # every day, the blocks there all along
+    in_use = per_day["in_use"].tolist()
+    assert in_use[0] < in_use[45] < in_use[-1]  # numbers went into service as the orders were activated
+    assert max(b - a for a, b in zip(in_use, in_use[1:])) < (in_use[-1] - in_use[0]) / 4  # not all on one day
+
+
 def test_demo_cards_were_activated_when_they_were_sold_and_used_since(world):
     """Each card sold through an order was activated when its order was (90 days spread, not
     when the demo ran), and the demo's usage store holds each card's records only from then on."""

@@ -969,3 +969,9 @@ def _effective_state_sql(now: datetime):
         (and_(numbers.c.state == S.RESERVED.value, numbers.c.reserved_until <= now), S.AVAILABLE.value),
         else_=numbers.c.state,
     )
+
+
+def backdate_blocks(conn: Connection, when: datetime) -> None:
+    """Date every block as added at ``when``. Only the demo does this, to give its made-up pool
+    the past its backdated sales need (as ``hkops.audit.retime`` does for the audit records)."""
+    conn.execute(update(number_blocks).values(created_at=when))
