@@ -91,9 +91,9 @@ def build(store: Store, rng: random.Random, hlr: ProvisioningClient, *, now: dat
         commissions.accrue(store, as_of=end, until=end - timedelta(days=1), actor=ACTOR, now=at(end, 2))
         batches = commissions.create_batches(store, f"{period:%Y-%m}", as_of=end, actor=ACTOR, now=at(end, 3))
         _settle(store, batches, at, end, last=last, keep_paid=swept)
+        before_last = len(periods) > 1 and period == periods[-2]
         emptied = _withdrawals(store, rng, at, end + timedelta(days=7), last=last,
-                               empty_one=(sweep_at, _month(periods[-1], 1)) if len(periods) > 1 and period == periods[-2]
-                               else None)
+                               empty_one=(sweep_at, _month(periods[-1], 1)) if before_last else None)
         swept = swept or emptied
     # Last night's run: the days up to yesterday accrued, entries whose window passed eligible.
     commissions.accrue(store, as_of=today, until=today - timedelta(days=1), actor=ACTOR, now=now)
