@@ -146,17 +146,14 @@ def _swept_cards(store: Store, agent: agents.Agent, at: datetime) -> dict[str, d
     return {iccid: at for iccid, activated in _live_cards(store, agent.id) if at - timedelta(days=60) <= activated < at}
 
 
-def _sweep_shortfall(store: Store, agent: agents.Agent, sweep_at: datetime, month_end: date) -> int:
+def _sweep_shortfall(store: Store, agent: agents.Agent, swept: list[str], month_end: date) -> int:
     """About how far (fen) ``agent``'s batch of the month ending ``month_end`` would go below zero
-    if a sweep at ``sweep_at`` suspended its cards: the settled commission of those cards, which the
+    if a sweep suspended its cards ``swept``: the settled commission of those cards, which the
     clawback takes back, less the held entries of its other orders that come due by then (the swept
     cards' own unsettled credits net out with their reversals). 0 or less: none."""
     from hkops.commissions.tables import commission_entries
 
     e = commission_entries.c
-    swept = list(_swept_cards(store, agent, sweep_at))
-    if not swept:
-        return 0
     with store.read() as conn:
         def total(*where) -> int:
             return int(conn.execute(select(func.coalesce(func.sum(e.amount_fen), 0))
@@ -228,9 +225,10 @@ def _withdrawals(store: Store, rng: random.Random, at, day: date, *, last: bool,
     emptied = None
     if empty_one:
         sweep_at, month_end = empty_one
-        short = {a.id: _sweep_shortfall(store, a, sweep_at, month_end) for a, _ in candidates}
-        exposed = [(a, v) for a, v in candidates if _swept_cards(store, a, sweep_at)]
+        swept = {a.id: list(_swept_cards(store, a, sweep_at)) for a, _ in candidates}
+        exposed = [(a, v) for a, v in candidates if swept[a.id]]
         exposed = [(a, v) for a, v in exposed if a.level == 3] or exposed
+        short = {a.id: _sweep_shortfall(store, a, swept[a.id], month_end) for a, _ in exposed}
         emptied = max(exposed, key=lambda pair: (short[pair[0].id], pair[1]))[0] if exposed else None
     for n, (agent, available) in enumerate(candidates):
         share = 100 if agent == emptied else rng.choice([50, 80, 100])

@@ -63,10 +63,10 @@ def read_text(path: str | Path) -> str:
         data = _read_bounded(path)
     except OSError as exc:
         raise InvalidValue("file", str(path), f"cannot be read ({exc.strerror})") from None
-    return decode_text(data, str(path))
+    return _decode(data, str(path))
 
 
-def decode_text(data: bytes, source: str) -> str:
+def _decode(data: bytes, source: str) -> str:
     """``data`` as text (see the module's encodings); InvalidValue naming ``source`` otherwise."""
     import codecs
 
